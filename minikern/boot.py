@@ -1,0 +1,187 @@
+"""bin/boot and bin/halt: bring a system up from its configuration, and take it down.
+
+Runs in the operator's shell process, never in the system.  Boot prepares the
+private run directory (0700), writes the boot image the kernel reads
+(label, module, privilege, fixed slot, manager for each boot process), starts
+the kernel in its own session (so a terminal's Ctrl-C reaches only bin/boot,
+which then shuts the system down in order), and follows the console.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from minikern import cli, params, sysconf
+from minikern.const import DS, HW, RS
+
+FIXED_SLOTS = {"rs": RS, "ds": DS, "hw": HW}
+DEFAULT_CONFIG = cli.REPO_ROOT / "etc" / "system.conf"
+
+
+def boot_image(conf: sysconf.SystemConf) -> list[dict[str, Any]]:
+    image = []
+    for label in conf.boot:
+        svc = conf.services[label]
+        program = svc.get("program")
+        if program is None:
+            raise sysconf.ConfError(f"boot service {label} has no program")
+        slot = FIXED_SLOTS.get(label)
+        if svc.get("slot") is not None:
+            slot = int(svc.get("slot") or 0)
+        image.append({"label": label, "module": program, "args": svc.keys.get("args", []),
+                      "priv": svc.priv(), "slot": slot,
+                      "manager": "rs" if "rs" in conf.boot and label not in ("rs", "hw")
+                      else None})
+    return image
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+class System:
+    """A booted system: the kernel process and its run directory."""
+
+    def __init__(self, run_dir: str | Path, config: str | Path = DEFAULT_CONFIG,
+                 tie_to_parent: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        if cli.kernel_pid(self.run_dir) is not None:
+            raise RuntimeError(f"a system is already running in {self.run_dir}")
+        conf = sysconf.load(config)
+        self.labels = list(conf.boot)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        shutil.copyfile(config, self.run_dir / "system.conf")
+        (self.run_dir / "boot.image").write_bytes(msgpack.packb(boot_image(conf)))
+        self.console = self.run_dir / params.CONSOLE_LOG
+        self.console_offset = self.console.stat().st_size if self.console.exists() else 0
+        out = open(self.console, "ab")
+        self.kernel = subprocess.Popen(
+            [sys.executable, "-m", "minikern.kernel", str(self.run_dir)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cli.REPO_ROOT,
+            start_new_session=True, preexec_fn=_die_with_parent if tie_to_parent else None,
+            env={**os.environ, "PYTHONPATH": str(cli.REPO_ROOT)})
+        out.close()
+
+    def wait_ready(self, timeout: float = params.INIT_TIMEOUT) -> bool:
+        """True once every boot process has finished initializing (entered RECEIVE)."""
+        deadline = time.monotonic() + timeout
+        conn = None
+        try:
+            while time.monotonic() < deadline and self.kernel.poll() is None:
+                try:
+                    if conn is None:
+                        conn = cli.operator_connection(self.run_dir, "boot")
+                    from minikern.const import KCall
+                    procs = conn.kcall(KCall.GETINFO)["procs"]
+                    ready = {p["label"] for p in procs if p["ready"]}
+                    if all(label in ready for label in self.labels):
+                        return True
+                except Exception:  # noqa: BLE001 (kernel still starting: keep trying)
+                    pass
+                time.sleep(0.02)
+            return False
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def follow(self) -> None:
+        """Copy new console output to stdout."""
+        try:
+            with open(self.console, "rb") as f:
+                f.seek(self.console_offset)
+                data = f.read()
+        except OSError:
+            return
+        if data:
+            self.console_offset += len(data)
+            sys.stdout.write(data.decode(errors="replace"))
+            sys.stdout.flush()
+
+    def halt(self, timeout: float = 10.0) -> bool:
+        if self.kernel.poll() is None:
+            self.kernel.send_signal(signal.SIGTERM)
+        try:
+            self.kernel.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            self.kernel.kill()
+            self.kernel.wait()
+            return False
+
+
+def halt(run_dir: str | Path, timeout: float = 10.0) -> bool:
+    """Stop the system in ``run_dir`` (not our child); True once its kernel is gone."""
+    pid = cli.kernel_pid(run_dir)
+    if pid is None:
+        return True
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cli.kernel_pid(run_dir) is None or not _alive(pid):
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="boot", description=__doc__.splitlines()[0])
+    cli.add_run_dir(ap)
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="system.conf to boot")
+    ap.add_argument("--detach", action="store_true",
+                    help="return once every boot process reports its init done")
+    args = ap.parse_args(argv)
+    try:
+        system = System(args.run_dir, args.config, tie_to_parent=not args.detach)
+    except (RuntimeError, sysconf.ConfError, OSError) as e:
+        print(f"boot: {e}", file=sys.stderr)
+        return 1
+    if args.detach:
+        ok = system.wait_ready()
+        system.follow()
+        if not ok:
+            print("boot: the system did not come up; halting it", file=sys.stderr)
+            system.halt()
+            return 1
+        print(f"boot: system up in {args.run_dir} (kernel pid {system.kernel.pid})")
+        return 0
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    while system.kernel.poll() is None:
+        if stop:
+            stop.clear()
+            system.kernel.send_signal(signal.SIGTERM)
+        system.follow()
+        time.sleep(0.1)
+    system.follow()
+    return 0
+
+
+def halt_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="halt", description="shut a running minikern system down")
+    cli.add_run_dir(ap)
+    args = ap.parse_args(argv)
+    if cli.kernel_pid(args.run_dir) is None:
+        print(f"halt: no system is running in {args.run_dir}", file=sys.stderr)
+        return 1
+    return 0 if halt(args.run_dir) else 1

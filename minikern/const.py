@@ -1,0 +1,163 @@
+"""Every protocol constant of minikern, in one place.
+
+IPC trap numbers, error codes and well-known endpoints carry MINIX 3's names
+and numbers (minix/include/minix/ipcconst.h, endpoint.h, sys/errno.h) so that
+a reader who knows MINIX recognises them.  The wire format that carries them
+is described in docs/PROTOCOL.md; minikern/codec.py is the only code that
+builds or parses frames.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+PROTO = 1  # protocol version, first field of every header
+
+
+class Call(IntEnum):
+    """IPC traps (a process's request to the kernel)."""
+
+    SEND = 1
+    RECEIVE = 2
+    SENDREC = 3
+    NOTIFY = 4
+    SENDNB = 5
+    REPLYRECV = 7  # minikern: SENDNB the reply, then RECEIVE, in one trap (L4's reply-and-wait)
+    HELLO = 64  # minikern: admission of a new connection
+
+
+class Err(IntEnum):
+    """Call results.  0 is OK; failures are negative, with MINIX's numbers."""
+
+    OK = 0
+    EPERM = -1
+    ESRCH = -3
+    EIO = -5
+    E2BIG = -7
+    EBADF = -9
+    EAGAIN = -35
+    ENOMEM = -12
+    EFAULT = -14
+    EBUSY = -16
+    EEXIST = -17
+    ENODEV = -19
+    EINVAL = -22
+    ENOSPC = -28
+    ENOSYS = -78
+    ETIMEDOUT = -60
+    ERESTART = -200
+    ENOTREADY = -201
+    EDEADSRCDST = -202
+    EDONTREPLY = -203
+    EBADREQUEST = -204  # minikern: a request the server does not understand
+    ELOCKED = -208
+    EBADCALL = -209
+    ECALLDENIED = -210
+    ETRAPDENIED = -211
+
+
+class Kind(IntEnum):
+    """How a delivered message came: the receiver's status word."""
+
+    REPLY = 0  # the answer to the caller's own trap, no message
+    MESSAGE = 1  # a message from SEND / SENDREC / SENDNB / REPLYRECV
+    NOTIFY = 2  # a notification (no payload; timestamp or IRQ bitmap in aux)
+    KERNEL = 3  # a message from the kernel itself (source SYSTEM)
+
+
+class KCall(IntEnum):
+    """Kernel calls: requests sent with SENDREC to the SYSTEM endpoint."""
+
+    PRIVCTL = 1  # create a process slot with a privilege structure and start it
+    KILL = 2  # send a host signal to a process of the system
+    GETINFO = 3  # the process table and the kernel's counters
+    SETALARM = 4  # a NOTIFY from CLOCK after a delay
+    IRQCTL = 5  # subscribe to / enable / disable an IRQ line held in the caps
+    DEVIO = 6  # one port access
+    VDEVIO = 7  # a vector of port accesses
+    SDEVIO = 8  # string I/O: many accesses of one port (rep insw / outsw)
+    IOMAP = 9  # open a direct channel to the board for the held port windows
+    SETGRANT = 10  # grant another endpoint access to part of my memory
+    REVOKE = 11  # withdraw a grant
+    SAFECOPYFROM = 12  # copy from a granter's memory into mine
+    SAFECOPYTO = 13  # copy from my memory into a granter's
+    HWREPLY = 15  # (board) the answer to a forwarded port access
+    HWIRQ = 16  # (board) an interrupt line fired
+    SHUTDOWN = 17  # stop the whole system
+
+
+class KMsg(IntEnum):
+    """Types of the messages the kernel itself sends (Kind.KERNEL, source SYSTEM)."""
+
+    EXIT = 1  # to a manager: one of its processes died
+    SHUTDOWN = 2  # to every process: exit now
+    HW_DEVIO = 3  # to the board: perform checked port accesses for a driver
+    HW_IRQCTL = 4  # to the board: enable / disable an interrupt line
+    HW_IOMAP = 5  # to the board: open a direct port channel for a driver
+    HW_GRANT = 6  # to the board: a driver granted / revoked DMA memory
+
+
+class IrqOp(IntEnum):
+    SETPOLICY = 1
+    RMPOLICY = 2
+    ENABLE = 3
+    DISABLE = 4
+
+
+class CharReq(IntEnum):
+    """Requests to a character driver (MINIX CDEV_*; the hello driver answers these)."""
+
+    OPEN = 0x400
+    CLOSE = 0x401
+    READ = 0x402
+    WRITE = 0x403
+
+
+# Grant access bits (MINIX safecopies.h).
+CPF_READ = 0x1
+CPF_WRITE = 0x2
+
+# Endpoints: endpoint = (generation << ENDPOINT_SHIFT) + slot, as in MINIX.
+ENDPOINT_SHIFT = 15
+GENERATION_SIZE = 1 << ENDPOINT_SHIFT
+MAX_NR_TASKS = 1023
+NR_TASKS = 3
+NR_PROCS = 256
+
+HARDWARE = -1  # source of interrupt notifications (MINIX: HARDWARE == KERNEL)
+SYSTEM = -2  # the kernel-call endpoint
+CLOCK = -3  # source of alarm notifications
+ANY = 0x7ACE
+NONE = 0x6ACE
+SELF = 0x8ACE
+
+# Fixed slots for the boot image servers every process must be able to find.
+RS = 0
+DS = 1
+HW = 2
+FIRST_DYNAMIC_SLOT = 8
+
+# Names of the send-mask groups in a privilege structure (system.conf "ipc").
+IPC_ALL = "ALL"
+IPC_ALL_SYS = "ALL_SYS"
+IPC_SYSTEM = "SYSTEM"
+IPC_USER = "USER"
+IPC_NONE = "NONE"
+
+
+def make_endpoint(generation: int, slot: int) -> int:
+    return (generation << ENDPOINT_SHIFT) + slot
+
+
+def endpoint_slot(endpoint: int) -> int:
+    return ((endpoint + MAX_NR_TASKS) & (GENERATION_SIZE - 1)) - MAX_NR_TASKS
+
+
+def endpoint_generation(endpoint: int) -> int:
+    return (endpoint + MAX_NR_TASKS) >> ENDPOINT_SHIFT
+
+
+def err_name(code: int) -> str:
+    try:
+        return Err(code).name
+    except ValueError:
+        return str(code)

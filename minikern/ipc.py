@@ -1,0 +1,161 @@
+"""The IPC library every process uses to talk to the kernel: one blocking call per trap.
+
+A ``Connection`` is one endpoint: a ZeroMQ DEALER socket to the kernel's
+ROUTER, admitted once with a credential.  Each trap sends one request and
+waits for the one reply that completes it (docs/PROTOCOL.md).  Components
+started by the kernel connect with ``Connection.from_boot()``; operator tools
+and tests with ``Connection.operator(run_dir, label, priv)``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from minikern import codec, params
+from minikern.codec import Message
+from minikern.const import ANY, SYSTEM, Call, Err, KCall, Kind, err_name
+
+_encode_request = codec.encode_request
+_encode_body = codec.encode_body
+
+
+class IpcError(Exception):
+    """A trap or kernel call failed; ``code`` is the Err value."""
+
+    def __init__(self, code: int, what: str = "") -> None:
+        super().__init__(f"{what}: {err_name(code)}" if what else err_name(code))
+        self.code = code
+
+
+class KernelGone(IpcError):
+    """The kernel died or stopped answering: the system is gone."""
+
+    def __init__(self) -> None:
+        super().__init__(Err.EDEADSRCDST, "kernel gone")
+
+
+# Set by minikern.template before a component's main() runs.
+boot_record: dict[str, Any] = {}
+boot_memfd: int = -1
+
+
+class Connection:
+    def __init__(self, address: str, credential: bytes, label: str | None = None,
+                 priv: dict[str, Any] | None = None, kernel_pid: int | None = None) -> None:
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(address)
+        self.kernel_pid = kernel_pid
+        self.sock.send(codec.encode_hello(credential, os.getpid(), label, priv))
+        status, endpoint, _, _, _ = self._wait_reply(timeout=params.CALL_TIMEOUT)[0]
+        if status != Err.OK:
+            raise IpcError(status, "admission")
+        self.endpoint = endpoint
+        self.label = label
+
+    @classmethod
+    def from_boot(cls) -> Connection:
+        r = boot_record
+        return cls(r["address"], r["credential"], r["label"])
+
+    @classmethod
+    def operator(cls, run_dir: str | Path, label: str, priv: dict[str, Any]) -> Connection:
+        """Connect as an operator tool (or test), proving it with the run directory's key."""
+        run = Path(run_dir)
+        try:
+            key = (run / params.OPERATOR_KEY).read_bytes()
+            kernel_pid = int((run / params.KERNEL_PIDFILE).read_text())
+        except (OSError, ValueError):
+            raise KernelGone() from None
+        return cls("ipc://" + str(run / params.KERNEL_SOCKET), key, label, priv, kernel_pid)
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+    # -- the traps -------------------------------------------------------------------
+
+    def _wait_reply(self, timeout: float | None = None) -> tuple[tuple[int, int, int, int, int],
+                                                                 bytes | None]:
+        """Wait for the reply frame; while waiting, check now and then that the kernel lives."""
+        waited = 0.0
+        while not self.sock.poll(1000):
+            waited += 1.0
+            if timeout is not None and waited >= timeout or not self._kernel_alive():
+                raise KernelGone()
+        frames = self.sock.recv_multipart()
+        hdr = codec.decode_reply(frames[0])
+        if hdr is None or len(frames) > 2:
+            raise IpcError(Err.EIO, "malformed reply from the kernel")
+        return hdr, frames[1] if len(frames) == 2 else None
+
+    def _kernel_alive(self) -> bool:
+        if self.kernel_pid is None:
+            return os.getppid() != 1  # a component is the kernel's child
+        try:
+            os.kill(self.kernel_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+    def _trap(self, frames: list[bytes], what: str) -> Message:
+        self.sock.send_multipart(frames)
+        (status, source, kind, aux, send_status), body = self._wait_reply()
+        if status != Err.OK:
+            raise IpcError(status, what)
+        m = Message(source=source, kind=kind, aux=aux, send_status=send_status)
+        if body is not None:
+            decoded = codec.decode_body(body)
+            if decoded is None:
+                raise IpcError(Err.EBADREQUEST, "undecodable message body")
+            m.type, m.fields = decoded
+        return m
+
+    def _status(self, frames: list[bytes]) -> int:
+        self.sock.send_multipart(frames)
+        return self._wait_reply()[0][0]
+
+    def send(self, dst: int, m: Message) -> int:
+        """Rendezvous: returns once ``dst`` has taken the message (or with an error code)."""
+        return self._status([_encode_request(Call.SEND, dst), _encode_body(m.type, m.fields)])
+
+    def sendnb(self, dst: int, m: Message) -> int:
+        return self._status([_encode_request(Call.SENDNB, dst), _encode_body(m.type, m.fields)])
+
+    def notify(self, dst: int) -> int:
+        return self._status([_encode_request(Call.NOTIFY, dst)])
+
+    def receive(self, src: int = ANY) -> Message:
+        return self._trap([_encode_request(Call.RECEIVE, src)], "receive")
+
+    def sendrec(self, dst: int, m: Message) -> Message:
+        return self._trap([_encode_request(Call.SENDREC, dst), _encode_body(m.type, m.fields)],
+                          "sendrec")
+
+    def reply_recv(self, dst: int, m: Message, src: int = ANY) -> Message:
+        """Server fast path: SENDNB the reply to ``dst``, then RECEIVE, in one trap.
+
+        The reply's own status is in the returned message's ``send_status``.
+        """
+        return self._trap([_encode_request(Call.REPLYRECV, dst, src),
+                           _encode_body(m.type, m.fields)], "reply_recv")
+
+    def kcall(self, call: KCall, **args: Any) -> dict[str, Any]:
+        """A kernel call; raises IpcError with the call's status if it fails."""
+        m = self.sendrec(SYSTEM, Message(call, args))
+        if m.type != Err.OK:
+            raise IpcError(m.type, call.name)
+        return m.fields
+
+    def kcall_status(self, call: KCall, **args: Any) -> tuple[int, dict[str, Any]]:
+        m = self.sendrec(SYSTEM, Message(call, args))
+        return m.type, m.fields
+
+
+def is_notify(m: Message) -> bool:
+    return m.kind == Kind.NOTIFY

@@ -1,0 +1,3 @@
+from minikern.kernel.main import main
+
+main()

@@ -1,0 +1,87 @@
+"""Privilege structures (MINIX's struct priv), checked by the kernel on every call.
+
+A Priv arrives on the wire as a plain map (docs/PROTOCOL.md, "Privileges"):
+it comes from system.conf through bin/boot (boot image) or through RS
+(PRIVCTL).  ``Priv.from_wire`` validates it completely; the kernel never acts
+on a structure it has not validated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from minikern.const import (IPC_ALL, IPC_ALL_SYS, IPC_NONE, IPC_SYSTEM, IPC_USER, Call,
+                            KCall)
+
+MAX_RANGES = 64  # io / mem windows per process (MINIX: s_io_tab[64])
+MAX_LABELS = 256
+
+
+def _ranges(value: object, limit: int) -> tuple[tuple[int, int], ...] | None:
+    if type(value) is not list or len(value) > MAX_RANGES:
+        return None
+    out = []
+    for r in value:
+        if (type(r) is not list or len(r) != 2 or type(r[0]) is not int
+                or type(r[1]) is not int or r[0] < 0 or r[1] <= 0 or r[0] + r[1] > limit):
+            return None
+        out.append((r[0], r[1]))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Priv:
+    sys_proc: bool  # a system process (server or driver) rather than a user process
+    traps: frozenset[int]  # allowed IPC traps (s_trap_mask)
+    ipc_all: bool  # send mask: everyone
+    ipc_sys: bool  # ... every system process (ALL_SYS)
+    ipc_user: bool  # ... every user process (USER)
+    ipc_kernel: bool  # ... the kernel's endpoints (SYSTEM)
+    ipc_labels: frozenset[str]  # ... these labels
+    kcalls: frozenset[int]  # allowed kernel calls (s_k_call_mask)
+    io: tuple[tuple[int, int], ...]  # port windows (base, length)
+    irq: frozenset[int]  # IRQ lines
+    mem: tuple[tuple[int, int], ...]  # physical memory windows (base, length)
+
+    @classmethod
+    def from_wire(cls, w: object) -> Priv | None:
+        if type(w) is not dict:
+            return None
+        try:
+            sys_proc, traps, ipc = w["sys_proc"], w["traps"], w["ipc"]
+            kcalls, io, irq, mem = w["kcalls"], w["io"], w["irq"], w["mem"]
+        except KeyError:
+            return None
+        if type(sys_proc) is not bool:
+            return None
+        if type(traps) is not list or not all(t in Call._value2member_map_ for t in traps):
+            return None
+        if type(ipc) is not list or len(ipc) > MAX_LABELS or not all(type(x) is str for x in ipc):
+            return None
+        if type(kcalls) is not list or not all(k in KCall._value2member_map_ for k in kcalls):
+            return None
+        if type(irq) is not list or not all(type(i) is int and 0 <= i < 16 for i in irq):
+            return None
+        io_r, mem_r = _ranges(io, 1 << 16), _ranges(mem, 1 << 32)
+        if io_r is None or mem_r is None:
+            return None
+        groups = {IPC_ALL, IPC_ALL_SYS, IPC_USER, IPC_SYSTEM, IPC_NONE}
+        return cls(sys_proc=sys_proc, traps=frozenset(traps),
+                   ipc_all=IPC_ALL in ipc, ipc_sys=IPC_ALL_SYS in ipc,
+                   ipc_user=IPC_USER in ipc, ipc_kernel=IPC_SYSTEM in ipc or IPC_ALL in ipc,
+                   ipc_labels=frozenset(x for x in ipc if x not in groups),
+                   kcalls=frozenset(kcalls), io=io_r, irq=frozenset(irq), mem=mem_r)
+
+    def may_send_to(self, label: str, target_sys: bool) -> bool:
+        if self.ipc_all or label in self.ipc_labels:
+            return True
+        return self.ipc_sys if target_sys else self.ipc_user
+
+    def holds_io(self, port: int, size: int) -> bool:
+        return any(b <= port and port + size <= b + n for b, n in self.io)
+
+    def summary(self) -> dict[str, Any]:
+        """For GETINFO: what this process may do, readably."""
+        return {"sys_proc": self.sys_proc, "traps": sorted(Call(t).name for t in self.traps),
+                "kcalls": sorted(KCall(k).name for k in self.kcalls),
+                "io": [list(r) for r in self.io], "irq": sorted(self.irq)}

@@ -1,0 +1,249 @@
+"""Kernel calls: requests sent with SENDREC to SYSTEM (MINIX kernel/system/do_*.c).
+
+Each call is a ``do_<name>`` function in one dispatch table.  A call is
+checked against the caller's kernel-call mask before its handler runs, and
+every handler validates its own arguments.  A handler returns (status,
+result) to answer at once, or None when the answer comes later (port I/O
+forwarded to the board, answered by the board's HWREPLY).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from minikern import codec
+from minikern.const import HARDWARE, HW, SYSTEM, Err, IrqOp, KCall, Kind, KMsg, err_name
+from minikern.kernel import grant, ipc
+from minikern.kernel.priv import Priv
+from minikern.kernel.proc import Proc, Wait
+
+if TYPE_CHECKING:
+    from minikern.kernel.main import Kernel
+
+Result = tuple[int, dict[str, Any]] | None
+Args = dict[str, Any]
+
+_ALLOWED_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGINT,
+                  signal.SIGSTOP, signal.SIGCONT, signal.SIGABRT, signal.SIGUSR1}
+
+
+def _int(a: Args, key: str, lo: int = -(1 << 31), hi: int = (1 << 32)) -> int | None:
+    v = a.get(key)
+    return v if type(v) is int and lo <= v < hi else None
+
+
+def do_privctl(k: Kernel, caller: Proc, a: Args) -> Result:
+    label, module, args = a.get("label"), a.get("module"), a.get("args", [])
+    priv = Priv.from_wire(a.get("priv"))
+    if (type(label) is not str or not 0 < len(label) <= 32 or type(module) is not str
+            or type(args) is not list or not all(type(x) is str for x in args) or priv is None):
+        return Err.EINVAL, {}
+    incarnation = _int(a, "incarnation", 0) or 0
+    slot = _int(a, "slot", 0)
+    p = k.start_process(label, module, args, priv, manager=caller.endpoint,
+                        incarnation=incarnation, slot=slot)
+    if p is None:
+        return Err.EAGAIN, {}
+    return Err.OK, {"endpoint": p.endpoint, "pid": p.pid}
+
+
+def do_kill(k: Kernel, caller: Proc, a: Args) -> Result:
+    target, signo = k.table.lookup(_int(a, "endpoint") or 0), _int(a, "signal", 1, 65)
+    if target is None or signo is None:
+        return Err.EINVAL if signo is None else Err.ESRCH, {}
+    if signo not in {int(s) for s in _ALLOWED_SIGNALS}:
+        return Err.EINVAL, {}
+    try:
+        os.kill(target.pid, signo)
+    except ProcessLookupError:
+        return Err.ESRCH, {}
+    return Err.OK, {}
+
+
+def do_getinfo(k: Kernel, caller: Proc, a: Args) -> Result:
+    now = time.monotonic()
+    procs = [{"slot": p.slot, "endpoint": p.endpoint, "label": p.label, "pid": p.pid,
+              "wait": p.wait.value, "peer": p.peer, "incarnation": p.incarnation,
+              "uptime": round(now - p.started, 3), "manager": p.manager, "ready": p.ready,
+              "priv": p.priv.summary()} for p in k.table.live()]
+    return Err.OK, {"procs": procs, "counters": dict(k.counters), "kernel_pid": os.getpid()}
+
+
+def do_setalarm(k: Kernel, caller: Proc, a: Args) -> Result:
+    ms = _int(a, "ms", 0, 1 << 31)
+    if ms is None:
+        return Err.EINVAL, {}
+    old = caller.alarm
+    left = max(0, int((old - time.monotonic()) * 1000)) if old is not None else 0
+    k.set_alarm(caller, time.monotonic() + ms / 1000 if ms else None)
+    return Err.OK, {"left_ms": left}
+
+
+def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
+    op, irq = _int(a, "op"), _int(a, "irq", 0, 16)
+    if irq is None or op not in IrqOp._value2member_map_:
+        return Err.EINVAL, {}
+    if irq not in caller.priv.irq:
+        return k.refuse(caller, KCall.IRQCTL, irq)
+    holders = k.irq_holders.setdefault(irq, set())
+    if op == IrqOp.SETPOLICY:
+        holders.add(caller.endpoint)
+    elif op == IrqOp.RMPOLICY:
+        holders.discard(caller.endpoint)
+    enable = op in (IrqOp.SETPOLICY, IrqOp.ENABLE)
+    board = k.table.lookup(HW)
+    if board is not None:
+        ipc.kernel_message(k, board, KMsg.HW_IRQCTL, {"irq": irq, "enable": enable})
+    return Err.OK, {}
+
+
+def _forward_io(k: Kernel, caller: Proc, kind: str, ops: list[Any], extra: Args) -> Result:
+    """Check every port against the caller's windows, then hand the batch to the board."""
+    for op in ops:
+        port, size = op[0], op[1]
+        if not caller.priv.holds_io(port, size):
+            return k.refuse(caller, KCall.DEVIO, port)
+    board = k.table.lookup(HW)
+    if board is None:
+        return Err.ENODEV, {}
+    ipc.kernel_message(k, board, KMsg.HW_DEVIO,
+                       {"req": caller.endpoint, "kind": kind, "ops": ops, **extra})
+    caller.wait, caller.peer = Wait.KCALL, board.endpoint
+    return None
+
+
+def _valid_op(op: object) -> bool:
+    return (type(op) is list and len(op) == 3 and type(op[0]) is int and 0 <= op[0] < 1 << 16
+            and op[1] in (1, 2, 4) and (op[2] is None or type(op[2]) is int))
+
+
+def do_devio(k: Kernel, caller: Proc, a: Args) -> Result:
+    op = [a.get("port"), a.get("size", 1), a.get("value")]
+    if not _valid_op(op):
+        return Err.EINVAL, {}
+    return _forward_io(k, caller, "devio", [op], {})
+
+
+def do_vdevio(k: Kernel, caller: Proc, a: Args) -> Result:
+    ops = a.get("ops")
+    if type(ops) is not list or not 0 < len(ops) <= 1024 or not all(_valid_op(o) for o in ops):
+        return Err.EINVAL, {}
+    return _forward_io(k, caller, "vdevio", ops, {})
+
+
+def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
+    op = [a.get("port"), a.get("size", 2), None]
+    count, data = _int(a, "count", 1, 65537), a.get("data")
+    if not _valid_op(op) or count is None or (data is not None and type(data) is not bytes):
+        return Err.EINVAL, {}
+    return _forward_io(k, caller, "sdevio", [op], {"count": count, "data": data})
+
+
+def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
+    if not caller.priv.io:
+        return k.refuse(caller, KCall.IOMAP, 0)
+    board = k.table.lookup(HW)
+    if board is None:
+        return Err.ENODEV, {}
+    ipc.kernel_message(k, board, KMsg.HW_IOMAP,
+                       {"req": caller.endpoint, "label": caller.label,
+                        "windows": [list(w) for w in caller.priv.io]})
+    caller.wait, caller.peer = Wait.KCALL, board.endpoint
+    return None
+
+
+def do_hwreply(k: Kernel, caller: Proc, a: Args) -> Result:
+    req = k.table.lookup(_int(a, "req") or 0)
+    status, result = _int(a, "status"), a.get("result", {})
+    if status is None or type(result) is not dict:
+        return Err.EINVAL, {}
+    if req is None or req.wait is not Wait.KCALL or req.peer != caller.endpoint:
+        return Err.ESRCH, {}
+    req.wait, req.peer = Wait.READY, 0
+    k.answer(req, Err.OK, SYSTEM, Kind.KERNEL, 0, codec.encode_body(status, result))
+    return Err.OK, {}
+
+
+def do_hwirq(k: Kernel, caller: Proc, a: Args) -> Result:
+    irq = _int(a, "irq", 0, 16)
+    if irq is None:
+        return Err.EINVAL, {}
+    for e in k.irq_holders.get(irq, ()):
+        holder = k.table.lookup(e)
+        if holder is not None:
+            ipc.notify(k, HARDWARE, holder, 1 << irq)
+    return Err.OK, {}
+
+
+def do_setgrant(k: Kernel, caller: Proc, a: Args) -> Result:
+    grantee, off = _int(a, "grantee"), _int(a, "offset", 0)
+    length, access = _int(a, "length", 1), _int(a, "access", 1, 4)
+    if grantee is None or off is None or length is None or access is None:
+        return Err.EINVAL, {}
+    status, gid = grant.setgrant(caller, k.max_grants, grantee, off, length, access)
+    return status, {"grant": gid}
+
+
+def do_revoke(k: Kernel, caller: Proc, a: Args) -> Result:
+    return grant.revoke(caller, _int(a, "grant") or 0), {}
+
+
+def _safecopy(k: Kernel, caller: Proc, a: Args, to_granter: bool) -> Result:
+    granter = k.table.lookup(_int(a, "granter") or 0)
+    gid, goff = _int(a, "grant"), _int(a, "goffset", 0)
+    off, length = _int(a, "offset", 0), _int(a, "length", 0)
+    if granter is None:
+        return Err.EDEADSRCDST, {}
+    if gid is None or goff is None or off is None or length is None:
+        return Err.EINVAL, {}
+    status = grant.safecopy(granter, gid, caller, goff, off, length, to_granter)
+    if status == Err.EPERM:
+        return k.refuse(caller, KCall.SAFECOPYTO if to_granter else KCall.SAFECOPYFROM,
+                        granter.endpoint, status)
+    return status, {}
+
+
+def do_safecopyfrom(k: Kernel, caller: Proc, a: Args) -> Result:
+    return _safecopy(k, caller, a, to_granter=False)
+
+
+def do_safecopyto(k: Kernel, caller: Proc, a: Args) -> Result:
+    return _safecopy(k, caller, a, to_granter=True)
+
+
+def do_shutdown(k: Kernel, caller: Proc, a: Args) -> Result:
+    k.log(f"shutdown requested by {caller.label} ({a.get('reason', 'no reason')})")
+    k.request_shutdown()
+    return Err.OK, {}
+
+
+CALLS: dict[KCall, Callable[[Kernel, Proc, Args], Result]] = {
+    KCall.PRIVCTL: do_privctl, KCall.KILL: do_kill, KCall.GETINFO: do_getinfo,
+    KCall.SETALARM: do_setalarm, KCall.IRQCTL: do_irqctl, KCall.DEVIO: do_devio,
+    KCall.VDEVIO: do_vdevio, KCall.SDEVIO: do_sdevio, KCall.IOMAP: do_iomap,
+    KCall.SETGRANT: do_setgrant, KCall.REVOKE: do_revoke,
+    KCall.SAFECOPYFROM: do_safecopyfrom, KCall.SAFECOPYTO: do_safecopyto,
+    KCall.HWREPLY: do_hwreply, KCall.HWIRQ: do_hwirq, KCall.SHUTDOWN: do_shutdown,
+}
+
+
+def kernel_call(k: Kernel, caller: Proc, body: bytes) -> None:
+    decoded = codec.decode_body(body)
+    if decoded is None:
+        k.count("malformed_kcall")
+        return k.answer(caller, Err.EBADREQUEST)
+    number, args = decoded
+    handler = CALLS.get(number)  # type: ignore[call-overload]
+    if handler is None:
+        return k.answer(caller, Err.EBADCALL)
+    if number not in caller.priv.kcalls:
+        k.deny(caller, KCall(number), SYSTEM, Err.ECALLDENIED)
+        return
+    result = handler(k, caller, args)
+    if result is not None:
+        status, fields = result
+        if status < 0:
+            k.count("kcall_" + err_name(status))
+        k.answer(caller, Err.OK, SYSTEM, Kind.KERNEL, 0, codec.encode_body(status, fields))

@@ -1,0 +1,27 @@
+"""Tunables: every timing and size constant of the system, one commented line each."""
+from __future__ import annotations
+
+import os
+
+DEFAULT_RUN_DIR = os.environ.get("MINIKERN_RUN_DIR", "/tmp/minikern-" + str(os.getuid()))
+KERNEL_SOCKET = "kernel.sock"  # the kernel's ROUTER socket, inside the run directory
+OPERATOR_KEY = "operator.key"  # credential file for operator tools (0600, in the 0700 run dir)
+KERNEL_PIDFILE = "kernel.pid"
+CONSOLE_LOG = "console.log"  # kernel and component output
+AUDIT_LOG = "audit.log"  # one JSON line per refused call
+CRASH_DIR = "crash"  # <pid>.json: why a component died (panic reason, traceback), read by RS
+EXIT_PANIC = 70  # exit status of panic() (EX_SOFTWARE)
+EXIT_EXCEPTION = 71  # exit status after an unhandled exception
+
+MAX_MESSAGE = 64 * 1024  # largest message body a process may send (bulk data goes through grants)
+MAX_HEADER = 256  # largest request header, in bytes
+SOCKET_HWM = 1000  # ZeroMQ high-water mark: frames queued per peer before the socket drops
+MAX_KERNEL_QUEUE = 1024  # kernel messages queued for one process before new ones are dropped
+MAX_GRANTS = 256  # grant table entries per process
+MEMORY_SIZE = 4 * 1024 * 1024  # default private memory segment per process (sparse memfd)
+MAX_AUDIT_LINES = 100_000  # audit log lines written before further denials are only counted
+
+TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
+SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before SIGKILL
+INIT_TIMEOUT = 10.0  # seconds a boot process may take to report init done (MINIX RS_INIT_T)
+CALL_TIMEOUT = 30.0  # seconds the library waits for the kernel before declaring it gone

@@ -1,0 +1,53 @@
+"""A clean template process: imports the libraries, then waits to be told what to run.
+
+Started by the kernel (minikern.kernel.spawn) ahead of need.  It has never run
+component code; when the kernel hands it a startup record it becomes that
+component, a fresh copy.  It dies with the kernel (PR_SET_PDEATHSIG), so no
+component outlives its system.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import signal
+import socket
+import sys
+
+import msgpack
+import zmq  # noqa: F401  (imported ahead of need: this is what the template saves)
+
+from minikern import ipc, sef  # noqa: F401
+
+PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
+
+
+def _prctl(option: int, arg: int | bytes) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(option, arg, 0, 0, 0)
+
+
+def main() -> None:
+    fd, kernel_pid = int(sys.argv[1]), int(sys.argv[2])
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != kernel_pid:  # the kernel died before the prctl took effect
+        os._exit(0)
+    sock = socket.socket(fileno=fd)
+    try:
+        data, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+    except OSError:
+        os._exit(0)
+    sock.close()
+    if not data:
+        os._exit(0)  # the kernel is discarding this template
+    record = msgpack.unpackb(data, raw=False)
+    ipc.boot_record.update(record)
+    ipc.boot_memfd = fds[0] if fds else -1
+    _prctl(PR_SET_NAME, ("mk-" + record["label"])[:15].encode())
+    sys.argv = [record["module"], *record["args"]]
+    sef.run_component(lambda: importlib.import_module(record["module"]).main())
+
+
+if __name__ == "__main__":
+    main()
