@@ -30,7 +30,8 @@ Choices:
   capacity exactly, so CHS covers the whole image; if none does, 16 x 63 and
   C x H x S falls a little short of the LBA capacity (words 60-61);
   INITIALIZE DEVICE PARAMETERS sets the current geometry (words 54-58) used
-  by CHS translation, as on a real drive (QEMU ignores it);
+  by CHS translation, as on a real drive (QEMU ignores it); SRST keeps it,
+  power-on restores the default (UNCONFIRMED: what ATA-6 requires on SRST);
 * word 47 reports no READ/WRITE MULTIPLE, word 49 LBA without DMA;
 * fault knobs: ``bad_sectors`` (reads fail with ERR and error UNC, with the
   usual IRQ; writes to them succeed, the drive "remaps") and
@@ -139,14 +140,21 @@ class AtaChannel(Device):
         self.sectors = os.fstat(self._fd).st_size // SECTOR_SIZE
         self.cylinders, self.heads, self.spt = default_geometry(self.sectors)
         self.bad_sectors: set[int] = set()
-        self.irq_disabled = False
-        self.control = 0
+        self._irq_disabled = False
         self.bad_accesses = 0
         self.reset()
 
     # State
     def reset(self) -> None:
-        """Power-on / SRST state: the diagnostic signature, no IRQ."""
+        """Power-on: default geometry, interrupts enabled, the diagnostic signature, no IRQ."""
+        self.control = 0
+        self.cur_cylinders, self.cur_heads, self.cur_spt = self.cylinders, self.heads, self.spt
+        self._intrq = False
+        self._post_diagnostic()
+        self._update_irq()
+
+    def _post_diagnostic(self) -> None:
+        """The end of a reset: registers hold the ATA signature, the drive is idle."""
         self.features = 0
         self.error = ER_DIAG_PASSED
         self.nsector = 1
@@ -156,12 +164,9 @@ class AtaChannel(Device):
         self.select = SEL_OBSOLETE
         self.status = STATUS_IDLE
         self.phase = Phase.IDLE
-        self.cur_cylinders, self.cur_heads, self.cur_spt = self.cylinders, self.heads, self.spt
         self._buffer = bytearray()
         self._pos = 0
         self._remaining = 0  # sectors of the command still to transfer
-        self._intrq = False
-        self._update_irq()
 
     def _enter(self, phase: Phase, status: int, *, interrupt: bool) -> None:
         """The one transition point: new phase and status, and INTRQ if asked."""
@@ -172,10 +177,16 @@ class AtaChannel(Device):
         self._update_irq()
 
     def _update_irq(self) -> None:
-        self._irq.set_level(self._intrq and not self.control & CTL_NIEN and not self.irq_disabled)
+        self._irq.set_level(self._intrq and not self.control & CTL_NIEN and not self._irq_disabled)
 
-    def set_irq_disabled(self, disabled: bool) -> None:
-        self.irq_disabled = disabled
+    @property
+    def irq_disabled(self) -> bool:
+        """Fault knob: the drive stops driving INTRQ (commands still complete)."""
+        return self._irq_disabled
+
+    @irq_disabled.setter
+    def irq_disabled(self, disabled: bool) -> None:
+        self._irq_disabled = disabled
         self._update_irq()
 
     @property
@@ -223,6 +234,7 @@ class AtaChannel(Device):
     def _command(self, command: int) -> None:
         self.error = 0
         if command == CMD_IDENTIFY:
+            self._remaining = 0
             self._start_data_in(self.identify_data())
         elif command in (CMD_READ_SECTORS, CMD_WRITE_SECTORS):
             self._remaining = self.nsector or 256
@@ -412,7 +424,7 @@ class AtaChannel(Device):
             self._buffer, self._remaining = bytearray(), 0
             self._enter(Phase.RESET, ST_BSY, interrupt=False)
         elif was_reset and not value & CTL_SRST:
-            self.reset()
+            self._post_diagnostic()
             self._intrq = True
         self._update_irq()
 

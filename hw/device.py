@@ -19,7 +19,8 @@ or bytes from its host backend.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 Clock = Callable[[], float]
 

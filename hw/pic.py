@@ -26,6 +26,8 @@ ICW4 are stored and ignored.
 """
 from __future__ import annotations
 
+import enum
+
 from hw.device import Device
 
 MASTER_CMD = 0x20
@@ -64,6 +66,15 @@ OCW3_SMM = 0x20
 POLL_INTERRUPT = 0x80
 
 
+class InitStep(enum.Enum):
+    """Where the chip is in the ICW sequence: which word the data port takes next."""
+
+    OPERATIONAL = "OCW1"  # initialised: data port writes are the IMR
+    ICW2 = "ICW2"
+    ICW3 = "ICW3"
+    ICW4 = "ICW4"
+
+
 class Pic8259:
     """One 8259A chip.  Holds the registers; the pair does the wiring."""
 
@@ -80,7 +91,7 @@ class Pic8259:
         self.read_isr = False
         self.poll = False
         self.special_mask = False
-        self.init_step = 0  # 0 = operational, 2/3/4 = expecting that ICW
+        self.init_step = InitStep.OPERATIONAL
         self.expect_icw4 = False
         self.single = False
         self.auto_eoi = False
@@ -124,7 +135,7 @@ class Pic8259:
     def write_command(self, value: int) -> None:
         if value & ICW1_INIT:
             self.reset()
-            self.init_step = 2
+            self.init_step = InitStep.ICW2
             self.expect_icw4 = bool(value & ICW1_IC4)
             self.single = bool(value & ICW1_SNGL)
         elif value & OCW3_SELECT:
@@ -156,19 +167,20 @@ class Pic8259:
             self.priority_add = (level + 1) & 7
 
     def write_data(self, value: int) -> None:
-        if self.init_step == 0:
+        after_icw3 = InitStep.ICW4 if self.expect_icw4 else InitStep.OPERATIONAL
+        if self.init_step is InitStep.OPERATIONAL:
             self.imr = value
-        elif self.init_step == 2:
+        elif self.init_step is InitStep.ICW2:
             self.vector_base = value & ICW2_VECTOR_MASK
-            self.init_step = 0 if self.single and not self.expect_icw4 else 4 if self.single else 3
-        elif self.init_step == 3:
+            self.init_step = after_icw3 if self.single else InitStep.ICW3
+        elif self.init_step is InitStep.ICW3:
             self.icw3 = value
-            self.init_step = 4 if self.expect_icw4 else 0
-        elif self.init_step == 4:
+            self.init_step = after_icw3
+        else:
             self.icw4 = value
             self.auto_eoi = bool(value & ICW4_AEOI)
             self.special_fully_nested = bool(value & ICW4_SFNM)
-            self.init_step = 0
+            self.init_step = InitStep.OPERATIONAL
 
     def read(self, is_command_port: bool) -> int:
         if self.poll:

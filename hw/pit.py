@@ -205,7 +205,6 @@ class Pit8254(Device):
 
     def reset(self) -> None:
         self.counters = [Counter(self._clock, gate=n != 2) for n in range(NUM_COUNTERS)]
-        self._irq.set_level(self.counters[0].output())
 
     def set_gate(self, counter: int, level: bool) -> None:
         """Drive a GATE input (counter 2's is port 0x61 bit 0, owned by the board)."""
@@ -215,8 +214,6 @@ class Pit8254(Device):
         if level and not chosen.gate:
             chosen.restart()  # modes 2/3 reload on the rising edge of GATE
         chosen.gate = level
-        if counter == 0:
-            self._irq.set_level(chosen.output())
 
     def io_read(self, port: int, size: int) -> int:
         if size != 1 or not COUNTER0 <= port <= MODE_PORT:
@@ -234,10 +231,7 @@ class Pit8254(Device):
         if port == MODE_PORT:
             self._command(value)
             return
-        counter = self.counters[port - COUNTER0]
-        counter.write(value)
-        if port == COUNTER0:
-            self._irq.set_level(counter.output())
+        self.counters[port - COUNTER0].write(value)
 
     def _command(self, value: int) -> None:
         select = value >> SC_SHIFT
@@ -255,8 +249,8 @@ class Pit8254(Device):
             counter.latch_count()
             return
         counter.program(access, (value >> M_SHIFT) & 7, bool(value & BCD))
-        if select == 0:
-            self._irq.set_level(counter.output())
+        if select == 0 and counter.mode == MODE_INTERRUPT_ON_TC:
+            self._irq.set_level(False)  # OUT drops until terminal count
 
     def next_deadline(self) -> float | None:
         counter = self.counters[0]
@@ -284,7 +278,6 @@ class Pit8254(Device):
         for _ in range(raised):
             self._edge()
         counter.periods_done += due
-        self._irq.set_level(counter.output())
 
     @staticmethod
     def _periods_elapsed(counter: Counter, now: float) -> int:
@@ -297,7 +290,12 @@ class Pit8254(Device):
         return periods
 
     def _edge(self) -> None:
-        """One rising edge of OUT 0 as the PIC sees it."""
+        """One rising edge of OUT 0 as the PIC sees it.
+
+        The line is only driven here: between edges it rests high, and the
+        pulse makes the PIC see exactly one 0->1 transition per period (the
+        waveform within a period is not observable through an edge input).
+        """
         self._irq.set_level(False)
         self._irq.set_level(True)
         self.ticks += 1

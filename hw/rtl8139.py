@@ -1,44 +1,39 @@
 """Realtek RTL8139 10/100 NIC on PCI, "C mode" (runs in the board process).
 
-The model is register-faithful to the devices sheet, section 1 (QEMU's
-rtl8139.c plus the datasheet): a PCI function 10ec:8139 (class 0x020000,
-revision 0x20, INTA#) whose BAR0 is a 256-byte I/O window, a receive ring in
-host-granted memory it fills by DMA, and four transmit descriptors it reads
-by DMA and hands to a wire backend (``hw.wire``).  Register numbers are in
-``hw.rtl8139_regs``; the receive filter and ring arithmetic in ``hw.rtl8139_rx``.
+Register-faithful to the devices sheet, section 1 (QEMU's rtl8139.c plus the
+datasheet): PCI function 10ec:8139 whose BAR0 is a 256-byte I/O window; a
+receive ring it fills by DMA; four transmit descriptors it reads by DMA and
+hands to a wire (``hw.wire``).  Register numbers are in ``hw.rtl8139_regs``,
+the accept filter and ring arithmetic in ``hw.rtl8139_rx``.
 
-It reaches the machine only through its ``irq`` line, its ``dma`` port and
-its ``wire``.  DMA happens only while the driver has set PCI bus mastering; a
-``DmaFault`` (the IOMMU refused) counts as a PCI master abort.  The hardware
-outlives its driver: ``poll`` drains the wire every turn, so with RE set and
-no driver reading, the ring fills and then overflows (RXOVW, MPC).
+It reaches the machine only through ``irq``, ``dma`` and ``wire``.  DMA
+happens only while PCI bus mastering is on; a refused one (``DmaFault``) is a
+PCI master abort.  The hardware outlives its driver: ``poll`` drains the wire
+every turn, so with RE set and nobody reading, the ring fills, then overflows.
+An access of any width is split over the registers it covers, each register
+getting the bytes it was written (``outl(IDR0)``, ``inw(CAPR)`` both work).
+``ports`` follows BAR0, so the board must look it up after a config write.
 
-Registers accept 1-, 2- and 4-byte accesses at any offset: an access is split
-over the registers it covers and each register sees the bytes it got, so
-``outl(IDR0)`` and ``outw(CAPR)`` work like their natural-width forms.
+Decisions where the sheet is UNCONFIRMED or silent:
 
-Modelling decisions (sheet items marked UNCONFIRMED, or left open):
-
-* IDR0-5 and CONFIG0/1 are written only while 9346CR = 0xC0 (the datasheet
-  rule; QEMU accepts any IDR write), at any width.  EEPROM programming mode
-  is not modelled (EEDO reads 0); auto-load mode (01) resets the chip.
-* CR.RST resets the chip at once (reads 0 after), including RBSTART, and
-  ignores RE/TE in the same write.  Enabling TE restarts at descriptor 0.
-* Transmit: after any TSD write the chip sends every ready descriptor in
-  order from the current one (QEMU sends one per write).  Frames are sent
-  as-is: no padding, SIZE up to 8191 (the datasheet's 1792-byte limit and
-  TSAD alignment are UNCONFIRMED and not enforced; the wire refuses frames
-  it cannot carry).  TCR.CLRABT is ignored, as in QEMU: an aborted
-  descriptor is finished (OWN|TABT) and the chip moves on.
-* A receive DMA fault drops the frame, leaves the ring untouched and sets
-  ISR.SERR; either DMA fault sets the PCI status "received master abort".
-* Loopback (TCR LBK = 11) feeds transmitted frames through the accept filter
-  into the receive ring instead of the wire.
-* The TimeOut interrupt (TimerInt, 0x54) is not modelled; TCTR counts at
-  33 MHz from the injected clock.  BMCR and the MII registers are read-only.
-* The link is up while a wire is attached; ``set_link`` changes it and sets
-  ISR.PUN/LinkChg.  The board chooses the I/O base (default 0xC000) and IRQ
-  (default 11, UNCONFIRMED as QEMU/SeaBIOS's choice).
+* IDR0-5 and CONFIG0/1 take writes only while 9346CR = 0xC0 (datasheet; QEMU
+  takes any IDR write).  EEPROM programming is not modelled (EEDO reads 0);
+  EEM = 01 (auto-load) resets the chip.
+* CR.RST resets at once (reads 0 after), RBSTART included, and ignores RE/TE
+  in the same write.  Turning TE on restarts at descriptor 0.
+* After a TSD write every ready descriptor is sent, in order from the current
+  one (QEMU sends one per write).  Frames go out as-is: no padding, SIZE up
+  to 8191, TSAD alignment not checked (the 1792-byte limit is UNCONFIRMED;
+  the wire refuses what it cannot carry).  TCR.CLRABT is ignored as in QEMU:
+  an aborted descriptor ends OWN|TABT and the chip moves on.
+* A refused receive DMA drops the frame, leaves the ring as it was and sets
+  ISR.SERR; any refused DMA sets PCI status "received master abort".
+* Loopback (TCR LBK = 11) sends frames through the accept filter into the ring.
+* TimerInt/TimeOut are not modelled; TCTR counts 33 MHz of the injected clock.
+  BMCR and the other MII registers are read-only.  The link is up while a wire
+  is attached; ``set_link`` changes it and raises ISR.PUN (link change).
+* The board picks the I/O base (default 0xC000) and IRQ (default 11; QEMU's
+  and SeaBIOS's usual choice is UNCONFIRMED).
 """
 from __future__ import annotations
 
@@ -63,10 +58,10 @@ class Counters:
     rx_dropped_overflow: int = 0
     rx_dropped_disabled: int = 0
     rx_dropped_malformed: int = 0
-    rx_dropped_wire: int = 0
+    rx_dropped_wire: int = 0        # drop_rx knob, or link down
     tx_frames: int = 0
-    tx_aborted: int = 0
-    tx_dropped_wire: int = 0
+    tx_aborted: int = 0             # TABT: the transmit DMA was refused
+    tx_dropped_wire: int = 0        # drop_tx knob, no wire, or link down (TOK still set)
     dma_faults: int = 0
 
 
@@ -86,30 +81,13 @@ class Rtl8139(PciFunction, Device):
 
     name = "rtl8139"
 
-    # Register state, reset by _chip_reset (the ring's pointers live in self.ring).
-    mac: bytearray           # IDR0-5
-    mar: bytearray           # MAR0-7
-    tsd: list[int]
-    tsad: list[int]
-    rbstart: int
-    cr: int                  # RE and TE only; BUFE is computed on read, RST self-clears
-    imr: int
-    isr: int
-    tcr: int
-    rcr: int
-    mpc: int
-    cr9346: int
-    config0: int
-    config1: int
-    _tx_current: int         # the one descriptor the transmitter looks at
-    _tctr_epoch: float
-
     def __init__(self, irq: IrqLine, dma: DmaPort, wire: Wire | None, clock: Clock,
                  mac: bytes = regs.DEFAULT_MAC, io_base: int = regs.DEFAULT_IO_BASE,
                  irq_line: int = regs.DEFAULT_IRQ, rng: random.Random | None = None) -> None:
         if len(mac) != 6:
             raise ValueError("a MAC address is 6 bytes")
-        PciFunction.__init__(self, regs.VENDOR_ID, regs.DEVICE_ID, regs.CLASS_CODE, regs.REVISION, interrupt_pin=1)
+        PciFunction.__init__(self, regs.VENDOR_ID, regs.DEVICE_ID, regs.CLASS_CODE,
+                             regs.REVISION, interrupt_pin=1)
         self.irq, self.dma, self.wire, self.clock = irq, dma, wire, clock
         self.eeprom_mac = bytes(mac)
         self.counters = Counters()
@@ -121,13 +99,36 @@ class Rtl8139(PciFunction, Device):
         self.link_up = wire is not None
         self.ring = RxRing()
         self._registers = self._register_table()
+        self._lane_owner = {base + lane: base for base, reg in self._registers.items()
+                            for lane in range(reg.width)}
         self._chip_reset()
         self.add_bar(0, regs.IO_WINDOW, io=True, base=io_base)
         self.set_interrupt_line(irq_line)
-        self.set_command(PCI_COMMAND_IO)  # firmware enables I/O decoding; the driver sets bus master
+        self.set_command(PCI_COMMAND_IO)  # the firmware's part; bus mastering is the driver's
         self.snapshot_config()
         self.config_written(0, 0)
         irq.set_level(False)
+
+    def _chip_reset(self) -> None:
+        """The register state and its reset values (sheet 1.9); PCI configuration is untouched."""
+        self.mac: bytearray = bytearray(self.eeprom_mac)  # IDR0-5
+        self.mar: bytearray = bytearray(8)  # MAR0-7
+        self.tsd: list[int] = [regs.TSD_OWN] * regs.NUM_TX_DESC
+        self.tsad: list[int] = [0] * regs.NUM_TX_DESC
+        self._tx_current: int = 0  # the one descriptor the chip looks at
+        self.rbstart: int = 0
+        self.cr: int = 0  # RE|TE; BUFE is computed, RST self-clears
+        self.imr: int = 0
+        self.isr: int = 0
+        self.tcr: int = regs.TCR_RESET
+        self.rcr: int = 0
+        self.ring.reset(0)
+        self.mpc: int = 0
+        self.cr9346: int = 0
+        self.config0: int = 0
+        self.config1: int = regs.CONFIG1_RESET
+        self._tctr_epoch: float = self.clock()
+        self._update_irq()
 
     # -- knobs for tests and tools (not for drivers) -----------------------
 
@@ -193,7 +194,7 @@ class Rtl8139(PciFunction, Device):
         if self.wire is None:
             return
         for frame in self.wire.recv():
-            if self.drop_rx.fires(self._rng):
+            if self.drop_rx.fires(self._rng) or not self.link_up:
                 self.counters.rx_dropped_wire += 1
             else:
                 self.receive(frame)
@@ -292,27 +293,6 @@ class Rtl8139(PciFunction, Device):
 
     # -- reset and the register file -------------------------------------------
 
-    def _chip_reset(self) -> None:
-        """The sheet's reset state (1.9); PCI configuration is untouched."""
-        self.mac = bytearray(self.eeprom_mac)
-        self.mar = bytearray(8)
-        self.tsd = [regs.TSD_OWN] * regs.NUM_TX_DESC
-        self.tsad = [0] * regs.NUM_TX_DESC
-        self._tx_current = 0
-        self.rbstart = 0
-        self.cr = 0
-        self.imr = 0
-        self.isr = 0
-        self.tcr = regs.TCR_RESET
-        self.rcr = 0
-        self.ring.reset(0)
-        self.mpc = 0
-        self.cr9346 = 0
-        self.config0 = 0
-        self.config1 = regs.CONFIG1_RESET
-        self._tctr_epoch = self.clock()
-        self._update_irq()
-
     def _owner(self, offset: int) -> tuple[int, _Register | None]:
         base = self._lane_owner.get(offset)
         return (0, None) if base is None else (base, self._registers[base])
@@ -335,23 +315,30 @@ class Rtl8139(PciFunction, Device):
             regs.CR9346: _Register(1, lambda: self.cr9346, self._write_cr9346),
             regs.CONFIG0: _Register(1, lambda: self.config0, self._write_config0),
             regs.CONFIG1: _Register(1, lambda: self.config1, self._write_config1),
-            regs.MSR: _Register(1, lambda: regs.MSR_BASE | (0 if self.link_up else regs.MSR_LINKB), None),
+            regs.MSR: _Register(1, self._read_msr, None),
             regs.REVID: _Register(1, lambda: regs.REVISION, None),
             regs.TSAD_SUMMARY: _Register(2, self._read_tsad_summary, None),
             regs.BMCR: _Register(2, lambda: regs.BMCR_RESET, None),
-            regs.BMSR: _Register(2, lambda: regs.BMSR_LINK_UP if self.link_up else regs.BMSR_LINK_DOWN, None),
+            regs.BMSR: _Register(2, self._read_bmsr, None),
             regs.ANAR: _Register(2, lambda: regs.ANAR_RESET, None),
             regs.ANLPAR: _Register(2, lambda: regs.ANLPAR_RESET, None),
             regs.ANER: _Register(2, lambda: regs.ANER_RESET, None),
         }
         for n in range(regs.NUM_TX_DESC):
-            table[regs.TSD0 + 4 * n] = _Register(4, partial(self._read_tsd, n), partial(self._write_tsd, n))
-            table[regs.TSAD0 + 4 * n] = _Register(4, partial(self._read_tsad, n), partial(self._write_tsad, n))
-        self._lane_owner = {base + lane: base for base, reg in table.items() for lane in range(reg.width)}
+            table[regs.TSD0 + 4 * n] = _Register(
+                4, partial(self._read_tsd, n), partial(self._write_tsd, n))
+            table[regs.TSAD0 + 4 * n] = _Register(
+                4, partial(self._read_tsad, n), partial(self._write_tsad, n))
         return table
 
     def _read_cr(self) -> int:
         return self.cr | (regs.CR_BUFE if self.ring.empty else 0)
+
+    def _read_msr(self) -> int:
+        return regs.MSR_BASE | (0 if self.link_up else regs.MSR_LINKB)
+
+    def _read_bmsr(self) -> int:
+        return regs.BMSR_LINK_UP if self.link_up else regs.BMSR_LINK_DOWN
 
     def _read_tctr(self) -> int:
         return int((self.clock() - self._tctr_epoch) * regs.PCI_CLOCK_HZ) & 0xFFFFFFFF
@@ -365,8 +352,10 @@ class Rtl8139(PciFunction, Device):
     def _read_tsad_summary(self) -> int:
         summary = 0
         for n, tsd in enumerate(self.tsd):
-            summary |= (bool(tsd & regs.TSD_TOK) << (12 + n)) | (bool(tsd & regs.TSD_TUN) << (8 + n))
-            summary |= (bool(tsd & regs.TSD_TABT) << (4 + n)) | (bool(tsd & regs.TSD_OWN) << n)
+            for bit, shift in ((regs.TSD_TOK, 12), (regs.TSD_TUN, 8),
+                               (regs.TSD_TABT, 4), (regs.TSD_OWN, 0)):
+                if tsd & bit:
+                    summary |= 1 << (shift + n)
         return summary
 
     def _config_unlocked(self) -> bool:
@@ -378,7 +367,8 @@ class Rtl8139(PciFunction, Device):
             self.mac = bytearray(merged.to_bytes(6, "little"))
 
     def _write_mar(self, value: int, mask: int) -> None:
-        self.mar = bytearray(_merge(int.from_bytes(self.mar, "little"), value, mask).to_bytes(8, "little"))
+        merged = _merge(int.from_bytes(self.mar, "little"), value, mask)
+        self.mar = bytearray(merged.to_bytes(8, "little"))
 
     def _write_rbstart(self, value: int, mask: int) -> None:
         self.rbstart = _merge(self.rbstart, value, mask)

@@ -103,7 +103,7 @@ ANLPAR_RESET = 0x05E1
 ANER_RESET = 0x0001
 MPC_MASK = 0xFFFFFF
 PCI_CLOCK_HZ = 33_000_000
-DEFAULT_MAC = bytes.fromhex("525400123456")
+DEFAULT_MAC = bytes.fromhex("525400123456")   # QEMU's default 52:54:00:12:34:56
 
 # RCR (0x44) bits.
 RCR_AAP = 0x01    # accept all physical (promiscuous)

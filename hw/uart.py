@@ -25,7 +25,8 @@ Choices:
 * input is paced by the UART: host bytes wait in a bounded host-side buffer
   and enter RBR / the Rx FIFO only when there is room, so the host never
   overruns the guest (QEMU's ``can_receive``); OE arises in loopback;
-* parity, framing and break errors never happen on this line.
+* parity, framing and break errors never happen on this line;
+* MCR OUT2 does not gate the IRQ (QEMU); on a real PC board it does.
 """
 from __future__ import annotations
 
@@ -145,13 +146,13 @@ class PtyBackend:
     def read(self, limit: int) -> bytes:
         try:
             return os.read(self._master, limit)
-        except (BlockingIOError, InterruptedError):
+        except OSError:  # nothing now (EAGAIN) or a hung-up line (EIO): no input
             return b""
 
     def write(self, data: bytes) -> int:
         try:
             return os.write(self._master, data)
-        except (BlockingIOError, InterruptedError):
+        except OSError:  # pty buffer full with nobody reading: the byte is lost
             return 0
 
     def close(self) -> None:
@@ -170,6 +171,7 @@ class SocketBackend:
     def __init__(self, directory: str | os.PathLike[str], name: str = "com1.sock") -> None:
         self.path = str(Path(directory) / name)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        Path(self.path).unlink(missing_ok=True)  # left behind by a board that died
         self._listener.bind(self.path)
         self._listener.listen(1)
         self._listener.setblocking(False)
@@ -253,7 +255,8 @@ class Uart16550(Device):
         self.ports = ((base, 8),)
         self._host_rx = bytearray()
         self.rx_fifo: deque[int] = deque()
-        self.tx_dropped = 0
+        self.tx_dropped = 0  # bytes sent with nothing taking them on the host side
+        self.rx_dropped = 0  # host bytes beyond HOST_RX_LIMIT
         self.bad_accesses = 0
         self.reset()
 
@@ -306,7 +309,9 @@ class Uart16550(Device):
     # Receive path
     def receive(self, data: bytes) -> None:
         """Bytes arriving on the line from the host side (also used by loopback)."""
-        self._host_rx += data[:max(0, HOST_RX_LIMIT - len(self._host_rx))]
+        room = max(0, HOST_RX_LIMIT - len(self._host_rx))
+        self.rx_dropped += max(0, len(data) - room)
+        self._host_rx += data[:room]
         self._pump_rx()
 
     def _pump_rx(self) -> None:
