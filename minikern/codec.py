@@ -30,15 +30,18 @@ def _is_int(v: object) -> bool:
 
 
 # Number of integer fields after (PROTO, call) for each IPC trap.
-_REQUEST_ARGS = {
-    Call.SEND: 1, Call.SENDNB: 1, Call.SENDREC: 1, Call.NOTIFY: 1,
-    Call.RECEIVE: 1, Call.REPLYRECV: 2,
-}
-_HAS_BODY = frozenset((Call.SEND, Call.SENDNB, Call.SENDREC, Call.REPLYRECV))
+_REQUEST_ARGS = {int(c): 1 for c in (Call.SEND, Call.SENDNB, Call.SENDREC, Call.NOTIFY,
+                                      Call.RECEIVE)}
+_REQUEST_ARGS[Call.REPLYRECV] = 2
+_HAS_BODY = frozenset(int(c) for c in (Call.SEND, Call.SENDNB, Call.SENDREC, Call.REPLYRECV))
 
 
 def encode_request(call: int, *args: int) -> bytes:
     return _packb((PROTO, call) + args)
+
+
+def encode_bye() -> bytes:
+    return _packb((PROTO, Call.BYE))
 
 
 def encode_hello(credential: bytes, pid: int, label: str | None = None,
@@ -49,7 +52,7 @@ def encode_hello(credential: bytes, pid: int, label: str | None = None,
 def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
     """Validate a request; return (call, args..., body) or None if malformed.
 
-    For IPC traps the result is (call, a, b, body-or-None) with int args (b is
+    For IPC traps the result is (call, a, b, body-or-None), all plain ints (b is
     0 for one-argument traps); for HELLO it is (HELLO, credential, pid, label, priv).
     """
     if not 1 <= len(frames) <= 2 or len(frames[0]) > MAX_HEADER:
@@ -58,6 +61,8 @@ def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
     if type(hdr) is not list or len(hdr) < 2 or hdr[0] != PROTO:
         return None
     call = hdr[1]
+    if call == Call.BYE:
+        return (Call.BYE,) if len(hdr) == 2 and len(frames) == 1 else None
     if call == Call.HELLO:
         if len(hdr) != 6 or len(frames) != 1:
             return None
@@ -81,7 +86,7 @@ def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
     body = frames[1] if has_body else None
     if body is not None and len(body) > MAX_MESSAGE:
         return None
-    return (Call(call), args[0], args[1] if nargs == 2 else 0, body)
+    return (call, args[0], args[1] if nargs == 2 else 0, body)
 
 
 def encode_reply(status: int, source: int = 0, kind: int = Kind.REPLY,

@@ -23,6 +23,7 @@ class Call(IntEnum):
     SENDNB = 5
     REPLYRECV = 7  # minikern: SENDNB the reply, then RECEIVE, in one trap (L4's reply-and-wait)
     HELLO = 64  # minikern: admission of a new connection
+    BYE = 65  # minikern: an operator tool's connection detaches (its slot is freed)
 
 
 class Err(IntEnum):

@@ -74,7 +74,12 @@ class Connection:
         return cls("ipc://" + str(run / params.KERNEL_SOCKET), key, label, priv, kernel_pid)
 
     def close(self) -> None:
-        self.sock.close(0)
+        if not self.sock.closed:
+            try:
+                self.sock.send(codec.encode_bye(), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            self.sock.close(linger=1000)  # let the goodbye reach the kernel
 
     # -- the traps -------------------------------------------------------------------
 
@@ -95,13 +100,11 @@ class Connection:
     def _kernel_alive(self) -> bool:
         if self.kernel_pid is None:
             return os.getppid() != 1  # a component is the kernel's child
-        try:
-            os.kill(self.kernel_pid, 0)
-        except ProcessLookupError:
+        try:  # a zombie kernel (not yet reaped by its parent) is a dead kernel too
+            with open(f"/proc/{self.kernel_pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
             return False
-        except PermissionError:
-            pass
-        return True
 
     def _trap(self, frames: list[bytes], what: str) -> Message:
         self.sock.send_multipart(frames)

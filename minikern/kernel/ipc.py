@@ -26,14 +26,14 @@ def now_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
-def trap(k: Kernel, caller: Proc, call: Call, a: int, b: int, body: bytes | None) -> None:
-    """Entry point for every IPC trap of an admitted process."""
+def trap(k: Kernel, caller: Proc, call: int, a: int, b: int, body: bytes | None) -> None:
+    """Entry point for every IPC trap of an admitted process (``call`` validated by the codec)."""
     if call not in caller.priv.traps:
-        return k.deny(caller, call, a, Err.ETRAPDENIED)
-    if call is Call.RECEIVE:
+        return k.deny(caller, Call(call), a, Err.ETRAPDENIED)
+    if call == Call.RECEIVE:
         return receive(k, caller, a)
     status = check_send(k, caller, call, a)
-    if call is Call.REPLYRECV:  # the reply half never blocks, and its failure is only reported
+    if call == Call.REPLYRECV:  # the reply half never blocks, and its failure is only reported
         dst = k.table.lookup(a) if status is None else None
         if dst is not None:
             status = send(k, caller, dst, body, nonblock=True, sendrec=False)
@@ -45,31 +45,31 @@ def trap(k: Kernel, caller: Proc, call: Call, a: int, b: int, body: bytes | None
     dst = k.table.lookup(a)
     if dst is None:
         return k.answer(caller, Err.EDEADSRCDST)
-    if call is Call.NOTIFY:
+    if call == Call.NOTIFY:
         notify(k, caller.endpoint, dst)
         return k.answer(caller, Err.OK)
-    status = send(k, caller, dst, body, nonblock=call is Call.SENDNB,
-                  sendrec=call is Call.SENDREC)
+    status = send(k, caller, dst, body, nonblock=call == Call.SENDNB,
+                  sendrec=call == Call.SENDREC)
     if status is not None:
         k.answer(caller, status)
 
 
-def check_send(k: Kernel, caller: Proc, call: Call, dst_e: int) -> Err | None:
+def check_send(k: Kernel, caller: Proc, call: int, dst_e: int) -> Err | None:
     """MINIX's checks before any send: valid endpoint, live target, send mask."""
     if dst_e == ANY:
         return Err.EINVAL
     if dst_e == caller.endpoint and call in (Call.SEND, Call.SENDREC):
         return Err.ELOCKED  # a blocking send to oneself can never complete
     if dst_e in _KERNEL_ENDPOINTS:
-        if call is not Call.SENDREC or dst_e != SYSTEM or not caller.priv.ipc_kernel:
-            k.audit_denial(caller, call.name, dst_e, Err.ECALLDENIED)
+        if call != Call.SENDREC or dst_e != SYSTEM or not caller.priv.ipc_kernel:
+            k.audit_denial(caller, Call(call).name, dst_e, Err.ECALLDENIED)
             return Err.ECALLDENIED
         return None
     dst = k.table.lookup(dst_e)
     if dst is None or dst.exiting:
         return Err.EDEADSRCDST
     if not caller.priv.may_send_to(dst.label, dst.priv.sys_proc):
-        k.audit_denial(caller, call.name, dst_e, Err.ECALLDENIED)
+        k.audit_denial(caller, Call(call).name, dst_e, Err.ECALLDENIED)
         return Err.ECALLDENIED
     return None
 

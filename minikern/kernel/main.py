@@ -42,7 +42,14 @@ from minikern.kernel.proc import Proc, ProcTable, Wait
 from minikern.kernel.spawn import Spawner
 
 
+_NB = int(zmq.NOBLOCK)
+_MORE_NB = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
+_POLLIN = int(zmq.POLLIN)
+
+
 class Kernel:
+    _send = staticmethod(zmq.backend.Socket.send)
+
     def __init__(self, run_dir: Path, console_fd: int) -> None:
         self.run_dir = run_dir
         self.table = ProcTable()
@@ -88,11 +95,15 @@ class Kernel:
         """Send the one reply frame that completes ``p``'s trap."""
         if p.ident is None:
             return
-        frames = [p.ident, codec.encode_reply(status, source, kind, aux, send_status)]
-        if body is not None:
-            frames.append(body)
+        hdr = codec.encode_reply(status, source, kind, aux, send_status)
+        send = self._send  # pyzmq's backend send: the sugar layer costs microseconds a frame
         try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK)
+            send(self.sock, p.ident, _MORE_NB)
+            if body is None:
+                send(self.sock, hdr, _NB)
+            else:
+                send(self.sock, hdr, _MORE_NB)
+                send(self.sock, body, _NB)
         except zmq.ZMQError:
             self.count("reply_undeliverable")
 
@@ -208,8 +219,9 @@ class Kernel:
         os.close(p.pidfd)
         if isinstance(p.memory, grant.Segment):
             p.memory.close()
-        how = f"signal {signal.Signals(signo).name}" if signo else f"status {status}"
-        self.log(f"{p.label} (endpoint {p.endpoint}, pid {p.pid}) exited with {how}")
+        if p.child:  # operator tools come and go unlogged
+            how = f"signal {signal.Signals(signo).name}" if signo else f"status {status}"
+            self.log(f"{p.label} (endpoint {p.endpoint}, pid {p.pid}) exited with {how}")
         manager = self.table.lookup(p.manager)
         if manager is not None:
             ipc.kernel_message(self, manager, KMsg.EXIT, {
@@ -224,12 +236,14 @@ class Kernel:
         req = codec.decode_request(frames[1:])
         if req is None:
             return self.count("malformed" if p else "unadmitted")
-        if req[0] is Call.HELLO:
+        if req[0] == Call.HELLO:
             if p is not None:
                 return self.count("hello_twice")
             return self.hello(ident, *req[1:])
         if p is None:
             return self.count("unadmitted")
+        if req[0] == Call.BYE:
+            return self.exited(p, 0, 0) if not p.child else self.count("bye_from_child")
         if p.wait is not Wait.READY:
             return self.count("trap_while_blocked")
         call, a, b, body = req
@@ -301,12 +315,10 @@ class Kernel:
         while True:
             events = dict(self.poller.poll(self.next_timeout()))
             if events.pop(self.sock, 0):
-                for _ in range(1000):
-                    try:
-                        frames = self.sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
+                for _ in range(1000):  # a bounded batch, then look at deaths and alarms too
+                    self.handle(self.sock.recv_multipart())
+                    if not self.sock.get(zmq.EVENTS) & _POLLIN:
                         break
-                    self.handle(frames)
             for fd in events:
                 if fd == self.wake_r.fileno():
                     self.wake_r.recv(64)

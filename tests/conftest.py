@@ -1,0 +1,149 @@
+"""Fixtures shared by the whole suite, and the session-wide check that nothing is left running."""
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psutil
+import pytest
+
+from minikern import ipc, sysconf
+from minikern.boot import System
+from minikern.const import KCall
+
+TEST_CONF = """
+boot {boot};
+service operator {{ user yes; system GETINFO KILL SHUTDOWN; ipc ALL; }};
+service client {{ system GETINFO SETALARM PRIVCTL KILL SETGRANT SAFECOPYFROM; ipc ALL; }};
+service user {{ user yes; ipc ALL; }};
+service narrow {{ system GETINFO; ipc SYSTEM echo; io 0x3f8:8; irq 4; }};
+service driver {{ system DEVIO VDEVIO IRQCTL; ipc SYSTEM ALL_SYS; io 0x1f0:8 0x3f6; irq 14; }};
+service echo {{ program tests.kernel.agent; args echo; ipc ALL; }};
+service agent {{ program tests.kernel.agent; ipc ALL; system SETGRANT SAFECOPYFROM HWREPLY HWIRQ; }};
+"""
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``cond`` until it returns something true; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class SystemUnderTest:
+    """A booted system in a private run directory, with helpers to connect test endpoints."""
+
+    def __init__(self, run_dir: Path, conf_text: str) -> None:
+        self.conf_text = conf_text
+        self.conf = sysconf.parse(conf_text)
+        conf_path = run_dir.parent / "system.conf"
+        conf_path.write_text(conf_text)
+        self.run_dir = run_dir
+        self.system = System(run_dir, conf_path)
+        self.conns: list[ipc.Connection] = []
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+        if not self.system.wait_ready():
+            raise RuntimeError("test system did not come up:\n" + self.console())
+
+    def connect(self, label: str = "client", priv_of: str | None = None) -> ipc.Connection:
+        priv = self.conf.services[priv_of or label].priv()
+        c = ipc.Connection.operator(self.run_dir, label, priv)
+        self.conns.append(c)
+        return c
+
+    def info(self) -> dict[str, Any]:
+        c = self.connect("info", "operator")
+        try:
+            return c.kcall(KCall.GETINFO)
+        finally:
+            c.close()
+            self.conns.remove(c)
+
+    def proc(self, endpoint: int) -> dict[str, Any] | None:
+        return next((p for p in self.info()["procs"] if p["endpoint"] == endpoint), None)
+
+    def endpoint_of(self, label: str) -> int:
+        return int(next(p["endpoint"] for p in self.info()["procs"] if p["label"] == label))
+
+    def blocked(self, endpoint: int, wait: str) -> bool:
+        p = self.proc(endpoint)
+        return p is not None and p["wait"] == wait
+
+    def background(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        return self.pool.submit(fn, *args)
+
+    def console(self) -> str:
+        try:
+            return (self.run_dir / "console.log").read_text()
+        except OSError:
+            return ""
+
+    def audit(self) -> list[str]:
+        try:
+            return (self.run_dir / "audit.log").read_text().splitlines()
+        except OSError:
+            return []
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.system.halt()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture
+def make_system(tmp_path: Path) -> Iterator[Callable[..., SystemUnderTest]]:
+    made: list[SystemUnderTest] = []
+
+    def make(boot: str = "echo", conf: str = TEST_CONF) -> SystemUnderTest:
+        s = SystemUnderTest(tmp_path / f"run{len(made)}", conf.format(boot=boot))
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def system(make_system: Callable[..., SystemUnderTest]) -> SystemUnderTest:
+    return make_system()
+
+
+def _leftovers() -> list[psutil.Process]:
+    me = psutil.Process()
+    left = []
+    for p in me.children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                left.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if ("minikern.kernel" in cmd or "minikern.template" in cmd) and "pytest-of" in cmd:
+            left.append(p)
+    return left
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_leaked_processes() -> Iterator[None]:
+    yield
+    deadline = time.monotonic() + 10
+    left = _leftovers()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _leftovers()
+    for p in left:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not left, "processes left running by the suite: " + ", ".join(
+        f"{p.pid} {' '.join(p.cmdline())}" for p in left if p.is_running())

@@ -1,0 +1,94 @@
+"""bin/boot and bin/halt as a person uses them, and no orphans in any way the system ends."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from minikern import cli
+from minikern.const import KCall
+from tests.conftest import SystemUnderTest, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+BIN = cli.REPO_ROOT / "bin"
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def system_pids(run_dir: Path) -> list[int]:
+    conn = cli.operator_connection(run_dir, "test")
+    try:
+        pids = [p["pid"] for p in conn.kcall(KCall.GETINFO)["procs"] if p["pid"] != os.getpid()]
+    finally:
+        conn.close()
+    kernel = cli.kernel_pid(run_dir)
+    assert kernel is not None
+    return [kernel, *pids, *(c.pid for c in psutil.Process(kernel).children())]
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_detach_then_halt_leaves_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    r = run(str(BIN / "boot"), "--run-dir", str(run_dir), "--detach")
+    assert r.returncode == 0, r.stderr
+    assert "system up" in r.stdout
+    pids = system_pids(run_dir)
+    assert len(pids) >= 3  # kernel, the boot image, templates
+    again = run(str(BIN / "boot"), "--run-dir", str(run_dir), "--detach")
+    assert again.returncode == 1 and "already running" in again.stderr
+    r = run(str(BIN / "halt"), "--run-dir", str(run_dir))
+    assert r.returncode == 0, r.stderr
+    assert all(gone(p) for p in pids)  # halt returned only once every process was gone
+    assert run(str(BIN / "halt"), "--run-dir", str(run_dir)).returncode == 1
+    assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
+
+
+def test_ctrl_c_on_foreground_boot_shuts_down_cleanly(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    boot = subprocess.Popen([sys.executable, str(BIN / "boot"), "--run-dir", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: cli.kernel_pid(run_dir) and (run_dir / "operator.key").exists(),
+                 what="kernel up")
+        wait_for(lambda: len(system_pids(run_dir)) >= 3, what="boot image up")
+        pids = system_pids(run_dir)
+        boot.send_signal(signal.SIGINT)
+        out, _ = boot.communicate(timeout=30)
+    finally:
+        if boot.poll() is None:
+            boot.kill()
+            boot.wait()
+    assert boot.returncode == 0
+    assert "started hello" in out and "shutting down" in out and "halted" in out
+    wait_for(lambda: all(gone(p) for p in pids), what="every process gone")
+
+
+def test_components_die_with_a_killed_kernel(system: SystemUnderTest) -> None:
+    pids = system_pids(system.run_dir)
+    os.kill(system.system.kernel.pid, signal.SIGKILL)
+    system.system.kernel.wait()
+    wait_for(lambda: all(gone(p) for p in pids), what="components exited after the kernel")
+
+
+def test_operator_tools_notice_a_dead_kernel(system: SystemUnderTest) -> None:
+    from minikern.ipc import KernelGone
+    c = system.connect("c", "client")
+    fut = system.background(c.receive)
+    wait_for(lambda: system.blocked(c.endpoint, "recv"))
+    os.kill(system.system.kernel.pid, signal.SIGKILL)
+    with pytest.raises(KernelGone):
+        fut.result(15)

@@ -1,0 +1,130 @@
+"""The wire is not trusted: unadmitted, forged, malformed, oversized and flooding traffic."""
+from __future__ import annotations
+
+import os
+
+import msgpack
+import pytest
+import zmq
+
+from minikern import codec, params
+from minikern.codec import Message
+from minikern.const import PROTO, Call, Err, KCall
+from tests.conftest import SystemUnderTest, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def raw_socket(system: SystemUnderTest) -> zmq.Socket:  # type: ignore[type-arg]
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect("ipc://" + str(system.run_dir / params.KERNEL_SOCKET))
+    return s
+
+
+def admitted_raw(system: SystemUnderTest, label: str) -> tuple[zmq.Socket, int]:  # type: ignore[type-arg]
+    s = raw_socket(system)
+    key = (system.run_dir / params.OPERATOR_KEY).read_bytes()
+    s.send(codec.encode_hello(key, os.getpid(), label, system.conf.services["client"].priv()))
+    assert s.poll(5000)
+    status, endpoint, *_ = codec.decode_reply(s.recv())  # type: ignore[misc]
+    assert status == Err.OK
+    return s, endpoint
+
+
+def getinfo(s: zmq.Socket) -> dict:  # type: ignore[type-arg]
+    from minikern.const import SYSTEM
+    s.send_multipart([codec.encode_request(Call.SENDREC, SYSTEM),
+                      codec.encode_body(KCall.GETINFO, {})])
+    assert s.poll(5000), "the kernel stopped answering"
+    frames = s.recv_multipart()
+    return codec.decode_body(frames[1])[1]  # type: ignore[index]
+
+
+def test_unadmitted_connection_gets_nothing(system: SystemUnderTest) -> None:
+    s = raw_socket(system)
+    echo = system.endpoint_of("echo")
+    s.send_multipart([codec.encode_request(Call.SENDREC, echo), codec.encode_body(1, {})])
+    s.send(codec.encode_hello(b"x" * 32, os.getpid(), "intruder", None))  # a wrong credential
+    assert not s.poll(300)
+    counters = system.info()["counters"]
+    assert counters["unadmitted"] >= 1 and counters["hello_refused"] >= 1
+    assert "intruder" not in {p["label"] for p in system.info()["procs"]}
+
+
+def test_malformed_frames_are_dropped_and_counted(system: SystemUnderTest) -> None:
+    s, _ = admitted_raw(system, "raw")
+    bad = [
+        [b"\xc1"],  # not msgpack
+        [msgpack.packb([PROTO, Call.SEND])],  # missing destination
+        [msgpack.packb([PROTO + 1, Call.RECEIVE, 0])],  # wrong protocol version
+        [msgpack.packb([PROTO, 99, 0])],  # no such trap
+        [msgpack.packb([PROTO, Call.SEND, "rs"]), b"x"],  # wrongly typed endpoint
+        [msgpack.packb([PROTO, Call.SEND, 1 << 40]), b"x"],  # out of range
+        [msgpack.packb([PROTO, Call.SEND, 8])],  # SEND without a body
+        [msgpack.packb([PROTO, Call.RECEIVE, 8]), b"body", b"extra"],  # too many frames
+        [msgpack.packb({"proto": 1})],  # a map instead of an array
+        [msgpack.packb([PROTO, Call.RECEIVE, 8])[:-1]],  # truncated
+        [msgpack.packb([PROTO, Call.HELLO, b"k", 1, None, None])],  # HELLO after admission
+    ]
+    for frames in bad:
+        s.send_multipart(frames)
+    assert not s.poll(200)  # nothing is answered
+    info = getinfo(s)  # and the kernel still serves this very connection
+    assert info["counters"]["malformed"] >= 10
+    assert info["counters"]["hello_twice"] == 1
+    echo = system.endpoint_of("echo")
+    assert system.connect("b", "client").sendrec(echo, Message(1, {"v": 1})).fields == {"v": 1}
+
+
+def test_malformed_kernel_call_gets_ebadrequest(system: SystemUnderTest) -> None:
+    from minikern.const import SYSTEM
+    s, _ = admitted_raw(system, "raw")
+    s.send_multipart([codec.encode_request(Call.SENDREC, SYSTEM), b"\x93\x01"])
+    assert s.poll(5000)
+    assert codec.decode_reply(s.recv_multipart()[0])[0] == Err.EBADREQUEST  # type: ignore[index]
+    s.send_multipart([codec.encode_request(Call.SENDREC, SYSTEM),
+                      codec.encode_body(KCall.KILL, {"endpoint": "x", "signal": []})])
+    assert s.poll(5000)
+    frames = s.recv_multipart()
+    assert codec.decode_body(frames[1])[0] == Err.EINVAL  # type: ignore[index]
+
+
+def test_oversized_frame_does_not_hurt_the_kernel(system: SystemUnderTest) -> None:
+    s, _ = admitted_raw(system, "big")
+    echo = system.endpoint_of("echo")
+    s.send_multipart([codec.encode_request(Call.SEND, echo), b"\0" * (params.MAX_MESSAGE * 2)])
+    b = system.connect("b", "client")
+    assert b.sendrec(echo, Message(1, {"v": 2})).fields == {"v": 2}
+    assert not s.poll(200)
+
+
+def test_source_is_stamped_by_the_kernel(system: SystemUnderTest) -> None:
+    a, b = system.connect("a", "client"), system.connect("b", "client")
+    fut = system.background(b.receive)
+    wait_for(lambda: system.blocked(b.endpoint, "recv"))
+    a.send(b.endpoint, Message(1, {"source": 0, "m_source": 0}))
+    assert fut.result(10).source == a.endpoint
+
+
+def test_flooding_process_is_bounded(system: SystemUnderTest) -> None:
+    s, ep = admitted_raw(system, "flood")
+    from minikern.const import SYSTEM
+    s.send(codec.encode_request(Call.RECEIVE, SYSTEM))  # blocks: nothing will come from SYSTEM
+    wait_for(lambda: system.blocked(ep, "recv"))
+    frame = [codec.encode_request(Call.SEND, system.endpoint_of("echo")), b"\x92\x01\x80"]
+    intruder = raw_socket(system)
+    for _ in range(5000):  # when the high-water mark is reached, the sender is held back
+        try:
+            s.send_multipart(frame, zmq.NOBLOCK)
+            intruder.send(b"garbage", zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+    echo = system.endpoint_of("echo")
+    b = system.connect("b", "client")
+    assert b.sendrec(echo, Message(1, {"v": 3})).fields == {"v": 3}
+    counters = wait_for(lambda: (c := system.info()["counters"]).get("trap_while_blocked", 0)
+                        + c.get("unadmitted", 0) > 1000 and c, what="flood counted")
+    assert counters["trap_while_blocked"] > 0
+    proc = system.proc(ep)
+    assert proc is not None and proc["wait"] == "recv"  # the one legitimate trap still stands
