@@ -7,7 +7,9 @@ throughput (notify traps per second from one sender to a receiving server).
 """
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,7 +58,16 @@ def _relay_rtt(sock: zmq.Socket, n: int) -> float:  # type: ignore[type-arg]
     return (time.perf_counter() - t) / n * 1e6
 
 
-def run(rounds: int = 7, n: int = 2000, notifies: int = 20000) -> dict[str, Any]:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", type=int, default=7, help="alternating rounds of each path")
+    p.add_argument("--calls", type=int, default=2000, help="round trips per round")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return measure(args.rounds, args.calls)
+
+
+def measure(rounds: int = 7, n: int = 2000, notifies: int = 20000) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="mk-bench-"))
     conf = tmp / "system.conf"
     conf.write_text(CONF)
@@ -106,7 +117,6 @@ def run(rounds: int = 7, n: int = 2000, notifies: int = 20000) -> dict[str, Any]
             p.kill()
             p.wait()
         system.halt()
-        import shutil
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,37 +1,37 @@
-"""bin/bench: one subcommand per benchmark; with --json the last line is one JSON object."""
+"""bin/bench: one subcommand per benchmark; with --json the last line is one JSON object.
+
+Each benchmark is a module in this package with three functions:
+``add_arguments(parser)``, ``run(args) -> dict`` and ``report(result) -> str``.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import platform
-from typing import Any, Callable
+
+BENCHMARKS = {  # subcommand -> (module, one-line help)
+    "ipc": ("bench.ipc", "SENDREC round trip through the kernel vs a bare ZeroMQ relay"),
+}
 
 
-def _machine() -> str:
+def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-import os  # noqa: E402
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench", description=__doc__)
+    ap = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
-    p = sub.add_parser("ipc", help="SENDREC round trip through the kernel vs a bare ZeroMQ relay")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--calls", type=int, default=2000)
+    for name, (module, text) in BENCHMARKS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--json", action="store_true", help="end with one JSON object")
+        importlib.import_module(module).add_arguments(p)
     args = ap.parse_args(argv)
-    runners: dict[str, Callable[[], tuple[dict[str, Any], str]]] = {}
-    if args.what == "ipc":
-        from bench import ipc
-        r = ipc.run(args.rounds, args.calls)
-        text = ipc.report(r)
-    else:
-        raise SystemExit(f"unknown benchmark {args.what}")
-    del runners
-    print(text)
-    print(f"machine: {_machine()}")
+    mod = importlib.import_module(BENCHMARKS[args.what][0])
+    result = mod.run(args)
+    print(mod.report(result))
+    print(f"machine: {machine()}")
     if args.json:
-        print(json.dumps(r))
+        print(json.dumps(result))
     return 0

@@ -18,7 +18,7 @@ from minikern.params import MAX_HEADER, MAX_MESSAGE
 _packb = msgpack.packb
 
 
-def _unpack(frame: bytes) -> Any:
+def unpack(frame: bytes) -> Any:
     try:
         return msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception:  # msgpack raises many types on garbage; all mean "malformed"
@@ -26,7 +26,7 @@ def _unpack(frame: bytes) -> Any:
 
 
 def _is_int(v: object) -> bool:
-    return type(v) is int and -(1 << 31) <= v < (1 << 31)  # noqa: E721 (bool is not an endpoint)
+    return type(v) is int and -(1 << 31) <= v < (1 << 31)
 
 
 # Number of integer fields after (PROTO, call) for each IPC trap.
@@ -57,7 +57,7 @@ def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
     """
     if not 1 <= len(frames) <= 2 or len(frames[0]) > MAX_HEADER:
         return None
-    hdr = _unpack(frames[0])
+    hdr = unpack(frames[0])
     if type(hdr) is not list or len(hdr) < 2 or hdr[0] != PROTO:
         return None
     call = hdr[1]
@@ -95,7 +95,7 @@ def encode_reply(status: int, source: int = 0, kind: int = Kind.REPLY,
 
 
 def decode_reply(frame: bytes) -> tuple[int, int, int, int, int] | None:
-    hdr = _unpack(frame)
+    hdr = unpack(frame)
     if type(hdr) is not list or len(hdr) != 6 or hdr[0] != PROTO:
         return None
     if not all(type(v) is int for v in hdr[1:]):
@@ -132,7 +132,7 @@ def encode_body(mtype: int, fields: dict[str, Any] | None = None) -> bytes:
 
 def decode_body(frame: bytes) -> tuple[int, dict[str, Any]] | None:
     """A message body is [type:int, fields:map with str keys]."""
-    body = _unpack(frame)
+    body = unpack(frame)
     if type(body) is not list or len(body) != 2:
         return None
     mtype, fields = body

@@ -8,7 +8,7 @@ builds or parses frames.
 """
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 
 PROTO = 1  # protocol version, first field of every header
 
@@ -81,8 +81,6 @@ class KCall(IntEnum):
     REVOKE = 11  # withdraw a grant
     SAFECOPYFROM = 12  # copy from a granter's memory into mine
     SAFECOPYTO = 13  # copy from my memory into a granter's
-    HWREPLY = 15  # (board) the answer to a forwarded port access
-    HWIRQ = 16  # (board) an interrupt line fired
     SHUTDOWN = 17  # stop the whole system
 
 
@@ -91,10 +89,6 @@ class KMsg(IntEnum):
 
     EXIT = 1  # to a manager: one of its processes died
     SHUTDOWN = 2  # to every process: exit now
-    HW_DEVIO = 3  # to the board: perform checked port accesses for a driver
-    HW_IRQCTL = 4  # to the board: enable / disable an interrupt line
-    HW_IOMAP = 5  # to the board: open a direct port channel for a driver
-    HW_GRANT = 6  # to the board: a driver granted / revoked DMA memory
 
 
 class IrqOp(IntEnum):
@@ -111,6 +105,39 @@ class CharReq(IntEnum):
     CLOSE = 0x401
     READ = 0x402
     WRITE = 0x403
+
+
+class DsReq(IntEnum):
+    """Requests to the Data Store (services/ds; MINIX DS_*)."""
+
+    PUBLISH = 0x600
+    RETRIEVE = 0x601
+    DELETE = 0x602
+    SUBSCRIBE = 0x603
+    CHECK = 0x604
+    PURGE = 0x605  # minikern: RS only; drop every entry and subscription a label owns
+
+
+class DsFlag(IntFlag):
+    """Flags of DS requests (MINIX DSF_*); services/ds/store.py says which request takes which."""
+
+    NONE = 0
+    OVERWRITE = 0x1  # PUBLISH: replace my entry; SUBSCRIBE: replace my subscription
+    PRIVATE = 0x2  # PUBLISH: only the owner may retrieve it (MINIX DSF_PRIV_RETRIEVE)
+    INITIAL = 0x4  # SUBSCRIBE: queue the keys that already match, at once
+
+
+class RsReq(IntEnum):
+    """Requests to the Reincarnation Server (services/rs; MINIX RS_*)."""
+
+    UP = 0x700
+    DOWN = 0x701
+    RESTART = 0x702
+    REFRESH = 0x703
+    INIT_DONE = 0x704  # SEF: a (re)started component finished its initialization
+    STATUS = 0x705  # the service table, for bin/ps
+    CRASH = 0x706  # fault injection, for bin/crash
+    SHUTDOWN = 0x707
 
 
 # Grant access bits (MINIX safecopies.h).

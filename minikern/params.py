@@ -5,6 +5,7 @@ import os
 
 DEFAULT_RUN_DIR = os.environ.get("MINIKERN_RUN_DIR", "/tmp/minikern-" + str(os.getuid()))
 KERNEL_SOCKET = "kernel.sock"  # the kernel's ROUTER socket, inside the run directory
+BUS_SOCKET = "bus.sock"  # the kernel's link to the board (only the board may join)
 OPERATOR_KEY = "operator.key"  # credential file for operator tools (0600, in the 0700 run dir)
 KERNEL_PIDFILE = "kernel.pid"
 CONSOLE_LOG = "console.log"  # kernel and component output
@@ -25,3 +26,19 @@ TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran compone
 SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before SIGKILL
 INIT_TIMEOUT = 10.0  # seconds a boot process may take to report init done (MINIX RS_INIT_T)
 CALL_TIMEOUT = 30.0  # seconds the library waits for the kernel before declaring it gone
+
+# Reincarnation Server (services/rs)
+RECOVERY_LOG = "recovery.log"  # one JSON line per RS event (crash, script, restart, up, down, giveup)
+ALERT_LOG = "alerts.log"  # records written by recovery_scripts/alert, for a person to read
+SCRIPT_DIR = "scripts"  # run_dir/scripts/<label>.<n>.out: a recovery script's captured output
+DEFAULT_PERIOD = 5.0  # seconds between RS heartbeat pings when system.conf gives no period
+HEARTBEAT_MISSES = 2  # no ping answer within this many periods: the service is hung
+BACKOFF_BASE = 1.0  # seconds: the first delayed restart; each further one doubles (MINIX)
+BACKOFF_CAP = 30.0  # seconds: the longest restart delay (MINIX rs/const.h)
+STABLE_TIME = 10.0  # seconds up after which a service's failure count starts again from zero
+INTENSITY_RESTARTS = 10  # default intensity limit: more than this many restarts ...
+INTENSITY_WINDOW = 60.0  # ... within this many seconds marks the service FAILED
+RESOURCE_CHECK = 1.0  # seconds between psutil memory / CPU checks of limited services
+DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)
+RS_MAX_SLEEP = 1.0  # longest RS sleeps between ticks (SETALARM) when nothing is due sooner
+RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was not ready for

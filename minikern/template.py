@@ -17,7 +17,7 @@ import sys
 import msgpack
 import zmq  # noqa: F401  (imported ahead of need: this is what the template saves)
 
-from minikern import ipc, sef  # noqa: F401
+from minikern import ipc, sef
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
@@ -21,7 +22,7 @@ service user {{ user yes; ipc ALL; }};
 service narrow {{ system GETINFO; ipc SYSTEM echo; io 0x3f8:8; irq 4; }};
 service driver {{ system DEVIO VDEVIO IRQCTL; ipc SYSTEM ALL_SYS; io 0x1f0:8 0x3f6; irq 14; }};
 service echo {{ program tests.kernel.agent; args echo; ipc ALL; }};
-service agent {{ program tests.kernel.agent; ipc ALL; system SETGRANT SAFECOPYFROM HWREPLY HWIRQ; }};
+service agent {{ program tests.kernel.agent; ipc ALL; system SETGRANT SAFECOPYFROM; }};
 """
 
 

@@ -172,10 +172,8 @@ def deadlock(k: Kernel, caller: Proc, peer: int, *, sending: bool) -> bool:
         nxt = xp.blocked_on
         if nxt is None:
             return False
-        if nxt == caller.endpoint:
-            if group == 2 and (xp.wait in _SENDING) != sending:
-                return False
-            return True
+        if nxt == caller.endpoint:  # a cycle, unless it is a request/reply pair
+            return not (group == 2 and (xp.wait in _SENDING) != sending)
         e = nxt
     return False
 

@@ -35,12 +35,12 @@ import msgpack
 import zmq
 
 from minikern import codec, params
-from minikern.const import CLOCK, PROTO, Call, Err, KCall, Kind, KMsg
+from minikern.const import CLOCK, HW, PROTO, Call, Err, KCall, Kind, KMsg
 from minikern.kernel import grant, ipc, system
+from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
 from minikern.kernel.proc import Proc, ProcTable, Wait
 from minikern.kernel.spawn import Spawner
-
 
 _NB = int(zmq.NOBLOCK)
 _MORE_NB = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
@@ -76,8 +76,10 @@ class Kernel:
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.write(fd, self.operator_key)
         os.close(fd)
+        self.bus = Bus(self, self.ctx, "ipc://" + str(run_dir / params.BUS_SOCKET))
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
+        self.poller.register(self.bus.sock, zmq.POLLIN)
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_w.setblocking(False)
         self.poller.register(self.wake_r.fileno(), zmq.POLLIN)
@@ -143,6 +145,8 @@ class Kernel:
                   "credential": p.credential, "address": self.address,
                   "run_dir": str(self.run_dir), "incarnation": incarnation,
                   "memory_size": seg.size}
+        if s == HW:  # the board: it alone gets the credential for the bus
+            record["bus"], record["bus_credential"] = self.bus.address, self.bus.expect_board()
         spawned = self.spawner.spawn(record, seg.fd)
         if spawned is None:
             self.table.remove(p)
@@ -213,6 +217,10 @@ class Kernel:
         ipc.clear_endpoint(self, p)
         for holders in self.irq_holders.values():
             holders.discard(p.endpoint)
+        if p.slot == HW:
+            self.bus.board_died()
+        else:
+            self.bus.send("gone", p.endpoint)
         self.table.remove(p)
         self.poller.unregister(p.pidfd)
         del self.pidfds[p.pidfd]
@@ -276,6 +284,7 @@ class Kernel:
         if self.shutdown_deadline is not None:
             return
         self.log("shutting down")
+        self.bus.send("shutdown")
         self.shutdown_deadline = time.monotonic() + params.SHUTDOWN_GRACE
         for p in self.table.live():
             if p.child:
@@ -319,6 +328,9 @@ class Kernel:
                     self.handle(self.sock.recv_multipart())
                     if not self.sock.get(zmq.EVENTS) & _POLLIN:
                         break
+            if events.pop(self.bus.sock, 0):
+                while self.bus.sock.get(zmq.EVENTS) & _POLLIN:
+                    self.bus.handle(self.bus.sock.recv_multipart())
             for fd in events:
                 if fd == self.wake_r.fileno():
                     self.wake_r.recv(64)
@@ -341,8 +353,10 @@ class Kernel:
     def close(self) -> None:
         self.spawner.close()
         self.sock.close(0)
+        self.bus.sock.close(0)
         self.ctx.term()
-        for name in (params.KERNEL_SOCKET, params.OPERATOR_KEY, params.KERNEL_PIDFILE):
+        for name in (params.KERNEL_SOCKET, params.BUS_SOCKET, params.OPERATOR_KEY,
+                     params.KERNEL_PIDFILE):
             try:
                 os.unlink(self.run_dir / name)
             except FileNotFoundError:

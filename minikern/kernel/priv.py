@@ -10,8 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from minikern.const import (IPC_ALL, IPC_ALL_SYS, IPC_NONE, IPC_SYSTEM, IPC_USER, Call,
-                            KCall)
+from minikern.const import (
+    IPC_ALL,
+    IPC_ALL_SYS,
+    IPC_NONE,
+    IPC_SYSTEM,
+    IPC_USER,
+    Call,
+    KCall,
+)
 
 MAX_RANGES = 64  # io / mem windows per process (MINIX: s_io_tab[64])
 MAX_LABELS = 256

@@ -13,8 +13,13 @@ import enum
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from minikern.const import (FIRST_DYNAMIC_SLOT, GENERATION_SIZE, NR_PROCS, endpoint_slot,
-                            make_endpoint)
+from minikern.const import (
+    FIRST_DYNAMIC_SLOT,
+    GENERATION_SIZE,
+    NR_PROCS,
+    endpoint_slot,
+    make_endpoint,
+)
 from minikern.kernel.priv import Priv
 
 

@@ -4,18 +4,19 @@ Each call is a ``do_<name>`` function in one dispatch table.  A call is
 checked against the caller's kernel-call mask before its handler runs, and
 every handler validates its own arguments.  A handler returns (status,
 result) to answer at once, or None when the answer comes later (port I/O
-forwarded to the board, answered by the board's HWREPLY).
+put on the bus to the board, answered when the board's reply comes back).
 """
 from __future__ import annotations
 
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from minikern import codec
-from minikern.const import HARDWARE, HW, SYSTEM, Err, IrqOp, KCall, Kind, KMsg, err_name
-from minikern.kernel import grant, ipc
+from minikern.const import HW, SYSTEM, Err, IrqOp, KCall, Kind, err_name
+from minikern.kernel import grant
 from minikern.kernel.priv import Priv
 from minikern.kernel.proc import Proc, Wait
 
@@ -67,8 +68,10 @@ def do_getinfo(k: Kernel, caller: Proc, a: Args) -> Result:
     procs = [{"slot": p.slot, "endpoint": p.endpoint, "label": p.label, "pid": p.pid,
               "wait": p.wait.value, "peer": p.peer, "incarnation": p.incarnation,
               "uptime": round(now - p.started, 3), "manager": p.manager, "ready": p.ready,
+              "operator": not p.child,
               "priv": p.priv.summary()} for p in k.table.live()]
-    return Err.OK, {"procs": procs, "counters": dict(k.counters), "kernel_pid": os.getpid()}
+    return Err.OK, {"procs": procs, "counters": dict(k.counters), "kernel_pid": os.getpid(),
+                    "ticks": k.bus.ticks}
 
 
 def do_setalarm(k: Kernel, caller: Proc, a: Args) -> Result:
@@ -92,10 +95,7 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
         holders.add(caller.endpoint)
     elif op == IrqOp.RMPOLICY:
         holders.discard(caller.endpoint)
-    enable = op in (IrqOp.SETPOLICY, IrqOp.ENABLE)
-    board = k.table.lookup(HW)
-    if board is not None:
-        ipc.kernel_message(k, board, KMsg.HW_IRQCTL, {"irq": irq, "enable": enable})
+    k.bus.send("irqctl", irq, op in (IrqOp.SETPOLICY, IrqOp.ENABLE))
     return Err.OK, {}
 
 
@@ -105,11 +105,13 @@ def _forward_io(k: Kernel, caller: Proc, kind: str, ops: list[Any], extra: Args)
         port, size = op[0], op[1]
         if not caller.priv.holds_io(port, size):
             return k.refuse(caller, KCall.DEVIO, port)
+    return _to_board(k, caller, "io", kind, ops, extra)
+
+
+def _to_board(k: Kernel, caller: Proc, *msg: Any) -> Result:
     board = k.table.lookup(HW)
-    if board is None:
+    if board is None or not k.bus.send(msg[0], caller.endpoint, *msg[1:]):
         return Err.ENODEV, {}
-    ipc.kernel_message(k, board, KMsg.HW_DEVIO,
-                       {"req": caller.endpoint, "kind": kind, "ops": ops, **extra})
     caller.wait, caller.peer = Wait.KCALL, board.endpoint
     return None
 
@@ -144,37 +146,8 @@ def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
 def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
     if not caller.priv.io:
         return k.refuse(caller, KCall.IOMAP, 0)
-    board = k.table.lookup(HW)
-    if board is None:
-        return Err.ENODEV, {}
-    ipc.kernel_message(k, board, KMsg.HW_IOMAP,
-                       {"req": caller.endpoint, "label": caller.label,
-                        "windows": [list(w) for w in caller.priv.io]})
-    caller.wait, caller.peer = Wait.KCALL, board.endpoint
-    return None
-
-
-def do_hwreply(k: Kernel, caller: Proc, a: Args) -> Result:
-    req = k.table.lookup(_int(a, "req") or 0)
-    status, result = _int(a, "status"), a.get("result", {})
-    if status is None or type(result) is not dict:
-        return Err.EINVAL, {}
-    if req is None or req.wait is not Wait.KCALL or req.peer != caller.endpoint:
-        return Err.ESRCH, {}
-    req.wait, req.peer = Wait.READY, 0
-    k.answer(req, Err.OK, SYSTEM, Kind.KERNEL, 0, codec.encode_body(status, result))
-    return Err.OK, {}
-
-
-def do_hwirq(k: Kernel, caller: Proc, a: Args) -> Result:
-    irq = _int(a, "irq", 0, 16)
-    if irq is None:
-        return Err.EINVAL, {}
-    for e in k.irq_holders.get(irq, ()):
-        holder = k.table.lookup(e)
-        if holder is not None:
-            ipc.notify(k, HARDWARE, holder, 1 << irq)
-    return Err.OK, {}
+    return _to_board(k, caller, "iomap", caller.label, [list(w) for w in caller.priv.io],
+                     [list(w) for w in caller.priv.mem])
 
 
 def do_setgrant(k: Kernel, caller: Proc, a: Args) -> Result:
@@ -225,7 +198,7 @@ CALLS: dict[KCall, Callable[[Kernel, Proc, Args], Result]] = {
     KCall.VDEVIO: do_vdevio, KCall.SDEVIO: do_sdevio, KCall.IOMAP: do_iomap,
     KCall.SETGRANT: do_setgrant, KCall.REVOKE: do_revoke,
     KCall.SAFECOPYFROM: do_safecopyfrom, KCall.SAFECOPYTO: do_safecopyto,
-    KCall.HWREPLY: do_hwreply, KCall.HWIRQ: do_hwirq, KCall.SHUTDOWN: do_shutdown,
+    KCall.SHUTDOWN: do_shutdown,
 }
 
 

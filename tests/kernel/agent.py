@@ -6,17 +6,35 @@ argv[1] picks the behaviour:
   sender EP   - SEND to EP once, then idle (blocks if EP does not receive)
   grant       - write b"secret" into memory and answer GRANT requests with a grant id
   copier      - on COPY requests, SAFECOPYFROM the named grant and answer with the bytes
-  board       - a fake board at the HW slot: answers forwarded port I/O, raises IRQs on request
+  board       - a fake board at the HW slot, on the bus only: answers port reads with
+                0x1234 + port, and raises an IRQ line whenever the kernel enables it
 """
 from __future__ import annotations
 
 import sys
 
-from minikern import sef
-from minikern.codec import Message
-from minikern.const import ANY, CPF_READ, SYSTEM, Err, KCall, Kind, KMsg
+import msgpack
+import zmq
 
-REQ_GRANT, REQ_COPY, REQ_IRQ = 1, 2, 3
+from minikern import ipc, sef
+from minikern.codec import Message
+from minikern.const import ANY, CPF_READ, SYSTEM, Err, KCall, Kind
+
+REQ_GRANT, REQ_COPY = 1, 2
+
+
+def fake_board() -> None:
+    bus = zmq.Context.instance().socket(zmq.DEALER)
+    bus.connect(ipc.boot_record["bus"])
+    bus.send(msgpack.packb(["hello", ipc.boot_record["bus_credential"]]))
+    while True:
+        msg = msgpack.unpackb(bus.recv(), raw=False)
+        if msg[0] == "io":
+            _, endpoint, kind, ops, extra = msg
+            values = [0x1234 + op[0] if op[2] is None else None for op in ops]
+            bus.send(msgpack.packb(["io", endpoint, 0, {"values": values}]))
+        elif msg[0] == "irqctl" and msg[2]:
+            bus.send(msgpack.packb(["irq", msg[1]]))
 
 
 def main() -> None:
@@ -30,17 +48,13 @@ def main() -> None:
     if mode in ("idle", "sender"):
         while True:
             sef.receive(ctx, src=SYSTEM)  # only the kernel (shutdown) can satisfy this
+    if mode == "board":
+        fake_board()
     if mode == "grant":
         assert ctx.memory is not None
         ctx.memory[100:106] = b"secret"
     m = sef.receive(ctx)
     while True:
-        if m.kind == Kind.KERNEL and m.type == KMsg.HW_DEVIO:
-            ops = m["ops"]
-            result = {"values": [0x1234 + op[0] if op[2] is None else None for op in ops]}
-            conn.kcall(KCall.HWREPLY, req=m["req"], status=0, result=result)
-            m = sef.receive(ctx)
-            continue
         if m.kind != Kind.MESSAGE:
             m = sef.receive(ctx)
             continue
@@ -54,8 +68,6 @@ def main() -> None:
                                           grant=m["grant"], goffset=0, offset=0, length=6)
             assert ctx.memory is not None
             reply = Message(status, {"data": bytes(ctx.memory[0:6])})
-        elif mode == "board" and m.type == REQ_IRQ:
-            conn.kcall(KCall.HWIRQ, irq=m["irq"])
         m = conn.reply_recv(m.source, reply, ANY)
 
 

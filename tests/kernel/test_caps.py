@@ -9,7 +9,7 @@ from minikern.codec import Message
 from minikern.const import HW, SYSTEM, CharReq, Err, KCall, Kind, KMsg
 from minikern.ipc import IpcError
 from tests.conftest import SystemUnderTest, wait_for
-from tests.kernel.agent import REQ_COPY, REQ_GRANT, REQ_IRQ
+from tests.kernel.agent import REQ_COPY, REQ_GRANT
 from tests.kernel.test_death import spawn
 
 pytestmark = pytest.mark.timeout(60)
@@ -67,10 +67,20 @@ def test_kernel_call_mask_is_enforced(system: SystemUnderTest) -> None:
     assert n.kcall(KCall.GETINFO)["procs"]  # what it holds still works
 
 
+def fake_board(system: SystemUnderTest) -> None:
+    mgr = system.connect("mgr", "client")
+    spawn(system, mgr, "board", label="hw", slot=HW, wait=False)
+    wait_for(lambda: "board attached to the bus" in system.console(), what="board on the bus")
+
+
+def test_no_board_means_enodev(system: SystemUnderTest) -> None:
+    drv = system.connect("drv", "driver")
+    assert drv.kcall_status(KCall.DEVIO, port=0x1F7, size=1)[0] == Err.ENODEV
+
+
 def test_port_io_outside_the_windows_is_refused(make_system) -> None:  # type: ignore[no-untyped-def]
     system = make_system(boot="")
-    mgr = system.connect("mgr", "client")
-    spawn(system, mgr, "board", label="board", slot=HW)
+    fake_board(system)
     drv = system.connect("drv", "driver")
     status, fields = drv.kcall_status(KCall.DEVIO, port=0x1F7, size=1)
     assert status == Err.OK and fields["values"] == [0x1234 + 0x1F7]  # forwarded to the board
@@ -86,13 +96,11 @@ def test_port_io_outside_the_windows_is_refused(make_system) -> None:  # type: i
 
 def test_irq_lines_outside_the_caps_are_refused_and_held_ones_notify(make_system) -> None:  # type: ignore[no-untyped-def]
     system = make_system(boot="")
-    mgr = system.connect("mgr", "client")
-    board, _ = spawn(system, mgr, "board", label="board", slot=HW)
+    fake_board(system)
     drv = system.connect("drv", "driver")
     status, _ = drv.kcall_status(KCall.IRQCTL, op=1, irq=11)
     assert status == Err.ECALLDENIED
-    assert drv.kcall_status(KCall.IRQCTL, op=1, irq=14)[0] == Err.OK
-    mgr.sendrec(board, Message(REQ_IRQ, {"irq": 14}))
+    assert drv.kcall_status(KCall.IRQCTL, op=1, irq=14)[0] == Err.OK  # the board then fires 14
     m = drv.receive()
     assert (m.kind, m.source, m.aux) == (Kind.NOTIFY, -1, 1 << 14)  # from HARDWARE, bitmap
     assert audit_has(system, "drv", "IRQCTL", "ECALLDENIED")

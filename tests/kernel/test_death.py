@@ -9,7 +9,15 @@ import pytest
 
 from minikern import ipc, params
 from minikern.codec import Message
-from minikern.const import SYSTEM, Err, KCall, Kind, KMsg, endpoint_generation, endpoint_slot
+from minikern.const import (
+    SYSTEM,
+    Err,
+    KCall,
+    Kind,
+    KMsg,
+    endpoint_generation,
+    endpoint_slot,
+)
 from tests.conftest import SystemUnderTest, wait_for
 
 pytestmark = pytest.mark.timeout(60)
