@@ -15,7 +15,9 @@ import msgpack
 from minikern.const import PROTO, Call, Kind
 from minikern.params import MAX_HEADER, MAX_MESSAGE
 
-_packb = msgpack.packb
+def _packb(obj: object) -> bytes:
+    data: bytes = msgpack.packb(obj)
+    return data
 
 
 def unpack(frame: bytes) -> Any:
@@ -74,7 +76,7 @@ def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
         if priv is not None and type(priv) is not dict:
             return None
         return (Call.HELLO, cred, pid, label, priv)
-    nargs = _REQUEST_ARGS.get(call)  # type: ignore[call-overload]
+    nargs = _REQUEST_ARGS.get(call)
     if nargs is None or len(hdr) != 2 + nargs:
         return None
     args = hdr[2:]

@@ -45,8 +45,7 @@ boot_memfd: int = -1
 class Connection:
     def __init__(self, address: str, credential: bytes, label: str | None = None,
                  priv: dict[str, Any] | None = None, kernel_pid: int | None = None) -> None:
-        self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(address)
         self.kernel_pid = kernel_pid

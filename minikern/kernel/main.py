@@ -326,10 +326,10 @@ class Kernel:
             if events.pop(self.sock, 0):
                 for _ in range(1000):  # a bounded batch, then look at deaths and alarms too
                     self.handle(self.sock.recv_multipart())
-                    if not self.sock.get(zmq.EVENTS) & _POLLIN:
+                    if not int(self.sock.get(zmq.EVENTS)) & _POLLIN:
                         break
             if events.pop(self.bus.sock, 0):
-                while self.bus.sock.get(zmq.EVENTS) & _POLLIN:
+                while int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
                     self.bus.handle(self.bus.sock.recv_multipart())
             for fd in events:
                 if fd == self.wake_r.fileno():
