@@ -40,6 +40,15 @@ def wait_readable(fd: int) -> None:
     assert readable, "no data within 2 s"
 
 
+def read_exactly(fd: int, n: int) -> bytes:
+    """A pty may hand over written bytes in pieces: collect n of them, with a deadline."""
+    data = b""
+    while len(data) < n:
+        wait_readable(fd)
+        data += os.read(fd, n - len(data))
+    return data
+
+
 def test_reset_values(ports: Ports) -> None:
     assert [ports.inb(p) for p in (IER, IIR, LCR, MCR, LSR, MSR, SCR)] == [
         0x00, 0x01, 0x00, 0x08, 0x60, 0xB0, 0x00]
@@ -169,8 +178,7 @@ def test_pty_backend_carries_both_directions(irq: NullIrq, clock: FakeClock) -> 
     try:
         for byte in b"ok\n":
             ports.outb(THR, byte)
-        wait_readable(peer)
-        assert os.read(peer, 16) == b"ok\n"
+        assert read_exactly(peer, 3) == b"ok\n"
         os.write(peer, b"hi")
         wait_readable(uart.fileno() or -1)
         uart.poll()
