@@ -65,6 +65,8 @@ class System:
         (self.run_dir / "boot.image").write_bytes(msgpack.packb(boot_image(conf)))
         self.console = self.run_dir / params.CONSOLE_LOG
         self.console_offset = self.console.stat().st_size if self.console.exists() else 0
+        recovery = self.run_dir / params.RECOVERY_LOG
+        self.recovery_offset = recovery.stat().st_size if recovery.exists() else 0
         out = open(self.console, "ab")
         self.kernel = subprocess.Popen(
             [sys.executable, "-m", "minikern.kernel", str(self.run_dir)],
@@ -96,7 +98,12 @@ class System:
                 conn.close()
 
     def follow(self) -> None:
-        """Copy new console output to stdout."""
+        """Copy new console output to stdout, and the recovery log as readable lines."""
+        from minikern.commands import logs
+        events, self.recovery_offset = logs.read_events(self.run_dir / params.RECOVERY_LOG,
+                                                        self.recovery_offset)
+        for e in events:
+            sys.stdout.write(logs.format_event(e, sys.stdout.isatty()) + "\n")
         try:
             with open(self.console, "rb") as f:
                 f.seek(self.console_offset)

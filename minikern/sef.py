@@ -7,12 +7,20 @@ Every server and driver has the same skeleton::
         sef.serve(ctx, {REQ_X: do_x, ...}, on_notify=...)
 
 ``startup`` tells ``init`` whether this is a fresh start or a restart, with
-the incarnation number.  ``serve`` is the loop: receive; a notification is
+the incarnation number, and then tells RS that initialization is done
+(SENDREC RsReq.INIT_DONE; RS answers at once and only then declares the
+service up and publishes its endpoint).  In a system without RS the call
+fails at once with EDEADSRCDST and is ignored.  ``serve`` is the loop: receive; a notification is
 handled apart and never answered (heartbeat pings from RS are answered by
 SEF itself); a request goes through the table to ``do_<request>``, whose
 returned Message is the reply (None means EDONTREPLY: answer later).  Replies
 use the REPLYRECV fast path.  A SHUTDOWN from the kernel ends the process in
 order; ``panic(reason)`` records the reason and exits.
+
+Fault injection (bin/crash): a RsReq.CRASH message is honoured only when the
+kernel-stamped source is RS, so no component can crash another.  The faults
+that must happen inside the component (exit, exception, panic, hang) are
+done here, in the component's own loop; kill and segv RS sends as signals.
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ from typing import Any, NoReturn
 
 from minikern import ipc, params
 from minikern.codec import Message
-from minikern.const import ANY, RS, Err, Kind, KMsg
+from minikern.const import ANY, RS, Err, Kind, KMsg, RsReq
 
 Handler = Callable[[Message], "Message | None"]
 
@@ -65,6 +73,13 @@ def startup(init: Callable[[Context], None] | None = None) -> Context:
                    incarnation=r.get("incarnation", 0), run_dir=Path(r["run_dir"]), memory=mem)
     if init is not None:
         init(_ctx)
+    if _ctx.endpoint != RS:
+        try:
+            conn.sendrec(RS, Message(RsReq.INIT_DONE))
+        except ipc.KernelGone:
+            raise
+        except ipc.IpcError:
+            pass  # no RS in this system (or not allowed to talk to it): nobody to tell
     return _ctx
 
 
@@ -85,12 +100,36 @@ def filtered(ctx: Context, m: Message) -> bool:
         for hook in ctx.on_shutdown:
             hook()
         sys.exit(0)
+    if m.kind == Kind.MESSAGE and m.type == RsReq.CRASH and m.source == RS:
+        inject_fault(str(m.get("fault")))
+        return True
     return False
+
+
+class InjectedFault(Exception):
+    """The unhandled exception bin/crash asks for."""
+
+
+def inject_fault(fault: str) -> None:
+    """Fail the way RS asked (only ever called for a message from RS)."""
+    if fault == "exit":
+        print(f"{ipc.boot_record.get('label', '?')}: exit 1 (injected)", file=sys.stderr,
+              flush=True)
+        os._exit(1)
+    if fault == "exception":
+        raise InjectedFault("fault injected by the operator (bin/crash)")
+    if fault == "panic":
+        panic("fault injected by the operator (bin/crash)")
+    if fault == "hang":
+        while True:  # an endless loop: no more pings are answered
+            pass
 
 
 def serve(ctx: Context, table: dict[int, Handler],
           on_notify: Callable[[Message], None] | None = None,
-          on_kernel: Callable[[Message], None] | None = None) -> NoReturn:
+          on_kernel: Callable[[Message], None] | None = None,
+          default: Handler | None = None) -> NoReturn:
+    """The loop.  ``default`` handles types missing from ``table`` (else EBADREQUEST)."""
     m = receive(ctx)
     while True:
         if m.kind == Kind.NOTIFY:
@@ -103,7 +142,7 @@ def serve(ctx: Context, table: dict[int, Handler],
                 on_kernel(m)
             m = receive(ctx)
             continue
-        handler = table.get(m.type)
+        handler = table.get(m.type, default)
         reply = handler(m) if handler is not None else Message(Err.EBADREQUEST)
         if reply is None:
             m = receive(ctx)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from minikern import codec
 from minikern.const import ANY, CLOCK, HARDWARE, NR_PROCS, SYSTEM, Call, Err, Kind
+from minikern.kernel import system
 from minikern.kernel.proc import Proc, Wait
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def trap(k: Kernel, caller: Proc, call: int, a: int, b: int, body: bytes | None)
     if status is not None:
         return k.answer(caller, status)
     if a == SYSTEM:
-        return k.kernel_call(caller, body or b"")
+        return system.kernel_call(k, caller, body or b"")
     dst = k.table.lookup(a)
     if dst is None:
         return k.answer(caller, Err.EDEADSRCDST)

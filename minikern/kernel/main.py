@@ -65,11 +65,10 @@ class Kernel:
         self.address = "ipc://" + str(run_dir / params.KERNEL_SOCKET)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, params.MAX_MESSAGE + params.MAX_HEADER)
-        self.sock.setsockopt(zmq.RCVHWM, params.SOCKET_HWM)
-        self.sock.setsockopt(zmq.SNDHWM, params.SOCKET_HWM)
-        self.sock.setsockopt(zmq.LINGER, 0)
+        for opt, value in ((zmq.ROUTER_MANDATORY, 1), (zmq.LINGER, 0),
+                           (zmq.MAXMSGSIZE, params.MAX_MESSAGE + params.MAX_HEADER),
+                           (zmq.RCVHWM, params.SOCKET_HWM), (zmq.SNDHWM, params.SOCKET_HWM)):
+            self.sock.setsockopt(opt, value)
         self.sock.bind(self.address)
         self.operator_key = secrets.token_bytes(32)
         key_path = run_dir / params.OPERATOR_KEY
@@ -126,9 +125,6 @@ class Kernel:
         """A kernel call whose argument is outside the caller's capabilities."""
         self.audit_denial(caller, call.name, target, status)
         return status, {}
-
-    def kernel_call(self, caller: Proc, body: bytes) -> None:
-        system.kernel_call(self, caller, body)
 
     # -- processes ------------------------------------------------------------------
 
@@ -196,8 +192,6 @@ class Kernel:
     def reap(self, pidfd: int) -> None:
         p = self.pidfds.get(pidfd)
         if p is None:
-            if not self.spawner.template_died(pidfd):
-                self.poller.unregister(pidfd)
             return
         status = signo = 0
         try:

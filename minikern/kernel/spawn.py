@@ -71,16 +71,6 @@ class Spawner:
             return t.pid, t.pidfd
         return None
 
-    def template_died(self, pidfd: int) -> bool:
-        """A pooled template exited (it should not): reap it and start another."""
-        for t in self.pool:
-            if t.pidfd == pidfd:
-                self.pool.remove(t)
-                self.discard(t)
-                self.fill()
-                return True
-        return False
-
     def discard(self, t: Template) -> None:
         t.sock.close()
         try:

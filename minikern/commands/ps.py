@@ -1,0 +1,102 @@
+"""bin/ps: every process of the system, the kernel and the board included.
+
+One row per process (and per configured service RS knows that is down or
+failed): label, endpoint, pid, state (starting, up, restarting, down,
+failed), incarnation (restarts so far), uptime, CPU (average since the
+process started, percent of one CPU) and resident memory, from psutil.
+The kernel's process table (GETINFO) says what runs; RS (STATUS) says how
+each service is doing.  Operator tools, this one included, are not listed.
+With --json: one JSON array of objects with the same keys.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import psutil
+
+from minikern import cli, ipc
+from minikern.codec import Message
+from minikern.const import RS, SYSTEM, Err, KCall, RsReq
+
+COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
+
+
+def _usage(pid: int | None) -> tuple[float | None, float | None, float | None]:
+    """(cpu percent since start, rss in MiB, uptime s) of a host process."""
+    if pid is None:
+        return None, None, None
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            t, rss, born = p.cpu_times(), p.memory_info().rss, p.create_time()
+    except psutil.Error:
+        return None, None, None
+    age = max(time.time() - born, 1e-3)
+    return (round((t.user + t.system) / age * 100, 1), round(rss / (1 << 20), 1),
+            round(age, 3))
+
+
+def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
+    info = conn.kcall(KCall.GETINFO)
+    services: dict[str, dict[str, Any]] = {}
+    try:
+        m = conn.sendrec(RS, Message(RsReq.STATUS))
+        if m.type == Err.OK:
+            services = {s["label"]: s for s in m.get("services", [])}
+    except ipc.IpcError:
+        pass  # no RS in this system: the kernel's table alone
+    cpu, rss, up = _usage(info["kernel_pid"])
+    rows = [{"label": "kernel", "endpoint": SYSTEM, "pid": info["kernel_pid"], "state": "up",
+             "incarnation": 0, "uptime": up, "cpu": cpu, "rss_mb": rss, "manager": None}]
+    for p in info["procs"]:
+        if p["operator"]:
+            continue
+        svc = services.pop(p["label"], None)
+        state = "up" if p["ready"] else "starting"
+        if svc is not None and svc.get("pid") == p["pid"]:
+            state = svc["state"]
+        cpu, rss, _ = _usage(p["pid"])
+        rows.append({"label": p["label"], "endpoint": p["endpoint"], "pid": p["pid"],
+                     "state": state,
+                     "incarnation": svc["incarnation"] if svc else p["incarnation"],
+                     "uptime": p["uptime"], "cpu": cpu, "rss_mb": rss,
+                     "manager": p["manager"] or None,
+                     "last_reason": svc.get("last_reason") if svc else None})
+    for svc in services.values():  # known to RS but not running
+        rows.append({"label": svc["label"], "endpoint": None, "pid": None,
+                     "state": svc["state"], "incarnation": svc["incarnation"], "uptime": None,
+                     "cpu": None, "rss_mb": None, "manager": RS,
+                     "last_reason": svc.get("last_reason")})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    def cell(v: object) -> str:
+        return "-" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
+    cells = [[c.upper() for c in COLUMNS]] + [[cell(r.get(c)) for c in COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                               for i, (v, w) in enumerate(zip(row, widths, strict=True))) for row in cells)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ps", description=__doc__.splitlines()[0],
+                                 epilog="\n".join(__doc__.splitlines()[2:]),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_run_dir(ap)
+    ap.add_argument("--json", action="store_true", help="print one JSON array")
+    args = ap.parse_args(argv)
+    if cli.kernel_pid(args.run_dir) is None:
+        print(f"ps: no system is running in {args.run_dir}", file=sys.stderr)
+        return 2
+    conn = cli.operator_connection(args.run_dir, "ps")
+    try:
+        rows = collect(conn)
+    finally:
+        conn.close()
+    print(json.dumps(rows) if args.json else table(rows))
+    return 0
