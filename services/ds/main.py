@@ -1,0 +1,177 @@
+"""DS, the Data Store server: runs as its own process, label "ds", at the fixed slot DS.
+
+The usual skeleton: ``sef.startup`` then ``sef.serve`` with one table of
+``do_<request>`` handlers.  A handler turns a request into one call on the
+pure ``Store`` (services/ds/store.py, which validates every field) and
+answers with the same shape every time: the message type is the Err status
+and the fields are the result.  The protocol, request by request, is in the
+docstring of each handler and in minikern/ds.py, the client library.
+
+Invariants:
+
+* DS never blocks on a client.  Replies go out through sef.serve's REPLYRECV,
+  whose send half is non-blocking; subscribers are told with NOTIFY, which
+  never blocks either.  The one blocking call DS makes is GETINFO to the
+  kernel, which answers at once.
+* A caller is known by its label, learnt from the kernel's process table and
+  cached per endpoint (``Labels``).  A restarted component has a new endpoint
+  and the same label, so a cache miss refreshes the table; an endpoint the
+  kernel does not know is refused with ESRCH.
+* Only the process at endpoint RS may publish label entries or PURGE.
+* The store lives in this process's memory: a restarted DS starts empty and
+  components publish again (MINIX's DS is likewise not restartable).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from minikern import sef
+from minikern.codec import Message
+from minikern.const import RS, DsReq, Err, KCall
+from minikern.ipc import Connection
+from services.ds.store import DsError, Store
+
+Handler = Callable[[Message], "Message | None"]
+
+
+class Labels:
+    """Endpoint -> label and label -> newest endpoint, from the kernel's process table."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.by_endpoint: dict[int, str] = {}
+        self.by_label: dict[str, int] = {}
+        self.refreshes = 0
+
+    def refresh(self) -> None:
+        """Replace both maps with the live table, so dead endpoints drop out of the cache."""
+        self.refreshes += 1
+        procs = self.conn.kcall(KCall.GETINFO).get("procs")
+        by_endpoint: dict[int, str] = {}
+        newest: dict[str, tuple[float, int]] = {}
+        for p in procs if type(procs) is list else []:
+            ep, label, up = p.get("endpoint"), p.get("label"), p.get("uptime", 0.0)
+            if type(ep) is not int or type(label) is not str or not label:
+                continue
+            by_endpoint[ep] = label
+            age = float(up) if type(up) in (int, float) else 0.0
+            if label not in newest or age < newest[label][0]:
+                newest[label] = (age, ep)  # two live holders of a label: the younger one
+        self.by_endpoint = by_endpoint
+        self.by_label = {label: ep for label, (_, ep) in newest.items()}
+
+    def label_of(self, endpoint: int) -> str | None:
+        if endpoint not in self.by_endpoint:
+            self.refresh()
+        return self.by_endpoint.get(endpoint)
+
+    def endpoint_of(self, label: str, fresh: bool = False) -> int | None:
+        if fresh or label not in self.by_label:
+            self.refresh()
+        return self.by_label.get(label)
+
+
+class DataStore:
+    def __init__(self) -> None:
+        self.store = Store()
+
+    def init(self, ctx: sef.Context) -> None:
+        self.ctx = ctx
+        self.labels = Labels(ctx.conn)
+        if ctx.restarted:
+            print("ds: restarted with an empty store", file=sys.stderr, flush=True)
+
+    def table(self) -> dict[int, Handler]:
+        return {DsReq.PUBLISH: self._guard(self.do_publish),
+                DsReq.RETRIEVE: self._guard(self.do_retrieve),
+                DsReq.DELETE: self._guard(self.do_delete),
+                DsReq.SUBSCRIBE: self._guard(self.do_subscribe),
+                DsReq.CHECK: self._guard(self.do_check),
+                DsReq.PURGE: self._guard(self.do_purge)}
+
+    def _guard(self, handler: Callable[[Message], Message]) -> Handler:
+        """Turn a refusal into its reply, and count it."""
+        def run(m: Message) -> Message:
+            try:
+                return handler(m)
+            except DsError as e:
+                self.store.count(f"refused_{e.code.name}")
+                return Message(e.code)
+        return run
+
+    def _caller(self, m: Message) -> str:
+        label = self.labels.label_of(m.source)
+        if label is None:
+            raise DsError(Err.ESRCH, f"endpoint {m.source} has no label")
+        return label
+
+    def _notify(self, labels: set[str]) -> None:
+        """NOTIFY each subscriber at its current endpoint; a dead one is looked up again once."""
+        for label in sorted(labels):
+            ep = self.labels.endpoint_of(label)
+            status = self.ctx.conn.notify(ep) if ep is not None else Err.EDEADSRCDST
+            if status == Err.EDEADSRCDST:
+                again = self.labels.endpoint_of(label, fresh=True)
+                if again is not None and again != ep:
+                    status = self.ctx.conn.notify(again)
+            if status != Err.OK:  # not running now: it will CHECK when it comes back
+                self.store.count("notify_failed")
+
+    # -- requests: each docstring is the protocol ----------------------------------------
+
+    def do_publish(self, m: Message) -> Message:
+        """PUBLISH {key, type: u32|str|mem|label, value, flags: OVERWRITE|PRIVATE} -> OK {}.
+
+        EEXIST without OVERWRITE, EPERM if another label owns the key or a non-RS
+        caller publishes a label, E2BIG, ENOSPC, EINVAL."""
+        owner = self._caller(m)
+        notify = self.store.publish(owner, m.get("key"), m.get("type"), m.get("value"),
+                                    m.get("flags", 0), from_rs=m.source == RS)
+        self._notify(notify)
+        return Message(Err.OK)
+
+    def do_retrieve(self, m: Message) -> Message:
+        """RETRIEVE {key, version: 0.., type?} -> OK {type, value, owner, version}.
+
+        ESRCH if no such key (of that type) or version, EPERM if private to another."""
+        version = m.get("version", 0)
+        vtype, value, owner = self.store.retrieve(self._caller(m), m.get("key"), version,
+                                                  m.get("type"))
+        return Message(Err.OK, {"type": vtype, "value": value, "owner": owner,
+                                "version": version})
+
+    def do_delete(self, m: Message) -> Message:
+        """DELETE {key} -> OK {}; ESRCH if absent, EPERM if another label owns it."""
+        self._notify(self.store.delete(self._caller(m), m.get("key")))
+        return Message(Err.OK)
+
+    def do_subscribe(self, m: Message) -> Message:
+        """SUBSCRIBE {regex, flags: OVERWRITE|INITIAL} -> OK {}; NOTIFY follows if queued.
+
+        EEXIST if the label has a subscription and no OVERWRITE, ENOSPC, EINVAL
+        (bad or nested-repetition regex), E2BIG."""
+        self._notify(self.store.subscribe(self._caller(m), m.get("regex"), m.get("flags", 0)))
+        return Message(Err.OK)
+
+    def do_check(self, m: Message) -> Message:
+        """CHECK {} -> OK {key, type, owner, deleted, dropped}; ESRCH when nothing is new."""
+        got = self.store.check(self._caller(m))
+        if got is None:
+            raise DsError(Err.ESRCH, "nothing new")
+        change, dropped = got
+        return Message(Err.OK, {**change._asdict(), "dropped": dropped})
+
+    def do_purge(self, m: Message) -> Message:
+        """PURGE {label} -> OK {entries, subscriptions}: RS forgets a label; EPERM for others."""
+        if m.source != RS:
+            raise DsError(Err.EPERM, "only RS purges")
+        entries, subs, notify = self.store.purge(m.get("label"))
+        self._notify(notify)
+        return Message(Err.OK, {"entries": entries, "subscriptions": subs})
+
+
+def main() -> None:
+    ds = DataStore()
+    ctx = sef.startup(ds.init)
+    sef.serve(ctx, ds.table())
