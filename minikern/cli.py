@@ -34,9 +34,13 @@ def kernel_pid(run_dir: str | Path) -> int | None:
     return pid
 
 
-def operator_connection(run_dir: str | Path, label: str = "operator"):  # type: ignore[no-untyped-def]
-    """Connect to the running system as an operator tool, with system.conf's operator privileges."""
+def operator_connection(run_dir: str | Path, label: str = "operator",
+                        privileges: str = "operator"):  # type: ignore[no-untyped-def]
+    """Connect to the running system from the shell, with the privileges system.conf gives
+    the service ``privileges`` (``operator`` for tools; ``nc`` etc. for user programs)."""
     from minikern import ipc, sysconf
     conf_path = Path(run_dir) / "system.conf"  # the configuration bin/boot booted with
     conf = sysconf.load(conf_path if conf_path.exists() else REPO_ROOT / "etc" / "system.conf")
-    return ipc.Connection.operator(run_dir, label, conf.services["operator"].priv())
+    if privileges not in conf.services:
+        raise SystemExit(f"system.conf has no service entry {privileges!r}")
+    return ipc.Connection.operator(run_dir, label, conf.services[privileges].priv())

@@ -44,7 +44,13 @@ class Err(IntEnum):
     EINVAL = -22
     ENOSPC = -28
     ENOSYS = -78
+    EPIPE = -32
+    EADDRINUSE = -48
+    EISCONN = -56
+    ECONNRESET = -54
+    ENOTCONN = -57
     ETIMEDOUT = -60
+    ECONNREFUSED = -61
     ERESTART = -200
     ENOTREADY = -201
     EDEADSRCDST = -202
@@ -138,6 +144,29 @@ class RsReq(IntEnum):
     STATUS = 0x705  # the service table, for bin/ps
     CRASH = 0x706  # fault injection, for bin/crash
     SHUTDOWN = 0x707
+
+
+class NetReq(IntEnum):
+    """Between a network driver and INET.  Drivers call INET (SENDREC); INET only notifies
+    drivers, so a hung or dead driver can never block INET (see drivers/net/framework.py)."""
+
+    HELLO = 0x800  # driver -> INET after (re)init: my MAC and link; answer: the mode to set
+    PULL = 0x801  # driver -> INET: frames received, transmit completions; answer: frames to send
+
+
+class SockReq(IntEnum):
+    """User processes -> INET: the sockets interface (services/inet)."""
+
+    SOCKET = 0x900
+    BIND = 0x901
+    LISTEN = 0x902
+    ACCEPT = 0x903
+    CONNECT = 0x904
+    SEND = 0x905
+    RECV = 0x906
+    CLOSE = 0x907
+    SENDTO = 0x908
+    RECVFROM = 0x909
 
 
 # Grant access bits (MINIX safecopies.h).

@@ -1,0 +1,132 @@
+"""bin/bench recovery: how fast RS replaces a killed driver, and how fast it notices a hang.
+
+Boots the shipped etc/system.conf in a private run directory, with the
+measured service's policy set to restart at once every time (``backoff off;
+restarts off;``, so 50 kills in a row measure the restart path, not the
+backoff) and the heartbeat period given by --period.  Then, --kills times:
+SIGKILL the driver's pid from outside (as `kill -9` would), and time from the
+kill until a READ sent to the endpoint DS now publishes for the label is
+answered by the replacement.  Between kills it waits until RS reports the
+service up and lets the kernel refill its template pool (SETTLE seconds), as
+a real failure would find it.  Last, it injects a hang (bin/crash LABEL
+hang) and times from the injection to RS's crash event with reason heartbeat.
+Targets: median <= 50 ms, p95 <= 100 ms, hang detected within 2 x period + 100 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from minikern import cli, ds, ipc, params
+from minikern.boot import System
+from minikern.codec import Message
+from minikern.commands.logs import read_events
+from minikern.const import CharReq, RsReq
+from services.rs import ctl
+
+SETTLE = 0.3  # seconds between kills: the kernel refills its template pool meanwhile
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label", default="hello", help="the driver to kill (default %(default)s)")
+    p.add_argument("--kills", type=int, default=50, help="kills to time (default %(default)s)")
+    p.add_argument("--period", type=float, default=0.5,
+                   help="heartbeat period in seconds for the hang test (default %(default)s)")
+
+
+def _config(label: str, period: float) -> str:
+    text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
+    block = re.search(r"service\s+" + re.escape(label) + r"\s*\{.*?\n\};", text, re.S)
+    if block is None:
+        raise SystemExit(f"bench recovery: no service {label!r} in etc/system.conf")
+    extra = f"    backoff off;\n    restarts off;\n    period {int(period * 1000)}ms;\n"
+    return text[:block.end() - 2] + extra + text[block.end() - 2:]
+
+
+def _wait(cond: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.001)
+    raise RuntimeError(f"bench recovery: timed out waiting for {what}")
+
+
+def _service(run: Path, label: str) -> dict[str, Any]:
+    return next(s for s in ctl.request(run, RsReq.STATUS)["services"] if s["label"] == label)
+
+
+def _answered(conn: ipc.Connection, label: str, old: int) -> bool:
+    try:
+        ep = ds.retrieve_label(conn, label)
+    except ipc.IpcError:
+        return False
+    if ep == old:
+        return False
+    try:
+        conn.sendrec(ep, Message(CharReq.READ))
+    except ipc.IpcError:
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="mk-bench-rs-"))
+    conf = tmp / "system.conf"
+    conf.write_text(_config(args.label, args.period))
+    system = System(tmp / "run", conf)
+    run_dir = tmp / "run"
+    try:
+        if not system.wait_ready():
+            raise RuntimeError("benchmark system did not come up")
+        _wait(lambda: _service(run_dir, args.label)["state"] == "up", 10, "the service")
+        conn = cli.operator_connection(run_dir, "bench")
+        times = []
+        for _ in range(args.kills):
+            time.sleep(SETTLE)
+            svc = _service(run_dir, args.label)
+            old = ds.retrieve_label(conn, args.label)
+            t0 = time.perf_counter()
+            os.kill(svc["pid"], signal.SIGKILL)
+            _wait(lambda old=old: _answered(conn, args.label, old), 10, "the replacement")
+            times.append((time.perf_counter() - t0) * 1000)
+            _wait(lambda: _service(run_dir, args.label)["state"] == "up", 10, "up")
+        time.sleep(SETTLE)
+        log = run_dir / params.RECOVERY_LOG
+        _, offset = read_events(log)
+        t_hang = time.time()
+        ctl.request(run_dir, RsReq.CRASH, label=args.label, fault="hang")
+        crash = _wait(lambda: next((e for e in read_events(log, offset)[0]
+                                    if e["event"] == "crash" and e["label"] == args.label),
+                                   None), 10 + 3 * args.period, "the hang to be detected")
+        hang_ms = (crash["ts"] - t_hang) * 1000
+        conn.close()
+        times.sort()
+        return {"kills": len(times), "median_ms": round(statistics.median(times), 2),
+                "p95_ms": round(times[max(0, int(len(times) * 0.95 + 0.5) - 1)], 2),
+                "max_ms": round(times[-1], 2), "min_ms": round(times[0], 2),
+                "hang_detect_ms": round(hang_ms, 1), "hang_reason": crash.get("reason"),
+                "period_ms": round(args.period * 1000), "label": args.label}
+    finally:
+        system.halt()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(r: dict[str, Any]) -> str:
+    ok = r["median_ms"] <= 50 and r["p95_ms"] <= 100
+    hang_ok = r["hang_detect_ms"] <= 2 * r["period_ms"] + 100
+    return (f"recovery of {r['label']} after SIGKILL, {r['kills']} kills: median "
+            f"{r['median_ms']} ms, p95 {r['p95_ms']} ms, max {r['max_ms']} ms, min "
+            f"{r['min_ms']} ms (targets: median <= 50, p95 <= 100: "
+            f"{'met' if ok else 'MISSED'})\n"
+            f"hang detected after {r['hang_detect_ms']} ms with period {r['period_ms']} ms "
+            f"(target <= {2 * r['period_ms'] + 100}: {'met' if hang_ok else 'MISSED'})")

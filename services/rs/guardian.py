@@ -1,0 +1,106 @@
+"""RS's guardian: a small host process that shuts the system down if RS itself dies.
+
+Nobody manages RS (it is the root of the tree), and the kernel only logs a
+death it has no manager for, so RS starts this watcher (QNX HAM's Guardian,
+reduced to what MINIX does when RS dies: a fatal, clean shutdown).  It holds
+pidfds on RS and the kernel and the read end of a pipe from RS.  RS writes
+``q`` on the pipe when it exits in order (system shutdown); if RS dies
+without saying so while the kernel lives, the guardian writes a ``fatal``
+line to the recovery log and asks the kernel for SHUTDOWN through an
+operator connection.  It exits as soon as the kernel is gone, so it never
+outlives its system.  Runs as ``python -m services.rs.guardian RUN_DIR RS_PID KERNEL_PID``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from minikern import cli, params
+
+
+def start(run_dir: Path) -> subprocess.Popen[bytes] | None:
+    """Called by RS: start the guardian for this RS and kernel."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.rs.guardian", str(run_dir), str(os.getpid()),
+             str(os.getppid())], stdin=subprocess.PIPE, cwd=cli.REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(cli.REPO_ROOT)}, start_new_session=True)
+    except OSError:
+        return None
+
+
+def release(g: subprocess.Popen[bytes] | None) -> None:
+    """Called by RS on an orderly exit: the guardian may go."""
+    if g is None or g.stdin is None:
+        return
+    try:
+        g.stdin.write(b"q")
+        g.stdin.close()
+    except OSError:
+        pass
+
+
+def _fatal(run_dir: Path) -> None:
+    rec = {"ts": round(time.time(), 6), "event": "fatal", "label": "rs",
+           "detail": "the Reincarnation Server died; shutting the system down"}
+    try:
+        with open(run_dir / params.RECOVERY_LOG, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    except OSError:
+        pass
+    print(f"guardian: FATAL: {rec['detail']}", file=sys.stderr, flush=True)
+    from minikern import ipc
+    from minikern.const import KCall
+    try:
+        conn = cli.operator_connection(run_dir, "guardian")
+        conn.kcall_status(KCall.SHUTDOWN, reason="rs died")
+        conn.close()
+    except (ipc.IpcError, OSError):
+        pass  # the kernel is already going
+
+
+def main() -> None:
+    run_dir, rs_pid, kernel_pid = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    try:
+        kernel_fd = os.pidfd_open(kernel_pid)
+    except OSError:
+        return  # the system is gone already
+    try:
+        rs_fd = os.pidfd_open(rs_pid)
+    except OSError:  # RS died before we could watch it
+        _fatal(run_dir)
+        return
+    stdin = sys.stdin.buffer.fileno()
+    released = False
+    while True:
+        ready, _, _ = select.select([rs_fd, kernel_fd, stdin], [], [])
+        if kernel_fd in ready:
+            return
+        if stdin in ready:
+            data = os.read(stdin, 16)
+            if b"q" in data:
+                released = True
+            if not data and released:
+                return
+            if not data:
+                stdin = -1  # EOF: RS is gone or going; its pidfd says which
+        if rs_fd in ready:
+            if not released:
+                _fatal(run_dir)
+            return
+        if stdin == -1:
+            ready, _, _ = select.select([rs_fd, kernel_fd], [], [], 1.0)
+            if kernel_fd in ready:
+                return
+            if not released:
+                _fatal(run_dir)
+            return
+
+
+if __name__ == "__main__":
+    main()
