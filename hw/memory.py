@@ -24,10 +24,20 @@ import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from hw.device import DmaFault
 
 AuditHook = Callable[[dict[str, object]], None]
+
+
+class Memory(Protocol):
+    """What the IOMMU needs of physical memory: one ``PhysicalMemory``, or the board's
+    address space of several windows (``hw.board_machine.AddressSpace``)."""
+
+    def contains(self, addr: int, length: int) -> bool: ...
+    def read(self, addr: int, length: int) -> bytes: ...
+    def write(self, addr: int, data: bytes) -> None: ...
 
 
 class PhysicalMemory:
@@ -44,7 +54,7 @@ class PhysicalMemory:
         self._map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 
     def contains(self, addr: int, length: int) -> bool:
-        return 0 <= addr and 0 <= length and addr + length <= self.size
+        return addr >= 0 and length >= 0 and addr + length <= self.size
 
     def read(self, addr: int, length: int) -> bytes:
         if not self.contains(addr, length):
@@ -75,7 +85,7 @@ class Grant:
 class Iommu:
     """Per-device grant tables in front of ``memory``."""
 
-    def __init__(self, memory: PhysicalMemory, audit: AuditHook | None = None) -> None:
+    def __init__(self, memory: Memory, audit: AuditHook | None = None) -> None:
         self.memory = memory
         self._audit = audit
         self._grants: dict[str, list[Grant]] = {}

@@ -1,0 +1,297 @@
+"""The board: the one process that is the machine (slot HW, label hw; started by bin/boot first).
+
+It owns the I/O port space, physical memory for DMA, the 8259 pair, the 8254
+and the devices (hw.board_machine), and talks to three kinds of peers, all
+from one loop (a ``zmq.Poller`` over every socket and device fd, woken no
+later than the devices' next deadline):
+
+* the kernel, over the bus (``ipc://run_dir/bus.sock``, joined with the
+  one-time ``bus_credential`` from its start-up record; docs/PROTOCOL.md
+  section 9).  The kernel forwards port I/O it has already checked against
+  the driver's windows (``io``), line masks (``irqctl``), fast-path requests
+  (``iomap``), deaths (``gone``) and ``shutdown``; the board answers each
+  ``io``/``iomap`` with exactly one ``["io", endpoint, status, result]`` and
+  raises ``["irq", line]``.
+* drivers, over their fast-path channels (hw.board_fastpath).
+* tests and the operator, over the control socket (hw.board_ctl).
+
+Interrupts follow MINIX: after every loop turn the board runs the PIC's
+INTA cycle, ends the interrupt (specific EOI) and, except for the clock's
+IRQ 0, masks the line until the kernel passes on the driver's IRQCTL ENABLE
+(``["irqctl", n, true]``); an edge that arrives meanwhile waits in the IRR.
+A device's ``poll`` runs on the turns its host fd has input or its deadline
+has come: those are the only times it has work, and skipping it on the other
+turns keeps the fast path's round trip short.
+
+The board is also an admitted IPC process (``Connection.from_boot``) so that
+GETINFO lists it; it sits in RECEIVE from SYSTEM, which marks it ready and
+brings the kernel's SHUTDOWN message.  It never traps otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from hw.board_ctl import Control
+from hw.board_fastpath import FastPath
+from hw.board_machine import Audit, Machine
+from hw.device import Device
+from hw.uart import PtyBackend, SerialBackend, SocketBackend
+from hw.wire import TapWire, UdpWire, Wire, WireUnavailable
+from minikern import codec, ipc, params
+from minikern.const import SYSTEM, Call, Err, Kind, KMsg
+
+DISK_SIZE = 4 * 1024 * 1024  # the zero-filled image made when --disk names no file
+MAX_SDEVIO_BYTES = 256 * 1024  # string I/O answered on the bus (the kernel caps messages at 1 MiB)
+_POLLIN = int(zmq.POLLIN)
+
+
+def parse_args(argv: list[str], run_dir: Path) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="hw.board")
+    ap.add_argument("--disk", default=str(run_dir / "disk.img"), help="ATA disk image")
+    ap.add_argument("--nic", default="none", help="none | udp:LOCALPORT:REMOTEPORT | tap:NAME")
+    ap.add_argument("--hz", type=int, default=60, help="the PIT's programmed tick rate")
+    ap.add_argument("--serial", choices=("socket", "pty"), default="socket",
+                    help="COM1's other end: run_dir/com1.sock or a host pty")
+    return ap.parse_args(argv)
+
+
+def make_wire(spec: str) -> Wire | None:
+    kind, _, rest = spec.partition(":")
+    if kind == "none":
+        return None
+    try:
+        if kind == "udp":
+            local, _, remote = rest.partition(":")
+            return UdpWire(("127.0.0.1", int(local)), ("127.0.0.1", int(remote)))
+        if kind == "tap":
+            return TapWire(rest)
+    except (ValueError, WireUnavailable) as e:
+        print(f"hw: no wire for --nic {spec}: {e}; the NIC has no link", flush=True)
+        return None
+    print(f"hw: unknown --nic {spec!r}; the NIC has no link", flush=True)
+    return None
+
+
+def make_disk(path: Path) -> Path:
+    if not path.exists():
+        with open(path, "wb") as f:
+            f.truncate(DISK_SIZE)
+    return path
+
+
+class Board:
+    def __init__(self, run_dir: Path, args: argparse.Namespace, record: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.counters: Counter[str] = Counter()
+        self.irq_sent: Counter[int] = Counter()
+        self.handlers: dict[Any, Callable[[], None]] = {}
+        self.poller = zmq.Poller()
+        self.stopping = False
+        self.audit = Audit(run_dir / params.AUDIT_LOG)
+        serial: SerialBackend = PtyBackend() if args.serial == "pty" else SocketBackend(run_dir)
+        self.machine = Machine(run_dir, make_disk(Path(args.disk)), make_wire(args.nic),
+                               serial, self.audit)
+        self.machine.firmware(args.hz)
+        self.fast = FastPath(run_dir, self.machine, self.audit, self.watch, self.unwatch)
+        self.ctl = Control(run_dir, self.machine, self.stats, self.watch, self.unwatch)
+        self.woken: set[Device] = set()  # devices whose host fd has input this turn
+        for dev in self.machine.devices:
+            fd = dev.fileno()
+            if fd is not None:
+                self.watch(fd, lambda dev=dev: self.woken.add(dev))  # type: ignore[misc]
+        self.bus: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+        self.bus.setsockopt(zmq.LINGER, 0)
+        self.bus.connect(record["bus"])
+        self.bus.send(msgpack.packb(["hello", record["bus_credential"]]))
+        self.watch(self.bus, self.on_bus)
+        self.conn = ipc.Connection.from_boot()
+        self.watch(self.conn.sock, self.on_kernel_message)
+        self._receive()
+        print(f"hw: board up: serial {getattr(serial, 'path', '?')}, NIC at "
+              f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk}, {args.hz} Hz",
+              flush=True)
+
+    def watch(self, fd: Any, handler: Callable[[], None]) -> None:
+        self.handlers[fd] = handler
+        self.poller.register(fd, zmq.POLLIN)
+
+    def unwatch(self, fd: Any) -> None:
+        if self.handlers.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self) -> None:
+        timeout: int | None = 0
+        while not self.stopping:
+            for fd, _ in self.poller.poll(timeout):
+                handler = self.handlers.get(fd)
+                if handler is not None:
+                    handler()
+            now, soonest = time.monotonic(), math.inf
+            for dev in self.machine.devices:  # poll() only has work on input or at a deadline
+                deadline = dev.next_deadline()
+                if dev in self.woken or deadline is not None and deadline <= now:
+                    dev.poll()
+                    deadline = dev.next_deadline()
+                if deadline is not None and deadline < soonest:
+                    soonest = deadline
+            self.woken.clear()
+            self.raise_interrupts()
+            timeout = (None if soonest == math.inf
+                       else max(0, math.ceil((soonest - time.monotonic()) * 1000)))
+
+    def raise_interrupts(self) -> None:
+        m = self.machine
+        while (irq := m.pic.pending_irq()) is not None:
+            m.end_of_interrupt(irq)
+            if irq != 0:
+                m.set_masked(irq, True)  # until the driver's IRQCTL ENABLE
+            self.irq_sent[irq] += 1
+            self._to_kernel("irq", irq)
+
+    def _to_kernel(self, *msg: Any) -> None:
+        try:
+            self.bus.send(msgpack.packb(msg), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["bus_send_failed"] += 1
+
+    # -- the kernel's side ------------------------------------------------------------
+
+    def _receive(self) -> None:
+        self.conn.sock.send(codec.encode_request(Call.RECEIVE, SYSTEM))
+
+    def on_kernel_message(self) -> None:
+        """The answer to the board's RECEIVE: only the kernel's SHUTDOWN is expected."""
+        while int(self.conn.sock.get(zmq.EVENTS)) & _POLLIN:
+            frames = self.conn.sock.recv_multipart()
+            hdr = codec.decode_reply(frames[0])
+            body = codec.decode_body(frames[1]) if len(frames) == 2 else None
+            if hdr is not None and hdr[2] == Kind.KERNEL and body and body[0] == KMsg.SHUTDOWN:
+                self.stopping = True
+                return
+            self.counters["kernel_message_ignored"] += 1
+            self._receive()
+
+    def on_bus(self) -> None:
+        while int(self.bus.get(zmq.EVENTS)) & _POLLIN:
+            try:
+                msg = msgpack.unpackb(self.bus.recv(), raw=False)
+            except Exception:  # noqa: BLE001 (never trust the wire, even the kernel's end)
+                msg = None
+            if type(msg) is not list or not msg or type(msg[0]) is not str:
+                self.counters["bus_malformed"] += 1
+                continue
+            self.counters["bus_" + msg[0] if msg[0] in BUS_CALLS else "bus_unknown"] += 1
+            handler = BUS_CALLS.get(msg[0])
+            if handler is None or not handler(self, msg):
+                self.counters["bus_malformed"] += 1
+
+    def do_io(self, msg: list[Any]) -> bool:
+        if len(msg) != 5 or type(msg[1]) is not int:
+            return False
+        _, endpoint, kind, ops, extra = msg
+        status, result = self.port_io(endpoint, kind, ops, extra)
+        self._to_kernel("io", endpoint, int(status), result)
+        return True
+
+    def port_io(self, endpoint: int, kind: object, ops: object, extra: object
+                ) -> tuple[int, dict[str, Any]]:
+        """Perform accesses the kernel has already checked against the caller's windows."""
+        if (type(ops) is not list or not 0 < len(ops) <= 1024 or type(extra) is not dict
+                or not all(type(o) is list and len(o) == 3 and type(o[0]) is int
+                           and 0 <= o[0] < 1 << 16 and o[1] in (1, 2, 4)
+                           and (o[2] is None or type(o[2]) is int) for o in ops)):
+            return Err.EINVAL, {}
+        who, m = (endpoint, self.fast.label_of(endpoint)), self.machine
+        if kind == "sdevio":
+            port, size, _ = ops[0]
+            count, data = extra.get("count"), extra.get("data")
+            if type(count) is not int or not 0 < count * size <= MAX_SDEVIO_BYTES:
+                return Err.EINVAL, {}
+            if data is None:
+                return Err.OK, {"data": b"".join(m.read(port, size, who).to_bytes(size, "little")
+                                                 for _ in range(count))}
+            if type(data) is not bytes or len(data) != count * size:
+                return Err.EINVAL, {}
+            for i in range(0, len(data), size):
+                m.write(port, size, int.from_bytes(data[i:i + size], "little"), who)
+            return Err.OK, {}
+        if kind not in ("devio", "vdevio"):
+            return Err.EINVAL, {}
+        values: list[int | None] = []
+        for port, size, value in ops:
+            if value is None:
+                values.append(m.read(port, size, who))
+            else:
+                m.write(port, size, value, who)
+                values.append(None)
+        return Err.OK, {"values": values}
+
+    def do_irqctl(self, msg: list[Any]) -> bool:
+        if len(msg) != 3 or type(msg[1]) is not int or not 0 <= msg[1] < 16 or msg[1] == 2:
+            return False
+        if type(msg[2]) is not bool:
+            return False
+        if msg[1] != 0:  # the clock's line is the kernel's and is never masked
+            self.machine.set_masked(msg[1], not msg[2])
+        return True
+
+    def do_iomap(self, msg: list[Any]) -> bool:
+        if len(msg) != 5 or type(msg[1]) is not int:
+            return False
+        status, result = self.fast.offer(msg[1], msg[2], msg[3], msg[4])
+        self._to_kernel("io", msg[1], int(status), result)
+        return True
+
+    def do_gone(self, msg: list[Any]) -> bool:
+        if len(msg) != 2 or type(msg[1]) is not int:
+            return False
+        self.fast.gone(msg[1])
+        return True
+
+    def do_shutdown(self, msg: list[Any]) -> bool:
+        self.stopping = True
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.machine.stats(), "board": dict(self.counters),
+                "fastpath": dict(self.fast.counters), "channels": len(self.fast.channels),
+                "irq_sent": {str(k): v for k, v in sorted(self.irq_sent.items())}}
+
+    def close(self) -> None:
+        self.ctl.close()
+        self.fast.close()
+        self.machine.close()
+        self.bus.close(0)
+        self.conn.sock.close(0)
+        self.audit.close()
+
+
+BUS_CALLS: dict[str, Callable[[Board, list[Any]], bool]] = {
+    "io": Board.do_io, "irqctl": Board.do_irqctl, "iomap": Board.do_iomap,
+    "gone": Board.do_gone, "shutdown": Board.do_shutdown,
+}
+
+
+def main() -> None:
+    record = ipc.boot_record
+    run_dir = Path(record["run_dir"])
+    board = Board(run_dir, parse_args(sys.argv[1:], run_dir), record)
+    try:
+        board.run()
+    finally:
+        board.close()
+    print("hw: board halted", flush=True)
+    os._exit(0)
