@@ -28,10 +28,16 @@ FIXED_SLOTS = {"rs": RS, "ds": DS, "hw": HW}
 DEFAULT_CONFIG = cli.REPO_ROOT / "etc" / "system.conf"
 
 
-def boot_image(conf: sysconf.SystemConf) -> list[dict[str, Any]]:
+def boot_image(conf: sysconf.SystemConf, nic: str | None = None) -> list[dict[str, Any]]:
     image = []
     for label in conf.boot:
         svc = conf.services[label]
+        if label == "hw" and nic is not None:  # bin/boot --nic overrides the board's wire
+            args = svc.keys.get("args", [])
+            if "--nic" in args:
+                i = args.index("--nic")
+                args = args[:i] + args[i + 2:]
+            svc.keys["args"] = [*args, "--nic", nic]
         program = svc.get("program")
         if program is None:
             raise sysconf.ConfError(f"boot service {label} has no program")
@@ -53,7 +59,7 @@ class System:
     """A booted system: the kernel process and its run directory."""
 
     def __init__(self, run_dir: str | Path, config: str | Path = DEFAULT_CONFIG,
-                 tie_to_parent: bool = True) -> None:
+                 tie_to_parent: bool = True, nic: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         if cli.kernel_pid(self.run_dir) is not None:
             raise RuntimeError(f"a system is already running in {self.run_dir}")
@@ -62,7 +68,7 @@ class System:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
         shutil.copyfile(config, self.run_dir / "system.conf")
-        (self.run_dir / "boot.image").write_bytes(msgpack.packb(boot_image(conf)))
+        (self.run_dir / "boot.image").write_bytes(msgpack.packb(boot_image(conf, nic)))
         self.console = self.run_dir / params.CONSOLE_LOG
         self.console_offset = self.console.stat().st_size if self.console.exists() else 0
         recovery = self.run_dir / params.RECOVERY_LOG
@@ -154,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="boot", description=__doc__.splitlines()[0])
     cli.add_run_dir(ap)
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="system.conf to boot")
+    ap.add_argument("--nic", help="the NIC's wire: none, udp:LOCALPORT:REMOTEPORT or tap:NAME "
+                    "(overrides the board's args in the configuration)")
     ap.add_argument("--detach", action="store_true",
                     help="return once every boot process reports its init done")
     args = ap.parse_args(argv)
     try:
-        system = System(args.run_dir, args.config, tie_to_parent=not args.detach)
+        system = System(args.run_dir, args.config, tie_to_parent=not args.detach, nic=args.nic)
     except (RuntimeError, sysconf.ConfError, OSError) as e:
         print(f"boot: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,149 @@
+"""The network driver framework (MINIX libnetdriver): it owns the loop, a driver fills in callbacks.
+
+Runs in each network driver's process.  The framework does what every
+network driver must: SEF start-up (fresh or restart), the heartbeat answer
+(SEF), interrupt dispatch and re-enabling, publishing ``drv.net.<label>`` in
+DS, and the conversation with INET.
+
+That conversation is one-way blocking by design: INET never sends a request
+to a driver, it only NOTIFYs it ("there is work"), so a hung or dead driver
+can never block INET.  The driver does the calling (SENDREC to INET):
+
+* ``NetReq.HELLO {label, mac, link}`` after every (re)initialization; INET
+  answers with the receive mode to program and starts treating this endpoint
+  as the interface's driver (MINIX eth_restart's reconfiguration);
+* ``NetReq.PULL {rx: [frames], done: n, free: k, stats}`` whenever frames came
+  in, transmissions completed, or INET notified; INET answers
+  ``{tx: [frames]}`` with at most ``k`` frames to transmit.
+
+Frames INET handed over and has not seen counted in ``done`` stay INET's to
+resend if this driver dies.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Protocol
+
+from minikern import ds, sef
+from minikern.codec import Message
+from minikern.const import CLOCK, HARDWARE, DsFlag, Err, IrqOp, KCall, NetReq
+from minikern.ipc import IpcError
+
+RX_BACKLOG = 512  # frames kept while INET is unreachable (oldest dropped first)
+RETRY_MS = 100  # how often to look for INET again while it is unreachable
+MAX_PULL_BYTES = 48 * 1024  # received bytes carried by one PULL (a message is at most 64 KiB)
+
+
+class NetDriver(Protocol):
+    """The callbacks a network driver provides."""
+
+    irq: int
+
+    def init(self, ctx: sef.Context) -> bytes:
+        """Find and reset the device, set up rings; return the MAC address."""
+
+    def set_mode(self, mode: dict[str, Any]) -> None:
+        """Program the receive mode INET asked for (broadcast, multicast, promiscuous)."""
+
+    def interrupt(self) -> None:
+        """Acknowledge the device's interrupt and collect what it reports."""
+
+    def receive(self) -> list[bytes]:
+        """Frames received since the last call."""
+
+    def transmit(self, frame: bytes) -> None:
+        """Queue one frame; called only while ``tx_free()`` is positive."""
+
+    def tx_free(self) -> int:
+        """Transmit slots free now."""
+
+    def tx_done(self) -> int:
+        """Transmissions completed since the last call."""
+
+    def link(self) -> bool: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
+class Framework:
+    def __init__(self, driver: NetDriver) -> None:
+        self.drv = driver
+        self.inet: int | None = None
+        self.backlog: deque[bytes] = deque(maxlen=RX_BACKLOG)
+        self.done = 0
+        self.greeted = False
+
+    def init(self, ctx: sef.Context) -> None:
+        self.ctx = ctx
+        self.mac = self.drv.init(ctx)
+        ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.SETPOLICY, irq=self.drv.irq)
+        try:
+            ds.publish(ctx.conn, f"drv.net.{ctx.label}", "up", DsFlag.OVERWRITE)
+        except IpcError:
+            pass  # no DS: INET finds us by our HELLO all the same
+
+    def find_inet(self) -> bool:
+        if self.inet is None:
+            try:
+                self.inet = ds.retrieve_label(self.ctx.conn, "inet")
+            except IpcError:
+                self.ctx.conn.kcall(KCall.SETALARM, ms=RETRY_MS)
+                return False
+        if not self.greeted:
+            try:
+                r = self.ctx.conn.sendrec(self.inet, Message(NetReq.HELLO, {
+                    "label": self.ctx.label, "mac": self.mac, "link": self.drv.link()}))
+            except IpcError:
+                self.inet = None
+                self.ctx.conn.kcall(KCall.SETALARM, ms=RETRY_MS)
+                return False
+            if r.type == Err.OK:
+                self.drv.set_mode(r.fields.get("mode", {}))
+                self.greeted = True
+        return self.greeted
+
+    def pull(self) -> None:
+        """Trade received frames and completions for frames to send, until INET has none."""
+        self.backlog.extend(self.drv.receive())
+        self.done += self.drv.tx_done()
+        while self.find_inet():
+            rx, size = [], 0
+            while self.backlog and size + len(self.backlog[0]) <= MAX_PULL_BYTES:
+                size += len(self.backlog[0])
+                rx.append(self.backlog.popleft())
+            free, inet = self.drv.tx_free(), self.inet or 0
+            try:
+                r = self.ctx.conn.sendrec(inet, Message(NetReq.PULL, {
+                    "rx": rx, "done": self.done, "free": free, "stats": self.drv.stats()}))
+            except IpcError:
+                self.backlog.extendleft(reversed(rx))
+                self.inet, self.greeted = None, False
+                continue
+            self.done = 0
+            tx = r.fields.get("tx", []) if r.type == Err.OK else []
+            for frame in tx[:free]:
+                if isinstance(frame, bytes):
+                    self.drv.transmit(frame)
+            self.backlog.extend(self.drv.receive())
+            self.done += self.drv.tx_done()
+            if not self.backlog and not self.done and (not tx or not self.drv.tx_free()):
+                return
+
+    def on_notify(self, m: Message) -> None:
+        if m.source == HARDWARE:
+            self.drv.interrupt()
+            self.ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.ENABLE, irq=self.drv.irq)
+        elif m.source == CLOCK:
+            pass  # retry finding INET
+        elif m.source != self.inet:
+            return
+        self.pull()
+
+
+def run(driver: NetDriver) -> None:
+    """A network driver's whole main(): start, then serve until shutdown."""
+    fw = Framework(driver)
+    ctx = sef.startup(fw.init)
+    fw.pull()
+    sef.serve(ctx, {}, on_notify=fw.on_notify)
+

@@ -1,0 +1,100 @@
+"""INET's side of one Ethernet interface: the driver link and its recovery (runs in INET).
+
+The stack hands frames to ``send``; they wait in ``queue`` until the driver
+PULLs them, then sit in ``in_flight`` until the driver reports them done.
+When the driver dies (a NOTIFY to it fails with EDEADSRCDST, or DS says
+``drv.net.<label>`` is no longer up), the frames in flight go back to the
+head of the queue: nothing the driver had not transmitted is lost.  A new
+instance introduces itself with HELLO; INET checks its MAC against the old
+one, tells it the receive mode (MINIX eth_restart: DL_CONF, MAC, re-queue the
+write, post a read) and from its first PULL the kept frames flow again.
+Frames lost on the way in are left to TCP's retransmission.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from minikern import params
+from minikern.const import Err
+from minikern.ipc import Connection
+
+MAX_QUEUE = 1024  # frames waiting for the driver; beyond, the oldest is dropped (TCP resends)
+
+
+class Netif:
+    def __init__(self, conn: Connection, label: str, run_dir: Path) -> None:
+        self.conn, self.label = conn, label
+        self.log_path = run_dir / params.RECOVERY_LOG
+        self.driver: int | None = None
+        self.mac: bytes | None = None
+        self.queue: deque[bytes] = deque()
+        self.in_flight: deque[bytes] = deque()
+        self.notified = False
+        self.counters = {"tx": 0, "rx": 0, "dropped": 0, "resent": 0, "restarts": 0}
+
+    def log(self, event: str, **fields: Any) -> None:
+        rec = {"ts": round(time.time(), 3), "event": event, "label": "inet",
+               "interface": self.label, **fields}
+        print(f"inet: {event} {fields}", flush=True)
+        try:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        except OSError:
+            pass
+
+    def send(self, frame: bytes) -> None:
+        """The stack's output: queue the frame and wake the driver."""
+        if len(self.queue) >= MAX_QUEUE:
+            self.queue.popleft()
+            self.counters["dropped"] += 1
+        self.queue.append(frame)
+        self.kick()
+
+    def kick(self) -> None:
+        if self.driver is None or self.notified:
+            return
+        self.notified = True  # until its next PULL: notifications coalesce anyway
+        if self.conn.notify(self.driver) == Err.EDEADSRCDST:
+            self.driver_gone("notify failed: EDEADSRCDST")
+
+    def driver_gone(self, why: str) -> None:
+        if self.driver is None:
+            return
+        kept = len(self.in_flight)
+        self.queue.extendleft(reversed(self.in_flight))
+        self.in_flight.clear()
+        self.log("driver-gone", endpoint=self.driver, reason=why, kept_frames=kept)
+        self.driver, self.notified = None, False
+
+    def hello(self, endpoint: int, label: str, mac: bytes) -> tuple[int, dict[str, Any]]:
+        if label != self.label:
+            return Err.EPERM, {}
+        if self.driver is not None and self.driver != endpoint:
+            self.driver_gone("replaced by a new instance")
+        if self.mac is not None and mac != self.mac:
+            self.log("mac-changed", old=self.mac.hex(":"), new=mac.hex(":"))
+        restart = self.mac is not None
+        self.mac, self.driver, self.notified = mac, endpoint, False
+        if restart:
+            self.counters["restarts"] += 1
+            self.counters["resent"] += len(self.queue)
+            self.log("driver-back", endpoint=endpoint, resend_frames=len(self.queue))
+        return Err.OK, {"mode": {"broadcast": True, "multicast": False, "promiscuous": False}}
+
+    def pull(self, endpoint: int, done: int, free: int) -> list[bytes]:
+        """Completions in, frames out.  Returns the frames to hand to the driver."""
+        if endpoint != self.driver:
+            return []
+        for _ in range(min(done, len(self.in_flight))):
+            self.in_flight.popleft()
+        self.notified = False
+        out = []
+        while self.queue and len(out) < max(0, free):
+            out.append(self.queue.popleft())
+        self.in_flight.extend(out)
+        self.counters["tx"] += len(out)
+        return out

@@ -1,0 +1,1 @@
+"""User programs: ordinary processes of the system with user privileges (SENDREC only)."""

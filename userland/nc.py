@@ -1,0 +1,73 @@
+"""nc: a sink and source of bytes over TCP, as a user process of the system.
+
+    bin/nc -l PORT                 receive until the peer closes; print count and sha256
+    bin/nc HOST PORT --bytes N     send N bytes (a repeatable pattern) and print their sha256
+
+It connects to the system as a user process (SENDREC only, to INET and DS),
+admitted with the run directory's operator key, like any bin/ command.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+
+from minikern import cli, ipc
+from userland.socket import Socket
+
+
+def pattern(n: int, seed: int = 1) -> bytes:
+    """N bytes that are cheap to make and check: a counter stream seeded per run."""
+    block = hashlib.sha256(seed.to_bytes(8, "little")).digest() * 2048  # 64 KiB
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += block[i % 7:] + block[:i % 7]
+        i += 1
+    return bytes(out[:n])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="nc", description=__doc__.splitlines()[0])
+    cli.add_run_dir(ap)
+    ap.add_argument("-l", "--listen", action="store_true", help="receive on PORT")
+    ap.add_argument("args", nargs="+", help="PORT (with -l) or HOST PORT")
+    ap.add_argument("--bytes", type=int, default=1 << 20, help="bytes to send")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    a = ap.parse_args(argv)
+    conn: ipc.Connection = cli.operator_connection(a.run_dir, "nc", privileges="user")
+    try:
+        s = Socket(conn)
+        t0 = time.monotonic()
+        h = hashlib.sha256()
+        count = 0
+        if a.listen:
+            s.bind(int(a.args[0]))
+            s.listen(1)
+            c, peer = s.accept()
+            t0 = time.monotonic()
+            while data := c.recv():
+                h.update(data)
+                count += len(data)
+            c.close()
+        else:
+            s.connect(a.args[0], int(a.args[1]))
+            data = pattern(a.bytes, a.seed)
+            s.sendall(data)
+            h.update(data)
+            count = len(data)
+        s.close()
+        secs = time.monotonic() - t0
+        result = {"bytes": count, "sha256": h.hexdigest(), "seconds": round(secs, 3)}
+        print(json.dumps(result) if a.json else
+              f"{count} bytes in {secs:.2f} s, sha256 {result['sha256']}")
+        return 0
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
