@@ -21,10 +21,12 @@ from collections.abc import Iterator
 from minikern import cli, params
 
 COLOURS = {"crash": "31", "giveup": "1;31", "fatal": "1;31", "restart": "32", "up": "32",
-           "down": "33", "script": "36", "shutdown": "33"}
+           "down": "33", "script": "36", "shutdown": "33", "driver-gone": "33",
+           "driver-back": "32"}
 _SHOWN = ("reason", "action", "delay_ms", "pid", "old_pid", "new_pid", "old_endpoint",
           "new_endpoint", "downtime_ms", "incarnation", "cause", "by", "signal", "status",
-          "script", "phase", "args", "restarts", "window_s", "detail", "error")
+          "script", "phase", "args", "restarts", "window_s", "detail", "error", "endpoint",
+          "kept_frames", "resend_frames", "old", "new")
 
 
 def format_event(e: dict[str, Any], colour: bool = False) -> str:
@@ -37,7 +39,7 @@ def format_event(e: dict[str, Any], colour: bool = False) -> str:
     if colour:
         head = f"\033[{COLOURS.get(event, '0')}m{head}\033[0m"
     parts = [f"{k}={e[k]}" for k in _SHOWN if e.get(k) not in (None, "")]
-    line = f"{when} rs: {head} {e.get('label', '?'):<10} " + " ".join(parts)
+    line = f"{when} {e.get('source', 'rs')}: {head} {e.get('label', '?'):<10} " + " ".join(parts)
     for extra in ("traceback", "output"):
         text = str(e.get(extra) or "").rstrip()
         if text:

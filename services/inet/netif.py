@@ -37,8 +37,8 @@ class Netif:
         self.counters = {"tx": 0, "rx": 0, "dropped": 0, "resent": 0, "restarts": 0}
 
     def log(self, event: str, **fields: Any) -> None:
-        rec = {"ts": round(time.time(), 3), "event": event, "label": "inet",
-               "interface": self.label, **fields}
+        rec = {"ts": round(time.time(), 3), "event": event, "source": "inet",
+               "label": self.label, **fields}
         print(f"inet: {event} {fields}", flush=True)
         try:
             with open(self.log_path, "a") as f:
