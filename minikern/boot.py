@@ -82,7 +82,8 @@ class System:
         out.close()
 
     def wait_ready(self, timeout: float = params.INIT_TIMEOUT) -> bool:
-        """True once every boot process has finished initializing (entered RECEIVE)."""
+        """True once every boot process has finished initializing (entered RECEIVE) and, when
+        RS is among them, every service RS starts has reported its init done."""
         deadline = time.monotonic() + timeout
         conn = None
         try:
@@ -93,7 +94,7 @@ class System:
                     from minikern.const import KCall
                     procs = conn.kcall(KCall.GETINFO)["procs"]
                     ready = {p["label"] for p in procs if p["ready"]}
-                    if all(label in ready for label in self.labels):
+                    if all(label in ready for label in self.labels) and self._rs_settled(conn):
                         return True
                 except Exception:  # noqa: BLE001 (kernel still starting: keep trying)
                     pass
@@ -102,6 +103,14 @@ class System:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _rs_settled(self, conn: Any) -> bool:
+        if "rs" not in self.labels:
+            return True
+        from minikern.codec import Message
+        from minikern.const import RS, Err, RsReq
+        m = conn.sendrec(RS, Message(RsReq.STATUS))
+        return m.type == Err.OK and all(s["state"] != "starting" for s in m["services"])
 
     def follow(self) -> None:
         """Copy new console output to stdout, and the recovery log as readable lines."""
