@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: boot test lint bench clean
+.PHONY: boot test lint bench clean host-tools
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,16 @@ $(STAMP): setup.cfg pyproject.toml
 boot: $(STAMP)
 	$(PY) bin/boot
 
-test: $(STAMP)
+# The Linux-peer tests use ping(8) and ip(8); as root, install them when missing.
+host-tools:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    ! { command -v ping >/dev/null && command -v ip >/dev/null; }; then \
+	    echo "installing iputils-ping and iproute2 for the Linux-peer tests"; \
+	    (apt-get update -qq && apt-get install -y -qq iputils-ping iproute2) >/dev/null 2>&1 || \
+	    echo "could not install them: those tests will be skipped"; \
+	fi
+
+test: $(STAMP) host-tools
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
