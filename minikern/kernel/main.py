@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -319,7 +320,12 @@ class Kernel:
             events = dict(self.poller.poll(self.next_timeout()))
             if events.pop(self.sock, 0):
                 for _ in range(1000):  # a bounded batch, then look at deaths and alarms too
-                    self.handle(self.sock.recv_multipart())
+                    frames = self.sock.recv_multipart()
+                    try:
+                        self.handle(frames)
+                    except Exception:  # a kernel bug: say so loudly, but keep serving
+                        self.count("kernel_bug")
+                        self.log("BUG handling a frame:\n" + traceback.format_exc())
                     if not int(self.sock.get(zmq.EVENTS)) & _POLLIN:
                         break
             if events.pop(self.bus.sock, 0):

@@ -128,3 +128,38 @@ def test_flooding_process_is_bounded(system: SystemUnderTest) -> None:
     assert counters["trap_while_blocked"] > 0
     proc = system.proc(ep)
     assert proc is not None and proc["wait"] == "recv"  # the one legitimate trap still stands
+
+
+def test_random_frames_and_kernel_calls_do_not_hurt_the_kernel(system: SystemUnderTest) -> None:
+    """A seeded fuzz of headers and kernel-call bodies from an admitted connection."""
+    import random
+
+    from minikern.const import SYSTEM
+    rng = random.Random(7)
+    s, _ = admitted_raw(system, "fuzz")
+    atoms = [0, 1, -1, 2, 3, 7, 64, 65, SYSTEM, -3, 0x7ACE, 1 << 31, -(1 << 33), 2.5, "x", b"",
+             b"\xff" * 40, None, True, [], {}, [1, 2], {"port": 1}]
+    for _ in range(1500):
+        n = rng.randint(0, 6)
+        hdr = [PROTO, rng.choice([1, 2, 3, 4, 5, 7, 64, 65, 99])] + [rng.choice(atoms)
+                                                                     for _ in range(n)]
+        if rng.random() < 0.5:  # a well-formed kernel call with random arguments
+            hdr = [PROTO, Call.SENDREC, SYSTEM]
+        frames = [msgpack.packb(hdr)]
+        if hdr[1] in (1, 3, 5, 7) or rng.random() < 0.1:
+            args = {rng.choice(["port", "size", "value", "ops", "endpoint", "signal", "ms",
+                                "irq", "op", "grant", "granter", "label", "priv", "module"]):
+                    rng.choice(atoms) for _ in range(rng.randint(0, 4))}
+            frames.append(msgpack.packb([rng.choice(list(KCall) + [0, 99]), args]))
+        s.send_multipart(frames)
+        if s.poll(0):
+            s.recv_multipart()
+        if rng.random() < 0.02:  # a trap may have left us blocked: start over clean
+            s.close()
+            s, _ = admitted_raw(system, "fuzz")
+    s.close()
+    assert "Traceback" not in system.console()
+    info = system.info()
+    assert info["kernel_pid"] == system.system.kernel.pid
+    echo = system.endpoint_of("echo")
+    assert system.connect("b", "client").sendrec(echo, Message(1, {"v": 4})).fields == {"v": 4}
