@@ -30,7 +30,7 @@ test: $(STAMP) host-tools
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict minikern
+	$(VENV)/bin/mypy --strict minikern services drivers hw userland
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -85,7 +85,7 @@ class Channel:
     def holds(self, port: object, size: object) -> bool:
         if type(port) is not int or size not in (1, 2, 4):
             return False
-        end = port + size  # type: ignore[operator]
+        end = port + size
         for base, length in self.offer.io:  # noqa: SIM110 (a plain loop: this runs on every access)
             if base <= port and end <= base + length:
                 return True

@@ -5,6 +5,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from minikern import ipc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
@@ -35,12 +39,13 @@ def kernel_pid(run_dir: str | Path) -> int | None:
 
 
 def operator_connection(run_dir: str | Path, label: str = "operator",
-                        privileges: str = "operator"):  # type: ignore[no-untyped-def]
+                        privileges: str = "operator") -> ipc.Connection:
     """Connect to the running system from the shell, with the privileges system.conf gives
     the service ``privileges`` (``operator`` for tools; ``nc`` etc. for user programs)."""
-    from minikern import ipc, sysconf
+    from minikern import sysconf
     conf_path = Path(run_dir) / "system.conf"  # the configuration bin/boot booted with
     conf = sysconf.load(conf_path if conf_path.exists() else REPO_ROOT / "etc" / "system.conf")
     if privileges not in conf.services:
         raise SystemExit(f"system.conf has no service entry {privileges!r}")
-    return ipc.Connection.operator(run_dir, label, conf.services[privileges].priv())
+    from minikern.ipc import Connection
+    return Connection.operator(run_dir, label, conf.services[privileges].priv())

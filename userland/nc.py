@@ -15,18 +15,8 @@ import sys
 import time
 
 from minikern import cli, ipc
+from userland.pattern import pattern
 from userland.socket import Socket
-
-
-def pattern(n: int, seed: int = 1) -> bytes:
-    """N bytes that are cheap to make and check: a counter stream seeded per run."""
-    block = hashlib.sha256(seed.to_bytes(8, "little")).digest() * 2048  # 64 KiB
-    out = bytearray()
-    i = 0
-    while len(out) < n:
-        out += block[i % 7:] + block[:i % 7]
-        i += 1
-    return bytes(out[:n])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,6 +117,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main() -> None:
     inet = Inet(parse_args(sys.argv[1:]))
     ctx = sef.startup(inet.init)
-    table = {NetReq.HELLO: inet.do_hello, NetReq.PULL: inet.do_pull}
+    table: dict[int, sef.Handler] = {NetReq.HELLO: inet.do_hello, NetReq.PULL: inet.do_pull}
     table.update({req: inet.do_socket for req in SockReq})
-    sef.serve(ctx, table, on_notify=inet.on_notify)  # type: ignore[arg-type]
+    sef.serve(ctx, table, on_notify=inet.on_notify)

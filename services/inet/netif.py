@@ -92,7 +92,7 @@ class Netif:
         for _ in range(min(done, len(self.in_flight))):
             self.in_flight.popleft()
         self.notified = False
-        out = []
+        out: list[bytes] = []
         while self.queue and len(out) < max(0, free):
             out.append(self.queue.popleft())
         self.in_flight.extend(out)

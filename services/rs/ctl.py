@@ -32,4 +32,5 @@ def request(run_dir: str | Path, req: RsReq, **fields: Any) -> dict[str, Any]:
         conn.close()
     if m.type != Err.OK:
         raise RsError(m.type, f"{err_name(m.type)}: {m.get('error', '')}".rstrip(": "))
-    return m.fields
+    answer: dict[str, Any] = m.fields
+    return answer

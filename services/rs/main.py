@@ -30,6 +30,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Mapping
 
 from minikern import params, sef, sysconf
 from minikern.codec import Message
@@ -126,9 +127,9 @@ class ReincarnationServer:
             inst.kill_deadline = time.monotonic() + params.DOWN_GRACE
         self.conn.kcall_status(KCall.KILL, endpoint=inst.endpoint, signal=int(signo))
 
-    def answer_waiters(self, svc: Svc, status: int, fields: dict[str, object]) -> None:
+    def answer_waiters(self, svc: Svc, status: int, fields: Mapping[str, object]) -> None:
         for e in svc.waiters:
-            self.conn.sendnb(e, Message(status, fields))
+            self.conn.sendnb(e, Message(status, dict(fields)))
         svc.waiters.clear()
 
     def publish(self, svc: Svc, state: str) -> None:

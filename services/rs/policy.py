@@ -39,7 +39,7 @@ def backoff_delay(failures: int, base: float | None, cap: float = params.BACKOFF
     """Delay before restarting after ``failures`` earlier consecutive failures (0: at once)."""
     if failures <= 0 or base is None or base <= 0:
         return 0.0
-    return min(base * 2 ** (failures - 1), cap)
+    return float(min(base * 2 ** (failures - 1), cap))
 
 
 def parse_size(text: str) -> int:
