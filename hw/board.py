@@ -30,6 +30,7 @@ brings the kernel's SHUTDOWN message.  It never traps otherwise.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import sys
@@ -56,10 +57,25 @@ MAX_SDEVIO_BYTES = 256 * 1024  # string I/O answered on the bus (the kernel caps
 _POLLIN = int(zmq.POLLIN)
 
 
+def default_mac(run_dir: Path) -> bytes:
+    """QEMU's locally administered prefix, then bytes of a hash of the run directory."""
+    return bytes.fromhex("525400") + hashlib.sha256(str(run_dir).encode()).digest()[:3]
+
+
+def parse_mac(text: str) -> bytes:
+    mac = bytes.fromhex(text.replace(":", ""))
+    if len(mac) != 6 or mac[0] & 1:
+        raise argparse.ArgumentTypeError(f"not a unicast MAC address: {text!r}")
+    return mac
+
+
 def parse_args(argv: list[str], run_dir: Path) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="hw.board")
     ap.add_argument("--disk", default=str(run_dir / "disk.img"), help="ATA disk image")
     ap.add_argument("--nic", default="none", help="none | udp:LOCALPORT:REMOTEPORT | tap:NAME")
+    ap.add_argument("--mac", type=parse_mac, default=default_mac(run_dir),
+                    help="the NIC's MAC address (default: 52:54:00 and three bytes derived "
+                         "from the run directory, so two systems side by side differ)")
     ap.add_argument("--hz", type=int, default=60, help="the PIT's programmed tick rate")
     ap.add_argument("--serial", choices=("socket", "pty"), default="socket",
                     help="COM1's other end: run_dir/com1.sock or a host pty")
@@ -101,7 +117,7 @@ class Board:
         self.audit = Audit(run_dir / params.AUDIT_LOG)
         serial: SerialBackend = PtyBackend() if args.serial == "pty" else SocketBackend(run_dir)
         self.machine = Machine(run_dir, make_disk(Path(args.disk)), make_wire(args.nic),
-                               serial, self.audit)
+                               serial, self.audit, mac=args.mac)
         self.machine.firmware(args.hz)
         self.fast = FastPath(run_dir, self.machine, self.audit, self.watch, self.unwatch)
         self.ctl = Control(run_dir, self.machine, self.stats, self.watch, self.unwatch)

@@ -43,6 +43,7 @@ from hw.pci import CONFIG_ADDRESS, PciBus, host_bridge
 from hw.pic import PicPair
 from hw.pit import Pit8254
 from hw.rtl8139 import Rtl8139
+from hw.rtl8139_regs import DEFAULT_MAC
 from hw.uart import COM1_IRQ, SerialBackend, Uart16550
 from hw.wire import Wire
 
@@ -144,7 +145,8 @@ class Machine:
     """Every device of the PC, wired to the PIC and the IOMMU, behind one port map."""
 
     def __init__(self, run_dir: Path, disk: Path, wire: Wire | None,
-                 serial: SerialBackend | None, audit: Audit, clock: Clock = time.monotonic) -> None:
+                 serial: SerialBackend | None, audit: Audit, clock: Clock = time.monotonic,
+                 mac: bytes = DEFAULT_MAC) -> None:
         self.audit = audit
         self.memory = AddressSpace()
         self.iommu = Iommu(self.memory, audit=self._dma_refused)
@@ -154,7 +156,8 @@ class Machine:
         self.uart = Uart16550(self._gate("uart", COM1_IRQ), clock, serial)
         self.lpt = ParallelPrinter(self._gate("lpt", LPT1_IRQ), run_dir / "lpt1.out")
         self.ata = AtaChannel(self._gate("ata", ATA_PRIMARY_IRQ), disk)
-        self.nic = Rtl8139(self._gate("nic", 11), self.iommu.port_for("rtl8139"), wire, clock)
+        self.nic = Rtl8139(self._gate("nic", 11), self.iommu.port_for("rtl8139"), wire, clock,
+                           mac=mac)
         self.pci = PciBus()
         self.pci.attach(0, 0, host_bridge())
         self.pci.attach(NIC_PCI_SLOT, 0, self.nic)

@@ -144,6 +144,7 @@ class RsReq(IntEnum):
     STATUS = 0x705  # the service table, for bin/ps
     CRASH = 0x706  # fault injection, for bin/crash
     SHUTDOWN = 0x707
+    PING = 0x708  # SEF's answer to RS's heartbeat NOTIFY; RS's reply carries a pending fault
 
 
 class NetReq(IntEnum):

@@ -11,16 +11,19 @@ the incarnation number, and then tells RS that initialization is done
 (SENDREC RsReq.INIT_DONE; RS answers at once and only then declares the
 service up and publishes its endpoint).  In a system without RS the call
 fails at once with EDEADSRCDST and is ignored.  ``serve`` is the loop: receive; a notification is
-handled apart and never answered (heartbeat pings from RS are answered by
-SEF itself); a request goes through the table to ``do_<request>``, whose
+handled apart and never answered (a heartbeat NOTIFY from RS SEF answers
+itself, with a SENDREC RsReq.PING); a request goes through the table to ``do_<request>``, whose
 returned Message is the reply (None means EDONTREPLY: answer later).  Replies
 use the REPLYRECV fast path.  A SHUTDOWN from the kernel ends the process in
 order; ``panic(reason)`` records the reason and exits.
 
-Fault injection (bin/crash): a RsReq.CRASH message is honoured only when the
-kernel-stamped source is RS, so no component can crash another.  The faults
-that must happen inside the component (exit, exception, panic, hang) are
-done here, in the component's own loop; kill and segv RS sends as signals.
+Fault injection (bin/crash): RS hands the fault over in its reply to the
+component's PING (so only RS, which takes it only from operator tools, can
+crash a component), and it does so however busy the component is: a
+heartbeat NOTIFY waits as a pending bit and is delivered before any message
+at the next RECEIVE.  The faults that must happen inside the component (exit,
+exception, panic, hang) are done here, in the component's own loop; kill and
+segv RS sends as signals.
 """
 from __future__ import annotations
 
@@ -93,16 +96,18 @@ def receive(ctx: Context, src: int = ANY) -> Message:
 
 def filtered(ctx: Context, m: Message) -> bool:
     """Handle SEF's own traffic; True if ``m`` was consumed."""
-    if m.kind == Kind.NOTIFY and m.source == RS:
-        ctx.conn.notify(RS)  # heartbeat answer
+    if m.kind == Kind.NOTIFY and m.source == RS:  # a heartbeat: answer, and take any fault
+        try:
+            reply = ctx.conn.sendrec(RS, Message(RsReq.PING))
+        except ipc.IpcError:
+            return True
+        if reply.type == Err.OK and reply.get("fault"):
+            inject_fault(str(reply.get("fault")))
         return True
     if m.kind == Kind.KERNEL and m.type == KMsg.SHUTDOWN:
         for hook in ctx.on_shutdown:
             hook()
         sys.exit(0)
-    if m.kind == Kind.MESSAGE and m.type == RsReq.CRASH and m.source == RS:
-        inject_fault(str(m.get("fault")))
-        return True
     return False
 
 

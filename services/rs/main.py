@@ -10,9 +10,9 @@ makes RS their manager.  Then it is a plain SEF server:
   and SHUTDOWN (SEF: kill running recovery scripts, exit);
 * notifications: CLOCK is RS's tick (SETALARM to the next thing due: a
   heartbeat ping or deadline, a backoff restart, a resource check, a retry);
-  from a service, the answer to a heartbeat ping;
-* requests (services/rs/requests.py): INIT_DONE from components, STATUS from
-  anyone, the rest only from operator tools.
+* requests (services/rs/requests.py): INIT_DONE and PING (the heartbeat's
+  answer, whose reply hands over an injected fault) from components, STATUS
+  from anyone, the rest only from operator tools.
 
 Detection: an exit status or signal is told by the kernel at once; panic and
 unhandled exceptions are named from SEF's crash record (run_dir/crash/<pid>.json);
@@ -21,9 +21,10 @@ is RSS or CPU over the configured limit (psutil).  Recovery always starts a
 fresh copy of the code from a clean template (minikern.kernel.spawn), with a
 new endpoint and SEF init type "restart"; RS declares it up on its init-done.
 
-RS never blocks on a service: pings are NOTIFY, fault injection and DS
-publications are SENDNB (retried), replies go through SEF's REPLYRECV, and
-late replies to operator tools (which wait in SENDREC) are SENDNB.
+RS never blocks on a service: pings and fault injections are NOTIFY (the
+component fetches the fault with its PING), DS publications are SENDNB
+(retried), replies go through SEF's REPLYRECV, and late replies to operator
+tools (which wait in SENDREC) are SENDNB.
 """
 from __future__ import annotations
 
@@ -55,7 +56,6 @@ class ReincarnationServer:
         self.publisher = Publisher(self.conn)
         self.services: dict[str, Svc] = {}
         self.by_endpoint: dict[int, Svc] = {}
-        self.injections: list[tuple[int, Message, float]] = []  # (endpoint, msg, give up at)
         self.alarm_due: float | None = None
         self.next_resource_check = 0.0
         self.shutting_down = False
@@ -277,7 +277,6 @@ class ReincarnationServer:
             self.tick_service(svc, now, check_resources)
         if self.publisher.pending:
             self.publisher.flush()
-        self.retry_injections(now)
 
     def tick_service(self, svc: Svc, now: float, check_resources: bool) -> None:
         inst = svc.instance
@@ -311,18 +310,11 @@ class ReincarnationServer:
         if detail is not None:
             self.fail(svc, {"reason": "resource", "detail": detail})
 
-    def retry_injections(self, now: float) -> None:
-        keep = []
-        for endpoint, msg, until in self.injections:
-            if self.conn.sendnb(endpoint, msg) == Err.ENOTREADY and now < until:
-                keep.append((endpoint, msg, until))
-        self.injections = keep
-
     def next_due(self) -> float:
         """The earliest time RS has something to do."""
         now = time.monotonic()
         due = now + params.RS_MAX_SLEEP
-        if self.publisher.pending or self.injections:
+        if self.publisher.pending:
             due = now + params.RS_RETRY
         if self.scripts.running:
             due = min(due, now + 0.02)
@@ -354,10 +346,6 @@ class ReincarnationServer:
     def on_notify(self, m: Message) -> None:
         if m.source == CLOCK:
             self.alarm_due = None
-        else:
-            svc = self.lookup(m)
-            if svc is not None and svc.instance is not None:
-                svc.instance.last_pong = time.monotonic()
         self.tick()
         self.schedule()
 

@@ -29,7 +29,6 @@ import time
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
-from minikern import params
 from minikern.codec import Message
 from minikern.const import Err, KCall, RsReq
 from services.rs.service import Event, State
@@ -66,6 +65,17 @@ def do_init_done(rs: ReincarnationServer, m: Message) -> Message | None:
     if svc is not None:
         rs.on_init_done(svc)
     return Message(Err.OK)
+
+
+def do_ping(rs: ReincarnationServer, m: Message) -> Message | None:
+    """A service's heartbeat answer; the reply hands it any fault the operator injected."""
+    svc = rs.lookup(m)
+    inst = svc.instance if svc is not None else None
+    if inst is None:
+        return Message(Err.ESRCH)
+    inst.last_pong = time.monotonic()
+    fault, inst.pending_fault = inst.pending_fault, None
+    return Message(Err.OK, {"fault": fault})
 
 
 def do_status(rs: ReincarnationServer, m: Message) -> Message | None:
@@ -164,10 +174,10 @@ def do_crash(rs: ReincarnationServer, m: Message) -> Message | None:
         signo = signal.SIGKILL if fault == "kill" else signal.SIGSEGV
         status, _ = rs.conn.kcall_status(KCall.KILL, endpoint=inst.endpoint, signal=int(signo))
         return Message(status, {"pid": inst.pid})
-    msg = Message(RsReq.CRASH, {"fault": fault})
-    if rs.conn.sendnb(inst.endpoint, msg) == Err.ENOTREADY:
-        rs.injections.append((inst.endpoint, msg, time.monotonic() + params.DOWN_GRACE))
-        rs.schedule()
+    # Delivered like a heartbeat: a NOTIFY is never lost (it waits as a pending bit even
+    # while the component is busy), and the component's PING fetches the fault.
+    inst.pending_fault = fault
+    rs.conn.notify(inst.endpoint)
     return Message(Err.OK, {"pid": inst.pid})
 
 
@@ -180,7 +190,7 @@ def do_shutdown(rs: ReincarnationServer, m: Message) -> Message | None:
 
 
 _HANDLERS: dict[RsReq, Callable[[ReincarnationServer, Message], Message | None]] = {
-    RsReq.INIT_DONE: do_init_done, RsReq.STATUS: do_status, RsReq.UP: do_up,
+    RsReq.INIT_DONE: do_init_done, RsReq.PING: do_ping, RsReq.STATUS: do_status, RsReq.UP: do_up,
     RsReq.DOWN: do_down, RsReq.RESTART: do_restart, RsReq.REFRESH: do_refresh,
     RsReq.CRASH: do_crash, RsReq.SHUTDOWN: do_shutdown,
 }

@@ -88,6 +88,7 @@ class Instance:
     kill_reason: str | None = None  # set when RS itself decided to end it
     kill_deadline: float | None = None  # SIGKILL after this (a graceful stop)
     cpu_sample: tuple[float, float] | None = None  # (monotonic, cpu seconds) last resource check
+    pending_fault: str | None = None  # bin/crash: handed over with the next PING's reply
 
 
 @dataclass

@@ -1,0 +1,112 @@
+"""bin/bench net: a 20 MB TCP transfer out of the system, without and with its NIC driver killed.
+
+The system sends --bytes (bin/nc) to a peer: the Linux kernel's TCP through
+the NIC's TAP backend in a network namespace made for the run (peer
+``linux-tap``, when run as root), or else a second system on the UDP wire
+(peer ``udp``; the rigs are in tests/net/lab.py).  In the same run, on the
+same rig: one transfer with nothing injected, then one while the rtl8139
+driver is SIGKILLed every second.  Rates are the receiver's: bytes over the
+time from accepting the connection to the end of the stream.
+
+Last line with --json: bytes, sha256_ok (both transfers whole and identical to
+the pattern sent), kills (SIGKILLs during the second transfer; kill_count is
+the same figure), nokill_MBps, kill_MBps, ratio (kill / nokill), peer,
+reset (a transfer that did not complete), and both transfers' sha256.
+Target: sha256_ok true, no reset, ratio at least 0.8.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.net import lab
+from userland.pattern import chunks
+
+TARGET_RATIO = 0.8
+PORT = 6000
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bytes", type=int, default=20_000_000,
+                   help="bytes per transfer (default %(default)s)")
+    p.add_argument("--peer", choices=("auto", "linux-tap", "udp"), default="auto",
+                   help="linux-tap needs root; auto takes it when it can (default %(default)s)")
+
+
+Send = Callable[[int, int, int], dict[str, Any]]  # (nbytes, seed, port) -> transfer result
+
+
+@contextlib.contextmanager
+def _rig(work: Path, peer: str) -> Iterator[tuple[str, lab.Node, Send]]:
+    if peer in ("auto", "linux-tap"):
+        try:
+            with lab.linux_tap(work / "tap") as rig:
+                yield "linux-tap", rig.node, lambda n, s, p: lab.system_to_linux(rig, n, s, p)
+            return
+        except lab.Unavailable as e:
+            if peer == "linux-tap":
+                raise SystemExit(f"bench net: {e}") from None
+    with lab.udp_pair(work / "udp") as (a, b):
+        yield "udp", a, lambda n, s, p: lab.system_to_system(a, b, n, s, p)
+
+
+def _transfer(send: Send, nbytes: int, seed: int, port: int) -> dict[str, Any]:
+    try:
+        return send(nbytes, seed, port)
+    except AssertionError as e:  # a child failed or fell silent: the connection did not survive
+        return {"bytes": 0, "sent_sha256": None, "received_sha256": None, "seconds": None,
+                "error": str(e).splitlines()[0]}
+
+
+def _sha256(nbytes: int, seed: int) -> str:
+    h = hashlib.sha256()
+    for piece in chunks(nbytes, seed):
+        h.update(piece)
+    return h.hexdigest()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="mk-bench-net-"))
+    for d in ("tap", "udp"):
+        (work / d).mkdir()
+    try:
+        with _rig(work, args.peer) as (peer, node, send):
+            quiet = _transfer(send, args.bytes, 1, PORT)
+            with lab.injecting(node, "sigkill") as inj:
+                killed = _transfer(send, args.bytes, 2, PORT + 1)
+            assert inj is not None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ok = all(t["bytes"] == args.bytes and t["received_sha256"] == t["sent_sha256"] == _sha256(
+        args.bytes, seed) for t, seed in ((quiet, 1), (killed, 2)))
+
+    def rate(t: dict[str, Any]) -> float:
+        return round(t["bytes"] / 1e6 / t["seconds"], 2) if t.get("seconds") else 0.0
+
+    nokill, kill = rate(quiet), rate(killed)
+    return {"bytes": args.bytes, "sha256_ok": ok, "kills": inj.count, "kill_count": inj.count,
+            "nokill_MBps": nokill, "kill_MBps": kill,
+            "ratio": round(kill / nokill, 3) if nokill else 0.0, "peer": peer,
+            "reset": "error" in quiet or "error" in killed,
+            "nokill_sha256": quiet["received_sha256"], "kill_sha256": killed["received_sha256"],
+            "nokill_seconds": quiet["seconds"], "kill_seconds": killed["seconds"],
+            "injector_errors": inj.errors,
+            "errors": [t["error"] for t in (quiet, killed) if "error" in t]}
+
+
+def report(r: dict[str, Any]) -> str:
+    met = r["sha256_ok"] and not r["reset"] and r["ratio"] >= TARGET_RATIO
+    return (f"net: {r['bytes']} bytes from the system to peer {r['peer']}: "
+            f"{r['nokill_MBps']} MB/s without kills, {r['kill_MBps']} MB/s with rtl8139 "
+            f"SIGKILLed every second ({r['kills']} kills); ratio {r['ratio']}, sha256 "
+            f"{'identical' if r['sha256_ok'] else 'DIFFERENT'}, "
+            f"{'a transfer was reset' if r['reset'] else 'no reset'} "
+            f"(target: identical, no reset, ratio >= {TARGET_RATIO}: "
+            f"{'met' if met else 'MISSED'})"
+            + "".join(f"\n  error: {e}" for e in r["errors"] + r["injector_errors"]))

@@ -1,0 +1,74 @@
+"""Fixtures for the network tests: the rigs of tests/net/lab.py, always torn down.
+
+``linux`` is a system on a TAP device in a fresh namespace of its own
+(skipped, with the reason, where that cannot be made: not root, no
+/dev/net/tun, ``ip netns add`` refused); ``udp_pair`` is two systems on the
+UDP wire and runs everywhere.  Teardown halts every system, reaps every
+child and deletes the namespace whether the test passed or not.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.net import lab
+from userland.pattern import chunks
+
+TRANSFER_BYTES = 20_000_000
+
+
+@pytest.fixture
+def linux(tmp_path: Path) -> Iterator[lab.LinuxTap]:
+    try:
+        with lab.linux_tap(tmp_path) as rig:
+            yield rig
+    except lab.Unavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture
+def udp_pair(tmp_path: Path) -> Iterator[tuple[lab.Node, lab.Node]]:
+    with lab.udp_pair(tmp_path) as pair:
+        yield pair
+
+
+def expected_sha256(nbytes: int, seed: int) -> str:
+    h = hashlib.sha256()
+    for piece in chunks(nbytes, seed):
+        h.update(piece)
+    return h.hexdigest()
+
+
+def check_transfer(r: dict[str, Any], nbytes: int, seed: int) -> None:
+    """Every byte arrived, in order, once: both ends' digests agree with the pattern's."""
+    assert r["bytes"] == nbytes, r
+    assert r["received_sha256"] == r["sent_sha256"] == expected_sha256(nbytes, seed), r
+
+
+def check_recovered(node: lab.Node, inj: lab.Injector | None, reason: str,
+                    signal: str | None = None, least: int = 2) -> None:
+    """Each instance hit crashed for ``reason`` and was replaced by a new pid and endpoint,
+    and INET took each replacement back (driver-back)."""
+    assert inj is not None
+    assert not inj.errors, inj.errors
+    assert inj.count >= least, f"only {inj.count} faults landed during the transfer"
+    for pid in inj.pids:
+        crash = lab.wait(lambda pid=pid: next((e for e in node.events() if e["event"] == "crash"
+                                               and e["label"] == lab.DRIVER and e.get("pid") == pid),
+                                              None), 10, f"the crash of {lab.DRIVER} pid {pid}")
+        assert crash["reason"] == reason, crash
+        if signal is not None:
+            assert crash.get("signal") == signal, crash
+        restart = lab.wait(lambda pid=pid: next((e for e in node.events() if e["event"] == "restart"
+                                                 and e["label"] == lab.DRIVER
+                                                 and e.get("old_pid") == pid), None),
+                           10, f"the restart after pid {pid}")
+        assert restart["new_pid"] != pid, restart
+        assert restart["new_endpoint"] != restart["old_endpoint"], restart
+    lab.wait(lambda: sum(e["event"] == "driver-back" and "inet" in (e.get("source"), e["label"])
+                         for e in node.events()) >= inj.count, 10,
+             f"INET's driver-back after each of the {inj.count} faults")

@@ -1,0 +1,124 @@
+"""A plain Linux socket program, run inside the test's namespace (``python -m tests.net.peer``).
+
+Nothing here touches minikern: these are the Linux kernel's own TCP and ICMP,
+the other end of the system's NIC.  Standard library only, plus the pure
+pattern generator bin/nc uses (userland/pattern.py), so both ends make the
+same bytes.  Each command prints JSON lines: ``recv`` first ``{"ready": true}``
+once it listens, then every command one line with its result.
+
+    send HOST PORT NBYTES SEED   connect (retrying while refused), send, close; wait for EOF
+    recv BIND_IP PORT            accept one connection, read to end of stream
+    ping HOST COUNT              ICMP echo over a raw socket (for hosts without ping)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import struct
+import sys
+import time
+
+from userland.pattern import chunks
+
+TIMEOUT = 60.0          # seconds any single socket operation may take (a driver restart is < 1 s)
+CONNECT_DEADLINE = 30.0  # seconds to keep retrying a refused connect (the listener is starting)
+CHUNK = 256 * 1024
+
+
+def emit(obj: dict[str, object]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def connect(host: str, port: int) -> socket.socket:
+    deadline = time.monotonic() + CONNECT_DEADLINE
+    while True:
+        try:
+            return socket.create_connection((host, port), timeout=TIMEOUT)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # the system's listener is not bound yet: ask again
+
+
+def do_send(host: str, port: int, nbytes: int, seed: int) -> None:
+    digest, count = hashlib.sha256(), 0
+    with connect(host, port) as s:
+        start = time.monotonic()
+        for piece in chunks(nbytes, seed):
+            s.sendall(piece)
+            digest.update(piece)
+            count += len(piece)
+        s.shutdown(socket.SHUT_WR)
+        tail = s.recv(1)  # the receiver's close: everything was read
+        emit({"bytes": count, "sha256": digest.hexdigest(),
+              "seconds": round(time.monotonic() - start, 3), "tail": len(tail)})
+
+
+def do_recv(bind_ip: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ls:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((bind_ip, port))
+        ls.listen(1)
+        ls.settimeout(TIMEOUT)
+        emit({"ready": True})
+        conn, _ = ls.accept()
+        conn.settimeout(TIMEOUT)
+        digest, count, start = hashlib.sha256(), 0, time.monotonic()
+        with conn:
+            while chunk := conn.recv(CHUNK):
+                digest.update(chunk)
+                count += len(chunk)
+        emit({"bytes": count, "sha256": digest.hexdigest(),
+              "seconds": round(time.monotonic() - start, 3)})
+
+
+def do_ping(host: str, count: int) -> None:
+    ident, replies = os.getpid() & 0xFFFF, 0
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
+        s.settimeout(2.0)
+        for seq in range(count):
+            payload = b"minikern-net-ping-%d" % seq
+            header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+            request = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq) + payload
+            s.sendto(request, (host, 0))
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                try:
+                    packet, addr = s.recvfrom(2048)
+                except TimeoutError:
+                    break
+                ihl = (packet[0] & 0x0F) * 4
+                kind, _, _, r_ident, r_seq = struct.unpack_from("!BBHHH", packet, ihl)
+                if (addr[0] == host and kind == 0 and r_ident == ident and r_seq == seq
+                        and packet[ihl + 8:] == payload and checksum(packet[ihl:]) == 0):
+                    replies += 1
+                    break
+    emit({"sent": count, "received": replies})
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["send"] and len(argv) == 5:
+        do_send(argv[1], int(argv[2]), int(argv[3]), int(argv[4]))
+    elif argv[:1] == ["recv"] and len(argv) == 3:
+        do_recv(argv[1], int(argv[2]))
+    elif argv[:1] == ["ping"] and len(argv) == 3:
+        do_ping(argv[1], int(argv[2]))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
