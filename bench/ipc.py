@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -23,7 +24,7 @@ import zmq
 from minikern import cli, codec, ipc, sysconf
 from minikern.boot import System
 from minikern.codec import Message
-from minikern.const import Call, Err
+from minikern.const import Call, Err, KCall
 
 CONF = """
 boot echo;
@@ -67,7 +68,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return measure(args.rounds, args.calls)
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` (ZeroMQ's I/O thread too) onto ``cpus``."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except OSError:
+            pass
+
+
+def _alternate(rounds: int, n: int, a: Callable[[int], float],
+               b: Callable[[int], float]) -> tuple[float, float]:
+    a(n // 4)
+    b(n // 4)
+    ra, rb = [], []
+    for _ in range(rounds):
+        ra.append(a(n))
+        rb.append(b(n))
+    return statistics.median(ra), statistics.median(rb)
+
+
 def measure(rounds: int = 7, n: int = 2000, notifies: int = 20000) -> dict[str, Any]:
+    """Both paths twice: all three processes of a path pinned to one CPU (the stable,
+    headline figure: no cross-core wake-ups or migrations, which on a small shared machine
+    swing a round trip between two modes ~2x apart), and left to the scheduler."""
     tmp = Path(tempfile.mkdtemp(prefix="mk-bench-"))
     conf = tmp / "system.conf"
     conf.write_text(CONF)
@@ -95,12 +119,15 @@ def measure(rounds: int = 7, n: int = 2000, notifies: int = 20000) -> dict[str, 
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("relay did not come up")
-        _mk_rtt(conn, n // 4)
-        _relay_rtt(sock, n // 4)
-        mk, relay = [], []
-        for _ in range(rounds):
-            mk.append(_mk_rtt(conn, n))
-            relay.append(_relay_rtt(sock, n))
+        echo = next(p["pid"] for p in conn.kcall(KCall.GETINFO)["procs"] if p["label"] == "echo")
+        spread = _alternate(rounds, n, lambda k: _mk_rtt(conn, k), lambda k: _relay_rtt(sock, k))
+        everyone = [system.kernel.pid, echo, os.getpid(), procs[0].pid, procs[1].pid]
+        cpu = {max(os.sched_getaffinity(0))}
+        for pid in everyone:
+            pin(pid, cpu)
+        pinned = _alternate(rounds, n, lambda k: _mk_rtt(conn, k), lambda k: _relay_rtt(sock, k))
+        for pid in everyone:
+            pin(pid, set(range(os.cpu_count() or 1)))
         t = time.perf_counter()
         for _ in range(notifies):
             if conn.notify(ECHO) != Err.OK:
@@ -108,10 +135,12 @@ def measure(rounds: int = 7, n: int = 2000, notifies: int = 20000) -> dict[str, 
         notify_rate = notifies / (time.perf_counter() - t)
         sock.close()
         conn.close()
-        mk_med, relay_med = statistics.median(mk), statistics.median(relay)
-        return {"minikern_rtt_us": round(mk_med, 1), "relay_rtt_us": round(relay_med, 1),
-                "ratio": round(mk_med / relay_med, 3), "notify_per_s": round(notify_rate),
-                "rounds": rounds, "calls_per_round": n}
+        return {"minikern_rtt_us": round(pinned[0], 1), "relay_rtt_us": round(pinned[1], 1),
+                "ratio": round(pinned[0] / pinned[1], 3),
+                "spread_minikern_rtt_us": round(spread[0], 1),
+                "spread_relay_rtt_us": round(spread[1], 1),
+                "spread_ratio": round(spread[0] / spread[1], 3), "pinned_cpu": min(cpu),
+                "notify_per_s": round(notify_rate), "rounds": rounds, "calls_per_round": n}
     finally:
         for p in procs:
             p.kill()
@@ -121,6 +150,10 @@ def measure(rounds: int = 7, n: int = 2000, notifies: int = 20000) -> dict[str, 
 
 
 def report(r: dict[str, Any]) -> str:
-    return (f"SENDREC round trip: minikern {r['minikern_rtt_us']} us, bare relay "
-            f"{r['relay_rtt_us']} us, ratio {r['ratio']} (target <= 1.25)\n"
+    return (f"SENDREC round trip, the three processes of each path on CPU {r['pinned_cpu']}: "
+            f"minikern {r['minikern_rtt_us']} us, bare relay {r['relay_rtt_us']} us, "
+            f"ratio {r['ratio']} (target <= 1.25)\n"
+            f"SENDREC round trip, left to the scheduler: minikern "
+            f"{r['spread_minikern_rtt_us']} us, bare relay {r['spread_relay_rtt_us']} us, "
+            f"ratio {r['spread_ratio']}\n"
             f"NOTIFY throughput: {r['notify_per_s']} notify/s from one sender")

@@ -27,8 +27,11 @@ def unpack(frame: bytes) -> Any:
         return None
 
 
+_INT_MIN, _INT_MAX = -(1 << 31), 1 << 31  # endpoints and ports are 32-bit
+
+
 def _is_int(v: object) -> bool:
-    return type(v) is int and -(1 << 31) <= v < (1 << 31)
+    return type(v) is int and _INT_MIN <= v < _INT_MAX  # bool is not an endpoint
 
 
 # Number of integer fields after (PROTO, call) for each IPC trap.
@@ -63,6 +66,22 @@ def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
     if type(hdr) is not list or len(hdr) < 2 or hdr[0] != PROTO:
         return None
     call = hdr[1]
+    if type(call) is not int:
+        return None
+    nargs = _REQUEST_ARGS.get(call)
+    if nargs is not None:  # an IPC trap: the hot path, so the checks are written out
+        if len(hdr) != 2 + nargs:
+            return None
+        a, b = hdr[2], hdr[3] if nargs == 2 else 0
+        if (type(a) is not int or type(b) is not int or not _INT_MIN <= a < _INT_MAX
+                or not _INT_MIN <= b < _INT_MAX):
+            return None
+        if (call in _HAS_BODY) != (len(frames) == 2):
+            return None
+        body = frames[1] if len(frames) == 2 else None
+        if body is not None and len(body) > MAX_MESSAGE:
+            return None
+        return (call, a, b, body)
     if call == Call.BYE:
         return (Call.BYE,) if len(hdr) == 2 and len(frames) == 1 else None
     if call == Call.HELLO:
@@ -76,19 +95,7 @@ def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
         if priv is not None and type(priv) is not dict:
             return None
         return (Call.HELLO, cred, pid, label, priv)
-    nargs = _REQUEST_ARGS.get(call)
-    if nargs is None or len(hdr) != 2 + nargs:
-        return None
-    args = hdr[2:]
-    if not all(_is_int(a) for a in args):
-        return None
-    has_body = call in _HAS_BODY
-    if has_body != (len(frames) == 2):
-        return None
-    body = frames[1] if has_body else None
-    if body is not None and len(body) > MAX_MESSAGE:
-        return None
-    return (call, args[0], args[1] if nargs == 2 else 0, body)
+    return None
 
 
 def encode_reply(status: int, source: int = 0, kind: int = Kind.REPLY,

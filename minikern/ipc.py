@@ -37,6 +37,8 @@ class KernelGone(IpcError):
         super().__init__(Err.EDEADSRCDST, "kernel gone")
 
 
+KERNEL_CHECK_S = 1.0  # a caller blocked this long checks that the kernel still lives
+
 # Set by minikern.template before a component's main() runs.
 boot_record: dict[str, Any] = {}
 boot_memfd: int = -1
@@ -47,6 +49,7 @@ class Connection:
                  priv: dict[str, Any] | None = None, kernel_pid: int | None = None) -> None:
         self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVTIMEO, int(KERNEL_CHECK_S * 1000))
         self.sock.connect(address)
         self.kernel_pid = kernel_pid
         self.sock.send(codec.encode_hello(credential, os.getpid(), label, priv))
@@ -86,11 +89,14 @@ class Connection:
                                                                  bytes | None]:
         """Wait for the reply frame; while waiting, check now and then that the kernel lives."""
         waited = 0.0
-        while not self.sock.poll(1000):
-            waited += 1.0
-            if timeout is not None and waited >= timeout or not self._kernel_alive():
-                raise KernelGone()
-        frames = self.sock.recv_multipart()
+        while True:  # a blocking receive that wakes each second (RCVTIMEO): no poll per call
+            try:
+                frames = self.sock.recv_multipart()
+                break
+            except zmq.Again:
+                waited += KERNEL_CHECK_S
+                if timeout is not None and waited >= timeout or not self._kernel_alive():
+                    raise KernelGone() from None
         hdr = codec.decode_reply(frames[0])
         if hdr is None or len(frames) > 2:
             raise IpcError(Err.EIO, "malformed reply from the kernel")

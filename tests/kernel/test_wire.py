@@ -141,8 +141,8 @@ def test_random_frames_and_kernel_calls_do_not_hurt_the_kernel(system: SystemUnd
              b"\xff" * 40, None, True, [], {}, [1, 2], {"port": 1}]
     for _ in range(1500):
         n = rng.randint(0, 6)
-        hdr = [PROTO, rng.choice([1, 2, 3, 4, 5, 7, 64, 65, 99])] + [rng.choice(atoms)
-                                                                     for _ in range(n)]
+        call = rng.choice([1, 2, 3, 4, 5, 7, 64, 65, 99, rng.choice(atoms)])
+        hdr = [PROTO, call] + [rng.choice(atoms) for _ in range(n)]
         if rng.random() < 0.5:  # a well-formed kernel call with random arguments
             hdr = [PROTO, Call.SENDREC, SYSTEM]
         frames = [msgpack.packb(hdr)]
