@@ -13,6 +13,9 @@ import pytest
 from minikern import ipc, sysconf
 from minikern.boot import System
 from minikern.const import KCall
+from minikern.deadline import wait_for
+
+__all__ = ["wait_for"]  # tests import it from here
 
 TEST_CONF = """
 boot {boot};
@@ -24,17 +27,6 @@ service driver {{ system DEVIO VDEVIO IRQCTL; ipc SYSTEM ALL_SYS; io 0x1f0:8 0x3
 service echo {{ program tests.kernel.agent; args echo; ipc ALL; }};
 service agent {{ program tests.kernel.agent; ipc ALL; system SETGRANT SAFECOPYFROM; }};
 """
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``cond`` until it returns something true; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class SystemUnderTest:

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.timeout(60)
 BOARD_CONF = """
 boot {boot};
 service operator {{ user yes; system GETINFO KILL SHUTDOWN; ipc ALL; }};
-service hw {{ program hw.board; args --nic udp:{nic_port}:{peer_port} --mac 52:54:00:12:34:56 --hz 100; ipc SYSTEM; }};
+service hw {{ program hw.board; ipc SYSTEM;
+    args --nic udp:{nic_port}:{peer_port} --mac 52:54:00:12:34:56 --hz 100; }};
 service pci {{ system DEVIO VDEVIO; ipc SYSTEM; io 0xcf8:8; }};
 service tty {{ system DEVIO VDEVIO IRQCTL IOMAP; ipc SYSTEM; io 0x3f8:7; irq 4; }};
 service com {{ system DEVIO IOMAP; ipc SYSTEM; io 0x3f8:8; }};

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from minikern.boot import System
 from minikern.commands import crash
 from minikern.commands.logs import read_events
 from minikern.const import RsReq
+from minikern.deadline import wait_for
 from services.rs import ctl
 
 REPO = cli.REPO_ROOT
@@ -55,16 +56,6 @@ INTERVAL = 1.0        # seconds between injected faults
 
 class Unavailable(RuntimeError):
     """This rig cannot be built here (not root, no /dev/net/tun, ip netns add refused)."""
-
-
-def wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Children:
@@ -132,7 +123,7 @@ class Node:
         if not self.system.wait_ready():
             raise RuntimeError(f"system {self.name} did not come up:\n{self.console()}")
         for label in ("inet", DRIVER):
-            wait(lambda label=label: self.service(label)["state"] == "up", 30, f"{label} up")
+            wait_for(lambda label=label: self.service(label)["state"] == "up", 30, f"{label} up")
 
     def service(self, label: str) -> dict[str, Any]:
         for s in ctl.request(self.run_dir, RsReq.STATUS)["services"]:
@@ -273,7 +264,7 @@ def linux_tap(work: Path) -> Iterator[LinuxTap]:
     try:
         node = Node(work, "sys", SYSTEM_IP, f"tap:{tap}", children)
         node.boot()  # the board made the TAP in our namespace; Linux's end moves to the new one
-        wait(lambda: _ip("link", "show", tap).returncode == 0, 10, f"TAP {tap}")
+        wait_for(lambda: _ip("link", "show", tap).returncode == 0, 10, f"TAP {tap}")
         rig = LinuxTap(node, ns, children)
         moved = _ip("link", "set", tap, "netns", ns)
         if moved.returncode != 0:

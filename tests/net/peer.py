@@ -3,8 +3,9 @@
 Nothing here touches minikern: these are the Linux kernel's own TCP and ICMP,
 the other end of the system's NIC.  Standard library only, plus the pure
 pattern generator bin/nc uses (userland/pattern.py), so both ends make the
-same bytes.  Each command prints JSON lines: ``recv`` first ``{"ready": true}``
-once it listens, then every command one line with its result.
+same bytes (``ping`` is the INET tests' raw ICMP echo).  Each command prints
+JSON lines: ``recv`` first ``{"ready": true}`` once it listens, then every
+command one line with its result.
 
     send HOST PORT NBYTES SEED   connect (retrying while refused), send, close; wait for EOF
     recv BIND_IP PORT            accept one connection, read to end of stream
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
-import struct
 import sys
 import time
 
+from tests.inet.linux_peer import do_ping
 from userland.pattern import chunks
 
 TIMEOUT = 60.0          # seconds any single socket operation may take (a driver restart is < 1 s)
@@ -72,39 +72,6 @@ def do_recv(bind_ip: str, port: int) -> None:
                 count += len(chunk)
         emit({"bytes": count, "sha256": digest.hexdigest(),
               "seconds": round(time.monotonic() - start, 3)})
-
-
-def do_ping(host: str, count: int) -> None:
-    ident, replies = os.getpid() & 0xFFFF, 0
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
-        s.settimeout(2.0)
-        for seq in range(count):
-            payload = b"minikern-net-ping-%d" % seq
-            header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-            request = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq) + payload
-            s.sendto(request, (host, 0))
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline:
-                try:
-                    packet, addr = s.recvfrom(2048)
-                except TimeoutError:
-                    break
-                ihl = (packet[0] & 0x0F) * 4
-                kind, _, _, r_ident, r_seq = struct.unpack_from("!BBHHH", packet, ihl)
-                if (addr[0] == host and kind == 0 and r_ident == ident and r_seq == seq
-                        and packet[ihl + 8:] == payload and checksum(packet[ihl:]) == 0):
-                    replies += 1
-                    break
-    emit({"sent": count, "received": replies})
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def main(argv: list[str]) -> int:
