@@ -21,7 +21,8 @@ host-tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	    ! { command -v ping >/dev/null && command -v ip >/dev/null; }; then \
 	    echo "installing iputils-ping and iproute2 for the Linux-peer tests"; \
-	    (apt-get update -qq && apt-get install -y -qq iputils-ping iproute2) >/dev/null 2>&1 || \
+	    (timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq iputils-ping iproute2) \
+	        >/dev/null 2>&1 || \
 	    echo "could not install them: those tests will be skipped"; \
 	fi
 
