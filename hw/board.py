@@ -159,7 +159,10 @@ class Board:
             for dev in self.machine.devices:  # poll() only has work on input or at a deadline
                 deadline = dev.next_deadline()
                 if dev in self.woken or deadline is not None and deadline <= now:
-                    dev.poll()
+                    try:
+                        dev.poll()
+                    except Exception:  # a model bug: counted, and the machine runs on
+                        self.machine.device_fault(dev)
                     deadline = dev.next_deadline()
                 if deadline is not None and deadline < soonest:
                     soonest = deadline

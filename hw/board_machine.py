@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ class Machine:
         self.devices: list[Device] = [self.pic, self.pit, self.uart, self.lpt, self.ata,
                                       self.pci, self.nic]
         self.users: dict[str, tuple[int, str]] = {}  # device name -> last (endpoint, label)
+        self.faults: dict[str, int] = {}  # device name -> exceptions its model raised
         self.port_map: dict[int, Device] = {}
         self.remap()
 
@@ -187,16 +189,30 @@ class Machine:
         if dev is None:
             return (1 << (8 * size)) - 1
         self.users[dev.name] = who
-        return dev.io_read(port, size)
+        try:
+            return dev.io_read(port, size)
+        except Exception:  # a model bug must not take the machine down: float the bus
+            self.device_fault(dev)
+            return (1 << (8 * size)) - 1
 
     def write(self, port: int, size: int, value: int, who: tuple[int, str]) -> None:
         dev = self.port_map.get(port)
         if dev is None:
             return
         self.users[dev.name] = who
-        dev.io_write(port, size, value & ((1 << (8 * size)) - 1))
+        try:
+            dev.io_write(port, size, value & ((1 << (8 * size)) - 1))
+        except Exception:  # as in read: the write is lost, the machine runs on
+            self.device_fault(dev)
         if dev is self.pci and port != CONFIG_ADDRESS:
             self.remap()  # a BAR may have moved
+
+    def device_fault(self, dev: Device) -> None:
+        """A device model raised: count it, and show the first traceback per device."""
+        self.faults[dev.name] = self.faults.get(dev.name, 0) + 1
+        if self.faults[dev.name] == 1:
+            print(f"hw: BUG in the {dev.name} model (later ones only counted):\n"
+                  + traceback.format_exc(), flush=True)
 
     # -- firmware, interrupts ----------------------------------------------------------
 
@@ -258,6 +274,7 @@ class Machine:
             "iommu": {"refusals": self.iommu.refusals,
                       "windows": [[b, s.size] for b, s in self.memory.segments.items()]},
             "irq_disabled": sorted(n for n, g in self.gates.items() if g.disabled),
+            "model_faults": dict(self.faults),
         }
 
     def close(self) -> None:
