@@ -45,7 +45,7 @@ COM1_BASE = 0x3F8
 COM1_IRQ = 4
 UART_CLOCK_DIVISOR_BASE = 115200  # 1.8432 MHz / 16
 FIFO_DEPTH = 16
-HOST_RX_LIMIT = 4096  # bytes buffered from the host before the backend is left unread
+HOST_RX_LIMIT = 4096  # bytes buffered from the host; beyond, what arrives is dropped (counted)
 
 # Register offsets from the base
 RBR = THR = DLL = 0
@@ -480,6 +480,8 @@ class Uart16550(Device):
             room = HOST_RX_LIMIT - len(self._host_rx)
             if room > 0:
                 self._host_rx += self.backend.read(room)
+            else:  # full: drop what the line brings, as one without flow control would
+                self.rx_dropped += len(self.backend.read(HOST_RX_LIMIT))
             self._pump_rx()
         if (self._timeout_at is not None and not self._timeout_pending
                 and self._clock() >= self._timeout_at and self.rx_fifo):

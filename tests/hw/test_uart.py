@@ -225,3 +225,26 @@ def test_socket_backend_one_client_at_a_time(tmp_path: Path, irq: NullIrq,
         second.close()
         uart.close()
     assert not Path(backend.path).exists()
+
+
+def test_host_input_beyond_the_buffer_is_dropped_not_left_readable(
+        irq: NullIrq, clock: FakeClock) -> None:
+    """Nobody reads RBR while a person types on: the backend is drained (so the board's
+    loop does not spin on a readable fd) and the excess is counted."""
+    backend = PtyBackend()
+    uart = Uart16550(irq, clock, backend)
+    peer = os.open(backend.path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(peer, b"x" * 3000)
+        wait_readable(uart.fileno() or -1)
+        uart.poll()
+        os.write(peer, b"y" * 3000)
+        wait_readable(uart.fileno() or -1)
+        for _ in range(10):
+            uart.poll()
+            if not select.select([uart.fileno() or -1], [], [], 0)[0]:
+                break
+        assert not select.select([uart.fileno() or -1], [], [], 0.05)[0]
+        assert uart.rx_dropped >= 6000 - 4096 - 16
+    finally:
+        os.close(peer)
