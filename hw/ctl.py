@@ -3,8 +3,9 @@
 Runs in the operator's shell or the test suite, never in a driver.  The
 protocol is in hw/board_ctl.py.  As a command::
 
-    python -m hw.ctl [--run-dir DIR] stats
-    python -m hw.ctl [--run-dir DIR] set ata.bad_sectors '[5]'
+    bin/hwctl [--run-dir DIR] stats
+    bin/hwctl [--run-dir DIR] set ata.bad_sectors '[5]'
+    bin/hwctl [--run-dir DIR] set nic.drop_rx '{"count": 10}'
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ class BoardCtl:
 
 def main(argv: list[str] | None = None) -> int:
     from minikern import cli
-    ap = argparse.ArgumentParser(prog="hw.ctl", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="hwctl", description=__doc__.splitlines()[0])
     cli.add_run_dir(ap)
     sub = ap.add_subparsers(dest="what", required=True)
     sub.add_parser("stats", help="device counters as JSON")
