@@ -36,7 +36,7 @@ import msgpack
 import zmq
 
 from minikern import codec, params
-from minikern.const import CLOCK, HW, PROTO, Call, Err, KCall, Kind, KMsg
+from minikern.const import CLOCK, HW, NONE, PROTO, Call, Err, KCall, Kind, KMsg
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
@@ -184,7 +184,7 @@ class Kernel:
             if pidfd >= 0:
                 os.close(pidfd)
             return
-        p = self.table.add(s, label, pid, priv, manager=0)
+        p = self.table.add(s, label, pid, priv, manager=NONE)
         p.ident, p.pidfd = ident, pidfd
         self.table.by_ident[ident] = p
         self._watch(p)
@@ -304,7 +304,7 @@ class Kernel:
             if priv is None:
                 self.log(f"boot image entry {entry.get('label')!r} has an invalid privilege")
                 continue
-            manager = labels.get(entry.get("manager") or "", 0)
+            manager = labels.get(entry.get("manager") or "", NONE)
             p = self.start_process(entry["label"], entry["module"], entry.get("args", []), priv,
                                    manager=manager, slot=entry.get("slot"))
             if p is not None:

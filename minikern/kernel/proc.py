@@ -39,7 +39,7 @@ class Proc:
     label: str
     pid: int
     priv: Priv
-    manager: int  # endpoint told when this process dies (RS), or 0 for "log only"
+    manager: int  # endpoint told when this process dies (RS), or NONE: the kernel only logs it
     ident: bytes | None = None  # ZeroMQ routing id, bound at HELLO
     credential: bytes | None = None  # one-time admission token, cleared at HELLO
     pidfd: int = -1

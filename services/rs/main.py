@@ -82,8 +82,7 @@ class ReincarnationServer:
         now = time.monotonic()
         adoptable = [x for x in self.conf.boot if x not in ("rs", "hw")]  # as minikern.boot
         for p in self.conn.kcall(KCall.GETINFO)["procs"]:
-            # (manager 0 is both "RS" and "nobody", so the boot list decides, not the field)
-            if p["operator"] or p["label"] not in adoptable or p["endpoint"] == RS:
+            if p["manager"] != RS or p["label"] not in adoptable or p["endpoint"] == RS:
                 continue
             svc = self.make_service(p["label"], core=True)
             svc.state = State.STARTING

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from minikern.codec import Message
-from minikern.const import HW, SYSTEM, CharReq, Err, KCall, Kind, KMsg
+from minikern.const import HW, NONE, SYSTEM, CharReq, Err, KCall, Kind, KMsg
 from minikern.ipc import IpcError
 from tests.conftest import SystemUnderTest, wait_for
 from tests.kernel.agent import REQ_COPY, REQ_GRANT
@@ -126,6 +126,7 @@ def test_privctl_children_report_to_their_manager(system: SystemUnderTest) -> No
     mgr = system.connect("mgr", "client")
     ep, pid = spawn(system, mgr, "idle")
     assert system.proc(ep)["manager"] == mgr.endpoint  # type: ignore[index]
+    assert system.proc(mgr.endpoint)["manager"] == NONE  # type: ignore[index]  # not RS (0)
     mgr.kcall(KCall.KILL, endpoint=ep, signal=9)
     m = mgr.receive(SYSTEM)
     assert (m.type, m["endpoint"], m["signal"]) == (KMsg.EXIT, ep, 9)
