@@ -55,7 +55,7 @@ class Err(IntEnum):
     ENOTREADY = -201
     EDEADSRCDST = -202
     EDONTREPLY = -203
-    EBADREQUEST = -204  # minikern: a request the server does not understand
+    EBADREQUEST = -212  # the destination cannot handle the request
     ELOCKED = -208
     EBADCALL = -209
     ECALLDENIED = -210
