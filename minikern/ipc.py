@@ -16,7 +16,7 @@ import zmq
 
 from minikern import codec, params
 from minikern.codec import Message
-from minikern.const import ANY, SYSTEM, Call, Err, KCall, Kind, err_name
+from minikern.const import ANY, SYSTEM, Call, Err, KCall, err_name
 
 _encode_request = codec.encode_request
 _encode_body = codec.encode_body
@@ -164,6 +164,3 @@ class Connection:
         m = self.sendrec(SYSTEM, Message(call, args))
         return m.type, m.fields
 
-
-def is_notify(m: Message) -> bool:
-    return m.kind == Kind.NOTIFY

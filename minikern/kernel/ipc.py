@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from minikern import codec
+from minikern import codec, params
 from minikern.const import ANY, CLOCK, HARDWARE, NR_PROCS, SYSTEM, Call, Err, Kind
 from minikern.kernel import system
 from minikern.kernel.proc import Proc, Wait
@@ -144,7 +144,7 @@ def kernel_message(k: Kernel, dst: Proc, mtype: int, fields: dict[str, object]) 
     body = codec.encode_body(mtype, fields)
     if dst.wait is Wait.RECV and dst.peer in (ANY, SYSTEM):
         return deliver(k, dst, SYSTEM, Kind.KERNEL, body)
-    if len(dst.kqueue) >= k.max_kqueue:
+    if len(dst.kqueue) >= params.MAX_KERNEL_QUEUE:
         k.count("kqueue_overflow")
         return
     dst.kqueue.append(body)

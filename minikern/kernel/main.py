@@ -58,7 +58,6 @@ class Kernel:
         self.irq_holders: dict[int, set[int]] = {}
         self.alarms: list[tuple[float, int]] = []  # heap of (due, endpoint); lazily pruned
         self.pidfds: dict[int, Proc] = {}
-        self.max_kqueue, self.max_grants = params.MAX_KERNEL_QUEUE, params.MAX_GRANTS
         self.shutdown_deadline: float | None = None
         self.audit_lines = 0
         self.audit = open(run_dir / params.AUDIT_LOG, "a", buffering=1)

@@ -17,7 +17,6 @@ from minikern.const import (
     FIRST_DYNAMIC_SLOT,
     GENERATION_SIZE,
     NR_PROCS,
-    endpoint_slot,
     make_endpoint,
 )
 from minikern.kernel.priv import Priv
@@ -105,9 +104,6 @@ class ProcTable:
     def lookup(self, endpoint: int) -> Proc | None:
         """The live process with exactly this endpoint (a stale generation finds nothing)."""
         return self.by_endpoint.get(endpoint)
-
-    def in_range(self, endpoint: int) -> bool:
-        return 0 <= endpoint_slot(endpoint) < NR_PROCS
 
     def live(self) -> list[Proc]:
         return [p for p in self.slots if p is not None]

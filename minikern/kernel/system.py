@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from minikern import codec
+from minikern import codec, params
 from minikern.const import HW, SYSTEM, Err, IrqOp, KCall, Kind, err_name
 from minikern.kernel import grant
 from minikern.kernel.priv import Priv
@@ -155,7 +155,7 @@ def do_setgrant(k: Kernel, caller: Proc, a: Args) -> Result:
     length, access = _int(a, "length", 1), _int(a, "access", 1, 4)
     if grantee is None or off is None or length is None or access is None:
         return Err.EINVAL, {}
-    status, gid = grant.setgrant(caller, k.max_grants, grantee, off, length, access)
+    status, gid = grant.setgrant(caller, params.MAX_GRANTS, grantee, off, length, access)
     return status, {"grant": gid}
 
 

@@ -38,10 +38,10 @@ def do_send(host: str, port: int, nbytes: int, seed: int) -> None:
               "seconds": time.monotonic() - start, "tail": len(tail)})
 
 
-def do_recv(port: int) -> None:
+def do_recv(port: int, bind_ip: str = "0.0.0.0") -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ls:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("0.0.0.0", port))
+        ls.bind((bind_ip, port))
         ls.listen(1)
         ls.settimeout(TIMEOUT)
         emit({"ready": True})

@@ -3,7 +3,7 @@
 Nothing here touches minikern: these are the Linux kernel's own TCP and ICMP,
 the other end of the system's NIC.  Standard library only, plus the pure
 pattern generator bin/nc uses (userland/pattern.py), so both ends make the
-same bytes (``ping`` is the INET tests' raw ICMP echo).  Each command prints
+same bytes (``recv`` and ``ping`` are the INET tests' own).  Each command prints
 JSON lines: ``recv`` first ``{"ready": true}`` once it listens, then every
 command one line with its result.
 
@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 
-from tests.inet.linux_peer import do_ping
+from tests.inet.linux_peer import do_ping, do_recv
 from userland.pattern import chunks
 
 TIMEOUT = 60.0          # seconds any single socket operation may take (a driver restart is < 1 s)
@@ -56,29 +56,11 @@ def do_send(host: str, port: int, nbytes: int, seed: int) -> None:
               "seconds": round(time.monotonic() - start, 3), "tail": len(tail)})
 
 
-def do_recv(bind_ip: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ls:
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((bind_ip, port))
-        ls.listen(1)
-        ls.settimeout(TIMEOUT)
-        emit({"ready": True})
-        conn, _ = ls.accept()
-        conn.settimeout(TIMEOUT)
-        digest, count, start = hashlib.sha256(), 0, time.monotonic()
-        with conn:
-            while chunk := conn.recv(CHUNK):
-                digest.update(chunk)
-                count += len(chunk)
-        emit({"bytes": count, "sha256": digest.hexdigest(),
-              "seconds": round(time.monotonic() - start, 3)})
-
-
 def main(argv: list[str]) -> int:
     if argv[:1] == ["send"] and len(argv) == 5:
         do_send(argv[1], int(argv[2]), int(argv[3]), int(argv[4]))
     elif argv[:1] == ["recv"] and len(argv) == 3:
-        do_recv(argv[1], int(argv[2]))
+        do_recv(int(argv[2]), argv[1])
     elif argv[:1] == ["ping"] and len(argv) == 3:
         do_ping(argv[1], int(argv[2]))
     else:
