@@ -21,6 +21,7 @@ resend if this driver dies.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from minikern.ipc import IpcError
 RX_BACKLOG = 512  # frames kept while INET is unreachable (oldest dropped first)
 RETRY_MS = 100  # how often to look for INET again while it is unreachable
 MAX_PULL_BYTES = 48 * 1024  # received bytes carried by one PULL (a message is at most 64 KiB)
+PULL_SLICE = 0.05  # seconds of trading before the loop goes back to RECEIVE (pings wait there)
 
 
 class NetDriver(Protocol):
@@ -103,10 +105,19 @@ class Framework:
         return self.greeted
 
     def pull(self) -> None:
-        """Trade received frames and completions for frames to send, until INET has none."""
+        """Trade received frames and completions for frames to send, until INET has none.
+
+        Under a steady stream there may always be more; after PULL_SLICE the loop
+        returns to RECEIVE anyway (a CLOCK notification brings it back), so a busy
+        driver still answers RS's heartbeat rather than being taken for hung.
+        """
         self.backlog.extend(self.drv.receive())
         self.done += self.drv.tx_done()
+        slice_end = time.monotonic() + PULL_SLICE
         while self.find_inet():
+            if time.monotonic() > slice_end:
+                self.ctx.conn.kcall(KCall.SETALARM, ms=1)
+                return
             rx, size = [], 0
             while self.backlog and size + len(self.backlog[0]) <= MAX_PULL_BYTES:
                 size += len(self.backlog[0])

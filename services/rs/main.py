@@ -294,13 +294,16 @@ class ReincarnationServer:
             self.fail(svc, {"reason": "heartbeat", "detail": "no init-done within "
                             f"{params.INIT_TIMEOUT:g} s"})
         elif svc.state is State.UP and period:
-            if now - inst.last_pong > params.HEARTBEAT_MISSES * period:
-                self.fail(svc, {"reason": "heartbeat", "detail": "no answer to pings for "
-                                f"{now - inst.last_pong:.3f} s (period {period:g} s)"})
+            if (inst.ping_sent is not None
+                    and now - inst.ping_sent > params.HEARTBEAT_MISSES * period):
+                self.fail(svc, {"reason": "heartbeat", "detail": "no answer to a ping for "
+                                f"{now - inst.ping_sent:.3f} s (period {period:g} s)"})
                 return
             if now >= inst.next_ping:
                 self.conn.notify(inst.endpoint)
                 inst.next_ping = now + period
+                if inst.ping_sent is None:
+                    inst.ping_sent = now
         if check_resources and svc.state is State.UP:
             self.check_resources(svc, inst, now)
 
@@ -328,8 +331,9 @@ class ReincarnationServer:
             if svc.state is State.STARTING:
                 due = min(due, inst.started + params.INIT_TIMEOUT + 0.001)
             elif svc.state is State.UP and period and inst.kill_reason is None:
-                due = min(due, inst.next_ping,
-                          inst.last_pong + params.HEARTBEAT_MISSES * period + 0.001)
+                due = min(due, inst.next_ping)
+                if inst.ping_sent is not None:
+                    due = min(due, inst.ping_sent + params.HEARTBEAT_MISSES * period + 0.001)
             if svc.policy.memory_limit is not None or svc.policy.cpu_limit is not None:
                 due = min(due, self.next_resource_check)
         return due
