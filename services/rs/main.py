@@ -16,7 +16,11 @@ makes RS their manager.  Then it is a plain SEF server:
 
 Detection: an exit status or signal is told by the kernel at once; panic and
 unhandled exceptions are named from SEF's crash record (run_dir/crash/<pid>.json);
-a hang is a missing ping answer for HEARTBEAT_MISSES periods; a resource hog
+a hang is no ping answer for HEARTBEAT_MISSES periods counted from the last
+answer (as MINIX's do_period counts), so a hang is noticed within two periods
+and a live component answers a ping within about one: SEF answers at the
+next RECEIVE, and loops that can run long go back to it (the network
+driver framework's PULL_SLICE); a resource hog
 is RSS or CPU over the configured limit (psutil).  Recovery always starts a
 fresh copy of the code from a clean template (minikern.kernel.spawn), with a
 new endpoint and SEF init type "restart"; RS declares it up on its init-done.
@@ -294,16 +298,13 @@ class ReincarnationServer:
             self.fail(svc, {"reason": "heartbeat", "detail": "no init-done within "
                             f"{params.INIT_TIMEOUT:g} s"})
         elif svc.state is State.UP and period:
-            if (inst.ping_sent is not None
-                    and now - inst.ping_sent > params.HEARTBEAT_MISSES * period):
-                self.fail(svc, {"reason": "heartbeat", "detail": "no answer to a ping for "
-                                f"{now - inst.ping_sent:.3f} s (period {period:g} s)"})
+            if now - inst.last_pong > params.HEARTBEAT_MISSES * period:
+                self.fail(svc, {"reason": "heartbeat", "detail": "no answer to pings for "
+                                f"{now - inst.last_pong:.3f} s (period {period:g} s)"})
                 return
             if now >= inst.next_ping:
                 self.conn.notify(inst.endpoint)
                 inst.next_ping = now + period
-                if inst.ping_sent is None:
-                    inst.ping_sent = now
         if check_resources and svc.state is State.UP:
             self.check_resources(svc, inst, now)
 
@@ -331,9 +332,8 @@ class ReincarnationServer:
             if svc.state is State.STARTING:
                 due = min(due, inst.started + params.INIT_TIMEOUT + 0.001)
             elif svc.state is State.UP and period and inst.kill_reason is None:
-                due = min(due, inst.next_ping)
-                if inst.ping_sent is not None:
-                    due = min(due, inst.ping_sent + params.HEARTBEAT_MISSES * period + 0.001)
+                due = min(due, inst.next_ping,
+                          inst.last_pong + params.HEARTBEAT_MISSES * period + 0.001)
             if svc.policy.memory_limit is not None or svc.policy.cpu_limit is not None:
                 due = min(due, self.next_resource_check)
         return due

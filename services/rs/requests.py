@@ -73,7 +73,7 @@ def do_ping(rs: ReincarnationServer, m: Message) -> Message | None:
     inst = svc.instance if svc is not None else None
     if inst is None:
         return Message(Err.ESRCH)
-    inst.last_pong, inst.ping_sent = time.monotonic(), None
+    inst.last_pong = time.monotonic()
     fault, inst.pending_fault = inst.pending_fault, None
     return Message(Err.OK, {"fault": fault})
 

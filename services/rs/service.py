@@ -85,7 +85,6 @@ class Instance:
     started_wall: float
     last_pong: float  # monotonic time of the last sign of life (pong, init-done)
     next_ping: float = 0.0
-    ping_sent: float | None = None  # when the oldest unanswered ping went out
     kill_reason: str | None = None  # set when RS itself decided to end it
     kill_deadline: float | None = None  # SIGKILL after this (a graceful stop)
     cpu_sample: tuple[float, float] | None = None  # (monotonic, cpu seconds) last resource check
