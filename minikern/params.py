@@ -24,6 +24,7 @@ MAX_AUDIT_LINES = 100_000  # audit log lines written before further denials are 
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
 SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before SIGKILL
+BOARD_ATTACH_TIMEOUT = 10.0  # seconds the boot image waits for the board to join the bus
 INIT_TIMEOUT = 10.0  # seconds a boot process may take to report init done (MINIX RS_INIT_T)
 CALL_TIMEOUT = 30.0  # seconds the library waits for the kernel before declaring it gone
 

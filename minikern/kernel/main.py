@@ -59,6 +59,9 @@ class Kernel:
         self.alarms: list[tuple[float, int]] = []  # heap of (due, endpoint); lazily pruned
         self.pidfds: dict[int, Proc] = {}
         self.shutdown_deadline: float | None = None
+        self.image: list[dict[str, Any]] = []  # boot image entries not started yet
+        self.boot_labels: dict[str, int] = {}
+        self.board_due: float | None = None  # booting waits for the board until then
         self.audit_lines = 0
         self.audit = open(run_dir / params.AUDIT_LOG, "a", buffering=1)
         self.spawner = Spawner(console_fd, params.TEMPLATE_POOL)
@@ -258,7 +261,7 @@ class Kernel:
             if p is not None and p.alarm == due:
                 return max(0, int((due - time.monotonic()) * 1000) + 1)
             heapq.heappop(self.alarms)
-        return 100 if self.shutdown_deadline else None
+        return 100 if self.shutdown_deadline or self.board_due else None
 
     def set_alarm(self, p: Proc, due: float | None) -> None:
         p.alarm = due
@@ -278,6 +281,7 @@ class Kernel:
         if self.shutdown_deadline is not None:
             return
         self.log("shutting down")
+        self.image, self.board_due = [], None
         self.bus.send("shutdown")
         self.shutdown_deadline = time.monotonic() + params.SHUTDOWN_GRACE
         for p in self.table.live():
@@ -297,17 +301,27 @@ class Kernel:
 
     def boot(self, image: list[dict[str, Any]]) -> None:
         self.spawner.fill()
-        labels: dict[str, int] = {}
-        for entry in image:
+        self.image, self.boot_labels = list(image), {}
+        self.boot_next()
+
+    def boot_next(self) -> None:
+        """Start the boot image in order; after the board, the rest waits until it is on the
+        bus (the machine exists before any driver runs) or BOARD_ATTACH_TIMEOUT passed."""
+        self.board_due = None
+        while self.image:
+            entry = self.image.pop(0)
             priv = Priv.from_wire(entry.get("priv"))
             if priv is None:
                 self.log(f"boot image entry {entry.get('label')!r} has an invalid privilege")
                 continue
-            manager = labels.get(entry.get("manager") or "", NONE)
+            manager = self.boot_labels.get(entry.get("manager") or "", NONE)
             p = self.start_process(entry["label"], entry["module"], entry.get("args", []), priv,
                                    manager=manager, slot=entry.get("slot"))
             if p is not None:
-                labels[p.label] = p.endpoint
+                self.boot_labels[p.label] = p.endpoint
+                if p.slot == HW and self.image:
+                    self.board_due = time.monotonic() + params.BOARD_ATTACH_TIMEOUT
+                    return
 
     def run(self, image: list[dict[str, Any]]) -> None:
         self.stop_signal = 0
@@ -338,6 +352,11 @@ class Kernel:
                 elif isinstance(fd, int):
                     self.reap(fd)
             self.run_alarms()
+            if self.board_due is not None and (self.bus.ident or time.monotonic() > self.board_due
+                                               or self.table.lookup(HW) is None):
+                if not self.bus.ident:
+                    self.log("the board did not join the bus; booting the rest without it")
+                self.boot_next()
             if self.shutdown_deadline is not None:
                 if not self.pidfds:
                     break

@@ -6,12 +6,15 @@ argv[1] picks the behaviour:
   sender EP   - SEND to EP once, then idle (blocks if EP does not receive)
   grant       - write b"secret" into memory and answer GRANT requests with a grant id
   copier      - on COPY requests, SAFECOPYFROM the named grant and answer with the bytes
-  board       - a fake board at the HW slot, on the bus only: answers port reads with
-                0x1234 + port, and raises an IRQ line whenever the kernel enables it
+  board [S]   - a fake board at the HW slot, on the bus only: answers port reads with
+                0x1234 + port, and raises an IRQ line whenever the kernel enables it;
+                it joins the bus S seconds after starting (default at once)
 """
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import msgpack
 import zmq
@@ -23,7 +26,8 @@ from minikern.const import ANY, CPF_READ, SYSTEM, Err, KCall, Kind
 REQ_GRANT, REQ_COPY = 1, 2
 
 
-def fake_board() -> None:
+def fake_board(delay: float) -> None:
+    time.sleep(delay)  # a slow machine: the kernel must not boot the rest before it is on the bus
     bus = zmq.Context.instance().socket(zmq.DEALER)
     bus.connect(ipc.boot_record["bus"])
     bus.send(msgpack.packb(["hello", ipc.boot_record["bus_credential"]]))
@@ -48,8 +52,11 @@ def main() -> None:
     if mode in ("idle", "sender"):
         while True:
             sef.receive(ctx, src=SYSTEM)  # only the kernel (shutdown) can satisfy this
-    if mode == "board":
-        fake_board()
+    if mode == "board":  # the bus in a thread; on the kernel's socket it waits for shutdown
+        delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+        threading.Thread(target=fake_board, args=(delay,), daemon=True).start()
+        while True:
+            sef.receive(ctx, src=SYSTEM)
     if mode == "grant":
         assert ctx.memory is not None
         ctx.memory[100:106] = b"secret"

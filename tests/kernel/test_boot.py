@@ -11,8 +11,9 @@ import psutil
 import pytest
 
 from minikern import cli
+from minikern.boot import System
 from minikern.const import KCall
-from tests.conftest import SystemUnderTest, wait_for
+from tests.conftest import TEST_CONF, SystemUnderTest, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 BIN = cli.REPO_ROOT / "bin"
@@ -64,7 +65,8 @@ def test_ctrl_c_on_foreground_boot_shuts_down_cleanly(tmp_path: Path) -> None:
     try:
         wait_for(lambda: cli.kernel_pid(run_dir) and (run_dir / "operator.key").exists(),
                  what="kernel up")
-        wait_for(lambda: len(system_pids(run_dir)) >= 3, what="boot image up")
+        wait_for(lambda: "started hello" in (run_dir / "console.log").read_text(),
+                 what="boot image up")
         pids = system_pids(run_dir)
         boot.send_signal(signal.SIGINT)
         out, _ = boot.communicate(timeout=30)
@@ -92,3 +94,32 @@ def test_operator_tools_notice_a_dead_kernel(system: SystemUnderTest) -> None:
     os.kill(system.system.kernel.pid, signal.SIGKILL)
     with pytest.raises(KernelGone):
         fut.result(15)
+
+
+BOARD_CONF = TEST_CONF + "service hw {{ program tests.kernel.agent; args {board}; ipc SYSTEM; }};\n"
+
+
+def started_order(s: SystemUnderTest) -> list[str]:
+    lines = s.console().splitlines()
+    return [ln for ln in lines if "board attached" in ln or "started echo" in ln
+            or "the board did not join" in ln]
+
+
+def test_the_boot_image_waits_for_the_board_to_join_the_bus(make_system) -> None:  # type: ignore[no-untyped-def]
+    """The machine exists before any driver runs: nothing after the board starts until the
+    board is on the bus, however slowly it comes up."""
+    s = make_system(boot="hw echo", conf=BOARD_CONF.replace("{board}", "board 0.5"))
+    wait_for(lambda: len(started_order(s)) == 2, what="the board and echo")
+    order = started_order(s)
+    assert "board attached" in order[0] and "started echo" in order[1], order
+
+
+def test_a_board_that_dies_before_joining_does_not_stop_the_boot(tmp_path: Path) -> None:
+    conf = tmp_path / "system.conf"
+    conf.write_text(BOARD_CONF.replace("{board}", "no-such-mode").format(boot="hw echo"))
+    system = System(tmp_path / "run", conf)
+    try:
+        wait_for(lambda: "started echo" in system.console.read_text(), what="echo started")
+        assert "board attached" not in system.console.read_text()
+    finally:
+        system.halt()
