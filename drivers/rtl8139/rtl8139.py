@@ -21,8 +21,9 @@ from typing import Any
 
 from drivers.net import framework
 from hw import rtl8139_regs as R
-from hw.channel import Channel, open_channel
+from hw.channel import Channel, ChannelError, open_channel
 from minikern import sef
+from minikern.ipc import IpcError
 
 PCI_ADDR, PCI_DATA = 0xCF8, 0xCFC
 PCI_CMD_IO, PCI_CMD_BUSMASTER = 0x0001, 0x0004
@@ -76,7 +77,10 @@ class Rtl8139:
         sef.panic("no RTL8139 on the PCI bus")
 
     def init(self, ctx: sef.Context) -> bytes:
-        self.ch = open_channel(ctx.conn)
+        try:
+            self.ch = open_channel(ctx.conn)
+        except (IpcError, ChannelError) as e:
+            sef.panic(f"cannot reach the hardware: {e}")
         if not self.ch.windows:
             sef.panic("no physical memory window for DMA buffers (system.conf: mem)")
         self.mem_base = min(self.ch.windows)
