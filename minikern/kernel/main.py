@@ -331,16 +331,12 @@ class Kernel:
         self.boot(image)
         while True:
             events = dict(self.poller.poll(self.next_timeout()))
-            if events.pop(self.sock, 0):
-                for _ in range(1000):  # a bounded batch, then look at deaths and alarms too
-                    frames = self.sock.recv_multipart()
-                    try:
-                        self.handle(frames)
-                    except Exception:  # a kernel bug: say so loudly, but keep serving
-                        self.count("kernel_bug")
-                        self.log("BUG handling a frame:\n" + traceback.format_exc())
-                    if not int(self.sock.get(zmq.EVENTS)) & _POLLIN:
-                        break
+            if events.pop(self.sock, 0):  # one frame a poll: deaths and alarms are never starved
+                try:
+                    self.handle(self.sock.recv_multipart())
+                except Exception:  # a kernel bug: say so loudly, but keep serving
+                    self.count("kernel_bug")
+                    self.log("BUG handling a frame:\n" + traceback.format_exc())
             if events.pop(self.bus.sock, 0):
                 while int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
                     self.bus.handle(self.bus.sock.recv_multipart())
