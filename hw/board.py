@@ -49,8 +49,8 @@ from hw.board_machine import Audit, Machine
 from hw.device import Device
 from hw.uart import PtyBackend, SerialBackend, SocketBackend
 from hw.wire import TapWire, UdpWire, Wire, WireUnavailable
-from minikern import codec, ipc, params
-from minikern.const import SYSTEM, Call, Err, Kind, KMsg
+from minikern import codec, ipc, params, sef
+from minikern.const import ANY, RS, Call, Err, Kind, KMsg, RsReq
 
 DISK_SIZE = 4 * 1024 * 1024  # the zero-filled image made when --disk names no file
 MAX_SDEVIO_BYTES = 256 * 1024  # string I/O answered on the bus (the kernel caps messages at 1 MiB)
@@ -114,6 +114,7 @@ class Board:
         self.handlers: dict[Any, Callable[[], None]] = {}
         self.poller = zmq.Poller()
         self.stopping = False
+        self.pinging = False  # a heartbeat answer (SENDREC PING to RS) is outstanding
         self.audit = Audit(run_dir / params.AUDIT_LOG)
         serial: SerialBackend = PtyBackend() if args.serial == "pty" else SocketBackend(run_dir)
         self.machine = Machine(run_dir, make_disk(Path(args.disk)), make_wire(args.nic),
@@ -189,18 +190,35 @@ class Board:
     # -- the kernel's side ------------------------------------------------------------
 
     def _receive(self) -> None:
-        self.conn.sock.send(codec.encode_request(Call.RECEIVE, SYSTEM))
+        self.conn.sock.send(codec.encode_request(Call.RECEIVE, ANY))
 
     def on_kernel_message(self) -> None:
-        """The answer to the board's RECEIVE: only the kernel's SHUTDOWN is expected."""
+        """The answer to the board's pending trap, never waited for (the board's loop is its
+        devices'): the kernel's SHUTDOWN, RS's heartbeat NOTIFY, which the board answers as
+        SEF does (SENDREC PING, whose reply may hand over a fault from bin/crash), and that
+        reply.  Anything else is counted and ignored."""
         while int(self.conn.sock.get(zmq.EVENTS)) & _POLLIN:
             frames = self.conn.sock.recv_multipart()
             hdr = codec.decode_reply(frames[0])
             body = codec.decode_body(frames[1]) if len(frames) == 2 else None
-            if hdr is not None and hdr[2] == Kind.KERNEL and body and body[0] == KMsg.SHUTDOWN:
+            kind = hdr[2] if hdr is not None else None
+            if kind == Kind.KERNEL and body and body[0] == KMsg.SHUTDOWN:
                 self.stopping = True
                 return
-            self.counters["kernel_message_ignored"] += 1
+            if self.pinging:  # the one trap outstanding was the PING: this is how it ended
+                self.pinging = False
+                self.counters["heartbeats"] += 1
+                if hdr is not None and hdr[0] == Err.OK and body and body[0] == Err.OK:
+                    fault = body[1].get("fault")
+                    if fault:
+                        sef.inject_fault(str(fault))
+            elif hdr is not None and kind == Kind.NOTIFY and hdr[1] == RS:
+                self.pinging = True
+                self.conn.sock.send_multipart([codec.encode_request(Call.SENDREC, RS),
+                                               codec.encode_body(RsReq.PING, {})])
+                continue
+            else:
+                self.counters["kernel_message_ignored"] += 1
             self._receive()
 
     def on_bus(self) -> None:

@@ -2,7 +2,8 @@
 
 Runs in the operator's shell process, never in the system.  Boot prepares the
 private run directory (0700), writes the boot image the kernel reads
-(label, module, privilege, fixed slot, manager for each boot process), starts
+(label, module, privilege, fixed slot, manager endpoint for each boot process:
+RS's fixed endpoint, the board's included, when RS is in the image), starts
 the kernel in its own session (so a terminal's Ctrl-C reaches only bin/boot,
 which then shuts the system down in order), and follows the console.
 """
@@ -46,8 +47,7 @@ def boot_image(conf: sysconf.SystemConf, nic: str | None = None) -> list[dict[st
             slot = int(svc.get("slot") or 0)
         image.append({"label": label, "module": program, "args": svc.keys.get("args", []),
                       "priv": svc.priv(), "slot": slot,
-                      "manager": "rs" if "rs" in conf.boot and label not in ("rs", "hw")
-                      else None})
+                      "manager": RS if "rs" in conf.boot and label != "rs" else None})
     return image
 
 

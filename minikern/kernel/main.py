@@ -60,7 +60,6 @@ class Kernel:
         self.pidfds: dict[int, Proc] = {}
         self.shutdown_deadline: float | None = None
         self.image: list[dict[str, Any]] = []  # boot image entries not started yet
-        self.boot_labels: dict[str, int] = {}
         self.board_due: float | None = None  # booting waits for the board until then
         self.audit_lines = 0
         self.audit = open(run_dir / params.AUDIT_LOG, "a", buffering=1)
@@ -301,7 +300,7 @@ class Kernel:
 
     def boot(self, image: list[dict[str, Any]]) -> None:
         self.spawner.fill()
-        self.image, self.boot_labels = list(image), {}
+        self.image = list(image)
         self.boot_next()
 
     def boot_next(self) -> None:
@@ -314,14 +313,13 @@ class Kernel:
             if priv is None:
                 self.log(f"boot image entry {entry.get('label')!r} has an invalid privilege")
                 continue
-            manager = self.boot_labels.get(entry.get("manager") or "", NONE)
+            manager = entry.get("manager")  # an endpoint (RS's fixed one), told when it dies
             p = self.start_process(entry["label"], entry["module"], entry.get("args", []), priv,
-                                   manager=manager, slot=entry.get("slot"))
-            if p is not None:
-                self.boot_labels[p.label] = p.endpoint
-                if p.slot == HW and self.image:
-                    self.board_due = time.monotonic() + params.BOARD_ATTACH_TIMEOUT
-                    return
+                                   manager=manager if type(manager) is int else NONE,
+                                   slot=entry.get("slot"))
+            if p is not None and p.slot == HW and self.image:
+                self.board_due = time.monotonic() + params.BOARD_ATTACH_TIMEOUT
+                return
 
     def run(self, image: list[dict[str, Any]]) -> None:
         self.stop_signal = 0

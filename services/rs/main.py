@@ -2,9 +2,10 @@
 
 RS is the first process of the boot image (fixed slot RS).  At startup it
 reads the run directory's system.conf, adopts the boot-image servers the
-kernel started with RS as their manager (ds: *core*, its death is fatal),
-and starts the services named in its own ``args`` through PRIVCTL, which
-makes RS their manager.  Then it is a plain SEF server:
+kernel started with RS as their manager (ds, and hw, the board: *core*, a
+death is fatal: without DS nobody finds anyone, without the board there is no
+machine), and starts the services named in its own ``args`` through PRIVCTL,
+which makes RS their manager.  Then it is a plain SEF server:
 
 * kernel messages: EXIT (a process died: name the failure, apply the policy)
   and SHUTDOWN (SEF: kill running recovery scripts, exit);
@@ -39,7 +40,7 @@ from collections.abc import Mapping
 
 from minikern import params, sef, sysconf
 from minikern.codec import Message
-from minikern.const import CLOCK, RS, Err, KCall, KMsg
+from minikern.const import CLOCK, HW, RS, Err, KCall, KMsg
 from services.rs import guardian, resources
 from services.rs.journal import Journal, classify_exit
 from services.rs.policy import Policy
@@ -84,7 +85,7 @@ class ReincarnationServer:
     def adopt(self) -> None:
         """Take over the boot-image servers the kernel started with RS as manager."""
         now = time.monotonic()
-        adoptable = [x for x in self.conf.boot if x not in ("rs", "hw")]  # as minikern.boot
+        adoptable = [x for x in self.conf.boot if x != "rs"]  # as minikern.boot
         for p in self.conn.kcall(KCall.GETINFO)["procs"]:
             if p["manager"] != RS or p["label"] not in adoptable or p["endpoint"] == RS:
                 continue
@@ -92,6 +93,8 @@ class ReincarnationServer:
             svc.state = State.STARTING
             svc.restart_cause = "up"
             self.attach(svc, p["endpoint"], p["pid"], now - p["uptime"])
+            if p["endpoint"] == HW and p["ready"]:
+                self.on_init_done(svc)  # on the bus before RS ran (the kernel waited for it)
 
     def attach(self, svc: Svc, endpoint: int, pid: int, started: float) -> None:
         now = time.monotonic()

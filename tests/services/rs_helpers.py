@@ -18,15 +18,16 @@ service rs {{ program services.rs.main; args {start};
 service ds {{ program services.ds; system GETINFO; ipc ALL; }};
 service hello {{ program drivers.hello; ipc SYSTEM USER rs ds; {hello} }};
 service agent {{ program tests.services.rs_agent; ipc ALL; {agent} }};
+service hw {{ program hw.board; args --nic none --serial socket; ipc SYSTEM rs; period 200ms; }};
 """
 
 
 def boot_rs(make_system: Callable[..., SystemUnderTest], hello: str = "period 1s;",
-            agent: str = "period off;", start: str = "hello", ds: bool = False
-            ) -> SystemUnderTest:
+            agent: str = "period off;", start: str = "hello", ds: bool = False,
+            board: bool = False) -> SystemUnderTest:
     conf = RS_CONF.replace("{hello}", hello.replace("{", "{{").replace("}", "}}"))
     conf = conf.replace("{agent}", agent).replace("{start}", start)
-    s = make_system("rs ds" if ds else "rs", conf)
+    s = make_system(("hw " if board else "") + ("rs ds" if ds else "rs"), conf)
     for label in start.split():
         wait_state(s, label, "up")
     return s

@@ -170,6 +170,26 @@ def test_death_of_ds_is_fatal_and_shuts_down(make_system: Make) -> None:
     assert s.system.kernel.returncode == 0
 
 
+@pytest.mark.parametrize("fault", ["sigkill", "hang"])
+def test_the_board_is_watched_and_its_failure_is_fatal(make_system: Make, fault: str) -> None:
+    """The board answers RS's heartbeat like any component; there is no machine without it,
+    so its death (or a hang, noticed by the heartbeat) shuts the system down, logged."""
+    s = boot_rs(make_system, board=True)
+    hw = wait_state(s, "hw", "up")
+    wait_for(lambda: service(s, "hw")["uptime"] > 1.0, what="1 s of 200 ms pings")
+    assert service(s, "hw")["pid"] == hw["pid"] and not events(s, "crash")
+    if fault == "sigkill":
+        os.kill(hw["pid"], signal.SIGKILL)
+    else:
+        ctl.request(s.run_dir, RsReq.CRASH, label="hw", fault="hang")
+    wait_for(lambda: s.system.kernel.poll() is not None, what="the system to shut down")
+    crash = events(s, "crash", "hw")[0]
+    assert crash["action"] == "fatal" and crash["pid"] == hw["pid"]
+    assert crash["reason"] == ("signal" if fault == "sigkill" else "heartbeat")
+    assert "hw" in events(s, "fatal")[0]["detail"]
+    assert s.system.kernel.returncode == 0
+
+
 def test_death_of_rs_is_fatal_and_shuts_down(make_system: Make) -> None:
     s = boot_rs(make_system)
     rs_pid = next(p["pid"] for p in s.info()["procs"] if p["label"] == "rs")
