@@ -25,7 +25,8 @@ from minikern.ipc import Connection, IpcError
 def _call(conn: Connection, req: DsReq, **fields: Any) -> dict[str, Any]:
     m = conn.sendrec(DS, Message(req, fields))
     if m.type != Err.OK:
-        raise IpcError(m.type, f"ds {req.name.lower()}")
+        why = m.get("error")  # DS says why it refused, e.g. "EPERM: drv.x is owned by net"
+        raise IpcError(m.type, f"ds {req.name.lower()}" + (f" ({why})" if why else ""))
     return m.fields
 
 

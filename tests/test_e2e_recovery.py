@@ -21,8 +21,9 @@ pytestmark = pytest.mark.timeout(90)
 def test_kill_9_from_the_shell_is_recovered_while_the_system_serves(
         make_system: Callable[..., SystemUnderTest]) -> None:
     conf = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
-    conf = conf.replace("{", "{{").replace("}", "}}").replace("boot rs ds;", "boot {boot};")
-    s = make_system("rs ds", conf)
+    conf = conf.replace("{", "{{").replace("}", "}}")
+    assert "boot hw rs ds;" in conf
+    s = make_system("hw rs ds", conf.replace("boot hw rs ds;", "boot {boot};"))
     wait_state(s, "hello", "up")
     ps = subprocess.run([sys.executable, str(cli.REPO_ROOT / "bin" / "ps"), "--run-dir",
                          str(s.run_dir), "--json"], capture_output=True, text=True, timeout=30)

@@ -2,8 +2,9 @@
 
 Runs in each network driver's process.  The framework does what every
 network driver must: SEF start-up (fresh or restart), the heartbeat answer
-(SEF), interrupt dispatch and re-enabling, publishing ``drv.net.<label>`` in
-DS, and the conversation with INET.
+(SEF), interrupt dispatch and re-enabling, and the conversation with INET.
+(RS, not the driver, publishes ``drv.net.<label>`` up or down in DS, for it
+sees deaths the driver cannot report.)
 
 That conversation is one-way blocking by design: INET never sends a request
 to a driver, it only NOTIFYs it ("there is work"), so a hung or dead driver
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 
 from minikern import ds, sef
 from minikern.codec import Message
-from minikern.const import CLOCK, HARDWARE, DsFlag, Err, IrqOp, KCall, NetReq
+from minikern.const import CLOCK, HARDWARE, Err, IrqOp, KCall, NetReq
 from minikern.ipc import IpcError
 
 RX_BACKLOG = 512  # frames kept while INET is unreachable (oldest dropped first)
@@ -79,10 +80,6 @@ class Framework:
         self.ctx = ctx
         self.mac = self.drv.init(ctx)
         ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.SETPOLICY, irq=self.drv.irq)
-        try:
-            ds.publish(ctx.conn, f"drv.net.{ctx.label}", "up", DsFlag.OVERWRITE)
-        except IpcError:
-            pass  # no DS: INET finds us by our HELLO all the same
 
     def find_inet(self) -> bool:
         if self.inet is None:

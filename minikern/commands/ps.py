@@ -5,8 +5,10 @@ failed): label, endpoint, pid, state (starting, up, restarting, down,
 failed), incarnation (restarts so far), uptime, CPU (average since the
 process started, percent of one CPU) and resident memory, from psutil.
 The kernel's process table (GETINFO) says what runs; RS (STATUS) says how
-each service is doing.  Operator tools, this one included, are not listed.
-With --json: one JSON array of objects with the same keys.
+each service is doing.  User programs started from the shell (bin/nc,
+bin/echod: admitted with the operator key, holding user privileges and no
+kernel call) are listed with ``user`` true; operator tools, this one
+included, are not.  With --json: one JSON array of objects with the same keys.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import psutil
 
 from minikern import cli, ipc
 from minikern.codec import Message
-from minikern.const import RS, SYSTEM, Err, KCall, RsReq
+from minikern.const import NONE, RS, SYSTEM, Err, KCall, RsReq
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
 
@@ -51,12 +53,14 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
         pass  # no RS in this system: the kernel's table alone
     cpu, rss, up = _usage(info["kernel_pid"])
     rows = [{"label": "kernel", "endpoint": SYSTEM, "pid": info["kernel_pid"], "state": "up",
-             "incarnation": 0, "uptime": up, "cpu": cpu, "rss_mb": rss, "manager": None}]
+             "incarnation": 0, "uptime": up, "cpu": cpu, "rss_mb": rss, "manager": None,
+             "user": False}]
     for p in info["procs"]:
-        if p["operator"]:
-            continue
-        svc = services.pop(p["label"], None)
-        state = "up" if p["ready"] else "starting"
+        user = p["operator"] and not p["priv"]["sys_proc"] and not p["priv"]["kcalls"]
+        if p["operator"] and not user:
+            continue  # an operator tool
+        svc = None if user else services.pop(p["label"], None)
+        state = "up" if p["ready"] or user else "starting"
         if svc is not None and svc.get("pid") == p["pid"]:
             state = svc["state"]
         cpu, rss, _ = _usage(p["pid"])
@@ -64,12 +68,12 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
                      "state": state,
                      "incarnation": svc["incarnation"] if svc else p["incarnation"],
                      "uptime": p["uptime"], "cpu": cpu, "rss_mb": rss,
-                     "manager": p["manager"] or None,
-                     "last_reason": svc.get("last_reason") if svc else None})
+                     "manager": p["manager"] if p["manager"] != NONE else None,
+                     "user": user, "last_reason": svc.get("last_reason") if svc else None})
     for svc in services.values():  # known to RS but not running
         rows.append({"label": svc["label"], "endpoint": None, "pid": None,
                      "state": svc["state"], "incarnation": svc["incarnation"], "uptime": None,
-                     "cpu": None, "rss_mb": None, "manager": RS,
+                     "cpu": None, "rss_mb": None, "manager": RS, "user": False,
                      "last_reason": svc.get("last_reason")})
     return rows
 

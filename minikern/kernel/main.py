@@ -36,7 +36,7 @@ import msgpack
 import zmq
 
 from minikern import codec, params
-from minikern.const import CLOCK, HW, NONE, PROTO, Call, Err, KCall, Kind, KMsg
+from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
@@ -266,6 +266,9 @@ class Kernel:
         p.alarm = due
         if due is not None:
             heapq.heappush(self.alarms, (due, p.endpoint))
+        if len(self.alarms) > 2 * NR_PROCS:  # replaced alarms linger in the heap: drop them
+            self.alarms = [(q.alarm, q.endpoint) for q in self.table.live() if q.alarm]
+            heapq.heapify(self.alarms)
 
     def run_alarms(self) -> None:
         now = time.monotonic()

@@ -97,7 +97,7 @@ class DataStore:
                 return handler(m)
             except DsError as e:
                 self.store.count(f"refused_{e.code.name}")
-                return Message(e.code)
+                return Message(e.code, {"error": str(e)})
         return run
 
     def _caller(self, m: Message) -> str:

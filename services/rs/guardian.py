@@ -8,7 +8,8 @@ pidfds on RS and the kernel and the read end of a pipe from RS.  RS writes
 without saying so while the kernel lives, the guardian writes a ``fatal``
 line to the recovery log and asks the kernel for SHUTDOWN through an
 operator connection.  It exits as soon as the kernel is gone, so it never
-outlives its system.  Runs as ``python -m services.rs.guardian RUN_DIR RS_PID KERNEL_PID``.
+outlives its system, and on its way out kills recovery scripts RS left behind.
+Runs as ``python -m services.rs.guardian RUN_DIR RS_PID KERNEL_PID``.
 """
 from __future__ import annotations
 
@@ -65,7 +66,15 @@ def _fatal(run_dir: Path) -> None:
 
 
 def main() -> None:
-    run_dir, rs_pid, kernel_pid = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    run_dir = Path(sys.argv[1])
+    try:
+        watch(run_dir, int(sys.argv[2]), int(sys.argv[3]))
+    finally:  # RS or the kernel died, or RS exited in order (then there is nothing left)
+        from services.rs.scripts import kill_orphans
+        kill_orphans(run_dir)
+
+
+def watch(run_dir: Path, rs_pid: int, kernel_pid: int) -> None:
     try:
         kernel_fd = os.pidfd_open(kernel_pid)
     except OSError:

@@ -14,7 +14,8 @@ Two entries per service, both written with OVERWRITE (services/ds, minikern/ds.p
   write these, and it rewrites one after every (re)start;
 * the state entry: key system.conf's ``publish`` (default ``rs.<label>``),
   type ``str``, value ``up``, ``restarting``, ``down`` or ``failed``.  (The
-  ``drv.chr.<label>`` key belongs to the driver, which announces itself.)
+  network driver's is ``drv.net.<label>`` in etc/system.conf: INET watches
+  it to learn that its driver is gone and when a new instance is up.)
 
 Dependents subscribe to either and re-resolve the endpoint on a change.
 """

@@ -117,6 +117,7 @@ def do_down(rs: ReincarnationServer, m: Message) -> Message | None:
     if svc.core:
         return Message(Err.EPERM, {"error": f"{svc.label} is a core server"})
     svc.restart_at = None
+    rs.scripts.kill(svc.label)  # a recovery script under way must not bring it back
     was = svc.state
     svc.to(Event.OP_DOWN)
     if svc.instance is None:

@@ -14,22 +14,29 @@ a hang) or resource.  The environment adds what MINIX left out:
 stdout and stderr go to run_dir/scripts/<label>.<n>.out; when the script ends
 RS copies the output (up to OUTPUT_MAX bytes) into the recovery log.  The
 script acts through bin/service like a person would (it connects with the run
-directory's operator key).  RS kills scripts still running when it shuts down.
+directory's operator key).  RS kills scripts still running when it shuts down,
+and a label's scripts when the operator takes that service down (a script must
+not bring back what a person stopped).  If RS dies without that, its guardian
+kills them: every script's environment carries SCRIPT_MARK.
 """
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from minikern import cli, params
 
 # The scripts' folder; tests point MINIKERN_RECOVERY_SCRIPTS at their own.
 SCRIPTS = Path(os.environ.get("MINIKERN_RECOVERY_SCRIPTS", cli.REPO_ROOT / "recovery_scripts"))
 OUTPUT_MAX = 16 * 1024
+SCRIPT_MARK = "MINIKERN_SCRIPT_OF"  # in every script's environment: its system's run dir
 
 
 @dataclass
@@ -61,7 +68,7 @@ class ScriptRunner:
         out = open(out_path, "wb")
         env = {**os.environ, "MINIKERN_RUN_DIR": str(self.run_dir),
                "MINIKERN_ROOT": str(cli.REPO_ROOT), "MINIKERN_PYTHON": sys.executable,
-               "PYTHONPATH": str(cli.REPO_ROOT), **env_extra}
+               "PYTHONPATH": str(cli.REPO_ROOT), SCRIPT_MARK: str(self.run_dir), **env_extra}
         args = [label, reason, str(incarnation)]
         try:
             proc = subprocess.Popen(["/bin/sh", str(path), *args], stdin=subprocess.DEVNULL,
@@ -90,15 +97,27 @@ class ScriptRunner:
             done.append((r, status, output))
         return done
 
-    def busy(self, label: str) -> bool:
-        return any(r.label == label for r in self.running)
-
-    def kill_all(self) -> None:
-        for r in self.running:
+    def kill(self, label: str | None = None) -> None:
+        """End the scripts running for ``label`` (all of them for None), with their children."""
+        for r in [r for r in self.running if label is None or r.label == label]:
             try:
-                os.killpg(r.proc.pid, 9)
+                os.killpg(r.proc.pid, signal.SIGKILL)
             except OSError:
                 pass
             r.proc.wait()
             r.out.close()
-        self.running.clear()
+            self.running.remove(r)
+
+    def kill_all(self) -> None:
+        self.kill()
+
+
+def kill_orphans(run_dir: Path) -> None:
+    """Kill what is left of this system's scripts (their sessions carry SCRIPT_MARK): the
+    guardian calls this when RS or the kernel died without RS's orderly kill_all."""
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(SCRIPT_MARK) == str(run_dir):
+                p.kill()
+        except (psutil.Error, OSError):
+            continue

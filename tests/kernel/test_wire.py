@@ -9,7 +9,7 @@ import zmq
 
 from minikern import codec, params
 from minikern.codec import Message
-from minikern.const import PROTO, Call, Err, KCall
+from minikern.const import NR_PROCS, PROTO, Call, Err, KCall
 from tests.conftest import SystemUnderTest, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -128,6 +128,14 @@ def test_flooding_process_is_bounded(system: SystemUnderTest) -> None:
     assert counters["trap_while_blocked"] > 0
     proc = system.proc(ep)
     assert proc is not None and proc["wait"] == "recv"  # the one legitimate trap still stands
+
+
+def test_alarms_set_again_and_again_do_not_grow_the_kernel(system: SystemUnderTest) -> None:
+    """Each SETALARM replaces the caller's alarm; the replaced ones must not pile up."""
+    c = system.connect("c", "client")
+    for _ in range(6 * NR_PROCS):
+        c.kcall(KCall.SETALARM, ms=3_600_000)
+    assert system.info()["alarm_heap"] <= 2 * NR_PROCS
 
 
 def test_random_frames_and_kernel_calls_do_not_hurt_the_kernel(system: SystemUnderTest) -> None:

@@ -13,6 +13,7 @@ from tests.conftest import SystemUnderTest, wait_for
 RS_CONF = """
 boot {boot};
 service operator {{ user yes; system GETINFO KILL SHUTDOWN; ipc ALL; }};
+service user {{ user yes; ipc ALL; }};
 service rs {{ program services.rs.main; args {start};
              system PRIVCTL KILL GETINFO SETALARM SHUTDOWN; ipc ALL; }};
 service ds {{ program services.ds; system GETINFO; ipc ALL; }};

@@ -80,7 +80,8 @@ def test_publish_retrieve_and_owner_only_changes(system: SystemUnderTest) -> Non
     reply = raw(b, DsReq.RETRIEVE, key="alpha.name")
     assert reply.fields == {"type": "str", "value": "eth0", "owner": "alpha", "version": 0}
     refused(Err.EPERM, ds.publish, b, "drv.net.rtl8139", 9, OVER)
-    refused(Err.EPERM, ds.delete, b, "drv.net.rtl8139")
+    with pytest.raises(ipc.IpcError, match="drv.net.rtl8139 belongs to alpha"):
+        ds.delete(b, "drv.net.rtl8139")  # a refusal says why
     refused(Err.EEXIST, ds.publish, a, "drv.net.rtl8139", 8)
     ds.publish(a, "drv.net.rtl8139", 8, OVER)
     assert (ds.retrieve(b, "drv.net.rtl8139"), ds.retrieve(b, "drv.net.rtl8139", 1)) == (8, 7)
