@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: boot test lint bench clean host-tools
 
 $(STAMP): setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "'$(PYTHON) -m venv' failed:" \
+	    "on Debian or Ubuntu, install the python3-venv package and run make again" >&2; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
@@ -16,13 +17,15 @@ $(STAMP): setup.cfg pyproject.toml
 boot: $(STAMP)
 	$(PY) bin/boot
 
-# The Linux-peer tests use ping(8) and ip(8); as root, install them when missing.
+# The Linux-peer tests use ping(8) and ip(8), the disk tests util-linux's mkfs.minix and
+# fsck.minix; as root, install them when missing.
 host-tools:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	    ! { command -v ping >/dev/null && command -v ip >/dev/null; }; then \
-	    echo "installing iputils-ping and iproute2 for the Linux-peer tests"; \
-	    (timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq iputils-ping iproute2) \
-	        >/dev/null 2>&1 || \
+	@PATH="$$PATH:/sbin:/usr/sbin"; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    ! { command -v ping && command -v ip && command -v mkfs.minix; } >/dev/null; then \
+	    echo "installing iputils-ping, iproute2 and util-linux for the host-tool tests"; \
+	    (timeout 300 apt-get update -qq && \
+	     timeout 300 apt-get install -y -qq iputils-ping iproute2 util-linux) >/dev/null 2>&1 || \
 	    echo "could not install them: those tests will be skipped"; \
 	fi
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -296,16 +297,16 @@ def test_absent_slave_reads_zero(ata: AtaChannel, irq: NullIrq, ports: Ports) ->
 
 # A disk nobody here wrote: util-linux's mkfs.minix, checked by its fsck.minix.
 
-MKFS_MINIX = "/usr/sbin/mkfs.minix"
-FSCK_MINIX = next((p for p in ("/usr/sbin/fsck.minix", "/sbin/fsck.minix") if os.path.exists(p)),
-                  None)
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+MKFS_MINIX = shutil.which("mkfs.minix", path=SBIN_PATH)
+FSCK_MINIX = shutil.which("fsck.minix", path=SBIN_PATH)
 MINIX_BLOCK = 1024
 
 
 @pytest.fixture
 def minix_image(tmp_path: Path) -> Path:
-    if not os.path.exists(MKFS_MINIX):
-        pytest.skip(f"{MKFS_MINIX} not installed (util-linux mkfs.minix)")
+    if MKFS_MINIX is None:
+        pytest.skip("mkfs.minix not installed (util-linux; `make test` installs it as root)")
     path = tmp_path / "minix.img"
     with path.open("wb") as disk:
         disk.truncate(1024 * MINIX_BLOCK)
