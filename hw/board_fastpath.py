@@ -158,7 +158,7 @@ class FastPath:
             if ch.offer.endpoint == endpoint:
                 self.drop(fd)
         for device, base in self.grants.pop(endpoint, []):
-            self.machine.iommu.revoke(device, base)
+            self.machine.iommu.revoke(device, base, owner=endpoint)
 
     # -- sockets --------------------------------------------------------------------
 
@@ -303,7 +303,7 @@ class FastPath:
             if (msg[1], msg[2]) not in owned:
                 return [Err.EINVAL]
             owned.remove((msg[1], msg[2]))
-            return [Err.OK, m.iommu.revoke(msg[1], msg[2])]
+            return [Err.OK, m.iommu.revoke(msg[1], msg[2], owner=ch.offer.endpoint)]
         self.counters["malformed"] += 1
         return [Err.EINVAL]
 
@@ -352,7 +352,7 @@ class FastPath:
             self.audit.write(ch.offer.endpoint, ch.offer.label, "DMAGRANT", base, "EPERM",
                              device=device, length=length)
             return [Err.EPERM]
-        self.machine.iommu.grant(str(device), base, length, write)
+        self.machine.iommu.grant(str(device), base, length, write, owner=ch.offer.endpoint)
         self.grants.setdefault(ch.offer.endpoint, []).append((str(device), base))
         return [Err.OK]
 

@@ -76,6 +76,7 @@ class Grant:
     base: int
     length: int
     write: bool
+    owner: int = 0  # who made it (a driver's endpoint): only its own grants go when it goes
 
     @property
     def end(self) -> int:
@@ -91,16 +92,18 @@ class Iommu:
         self._grants: dict[str, list[Grant]] = {}
         self.refusals = 0
 
-    def grant(self, device: str, base: int, length: int, write: bool) -> None:
+    def grant(self, device: str, base: int, length: int, write: bool, owner: int = 0) -> None:
         """Let ``device`` reach [base, base+length); ``write`` also lets it write there."""
         if length <= 0 or not self.memory.contains(base, length):
             raise ValueError(f"grant {base:#x}+{length:#x} is not inside memory")
-        self._grants.setdefault(device, []).append(Grant(base, length, write))
+        self._grants.setdefault(device, []).append(Grant(base, length, write, owner))
 
-    def revoke(self, device: str, base: int | None = None) -> int:
-        """Drop the grants of ``device`` starting at ``base`` (all if None); returns how many."""
+    def revoke(self, device: str, base: int | None = None, owner: int | None = None) -> int:
+        """Drop the grants of ``device`` starting at ``base`` (all if None) made by ``owner``
+        (anyone's if None); returns how many."""
         grants = self._grants.get(device, [])
-        kept = [g for g in grants if base is not None and g.base != base]
+        kept = [g for g in grants if (base is not None and g.base != base)
+                or (owner is not None and g.owner != owner)]
         if kept:
             self._grants[device] = kept
         else:

@@ -102,6 +102,11 @@ class ReincarnationServer:
                                 started_wall=time.time() - (now - started), last_pong=now)
         self.by_endpoint[endpoint] = svc
 
+    def pid_of(self, endpoint: int) -> int | None:
+        """The host pid behind ``endpoint`` (from the kernel's table), if it is alive."""
+        procs = self.conn.kcall(KCall.GETINFO)["procs"]
+        return next((int(p["pid"]) for p in procs if p["endpoint"] == endpoint), None)
+
     def lookup(self, m: Message) -> Svc | None:
         return self.by_endpoint.get(m.source)
 

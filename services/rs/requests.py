@@ -117,12 +117,14 @@ def do_down(rs: ReincarnationServer, m: Message) -> Message | None:
     if svc.core:
         return Message(Err.EPERM, {"error": f"{svc.label} is a core server"})
     svc.restart_at = None
-    rs.scripts.kill(svc.label)  # a recovery script under way must not bring it back
+    script = rs.scripts.of(rs.pid_of(m.source))  # rs.single takes its service down itself
+    rs.scripts.kill(svc.label, spare=script)  # no other script may bring it back
+    by = "script" if script is not None else "operator"
     was = svc.state
     svc.to(Event.OP_DOWN)
     if svc.instance is None:
         if was is not State.DOWN:
-            rs.journal.write("down", svc.label, pid=None, by="operator")
+            rs.journal.write("down", svc.label, pid=None, by=by)
             rs.publish(svc, "down")
         return Message(Err.OK, {})
     if svc.instance.kill_reason is None:

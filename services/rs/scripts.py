@@ -97,9 +97,17 @@ class ScriptRunner:
             done.append((r, status, output))
         return done
 
-    def kill(self, label: str | None = None) -> None:
-        """End the scripts running for ``label`` (all of them for None), with their children."""
+    def of(self, pid: int | None) -> Running | None:
+        """The running script whose session process ``pid`` belongs to (its own bin/service)."""
+        sid = _session(pid) if pid is not None else None
+        return next((r for r in self.running if r.proc.pid == sid), None)
+
+    def kill(self, label: str | None = None, spare: Running | None = None) -> None:
+        """End the scripts running for ``label`` (all of them for None), with their children;
+        never ``spare`` (the script that is asking RS)."""
         for r in [r for r in self.running if label is None or r.label == label]:
+            if r is spare:
+                continue
             try:
                 os.killpg(r.proc.pid, signal.SIGKILL)
             except OSError:
@@ -110,6 +118,13 @@ class ScriptRunner:
 
     def kill_all(self) -> None:
         self.kill()
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
 
 
 def kill_orphans(run_dir: Path) -> None:

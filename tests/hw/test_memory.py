@@ -123,3 +123,15 @@ def test_revoke_by_base_and_all(iommu: Iommu) -> None:
 def test_grant_outside_memory_is_rejected(iommu: Iommu, base: int, length: int) -> None:
     with pytest.raises(ValueError):
         iommu.grant("ata", base, length, write=False)
+
+
+def test_revoking_one_owners_grant_leaves_anothers_over_the_same_memory(iommu: Iommu) -> None:
+    """Two drivers that hold the same window may both grant it; when one dies, only its own
+    grant goes, and the device still reaches the memory through the other's."""
+    iommu.grant("rtl8139", 0x3000, 0x1000, write=True, owner=10)
+    iommu.grant("rtl8139", 0x3000, 0x1000, write=True, owner=11)
+    assert iommu.revoke("rtl8139", 0x3000, owner=10) == 1
+    iommu.port_for("rtl8139").write(0x3000, b"\x01")
+    assert iommu.revoke("rtl8139", 0x3000, owner=11) == 1
+    with pytest.raises(DmaFault):
+        iommu.port_for("rtl8139").write(0x3000, b"\x01")

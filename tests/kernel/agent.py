@@ -6,6 +6,9 @@ argv[1] picks the behaviour:
   sender EP   - SEND to EP once, then idle (blocks if EP does not receive)
   grant       - write b"secret" into memory and answer GRANT requests with a grant id
   copier      - on COPY requests, SAFECOPYFROM the named grant and answer with the bytes
+  puppet      - do what each request says (REQ_KCALL, REQ_NOTIFY, REQ_POKE, REQ_PEEK) and
+                answer with the result: a test drives a kernel-started process, which,
+                unlike a test endpoint, has a memory segment to grant and copy into
   board [S]   - a fake board at the HW slot, on the bus only: answers port reads with
                 0x1234 + port, and raises an IRQ line whenever the kernel enables it;
                 it joins the bus S seconds after starting (default at once)
@@ -24,6 +27,7 @@ from minikern.codec import Message
 from minikern.const import ANY, CPF_READ, SYSTEM, Err, KCall, Kind
 
 REQ_GRANT, REQ_COPY = 1, 2
+REQ_KCALL, REQ_NOTIFY, REQ_POKE, REQ_PEEK = 3, 4, 5, 6
 
 
 def fake_board(delay: float) -> None:
@@ -41,10 +45,36 @@ def fake_board(delay: float) -> None:
             bus.send(msgpack.packb(["irq", msg[1]]))
 
 
+def puppet(ctx: sef.Context) -> None:
+    """Serve the puppet's requests forever; each reply's type is the status of what was done."""
+    conn, memory = ctx.conn, ctx.memory
+    assert memory is not None
+    m = sef.receive(ctx)
+    while True:
+        if m.kind != Kind.MESSAGE:
+            m = sef.receive(ctx)
+            continue
+        if m.type == REQ_KCALL:
+            status, fields = conn.kcall_status(KCall(m["call"]), **m["args"])
+            reply = Message(status, fields)
+        elif m.type == REQ_NOTIFY:
+            reply = Message(conn.notify(m["dst"]))
+        elif m.type == REQ_POKE:
+            memory[m["offset"]:m["offset"] + len(m["data"])] = m["data"]
+            reply = Message(Err.OK)
+        elif m.type == REQ_PEEK:
+            reply = Message(Err.OK, {"data": bytes(memory[m["offset"]:m["offset"] + m["length"]])})
+        else:
+            reply = Message(Err.EBADREQUEST)
+        m = conn.reply_recv(m.source, reply, ANY)
+
+
 def main() -> None:
     ctx = sef.startup()
     conn = ctx.conn
     mode = sys.argv[1]
+    if mode == "puppet":
+        return puppet(ctx)
     if mode not in ("idle", "echo", "sender", "grant", "copier", "board"):
         raise ValueError(f"agent: unknown mode {mode!r}")  # a crash with a traceback, on purpose
     if mode == "sender":

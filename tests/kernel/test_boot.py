@@ -123,3 +123,54 @@ def test_a_board_that_dies_before_joining_does_not_stop_the_boot(tmp_path: Path)
         assert "board attached" not in system.console.read_text()
     finally:
         system.halt()
+
+
+def test_sigterm_on_foreground_boot_shuts_down_cleanly(tmp_path: Path) -> None:
+    """bin/boot's docstring promises SIGTERM behaves as Ctrl-C: the system is halted in
+    order and boot itself exits 0 (not killed by the signal, not leaving the system up)."""
+    run_dir = tmp_path / "run"
+    boot = subprocess.Popen([sys.executable, str(BIN / "boot"), "--run-dir", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: cli.kernel_pid(run_dir) and (run_dir / "operator.key").exists(),
+                 what="kernel up")
+        wait_for(lambda: "started hello" in (run_dir / "console.log").read_text(),
+                 what="boot image up")
+        pids = system_pids(run_dir)
+        boot.send_signal(signal.SIGTERM)
+        out, _ = boot.communicate(timeout=30)
+    finally:
+        if boot.poll() is None:
+            boot.kill()
+            boot.wait()
+    assert boot.returncode == 0, out
+    assert "shutting down" in out and "halted" in out and "Traceback" not in out
+    wait_for(lambda: all(gone(p) for p in pids), what="every process gone")
+    assert cli.kernel_pid(run_dir) is None
+
+
+def test_boot_config_option_boots_that_configuration(tmp_path: Path) -> None:
+    """--config FILE is what boots: only its boot image runs (not etc/system.conf's), and it
+    is the configuration the run directory keeps for the other commands."""
+    import json
+
+    from minikern.boot import halt
+    conf_text = TEST_CONF.format(boot="echo")
+    conf = tmp_path / "small.conf"
+    conf.write_text(conf_text)
+    run_dir = tmp_path / "run"
+    try:
+        r = run(str(BIN / "boot"), "--run-dir", str(run_dir), "--config", str(conf),
+                "--detach")
+        assert r.returncode == 0, r.stderr
+        ps = run(str(BIN / "ps"), "--run-dir", str(run_dir), "--json")
+        assert ps.returncode == 0, ps.stderr
+        labels = sorted(row["label"] for row in json.loads(ps.stdout))
+        assert labels == ["echo", "kernel"]
+        assert (run_dir / "system.conf").read_text() == conf_text
+        console = (run_dir / "console.log").read_text()
+        assert "started echo" in console and "started hello" not in console
+        pids = system_pids(run_dir)
+    finally:
+        halt(run_dir)  # a no-op when nothing runs there
+    wait_for(lambda: all(gone(p) for p in pids), what="every process gone")

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 
 import pytest
 
 from minikern import cli
-from tests.conftest import SystemUnderTest
-from tests.services.rs_helpers import boot_rs, service, wait_event
+from tests.conftest import SystemUnderTest, wait_for
+from tests.services.rs_helpers import boot_rs, events, service, wait_event, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 Make = Callable[..., SystemUnderTest]
@@ -21,16 +24,42 @@ def run(cmd: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.parametrize("cmd", ["ps", "service", "crash", "logs"])
+COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod"]
+
+
+def test_the_list_of_commands_is_complete() -> None:
+    """A command added to bin/ without being added here would escape the --help tests."""
+    assert sorted(p.name for p in (cli.REPO_ROOT / "bin").iterdir()) == sorted(
+        [*COMMANDS, "bench"])
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
 def test_every_command_has_help(cmd: str) -> None:
     r = run(cmd, "--help")
-    assert r.returncode == 0 and "--run-dir" in r.stdout
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: {cmd} ") and "--run-dir" in r.stdout
+
+
+def test_bench_has_help_for_itself_and_each_benchmark() -> None:
+    """bench boots private systems in temporary directories, so it has no --run-dir."""
+    r = run("bench", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: bench ")
+    for name in ("ipc", "devio", "recovery", "net"):
+        assert name in r.stdout
+        sub = run("bench", name, "--help")
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: bench {name} ")
+        assert "--json" in sub.stdout
 
 
 def test_commands_without_a_system_say_so(tmp_path: object) -> None:
     for cmd, args in [("ps", []), ("service", ["up", "hello"]), ("crash", ["hello", "kill"])]:
         r = run(cmd, "--run-dir", str(tmp_path), *args)
         assert r.returncode == 2 and "no system" in r.stderr
+        assert str(tmp_path) in r.stderr  # the directory given, not the default
+    r = run("halt", "--run-dir", str(tmp_path))
+    assert r.returncode == 1 and f"no system is running in {tmp_path}" in r.stderr
+    r = run("logs", "--run-dir", str(tmp_path))
+    assert r.returncode == 2 and f"no recovery log in {tmp_path}" in r.stderr
 
 
 def test_ps_json_lists_kernel_and_every_process(make_system: Make) -> None:
@@ -76,3 +105,73 @@ def test_service_crash_and_logs_commands(make_system: Make) -> None:
     only = run("logs", *rd, "--label", "hello").stdout.splitlines()
     assert len(only) == 5 and "crash" in only[1] and "reason=exit" in only[1]
     assert "\033[" not in only[1]  # no colour when not on a terminal
+
+
+def test_logs_follow_prints_events_as_they_happen(make_system: Make) -> None:
+    s = boot_rs(make_system)
+    pid = service(s, "hello")["pid"]
+    follow = subprocess.Popen(
+        [sys.executable, str(cli.REPO_ROOT / "bin" / "logs"), "--run-dir", str(s.run_dir),
+         "-f", "--label", "hello"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert follow.stdout is not None
+        for line in follow.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def line_with(*words: str) -> str:
+        """The first line printed so far with all these words, or "" (not yet)."""
+        return next((ln for ln in lines if all(w in ln.split() for w in words)), "")
+
+    try:
+        wait_for(lambda: line_with("up", "hello"), what="the log so far")
+        assert follow.poll() is None  # following, not done after the existing lines
+        os.kill(pid, signal.SIGKILL)
+        crash = wait_for(lambda: line_with("crash", "hello", "reason=signal"),
+                         what="the crash, live")
+        assert f"pid={pid}" in crash.split() and "\033[" not in crash
+        wait_for(lambda: line_with("restart", "hello", f"old_pid={pid}"),
+                 what="the restart, live")
+        follow.send_signal(signal.SIGINT)  # Ctrl-C ends it, quietly
+        follow.wait(10)
+        assert follow.returncode == 0
+        assert follow.stderr is not None and "Traceback" not in follow.stderr.read()
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+        reader.join(5)
+        assert follow.stdout is not None and follow.stderr is not None
+        follow.stdout.close()
+        follow.stderr.close()
+
+
+def test_service_up_revives_a_service_rs_gave_up_on(make_system: Make) -> None:
+    s = boot_rs(make_system, hello="backoff off; restarts 1 60s;")
+    rd = ["--run-dir", str(s.run_dir)]
+    first = service(s, "hello")["pid"]
+    os.kill(first, signal.SIGKILL)
+    second = wait_event(s, "restart", "hello")["new_pid"]
+    wait_state(s, "hello", "up")
+    os.kill(second, signal.SIGKILL)  # a second restart within 60 s: past the limit
+    wait_event(s, "giveup", "hello")
+    wait_state(s, "hello", "failed")
+    rows = {x["label"]: x for x in json.loads(run("ps", *rd, "--json").stdout)}
+    assert rows["hello"]["state"] == "failed" and rows["hello"]["pid"] is None
+    r = run("service", *rd, "up", "hello")
+    assert r.returncode == 0, r.stderr
+    revived = service(s, "hello")
+    assert revived["state"] == "up" and revived["pid"] not in (None, first, second)
+    assert f"pid {revived['pid']}" in r.stdout
+    assert events(s, "up", "hello")[-1]["pid"] == revived["pid"]
+    # `up` clears the failure history: the next failure is restarted, not given up on.
+    os.kill(revived["pid"], signal.SIGKILL)
+    again = wait_event(s, "restart", "hello", count=2)
+    assert again["old_pid"] == revived["pid"]
+    wait_state(s, "hello", "up")
+    assert len(events(s, "giveup", "hello")) == 1

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 from collections.abc import Callable
 
 import pytest
 
+from minikern import cli
 from tests.conftest import SystemUnderTest, wait_for
 from tests.services.rs_helpers import boot_rs, events, service, wait_event, wait_state
 
@@ -114,6 +118,67 @@ def test_rs_alert_writes_a_record_and_restarts(make_system: Make) -> None:
     assert record["label"] == "hello" and record["reason"] == "panic"
     assert record["pid"] == str(pid) and "bin/crash" in record["detail"]
     assert "ALERT: service hello failed" in s.console()
+
+
+def script_done(s: SystemUnderTest, n: int) -> dict[str, Any]:
+    """The n-th recovery script of hello to have ended."""
+    done = wait_for(lambda: [e for e in events(s, "script", "hello")
+                             if e["phase"] == "done"][n - 1:], what=f"script {n} done")
+    return done[0]
+
+
+def backoff_said(output: str) -> tuple[int, int]:
+    """(failure number, delay in seconds) from rs.backoff's line of output."""
+    m = re.search(r"failure (\d+)\); restarting in (\d+)s", output)
+    assert m, output
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_rs_backoff_restarts_at_once_then_waits_longer_each_time(make_system: Make) -> None:
+    s = boot_rs(make_system, hello="script rs.backoff;")
+    delays = []
+    for n in (1, 2, 3):
+        pid = service(s, "hello")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        crash = wait_event(s, "crash", "hello", count=n)
+        assert crash["action"] == "script"
+        restart = wait_event(s, "restart", "hello", count=n, timeout=15)
+        assert restart["old_pid"] == pid
+        done = script_done(s, n)
+        assert done["status"] == 0 and done["script"] == "rs.backoff"
+        failure, delay = backoff_said(done["output"])
+        assert failure == n  # RS hands it MINIKERN_FAILURES, consecutive failures so far
+        assert restart["downtime_ms"] >= delay * 1000
+        delays.append((delay, restart["downtime_ms"]))
+        wait_state(s, "hello", "up")
+    (d1, down1), (d2, _), (d3, _) = delays
+    assert d1 == 0 and down1 < 1000  # a first failure is restarted at once
+    assert (d2, d3) == (1, 2)  # then after 1, 2, 4, ... seconds
+
+
+def test_rs_backoff_delays_double_and_are_capped_at_30_seconds(tmp_path: Path) -> None:
+    """The script's arithmetic for any failure count, without waiting for it: `sleep` and
+    the restart it execs are stand-ins that record what they were asked to do."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sleep").write_text('#!/bin/sh\necho "slept $1"\n')
+    (fake / "sleep").chmod(0o755)
+    said = {}
+    for n in [*range(1, 10), 20]:
+        env = {"PATH": f"{fake}:/usr/bin:/bin", "MINIKERN_FAILURES": str(n),
+               "MINIKERN_PYTHON": "echo", "MINIKERN_ROOT": "/root-dir",
+               "MINIKERN_RUN_DIR": "/run-dir"}
+        r = subprocess.run(["/bin/sh", str(cli.REPO_ROOT / "recovery_scripts" / "rs.backoff"),
+                            "hello", "signal", str(n)], env=env, capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        failure, delay = backoff_said(r.stdout)
+        assert failure == n and f"slept {delay}" in r.stdout.splitlines()
+        assert r.stdout.splitlines()[-1] == (
+            "/root-dir/bin/service --run-dir /run-dir restart hello")
+        said[n] = delay
+    # Its comment: at once after the first failure, then min(2^(failures-2), 30) seconds.
+    assert said == {1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 6: 16, 7: 30, 8: 30, 9: 30, 20: 30}
 
 
 def ctl_crash(s: SystemUnderTest, fault: str) -> None:

@@ -1,0 +1,100 @@
+"""bin/bench as a person runs it, each benchmark at the smallest size its options allow.
+
+Smoke tests: the run ends with one JSON object carrying the figures the README
+quotes, and leaves nothing running.  No timing value is asserted (this is a
+shared machine); only that each figure is there, is a number and is sane.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from minikern import cli
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+TAG = "MINIKERN_BENCH_TEST"  # in the environment of every process a bench run starts
+
+
+def tagged(tag: str) -> list[psutil.Process]:
+    """Live processes that inherited this run's tag: the bench, its systems, its relays."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(TAG) == tag and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """Run `bin/bench ARGS --json`; return its last line, parsed.  Every process the run
+    started is gone when this returns, or the test fails (and they are killed)."""
+    tag = uuid.uuid4().hex
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, TAG: tag, "TMPDIR": str(tmp)}  # the benchmark's private systems
+    proc = subprocess.Popen([sys.executable, str(cli.REPO_ROOT / "bin" / "bench"), *args,
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=45)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        try:
+            wait_for(lambda: not tagged(tag), 10, "the benchmark's processes to exit")
+        finally:
+            for p in tagged(tag):
+                p.kill()
+    assert proc.returncode == 0, err
+    assert not list(tmp.iterdir()), "the benchmark left its temporary directory"
+    lines = out.splitlines()
+    assert lines[-2].startswith("machine: ")
+    result = json.loads(lines[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+def positive(result: dict[str, Any], *keys: str) -> None:
+    for k in keys:
+        v = result[k]
+        assert isinstance(v, (int, float)) and not isinstance(v, bool), (k, v)
+        assert math.isfinite(v) and v > 0, (k, v)
+
+
+def test_bench_ipc(tmp_path: Path) -> None:
+    # --calls 4 is the least that works: the warm-up runs calls // 4 round trips and a
+    # smaller value divides by zero.  The 20,000 NOTIFYs have no option; they take ~4 s.
+    r = bench(tmp_path, "ipc", "--rounds", "1", "--calls", "4")
+    positive(r, "minikern_rtt_us", "relay_rtt_us", "ratio", "notify_per_s")
+    assert math.isclose(r["ratio"], r["minikern_rtt_us"] / r["relay_rtt_us"], rel_tol=0.02)
+    assert isinstance(r["notify_per_s"], int)
+    assert r["rounds"] == 1 and r["calls_per_round"] == 4  # the options were honoured
+
+
+def test_bench_devio(tmp_path: Path) -> None:
+    r = bench(tmp_path, "devio", "--rounds", "1", "--ops", "100", "--kcall-ops", "10")
+    positive(r, "port_ops_per_s", "devio_kcall_ops_per_s")
+    assert isinstance(r["port_ops_per_s"], int)
+    assert r["rounds"] == 1 and r["ops_per_round"] == 100 and r["kcall_ops_per_round"] == 10
+
+
+def test_bench_recovery(tmp_path: Path) -> None:
+    r = bench(tmp_path, "recovery", "--kills", "1", "--period", "0.2")
+    assert r["kills"] == 1 and r["period_ms"] == 200
+    positive(r, "median_ms", "p95_ms", "max_ms", "hang_detect_ms")
+    assert r["median_ms"] <= r["p95_ms"] <= r["max_ms"]
+    assert r["hang_reason"] == "heartbeat"  # the hang was found by missed pings
