@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import positive
 from hw import channel
 from minikern import ipc, sysconf
 from minikern.boot import System
@@ -51,9 +52,9 @@ def _kcall_rate(conn: ipc.Connection, n: int) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds of each path")
-    p.add_argument("--ops", type=int, default=20000, help="fast-path accesses per round")
-    p.add_argument("--kcall-ops", type=int, default=3000, help="DEVIO calls per round")
+    p.add_argument("--rounds", type=positive, default=5, help="alternating rounds of each path")
+    p.add_argument("--ops", type=positive, default=20000, help="fast-path accesses per round")
+    p.add_argument("--kcall-ops", type=positive, default=3000, help="DEVIO calls per round")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

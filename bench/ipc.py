@@ -21,6 +21,7 @@ from typing import Any
 
 import zmq
 
+from bench import positive
 from minikern import cli, codec, ipc, sysconf
 from minikern.boot import System
 from minikern.codec import Message
@@ -60,8 +61,8 @@ def _relay_rtt(sock: zmq.Socket, n: int) -> float:  # type: ignore[type-arg]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rounds", type=int, default=7, help="alternating rounds of each path")
-    p.add_argument("--calls", type=int, default=2000, help="round trips per round")
+    p.add_argument("--rounds", type=positive, default=7, help="alternating rounds of each path")
+    p.add_argument("--calls", type=positive, default=2000, help="round trips per round")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,8 +80,8 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 def _alternate(rounds: int, n: int, a: Callable[[int], float],
                b: Callable[[int], float]) -> tuple[float, float]:
-    a(n // 4)
-    b(n // 4)
+    a(max(1, n // 4))  # warm both paths up first
+    b(max(1, n // 4))
     ra, rb = [], []
     for _ in range(rounds):
         ra.append(a(n))

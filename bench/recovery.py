@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import positive
 from minikern import cli, ds, ipc, params
 from minikern.boot import System
 from minikern.codec import Message
@@ -42,7 +43,7 @@ SETTLE = 0.3  # seconds between kills: the kernel refills its template pool mean
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", default="hello", help="the driver to kill (default %(default)s)")
-    p.add_argument("--kills", type=int, default=50, help="kills to time (default %(default)s)")
+    p.add_argument("--kills", type=positive, default=50, help="kills to time (default %(default)s)")
     p.add_argument("--period", type=float, default=0.5,
                    help="heartbeat period in seconds for the hang test (default %(default)s)")
 

@@ -65,11 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hwctl", description=__doc__.splitlines()[0])
     cli.add_run_dir(ap)
     sub = ap.add_subparsers(dest="what", required=True)
-    sub.add_parser("stats", help="device counters as JSON")
+    stats = sub.add_parser("stats", help="device counters as JSON")
     s = sub.add_parser("set", help="set a fault knob")
     s.add_argument("knob")
     s.add_argument("value", help="a JSON value, e.g. true, 3, '[5, 6]'")
+    for p in (stats, s):  # also after the subcommand, as the other commands take it
+        p.add_argument("--run-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if cli.kernel_pid(args.run_dir) is None:
+        print(f"hwctl: no system is running in {args.run_dir}", file=sys.stderr)
+        return 2
     try:
         with BoardCtl(args.run_dir) as ctl:
             if args.what == "stats":

@@ -52,7 +52,8 @@ def test_bench_has_help_for_itself_and_each_benchmark() -> None:
 
 
 def test_commands_without_a_system_say_so(tmp_path: object) -> None:
-    for cmd, args in [("ps", []), ("service", ["up", "hello"]), ("crash", ["hello", "kill"])]:
+    for cmd, args in [("ps", []), ("service", ["up", "hello"]), ("crash", ["hello", "kill"]),
+                      ("hwctl", ["stats"])]:
         r = run(cmd, "--run-dir", str(tmp_path), *args)
         assert r.returncode == 2 and "no system" in r.stderr
         assert str(tmp_path) in r.stderr  # the directory given, not the default
@@ -60,6 +61,14 @@ def test_commands_without_a_system_say_so(tmp_path: object) -> None:
     assert r.returncode == 1 and f"no system is running in {tmp_path}" in r.stderr
     r = run("logs", "--run-dir", str(tmp_path))
     assert r.returncode == 2 and f"no recovery log in {tmp_path}" in r.stderr
+    r = run("hwctl", "stats", "--run-dir", str(tmp_path))  # after the subcommand, too
+    assert r.returncode == 2 and str(tmp_path) in r.stderr
+
+
+def test_bench_refuses_counts_that_measure_nothing() -> None:
+    for args in (["ipc", "--rounds", "0"], ["devio", "--ops", "-1"], ["recovery", "--kills", "0"]):
+        r = run("bench", *args)
+        assert r.returncode == 2 and "is not at least 1" in r.stderr, r.stderr
 
 
 def test_ps_json_lists_kernel_and_every_process(make_system: Make) -> None:
