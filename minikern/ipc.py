@@ -112,6 +112,9 @@ class Connection:
             return False
 
     def _trap(self, frames: list[bytes], what: str) -> Message:
+        if len(frames[-1]) > params.MAX_MESSAGE:  # the kernel would refuse it, or drop us
+            raise IpcError(Err.E2BIG, f"{what}: a message of {len(frames[-1])} bytes "
+                           f"(at most {params.MAX_MESSAGE}; bulk data goes through grants)")
         self.sock.send_multipart(frames)
         (status, source, kind, aux, send_status), body = self._wait_reply()
         if status != Err.OK:
@@ -125,6 +128,8 @@ class Connection:
         return m
 
     def _status(self, frames: list[bytes]) -> int:
+        if len(frames[-1]) > params.MAX_MESSAGE:
+            return Err.E2BIG
         self.sock.send_multipart(frames)
         return self._wait_reply()[0][0]
 

@@ -99,6 +99,17 @@ def test_oversized_frame_does_not_hurt_the_kernel(system: SystemUnderTest) -> No
     assert not s.poll(200)
 
 
+def test_the_library_refuses_an_oversized_message_before_sending(system: SystemUnderTest) -> None:
+    """A process's own oversized message is its error at once (E2BIG), not a lost connection."""
+    from minikern.ipc import IpcError
+    c, echo = system.connect("c", "client"), system.endpoint_of("echo")
+    with pytest.raises(IpcError) as e:
+        c.sendrec(echo, Message(1, {"data": b"\0" * params.MAX_MESSAGE}))
+    assert e.value.code == Err.E2BIG
+    assert c.send(echo, Message(1, {"data": b"\0" * params.MAX_MESSAGE})) == Err.E2BIG
+    assert c.sendrec(echo, Message(1, {"v": 3})).fields == {"v": 3}  # and the connection works
+
+
 def test_source_is_stamped_by_the_kernel(system: SystemUnderTest) -> None:
     a, b = system.connect("a", "client"), system.connect("b", "client")
     fut = system.background(b.receive)
