@@ -59,7 +59,7 @@ def test_manager_is_told_the_exit_signal(system: SystemUnderTest) -> None:
     assert "victim" in system.console() and "SIGKILL" in system.console()
 
 
-def test_pending_notifications_of_the_dead_are_dropped(system: SystemUnderTest) -> None:
+def test_a_blocked_send_of_the_dead_is_dropped(system: SystemUnderTest) -> None:
     mgr, a = system.connect("mgr", "client"), system.connect("a", "client")
     victim, pid = spawn(system, mgr, "sender", str(a.endpoint), wait=False)
     wait_for(lambda: system.blocked(victim, "send"))
