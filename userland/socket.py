@@ -3,10 +3,16 @@
 Every call is one SENDREC to INET (found through DS's label entry); a call
 that cannot complete yet simply stays blocked in the kernel until INET
 answers, as a blocking socket call does.  Errors raise ``SocketError`` with
-the Err code.
+the Err code.  The requests are listed in services/inet/sockets.py.
+
+TCP: ``bind``, ``listen``, ``accept``, ``connect``, ``send``/``sendall``,
+``recv``, ``close``.  UDP (``Socket(conn, "udp")``): ``bind``, ``sendto``,
+``recvfrom``, and after ``connect`` (which only sets the default peer, as
+POSIX) ``send`` and ``recv``; without a peer those fail with ENOTCONN.
 """
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any
 
 from minikern import ds
@@ -14,7 +20,8 @@ from minikern.codec import Message
 from minikern.const import Err, SockReq, err_name
 from minikern.ipc import Connection
 
-CHUNK = 32 * 1024
+CHUNK = 32 * 1024  # bytes per TCP SEND or RECV (INET's MAX_IO)
+Address = tuple[str, int]
 
 
 class SocketError(OSError):
@@ -26,9 +33,16 @@ class SocketError(OSError):
 class Socket:
     def __init__(self, conn: Connection, kind: str = "tcp", fd: int | None = None,
                  inet: int | None = None) -> None:
-        self.conn = conn
+        self.conn, self.kind = conn, kind
         self.inet = inet if inet is not None else ds.retrieve_label(conn, "inet")
         self.fd = fd if fd is not None else self._call(SockReq.SOCKET, type=kind)["fd"]
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     def _call(self, req: SockReq, **fields: Any) -> dict[str, Any]:
         if hasattr(self, "fd"):
@@ -44,15 +58,18 @@ class Socket:
     def listen(self, backlog: int = 8) -> None:
         self._call(SockReq.LISTEN, backlog=backlog)
 
-    def accept(self) -> tuple[Socket, tuple[str, int]]:
+    def accept(self) -> tuple[Socket, Address]:
         f = self._call(SockReq.ACCEPT)
         return Socket(self.conn, fd=f["fd"], inet=self.inet), (f["ip"], f["port"])
 
     def connect(self, ip: str, port: int) -> None:
+        """TCP: the handshake; UDP: set the default peer of ``send`` and ``recv``."""
         self._call(SockReq.CONNECT, ip=ip, port=port)
 
     def send(self, data: bytes) -> int:
-        return int(self._call(SockReq.SEND, data=bytes(data[:CHUNK]))["count"])
+        """TCP: up to CHUNK bytes of ``data``; UDP: one datagram to the peer (all or nothing)."""
+        piece = bytes(data) if self.kind == "udp" else bytes(data[:CHUNK])
+        return int(self._call(SockReq.SEND, data=piece)["count"])
 
     def sendall(self, data: bytes) -> None:
         view = memoryview(data)
@@ -60,9 +77,18 @@ class Socket:
             view = view[self.send(view[:CHUNK].tobytes()):]
 
     def recv(self, n: int = CHUNK) -> bytes:
-        """Up to ``n`` bytes; b"" at end of stream."""
+        """TCP: up to ``n`` bytes, b"" at end of stream; UDP: the next datagram from the peer."""
         data: bytes = self._call(SockReq.RECV, count=n)["data"]
         return data
+
+    def sendto(self, data: bytes, ip: str, port: int) -> int:
+        """UDP: one datagram to ``ip``:``port``."""
+        return int(self._call(SockReq.SENDTO, data=bytes(data), ip=ip, port=port)["count"])
+
+    def recvfrom(self, n: int = CHUNK) -> tuple[bytes, Address]:
+        """UDP: the next datagram (cut to ``n`` bytes) and its sender."""
+        f = self._call(SockReq.RECVFROM, count=n)
+        return f["data"], (f["ip"], f["port"])
 
     def close(self) -> None:
         self._call(SockReq.CLOSE)

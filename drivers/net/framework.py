@@ -143,8 +143,8 @@ class Framework:
             self.ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.ENABLE, irq=self.drv.irq)
         elif m.source == CLOCK:
             pass  # retry finding INET
-        elif m.source != self.inet:
-            return
+        elif m.source != self.inet:  # a new INET (restarted) calling: find it again in DS
+            self.inet, self.greeted = None, False
         self.pull()
 
 

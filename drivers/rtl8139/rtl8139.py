@@ -133,10 +133,12 @@ class Rtl8139:
         """
         ch, b = self.chan, self.base
         for _ in range(MAX_ISR_ROUNDS):
-            isr, cbr = ch.vec([(b + R.ISR, 2, None), (b + R.CBR, 2, None)])
+            isr = ch.inw(b + R.ISR)
             if not isr:
                 return
-            ch.outw(b + R.ISR, isr)
+            # Acknowledge first, then read CBR: a frame that lands after the acknowledgement
+            # raises ROK again (a new interrupt) instead of waiting, unseen, for the next one.
+            _, cbr = ch.vec([(b + R.ISR, 2, isr), (b + R.CBR, 2, None)])
             if isr & (R.ISR_RXOVW | R.ISR_FOVW | R.ISR_RER):
                 self.reset_receiver()
             elif isr & R.ISR_ROK:

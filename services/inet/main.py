@@ -7,7 +7,14 @@ two sides: the network driver (NetReq HELLO and PULL: frames in, frames
 out, see services/inet/netif.py) and the system's programs (SockReq, see
 services/inet/sockets.py).  INET never sends a blocking request to a
 driver, so a hung or crashed driver cannot stop it; it watches
-``drv.net.<label>`` in DS to notice a driver's death and rebirth.
+``drv.net.<label>`` in DS (RS publishes up, restarting, down, failed) to
+notice a driver's death and to nudge a new instance with a NOTIFY.
+
+Nothing a request says is trusted.  A HELLO's label is a claim: INET asks
+the kernel (GETINFO, services/inet/procs.py) who the caller is, and only the
+component started as the interface's driver may take the interface.  Every
+handler runs under a last-resort guard (services/inet/guard.py): an
+exception no check foresaw fails that request alone, never INET.
 
 Arguments (system.conf ``args``): --ip, --netmask, --gateway, --if (the
 driver's label).
@@ -20,8 +27,10 @@ import time
 
 from minikern import ds, sef
 from minikern.codec import Message
-from minikern.const import CLOCK, DS, DsFlag, Err, KCall, NetReq, SockReq
-from minikern.ipc import IpcError
+from minikern.const import CLOCK, DS, DsFlag, Err, KCall, NetReq, SockReq, err_name
+from minikern.ipc import IpcError, KernelGone
+from services.inet import procs
+from services.inet.guard import Guard
 from services.inet.netif import Netif
 from services.inet.sockets import Sockets
 from services.inet.stack.stack import Stack
@@ -35,11 +44,12 @@ class Inet:
 
     def init(self, ctx: sef.Context) -> None:
         self.ctx = ctx
+        self.guard = Guard()
         self.netif = Netif(ctx.conn, self.args.interface, ctx.run_dir)
         self.stack = Stack(mac=b"\0" * 6, ip=self.args.ip, netmask=self.args.netmask,
                            gateway=self.args.gateway, send_frame=self.netif.send,
                            clock=time.monotonic)
-        self.sockets = Sockets(ctx.conn, self.stack)
+        self.sockets = Sockets(ctx.conn, self.stack, self.guard)
         try:
             ds.subscribe(ctx.conn, r"drv\.net\..*", DsFlag.INITIAL | DsFlag.OVERWRITE)
         except IpcError as e:
@@ -57,29 +67,93 @@ class Inet:
     def on_notify(self, m: Message) -> None:
         if m.source == CLOCK:
             self.stack.tick()
+            self.sockets.tick()
             self.sockets.retry()
             self.alarm()
         elif m.source == DS:
-            self.ds_changes()
+            try:
+                self.ds_changes()
+            except KernelGone:
+                raise
+            except Exception as e:  # noqa: BLE001 (a bad DS entry must not take INET down)
+                self.guard.failed("DS notification", e)
 
     def ds_changes(self) -> None:
-        while (change := ds.check(self.ctx.conn)) is not None:
-            key = change[0]
-            if key != f"drv.net.{self.netif.label}":
-                continue
+        key = f"drv.net.{self.netif.label}"
+        while True:
             try:
-                state = ds.retrieve(self.ctx.conn, key)
-            except IpcError:
-                state = "down"
-            if state != "up":
-                self.netif.driver_gone(f"DS: {key} is {state}")
+                change = ds.check(self.ctx.conn)
+            except KernelGone:
+                raise
+            except IpcError as e:
+                print(f"inet: DS check failed: {e}", flush=True)
+                return
+            if change is None:
+                return
+            if change[0] == key:
+                self.driver_state(key)
+
+    def driver_state(self, key: str) -> None:
+        """RS's word on the driver: up, restarting, down or failed (services/rs/publish.py)."""
+        try:
+            state = ds.retrieve(self.ctx.conn, key)
+        except KernelGone:
+            raise
+        except IpcError as e:
+            state = f"unreadable ({e})"
+        if state != "up":
+            self.netif.driver_gone(f"DS: {key} is {state}")
+            return
+        # A new instance is up.  It says HELLO by itself once it finds INET; the NOTIFY
+        # makes it look at once (drivers/net/framework.py answers a notify from the INET it
+        # knows with a PULL, preceded by a HELLO if it has not greeted this INET yet).
+        label = self.netif.label
+        try:
+            endpoint = ds.retrieve_label(self.ctx.conn, label)
+        except KernelGone:
+            raise
+        except (IpcError, ValueError, TypeError) as e:
+            self.netif.log("driver-up", error=f"no endpoint for {label} in DS: {e}")
+            return
+        status = self.ctx.conn.notify(endpoint)
+        self.netif.log("driver-up", endpoint=endpoint, notify=err_name(status))
 
     # -- requests ---------------------------------------------------------------------
+
+    def table(self) -> dict[int, sef.Handler]:
+        """The request table: every handler under the last resort."""
+        table: dict[int, sef.Handler] = {NetReq.HELLO: self.do_hello, NetReq.PULL: self.do_pull}
+        table.update({req: self.do_socket for req in SockReq})
+        return {req: self.guarded(handler) for req, handler in table.items()}
+
+    def guarded(self, handler: sef.Handler) -> sef.Handler:
+        """``handler`` under the last resort: an unforeseen exception fails one request."""
+        def run(m: Message) -> Message | None:
+            try:
+                return handler(m)
+            except KernelGone:
+                raise
+            except Exception as e:  # noqa: BLE001 (this request fails, not INET)
+                self.guard.failed(m.type, e)
+                return Message(Err.EINVAL)
+        return run
+
+    def refuse(self, m: Message, code: Err, why: str) -> Message:
+        self.guard.refused(m.type, code, m.source, why)
+        return Message(code)
 
     def do_hello(self, m: Message) -> Message:
         mac, label = m.get("mac"), m.get("label")
         if type(mac) is not bytes or len(mac) != 6 or type(label) is not str:
-            return Message(Err.EINVAL)
+            return self.refuse(m, Err.EINVAL, "malformed")
+        alive = procs.live(self.ctx.conn)
+        if alive is None:
+            return self.refuse(m, Err.EPERM, "cannot verify the caller: GETINFO failed")
+        caller = alive.get(m.source)
+        if label != self.netif.label or not procs.is_component(caller, self.netif.label):
+            known = "unknown to the kernel" if caller is None else (
+                f"kernel label {caller.get('label')!r}, operator {caller.get('operator')}")
+            return self.refuse(m, Err.EPERM, f"claims {label!r}; {known}")
         status, fields = self.netif.hello(m.source, label, mac)
         if status == Err.OK:
             self.stack.set_mac(mac)
@@ -88,9 +162,9 @@ class Inet:
     def do_pull(self, m: Message) -> Message:
         rx, done, free = m.get("rx", []), m.get("done", 0), m.get("free", 0)
         if type(rx) is not list or type(done) is not int or type(free) is not int:
-            return Message(Err.EINVAL)
+            return self.refuse(m, Err.EINVAL, "malformed")
         if m.source != self.netif.driver:
-            return Message(Err.EPERM)
+            return self.refuse(m, Err.EPERM, "not the interface's driver")
         for frame in rx:
             if type(frame) is bytes:
                 self.netif.counters["rx"] += 1
@@ -117,6 +191,4 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main() -> None:
     inet = Inet(parse_args(sys.argv[1:]))
     ctx = sef.startup(inet.init)
-    table: dict[int, sef.Handler] = {NetReq.HELLO: inet.do_hello, NetReq.PULL: inet.do_pull}
-    table.update({req: inet.do_socket for req in SockReq})
-    sef.serve(ctx, table, on_notify=inet.on_notify)
+    sef.serve(ctx, inet.table(), on_notify=inet.on_notify)

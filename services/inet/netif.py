@@ -5,9 +5,12 @@ PULLs them, then sit in ``in_flight`` until the driver reports them done.
 When the driver dies (a NOTIFY to it fails with EDEADSRCDST, or DS says
 ``drv.net.<label>`` is no longer up), the frames in flight go back to the
 head of the queue: nothing the driver had not transmitted is lost.  A new
-instance introduces itself with HELLO; INET checks its MAC against the old
-one, tells it the receive mode (MINIX eth_restart: DL_CONF, MAC, re-queue the
-write, post a read) and from its first PULL the kept frames flow again.
+instance introduces itself with HELLO (services/inet/main.py first has the
+kernel confirm that the caller is the component started as this interface's
+driver: the label in the message is only a claim); INET checks its MAC
+against the old one, tells it the receive mode (MINIX eth_restart: DL_CONF,
+MAC, re-queue the write, post a read) and from its first PULL the kept
+frames flow again.
 Frames lost on the way in are left to TCP's retransmission.
 """
 from __future__ import annotations

@@ -93,8 +93,8 @@ class ReincarnationServer:
             svc.state = State.STARTING
             svc.restart_cause = "up"
             self.attach(svc, p["endpoint"], p["pid"], now - p["uptime"])
-            if p["endpoint"] == HW and p["ready"]:
-                self.on_init_done(svc)  # on the bus before RS ran (the kernel waited for it)
+            if p["endpoint"] == HW:  # on the bus before RS ran: the kernel waited for that
+                self.on_init_done(svc)
 
     def attach(self, svc: Svc, endpoint: int, pid: int, started: float) -> None:
         now = time.monotonic()

@@ -1,1 +1,2 @@
-"""Tests of the INET TCP/IP stack (services/inet/stack): in-memory pairs and the real Linux stack."""
+"""Tests of INET: the TCP/IP stack (in-memory pairs, the real Linux stack), the server's
+own logic, and its sockets interface in booted systems."""

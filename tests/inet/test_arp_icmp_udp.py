@@ -105,3 +105,27 @@ def test_a_new_mac_after_a_driver_restart_is_used_and_learnt() -> None:
     assert w.a.arp.lookup(ip_to_int(IP_B), w.clock.now) == bytes.fromhex("0200000000bb")
     with pytest.raises(ValueError):
         w.b.set_mac(b"short")
+
+
+def test_a_connected_udp_socket_has_a_default_peer_and_hears_only_it() -> None:
+    w = Wire()
+    a_sock, b_sock, stranger = w.a.udp_socket(), w.b.udp_socket(), w.a.udp_socket()
+    for method, args in ((a_sock.send, (b"x",)), (a_sock.recv, (10,))):
+        with pytest.raises(OSError) as e:
+            method(*args)
+        assert e.value.errno == errno.ENOTCONN
+    with pytest.raises(OSError) as e:
+        a_sock.connect((IP_B, 0))
+    assert e.value.errno == errno.EINVAL
+    b_sock.bind(2000)
+    a_sock.connect((IP_B, 2000))                           # binds an ephemeral port
+    assert a_sock.port is not None and a_sock.peer == (IP_B, 2000)
+    b_sock.connect((IP_A, a_sock.port))
+    stranger.sendto(b"not from the peer", (IP_B, 2000))
+    assert a_sock.send(b"hello") == 5
+    w.run(lambda: b_sock.readable)
+    assert b_sock.recv(3) == b"hel" and b_sock.recv(100) is None   # the rest of it is gone
+    assert w.b.drops["udp_not_from_peer"] == 1
+    b_sock.send(b"back")
+    w.run(lambda: a_sock.readable)
+    assert a_sock.recvfrom() == (b"back", (IP_B, 2000))

@@ -20,6 +20,15 @@ from tests.net import lab
 from userland.pattern import chunks
 
 TRANSFER_BYTES = 20_000_000
+# The faults injected into the driver during transfers: what RS names each in its log
+# (reason, signal), and the seconds the injector waits after each replacement is up.  A hang
+# takes the driver away for two heartbeat periods (2 s) before RS notices; hung again 1 s
+# after each recovery, the driver would be up one second in three, and a peer's TCP, whose
+# retransmission timer doubles during an outage (0.2, 0.4, 0.8, 1.6 s: the fourth try comes
+# 3 s after the loss), can keep missing the up-windows for a minute.  With 2 s between hangs
+# that try lands in the middle of one.
+FAULTS = {"sigkill": ("signal", "SIGKILL", 1.0), "exception": ("exception", None, 1.0),
+          "hang": ("heartbeat", None, 2.0)}
 
 
 @pytest.fixture

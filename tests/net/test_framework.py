@@ -13,7 +13,7 @@ import pytest
 
 from drivers.net import framework
 from minikern.codec import Message
-from minikern.const import Err, KCall, NetReq
+from minikern.const import DS, Err, DsReq, KCall, Kind, NetReq
 
 pytestmark = pytest.mark.timeout(30)
 INET = 9
@@ -57,13 +57,20 @@ class Device:
 class Inet:
     """The kernel connection as the driver sees it: PULLs go to a scripted INET."""
 
-    def __init__(self, to_send: list[bytes]) -> None:
-        self.to_send = to_send
+    def __init__(self, to_send: list[bytes], endpoint: int = INET) -> None:
+        self.to_send, self.endpoint = to_send, endpoint
         self.received: list[bytes] = []
         self.alarms: list[int] = []
+        self.hellos = 0
 
     def sendrec(self, dst: int, m: Message) -> Message:
-        assert dst == INET and m.type == NetReq.PULL
+        if dst == DS and m.type == DsReq.RETRIEVE and m.fields["key"] == "inet":
+            return Message(Err.OK, {"type": "label", "value": self.endpoint})
+        assert dst == self.endpoint, f"sent to {dst}, INET is {self.endpoint}"
+        if m.type == NetReq.HELLO:
+            self.hellos += 1
+            return Message(Err.OK, {"mode": {}})
+        assert m.type == NetReq.PULL
         self.received.extend(m.fields["rx"])
         tx, self.to_send = self.to_send[:m.fields["free"]], self.to_send[m.fields["free"]:]
         return Message(Err.OK, {"tx": tx})
@@ -87,6 +94,16 @@ def test_every_frame_goes_both_ways_and_the_loop_ends_when_there_is_nothing_left
     assert [int.from_bytes(f[:4], "big") for f in inet.received] == list(range(50))
     assert dev.sent == [b"out%d" % i for i in range(10)]
     assert not inet.alarms  # nothing left over: no need to come back
+
+
+def test_a_notify_from_a_restarted_inet_makes_the_driver_find_it_again() -> None:
+    dev, inet = Device(per_call=1, limit=3), Inet([b"after"], endpoint=INET + (1 << 15))
+    fw = trading(dev, inet)  # it still knows the old INET's endpoint
+    fw.mac = b"\x52\x54\x00\x12\x34\x56"
+    dev.set_mode = lambda mode: None  # type: ignore[attr-defined]
+    fw.on_notify(Message(0, {}, source=inet.endpoint, kind=Kind.NOTIFY))
+    assert fw.inet == inet.endpoint and inet.hellos == 1  # looked up in DS, greeted again
+    assert len(inet.received) == 3 and dev.sent == [b"after"]
 
 
 def test_a_stream_that_never_pauses_still_returns_to_receive() -> None:

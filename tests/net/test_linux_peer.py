@@ -2,8 +2,8 @@
 
 Linux (10.0.0.1) and the system (10.0.0.2) share only the TAP device, inside
 a namespace the fixture creates and deletes; nothing leaves it.  The 20 MB
-transfers run while the rtl8139 driver is SIGKILLed from outside every
-second, or made to raise an exception, or to hang: TCP must deliver every
+transfers, in each direction, run while the rtl8139 driver is SIGKILLed from
+outside every second, or made to raise an exception, or to hang: TCP must deliver every
 byte once and in order (identical sha256 at both ends), and the recovery
 log must show each instance's crash, its replacement and INET taking the
 replacement back.  Needs root; skipped with the reason otherwise.
@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from tests.net import lab
-from tests.net.conftest import TRANSFER_BYTES, check_recovered, check_transfer
+from tests.net.conftest import FAULTS, TRANSFER_BYTES, check_recovered, check_transfer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -35,31 +35,23 @@ def test_raw_icmp_echo_gets_answers(linux: lab.LinuxTap) -> None:
     assert linux.children.read_json(pinger, 60) == {"sent": 3, "received": 3}
 
 
-def test_20_mb_from_linux_while_the_driver_is_killed_every_second(linux: lab.LinuxTap) -> None:
-    with lab.injecting(linux.node, "sigkill") as inj:
-        r = lab.linux_to_system(linux, TRANSFER_BYTES, 11, 5001)
-    check_transfer(r, TRANSFER_BYTES, 11)
-    check_recovered(linux.node, inj, "signal", "SIGKILL")
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_20_mb_from_linux_while_the_driver_fails_every_second(linux: lab.LinuxTap,
+                                                              fault: str) -> None:
+    seed = 11 + list(FAULTS).index(fault)
+    reason, signal, interval = FAULTS[fault]
+    with lab.injecting(linux.node, fault, interval) as inj:
+        r = lab.linux_to_system(linux, TRANSFER_BYTES, seed, 5000 + seed)
+    check_transfer(r, TRANSFER_BYTES, seed)
+    check_recovered(linux.node, inj, reason, signal)
 
 
-def test_20_mb_to_linux_while_the_driver_is_killed_every_second(linux: lab.LinuxTap) -> None:
-    with lab.injecting(linux.node, "sigkill") as inj:
-        r = lab.system_to_linux(linux, TRANSFER_BYTES, 12, 6000)
-    check_transfer(r, TRANSFER_BYTES, 12)
-    check_recovered(linux.node, inj, "signal", "SIGKILL")
-
-
-def test_20_mb_from_linux_while_the_driver_raises_every_second(linux: lab.LinuxTap) -> None:
-    with lab.injecting(linux.node, "exception") as inj:
-        r = lab.linux_to_system(linux, TRANSFER_BYTES, 13, 5002)
-    check_transfer(r, TRANSFER_BYTES, 13)
-    check_recovered(linux.node, inj, "exception")
-
-
-def test_20_mb_to_linux_while_the_driver_hangs(linux: lab.LinuxTap) -> None:
-    # A hang is noticed only after two missed heartbeats: the injector waits for each
-    # replacement to be up before it paces the next hang.
-    with lab.injecting(linux.node, "hang") as inj:
-        r = lab.system_to_linux(linux, TRANSFER_BYTES, 14, 6001)
-    check_transfer(r, TRANSFER_BYTES, 14)
-    check_recovered(linux.node, inj, "heartbeat")
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_20_mb_to_linux_while_the_driver_fails_every_second(linux: lab.LinuxTap,
+                                                            fault: str) -> None:
+    seed = 21 + list(FAULTS).index(fault)
+    reason, signal, interval = FAULTS[fault]
+    with lab.injecting(linux.node, fault, interval) as inj:
+        r = lab.system_to_linux(linux, TRANSFER_BYTES, seed, 6000 + seed)
+    check_transfer(r, TRANSFER_BYTES, seed)
+    check_recovered(linux.node, inj, reason, signal)

@@ -1,5 +1,10 @@
 """UDP (RFC 768): datagram sockets bound to a local port, with bounded receive queues.
 
+As in POSIX, ``connect`` gives a socket a default peer: ``send`` and ``recv``
+then need no address, and only datagrams from that peer are delivered to it
+(others are dropped and counted).  ``send`` and ``recv`` on a socket that is
+not connected raise ENOTCONN.
+
 A datagram with a checksum that does not verify, a length field that
 disagrees with the IP payload, or no socket on its port is dropped and
 counted.  A checksum field of zero means the sender did not compute one and
@@ -38,6 +43,7 @@ class UdpSocket:
     def __init__(self, layer: UdpLayer) -> None:
         self._layer = layer
         self.port: int | None = None
+        self.peer: Address | None = None  # set by connect
         self.queue: deque[tuple[bytes, Address]] = deque()
         self.dropped = 0
         self.closed = False
@@ -59,6 +65,30 @@ class UdpSocket:
 
     def recvfrom(self) -> tuple[bytes, Address] | None:
         return self.queue.popleft() if self.queue else None
+
+    def connect(self, address: Address) -> None:
+        """Set the default peer (again, if already connected); binds an ephemeral port if needed."""
+        if self.closed:
+            raise OSError(errno.EBADF, "socket closed")
+        ip, port = address
+        if not 0 < port < 65536:
+            raise OSError(errno.EINVAL, f"bad port {port}")
+        ip = int_to_ip(ip_to_int(ip))
+        if self.port is None:
+            self.port = self._layer.bind(self, 0)
+        self.peer = (ip, port)
+
+    def send(self, data: bytes) -> int:
+        if self.peer is None:
+            raise OSError(errno.ENOTCONN, "send() on a UDP socket without a peer (connect first)")
+        return self.sendto(data, self.peer)
+
+    def recv(self, n: int) -> bytes | None:
+        """The next datagram from the peer, cut to ``n`` bytes (the rest is discarded, as POSIX)."""
+        if self.peer is None:
+            raise OSError(errno.ENOTCONN, "recv() on a UDP socket without a peer (connect first)")
+        got = self.recvfrom()
+        return None if got is None else got[0][:n]
 
     @property
     def readable(self) -> bool:
@@ -124,7 +154,11 @@ class UdpLayer:
         if sock is None:
             self.drops["udp_no_socket"] += 1
             return
-        sock._deliver(bytes(buf[UDP_HEADER_LEN:]), (int_to_ip(packet.src), sport))
+        source = (int_to_ip(packet.src), sport)
+        if sock.peer is not None and source != sock.peer:
+            self.drops["udp_not_from_peer"] += 1
+            return
+        sock._deliver(bytes(buf[UDP_HEADER_LEN:]), source)
 
     def _ephemeral(self) -> int:
         for _ in range(len(UDP_EPHEMERAL)):
