@@ -38,6 +38,13 @@ def kernel_pid(run_dir: str | Path) -> int | None:
     return pid
 
 
+def require_system(run_dir: str | Path, prog: str) -> None:
+    """Exit 2 with a clear message unless a system runs in ``run_dir`` (the commands' rule)."""
+    if kernel_pid(run_dir) is None:
+        print(f"{prog}: no system is running in {run_dir}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def operator_connection(run_dir: str | Path, label: str = "operator",
                         privileges: str = "operator") -> ipc.Connection:
     """Connect to the running system from the shell, with the privileges system.conf gives

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--once", action="store_true",
                     help="serve one connection (TCP) or one datagram (UDP), then exit")
     a = ap.parse_args(argv)
+    cli.require_system(a.run_dir, "echod")
     conn: ipc.Connection = cli.operator_connection(a.run_dir, "echod", privileges="user")
     try:
         (serve_udp if a.udp else serve_tcp)(conn, a.port, a.once)

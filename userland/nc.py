@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
+    cli.require_system(a.run_dir, "nc")
     conn: ipc.Connection = cli.operator_connection(a.run_dir, "nc", privileges="user")
     try:
         s = Socket(conn)

@@ -53,7 +53,7 @@ def test_bench_has_help_for_itself_and_each_benchmark() -> None:
 
 def test_commands_without_a_system_say_so(tmp_path: object) -> None:
     for cmd, args in [("ps", []), ("service", ["up", "hello"]), ("crash", ["hello", "kill"]),
-                      ("hwctl", ["stats"])]:
+                      ("hwctl", ["stats"]), ("nc", ["-l", "7"]), ("echod", ["7"])]:
         r = run(cmd, "--run-dir", str(tmp_path), *args)
         assert r.returncode == 2 and "no system" in r.stderr
         assert str(tmp_path) in r.stderr  # the directory given, not the default
