@@ -139,6 +139,8 @@ def do_restart(rs: ReincarnationServer, m: Message) -> Message | None:
         return svc
     if svc.instance is not None:
         return Message(Err.EBUSY, {"error": f"{svc.label} is running; use refresh"})
+    if svc.state is State.FAILED:
+        svc.tracker.reset()  # a person revived it, as with up: its failures start again
     if svc.state is not State.RESTARTING:
         svc.to(Event.OP_UP)
     svc.restart_cause = "restart" if svc.last_exit else "up"

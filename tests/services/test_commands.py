@@ -184,3 +184,20 @@ def test_service_up_revives_a_service_rs_gave_up_on(make_system: Make) -> None:
     assert again["old_pid"] == revived["pid"]
     wait_state(s, "hello", "up")
     assert len(events(s, "giveup", "hello")) == 1
+
+
+def test_service_restart_also_revives_a_failed_service_with_a_clean_history(
+        make_system: Make) -> None:
+    s = boot_rs(make_system, hello="backoff off; restarts 1 60s;")
+    os.kill(service(s, "hello")["pid"], signal.SIGKILL)
+    wait_event(s, "restart", "hello")
+    os.kill(wait_state(s, "hello", "up")["pid"], signal.SIGKILL)
+    wait_event(s, "giveup", "hello")
+    wait_state(s, "hello", "failed")
+    r = run("service", "--run-dir", str(s.run_dir), "restart", "hello")
+    assert r.returncode == 0, r.stderr
+    revived = wait_state(s, "hello", "up")
+    os.kill(revived["pid"], signal.SIGKILL)  # within the window again, yet restarted
+    assert wait_event(s, "crash", "hello", count=3)["action"] == "restart"
+    wait_state(s, "hello", "up")
+    assert len(events(s, "giveup", "hello")) == 1
