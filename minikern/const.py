@@ -168,6 +168,7 @@ class SockReq(IntEnum):
     CLOSE = 0x907
     SENDTO = 0x908
     RECVFROM = 0x909
+    IFSTAT = 0x90A  # the interface as INET sees it: address, link, driver, counters (ifconfig)
 
 
 # Grant access bits (MINIX safecopies.h).

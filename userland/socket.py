@@ -92,3 +92,11 @@ class Socket:
 
     def close(self) -> None:
         self._call(SockReq.CLOSE)
+
+
+def ifstat(conn: Connection) -> dict[str, Any]:
+    """INET's view of its interface (SockReq.IFSTAT): address, link, driver, counters."""
+    m = conn.sendrec(ds.retrieve_label(conn, "inet"), Message(SockReq.IFSTAT))
+    if m.type != Err.OK:
+        raise SocketError(m.type, "ifstat")
+    return m.fields

@@ -124,6 +124,7 @@ class Inet:
         """The request table: every handler under the last resort."""
         table: dict[int, sef.Handler] = {NetReq.HELLO: self.do_hello, NetReq.PULL: self.do_pull}
         table.update({req: self.do_socket for req in SockReq})
+        table[SockReq.IFSTAT] = self.do_ifstat
         return {req: self.guarded(handler) for req, handler in table.items()}
 
     def guarded(self, handler: sef.Handler) -> sef.Handler:
@@ -154,7 +155,7 @@ class Inet:
             known = "unknown to the kernel" if caller is None else (
                 f"kernel label {caller.get('label')!r}, operator {caller.get('operator')}")
             return self.refuse(m, Err.EPERM, f"claims {label!r}; {known}")
-        status, fields = self.netif.hello(m.source, label, mac)
+        status, fields = self.netif.hello(m.source, label, mac, m.get("link"))
         if status == Err.OK:
             self.stack.set_mac(mac)
         return Message(status, fields)
@@ -171,7 +172,17 @@ class Inet:
                 self.stack.input(frame)
         if rx:
             self.sockets.retry()
-        return Message(Err.OK, {"tx": self.netif.pull(m.source, done, free)})
+        return Message(Err.OK, {"tx": self.netif.pull(m.source, done, free, m.get("stats"))})
+
+    def do_ifstat(self, m: Message) -> Message:
+        """The interface as INET sees it (bin/ifconfig): anyone allowed to talk to INET may ask."""
+        n = self.netif
+        return Message(Err.OK, {
+            "interface": n.label, "ip": self.args.ip, "netmask": self.args.netmask,
+            "gateway": self.args.gateway, "mac": n.mac.hex(":") if n.mac else None,
+            "driver": n.driver, "link": n.link, "queued": len(n.queue),
+            "in_flight": len(n.in_flight), "inet": dict(n.counters),
+            "driver_stats": dict(n.driver_stats)})
 
     def do_socket(self, m: Message) -> Message | None:
         reply = self.sockets.request(m)

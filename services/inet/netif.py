@@ -26,6 +26,7 @@ from minikern.const import Err
 from minikern.ipc import Connection
 
 MAX_QUEUE = 1024  # frames waiting for the driver; beyond, the oldest is dropped (TCP resends)
+MAX_STATS = 32  # counters kept from a driver's statistics
 
 
 class Netif:
@@ -38,6 +39,8 @@ class Netif:
         self.in_flight: deque[bytes] = deque()
         self.notified = False
         self.counters = {"tx": 0, "rx": 0, "dropped": 0, "resent": 0, "restarts": 0}
+        self.link: bool | None = None  # as the driver last reported it (HELLO)
+        self.driver_stats: dict[str, int] = {}  # the driver's own counters (each PULL)
 
     def log(self, event: str, **fields: Any) -> None:
         rec = {"ts": round(time.time(), 3), "event": event, "source": "inet",
@@ -73,9 +76,15 @@ class Netif:
         self.log("driver-gone", endpoint=self.driver, reason=why, kept_frames=kept)
         self.driver, self.notified = None, False
 
-    def hello(self, endpoint: int, label: str, mac: bytes) -> tuple[int, dict[str, Any]]:
+    def hello(self, endpoint: int, label: str, mac: bytes,
+              link: object = None) -> tuple[int, dict[str, Any]]:
         if label != self.label:
             return Err.EPERM, {}
+        if type(link) is bool and link != self.link:
+            if self.link is not None or not link:
+                self.log("link-up" if link else "link-down", endpoint=endpoint)
+            self.link = link
+        self.driver_stats = {}  # a new instance counts from zero
         if self.driver is not None and self.driver != endpoint:
             self.driver_gone("replaced by a new instance")
         if self.mac is not None and mac != self.mac:
@@ -88,10 +97,13 @@ class Netif:
             self.log("driver-back", endpoint=endpoint, resend_frames=len(self.queue))
         return Err.OK, {"mode": {"broadcast": True, "multicast": False, "promiscuous": False}}
 
-    def pull(self, endpoint: int, done: int, free: int) -> list[bytes]:
+    def pull(self, endpoint: int, done: int, free: int, stats: object = None) -> list[bytes]:
         """Completions in, frames out.  Returns the frames to hand to the driver."""
         if endpoint != self.driver:
             return []
+        if type(stats) is dict and len(stats) <= MAX_STATS:  # a claim: keep only sane numbers
+            self.driver_stats = {k: v for k, v in stats.items()
+                                 if type(k) is str and len(k) <= 32 and type(v) is int}
         for _ in range(min(done, len(self.in_flight))):
             self.in_flight.popleft()
         self.notified = False

@@ -9,6 +9,8 @@ Requests (SockReq, fields as in userland/socket.py):
     SEND {fd, data} -> {count}          RECV {fd, count?} -> {data} (b"": end of stream)
     SENDTO {fd, ip, port, data}         RECVFROM {fd, count?} -> {data, ip, port}  (UDP)
     CLOSE {fd}
+    IFSTAT -> {interface, ip, mac, link, driver, inet, driver_stats, ...}  (INET's own,
+                                        services/inet/main.py: bin/ifconfig)
 
 Each socket is named by its fd and belongs to the endpoint that made it;
 another endpoint naming it gets EBADF.  A request that cannot complete now

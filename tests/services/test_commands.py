@@ -24,7 +24,7 @@ def run(cmd: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30)
 
 
-COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod"]
+COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod", "ifconfig"]
 
 
 def test_the_list_of_commands_is_complete() -> None:
@@ -53,7 +53,8 @@ def test_bench_has_help_for_itself_and_each_benchmark() -> None:
 
 def test_commands_without_a_system_say_so(tmp_path: object) -> None:
     for cmd, args in [("ps", []), ("service", ["up", "hello"]), ("crash", ["hello", "kill"]),
-                      ("hwctl", ["stats"]), ("nc", ["-l", "7"]), ("echod", ["7"])]:
+                      ("hwctl", ["stats"]), ("nc", ["-l", "7"]), ("echod", ["7"]),
+                      ("ifconfig", [])]:
         r = run(cmd, "--run-dir", str(tmp_path), *args)
         assert r.returncode == 2 and "no system" in r.stderr
         assert str(tmp_path) in r.stderr  # the directory given, not the default
