@@ -72,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (stats, s):  # also after the subcommand, as the other commands take it
         p.add_argument("--run-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if cli.kernel_pid(args.run_dir) is None:
-        print(f"hwctl: no system is running in {args.run_dir}", file=sys.stderr)
-        return 2
+    cli.require_system(args.run_dir, "hwctl")
     try:
         with BoardCtl(args.run_dir) as ctl:
             if args.what == "stats":

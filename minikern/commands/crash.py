@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("label")
     ap.add_argument("fault", choices=FAULTS)
     args = ap.parse_args(argv)
-    if cli.kernel_pid(args.run_dir) is None:
-        print(f"crash: no system is running in {args.run_dir}", file=sys.stderr)
-        return 2
+    cli.require_system(args.run_dir, "crash")
     try:
         r = ctl.request(args.run_dir, RsReq.CRASH, label=args.label, fault=args.fault)
     except ctl.RsError as e:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
@@ -94,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_run_dir(ap)
     ap.add_argument("--json", action="store_true", help="print one JSON array")
     args = ap.parse_args(argv)
-    if cli.kernel_pid(args.run_dir) is None:
-        print(f"ps: no system is running in {args.run_dir}", file=sys.stderr)
-        return 2
+    cli.require_system(args.run_dir, "ps")
     conn = cli.operator_connection(args.run_dir, "ps")
     try:
         rows = collect(conn)

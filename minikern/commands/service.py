@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("action", choices=sorted(ACTIONS))
     ap.add_argument("label")
     args = ap.parse_args(argv)
-    if cli.kernel_pid(args.run_dir) is None:
-        print(f"service: no system is running in {args.run_dir}", file=sys.stderr)
-        return 2
+    cli.require_system(args.run_dir, "service")
     try:
         r = ctl.request(args.run_dir, ACTIONS[args.action], label=args.label)
     except ctl.RsError as e:

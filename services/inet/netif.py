@@ -81,7 +81,7 @@ class Netif:
         if label != self.label:
             return Err.EPERM, {}
         if type(link) is bool and link != self.link:
-            if self.link is not None or not link:
+            if self.link is not None or not link:  # a change, or down from the first HELLO
                 self.log("link-up" if link else "link-down", endpoint=endpoint)
             self.link = link
         self.driver_stats = {}  # a new instance counts from zero

@@ -368,7 +368,7 @@ class ReincarnationServer:
 
     def on_shutdown(self) -> None:
         self.shutting_down = True
-        self.scripts.kill_all()
+        self.scripts.kill()
         guardian.release(self.guardian)
         self.journal.close()
 

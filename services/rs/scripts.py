@@ -116,9 +116,6 @@ class ScriptRunner:
             r.out.close()
             self.running.remove(r)
 
-    def kill_all(self) -> None:
-        self.kill()
-
 
 def _session(pid: int) -> int | None:
     try:
@@ -129,7 +126,7 @@ def _session(pid: int) -> int | None:
 
 def kill_orphans(run_dir: Path) -> None:
     """Kill what is left of this system's scripts (their sessions carry SCRIPT_MARK): the
-    guardian calls this when RS or the kernel died without RS's orderly kill_all."""
+    guardian calls this when RS or the kernel died without RS's orderly kill()."""
     for p in psutil.process_iter():
         try:
             if p.environ().get(SCRIPT_MARK) == str(run_dir):

@@ -5,6 +5,7 @@ with in-test endpoints holding the privileges of the services in BOARD_CONF.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -63,17 +64,25 @@ class Machine:
         return [r for r in map(json.loads, self.system.audit()) if r["call"] == call]
 
 
-@pytest.fixture(name="machine")
-def machine_fixture(make_system: Callable[..., SystemUnderTest]) -> Iterator[Machine]:
+@contextlib.contextmanager
+def booted(make_system: Callable[..., SystemUnderTest], conf: str = "") -> Iterator[Machine]:
+    """A system of the board alone, its NIC wired to a UDP socket of the test; ``conf`` is
+    a BOARD_CONF-shaped configuration (BOARD_CONF itself by default)."""
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     nic_port = free_udp_port()
-    conf = BOARD_CONF.replace("{nic_port}", str(nic_port)).replace(
+    conf = (conf or BOARD_CONF).replace("{nic_port}", str(nic_port)).replace(
         "{peer_port}", str(peer.getsockname()[1]))
     try:
         yield Machine(make_system(boot="hw", conf=conf), peer, nic_port)
     finally:
         peer.close()
+
+
+@pytest.fixture(name="machine")
+def machine_fixture(make_system: Callable[..., SystemUnderTest]) -> Iterator[Machine]:
+    with booted(make_system) as m:
+        yield m
 
 
 def inp(conn: ipc.Connection, port: int, size: int = 1) -> int:

@@ -7,7 +7,6 @@ driver granted, and a driver may only grant inside its own windows.
 """
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,7 +15,7 @@ from hw import channel
 from hw import rtl8139_regs as regs
 from minikern.const import Err
 from tests.conftest import SystemUnderTest, wait_for
-from tests.hw.test_board import BOARD_CONF, Machine, free_udp_port
+from tests.hw.test_board import BOARD_CONF, Machine, booted
 from tests.hw.test_board_nic import FRAME, NIC, RING, RING_GRANT, TXBUF, pci_enable_master
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,15 +36,8 @@ def handled(machine: Machine) -> int:
 
 @pytest.fixture(name="machine")
 def vault_machine(make_system: Callable[..., SystemUnderTest]) -> Iterator[Machine]:
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    nic_port = free_udp_port()
-    conf = VAULT_CONF.replace("{nic_port}", str(nic_port)).replace(
-        "{peer_port}", str(peer.getsockname()[1]))
-    try:
-        yield Machine(make_system(boot="hw", conf=conf), peer, nic_port)
-    finally:
-        peer.close()
+    with booted(make_system, VAULT_CONF) as m:
+        yield m
 
 
 def test_the_nic_cannot_reach_another_components_memory(machine: Machine) -> None:

@@ -58,7 +58,10 @@ def test_detach_then_halt_leaves_nothing(tmp_path: Path) -> None:
     assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
 
 
-def test_ctrl_c_on_foreground_boot_shuts_down_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_foreground_boot_shuts_down_cleanly(tmp_path: Path, signo: int) -> None:
+    """Ctrl-C and SIGTERM alike: the system is halted in order and boot itself exits 0
+    (not killed by the signal, not leaving the system up)."""
     run_dir = tmp_path / "run"
     boot = subprocess.Popen([sys.executable, str(BIN / "boot"), "--run-dir", str(run_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -68,15 +71,17 @@ def test_ctrl_c_on_foreground_boot_shuts_down_cleanly(tmp_path: Path) -> None:
         wait_for(lambda: "started hello" in (run_dir / "console.log").read_text(),
                  what="boot image up")
         pids = system_pids(run_dir)
-        boot.send_signal(signal.SIGINT)
+        boot.send_signal(signo)
         out, _ = boot.communicate(timeout=30)
     finally:
         if boot.poll() is None:
             boot.kill()
             boot.wait()
-    assert boot.returncode == 0
+    assert boot.returncode == 0, out
     assert "started hello" in out and "shutting down" in out and "halted" in out
+    assert "Traceback" not in out
     wait_for(lambda: all(gone(p) for p in pids), what="every process gone")
+    assert cli.kernel_pid(run_dir) is None
 
 
 def test_components_die_with_a_killed_kernel(system: SystemUnderTest) -> None:
@@ -123,30 +128,6 @@ def test_a_board_that_dies_before_joining_does_not_stop_the_boot(tmp_path: Path)
         assert "board attached" not in system.console.read_text()
     finally:
         system.halt()
-
-
-def test_sigterm_on_foreground_boot_shuts_down_cleanly(tmp_path: Path) -> None:
-    """bin/boot's docstring promises SIGTERM behaves as Ctrl-C: the system is halted in
-    order and boot itself exits 0 (not killed by the signal, not leaving the system up)."""
-    run_dir = tmp_path / "run"
-    boot = subprocess.Popen([sys.executable, str(BIN / "boot"), "--run-dir", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: cli.kernel_pid(run_dir) and (run_dir / "operator.key").exists(),
-                 what="kernel up")
-        wait_for(lambda: "started hello" in (run_dir / "console.log").read_text(),
-                 what="boot image up")
-        pids = system_pids(run_dir)
-        boot.send_signal(signal.SIGTERM)
-        out, _ = boot.communicate(timeout=30)
-    finally:
-        if boot.poll() is None:
-            boot.kill()
-            boot.wait()
-    assert boot.returncode == 0, out
-    assert "shutting down" in out and "halted" in out and "Traceback" not in out
-    wait_for(lambda: all(gone(p) for p in pids), what="every process gone")
-    assert cli.kernel_pid(run_dir) is None
 
 
 def test_boot_config_option_boots_that_configuration(tmp_path: Path) -> None:

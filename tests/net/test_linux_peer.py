@@ -36,22 +36,15 @@ def test_raw_icmp_echo_gets_answers(linux: lab.LinuxTap) -> None:
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_20_mb_from_linux_while_the_driver_fails_every_second(linux: lab.LinuxTap,
-                                                              fault: str) -> None:
-    seed = 11 + list(FAULTS).index(fault)
+@pytest.mark.parametrize("direction", ["from-linux", "to-linux"])
+def test_20_mb_while_the_driver_fails_every_second(linux: lab.LinuxTap, direction: str,
+                                                   fault: str) -> None:
+    seed = (11 if direction == "from-linux" else 21) + list(FAULTS).index(fault)
     reason, signal, interval = FAULTS[fault]
     with lab.injecting(linux.node, fault, interval) as inj:
-        r = lab.linux_to_system(linux, TRANSFER_BYTES, seed, 5000 + seed)
-    check_transfer(r, TRANSFER_BYTES, seed)
-    check_recovered(linux.node, inj, reason, signal)
-
-
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_20_mb_to_linux_while_the_driver_fails_every_second(linux: lab.LinuxTap,
-                                                            fault: str) -> None:
-    seed = 21 + list(FAULTS).index(fault)
-    reason, signal, interval = FAULTS[fault]
-    with lab.injecting(linux.node, fault, interval) as inj:
-        r = lab.system_to_linux(linux, TRANSFER_BYTES, seed, 6000 + seed)
+        if direction == "from-linux":
+            r = lab.linux_to_system(linux, TRANSFER_BYTES, seed, 5000 + seed)
+        else:
+            r = lab.system_to_linux(linux, TRANSFER_BYTES, seed, 6000 + seed)
     check_transfer(r, TRANSFER_BYTES, seed)
     check_recovered(linux.node, inj, reason, signal)

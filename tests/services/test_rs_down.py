@@ -47,22 +47,24 @@ def slow_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINIKERN_RECOVERY_SCRIPTS", str(scripts))
 
 
-def script_pids(s: SystemUnderTest) -> list[int]:
-    """The script's shell and its sleep, once both are running."""
+def script_under_way(make_system: Make) -> tuple[SystemUnderTest, list[int]]:
+    """A system whose hello crashed and whose slow script runs: the script's shell and its
+    sleep, once both are running."""
+    s = boot_rs(make_system, hello="script slow;")
+    os.kill(service(s, "hello")["pid"], signal.SIGKILL)
+    wait_event(s, "script", "hello")
+
     def read() -> list[int] | None:
         try:
             return [int((s.run_dir / f).read_text()) for f in ("script.pid", "sleep.pid")]
         except (OSError, ValueError):
             return None
-    return wait_for(read, what="the script running")
+    return s, wait_for(read, what="the script running")
 
 
 @pytest.mark.usefixtures("slow_script")
 def test_operator_down_ends_the_recovery_script_under_way(make_system: Make) -> None:
-    s = boot_rs(make_system, hello="script slow;")
-    os.kill(service(s, "hello")["pid"], signal.SIGKILL)
-    wait_event(s, "script", "hello")
-    pids = script_pids(s)
+    s, pids = script_under_way(make_system)
     assert all(alive(p) for p in pids)
     ctl.request(s.run_dir, RsReq.DOWN, label="hello")  # raises on an error
     wait_for(lambda: not any(alive(p) for p in pids), what="the script and its child gone")
@@ -72,10 +74,7 @@ def test_operator_down_ends_the_recovery_script_under_way(make_system: Make) -> 
 
 @pytest.mark.usefixtures("slow_script")
 def test_scripts_die_with_a_killed_kernel(make_system: Make) -> None:
-    s = boot_rs(make_system, hello="script slow;")
-    os.kill(service(s, "hello")["pid"], signal.SIGKILL)
-    wait_event(s, "script", "hello")
-    pids = script_pids(s)
+    s, pids = script_under_way(make_system)
     os.kill(s.system.kernel.pid, signal.SIGKILL)
     s.system.kernel.wait()
     wait_for(lambda: not any(alive(p) for p in pids), timeout=15,
