@@ -31,6 +31,14 @@ FAULTS = {"sigkill": ("signal", "SIGKILL", 1.0), "exception": ("exception", None
           "hang": ("heartbeat", None, 2.0)}
 
 
+def transfer_bytes(fault: str) -> int:
+    """Bytes for a transfer with Linux (TAP), which must outlast two faults.  A hang lands
+    2 s after each recovery and keeps the driver away about 3 s, so the second lands some
+    7 s into the transfer: at 5 MB/s, 20 MB was over before it (a CI run saw 'only 1
+    faults landed')."""
+    return TRANSFER_BYTES * (3 if fault == "hang" else 1)
+
+
 @pytest.fixture
 def linux(tmp_path: Path) -> Iterator[lab.LinuxTap]:
     try:

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from tests.net import lab
-from tests.net.conftest import FAULTS, TRANSFER_BYTES, check_recovered, check_transfer
+from tests.net.conftest import FAULTS, check_recovered, check_transfer, transfer_bytes
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -43,8 +43,8 @@ def test_20_mb_while_the_driver_fails_every_second(linux: lab.LinuxTap, directio
     reason, signal, interval = FAULTS[fault]
     with lab.injecting(linux.node, fault, interval) as inj:
         if direction == "from-linux":
-            r = lab.linux_to_system(linux, TRANSFER_BYTES, seed, 5000 + seed)
+            r = lab.linux_to_system(linux, transfer_bytes(fault), seed, 5000 + seed)
         else:
-            r = lab.system_to_linux(linux, TRANSFER_BYTES, seed, 6000 + seed)
-    check_transfer(r, TRANSFER_BYTES, seed)
+            r = lab.system_to_linux(linux, transfer_bytes(fault), seed, 6000 + seed)
+    check_transfer(r, transfer_bytes(fault), seed)
     check_recovered(linux.node, inj, reason, signal)
