@@ -89,7 +89,6 @@ class Rig:
     def x(self) -> Svc | None:
         return self.rs.services.get("x")
 
-    @property
     def state(self) -> State:
         assert self.x is not None
         return self.x.state

@@ -12,6 +12,7 @@ from minikern.const import Err, RsReq
 from services.rs import requests
 from services.rs.lifecycle import transition
 from services.rs.service import BadTransition, Event, State
+from tests.conftest import wait_for
 from tests.services.rs_fake import COMPONENT, OPERATOR, Rig
 
 pytestmark = pytest.mark.timeout(10)
@@ -27,9 +28,10 @@ def test_a_hang_is_due_two_periods_after_the_last_answer(tmp_path: Path) -> None
     assert r.kernel.notifies == [ep]  # one ping per period
     r.rs.pong(ep)  # answered at t0 + 1.5: missed periods count from here
     r.run_to(t0 + 3.5 - EPS)
-    assert r.state is State.UP and r.kills() == []
+    assert r.state() is State.UP and r.kills() == []
+    assert r.kernel.notifies == [ep] * 3  # pinged at t0 + 1, 2 and 3
     r.run_to(t0 + 3.5)
-    assert r.state is State.RESTARTING and r.kills() == [signal.SIGKILL]
+    assert r.state() is State.RESTARTING and r.kills() == [signal.SIGKILL]
     assert r.events("crash")[-1]["reason"] == "heartbeat"
 
 
@@ -38,9 +40,9 @@ def test_a_service_that_never_answers_is_hung_at_exactly_two_periods(tmp_path: P
     r.start()
     t0 = r.clock.now
     r.run_to(t0 + 0.5 - EPS)
-    assert r.state is State.UP
+    assert r.state() is State.UP
     r.run_to(t0 + 0.5)
-    assert r.state is State.RESTARTING
+    assert r.state() is State.RESTARTING
 
 
 def crash_loop(r: Rig, crashes: int, up_for: float = 0.5) -> list[float]:
@@ -72,9 +74,9 @@ def test_the_restart_happens_at_exactly_the_due_time(tmp_path: Path) -> None:
     t, spawns = r.clock.now, r.spawns()
     assert r.rs.status()[0]["restart_in"] == 4
     r.run_to(t + 4 - EPS)
-    assert r.spawns() == spawns and r.state is State.RESTARTING
+    assert r.spawns() == spawns and r.state() is State.RESTARTING
     r.run_to(t + 4)
-    assert r.spawns() == spawns + 1 and r.state is State.STARTING
+    assert r.spawns() == spawns + 1 and r.state() is State.STARTING
 
 
 def test_a_stable_run_restarts_at_once_again(tmp_path: Path) -> None:
@@ -92,7 +94,7 @@ def test_intensity_gives_up_on_the_failure_after_n_inside_the_window(tmp_path: P
     crash_loop(r, 3, up_for=1.0)  # three restarts within 3 s
     r.run_to(t0 + 9.9)
     r.crash()
-    assert r.state is State.FAILED
+    assert r.state() is State.FAILED
     assert [e["action"] for e in r.events("crash")] == ["restart"] * 3 + ["giveup"]
     assert r.events("giveup") and r.published("rs.x")[-1] == "failed"
     r.run_to(r.clock.now + 60)
@@ -106,7 +108,7 @@ def test_intensity_window_outside_restarts(tmp_path: Path) -> None:
     crash_loop(r, 3, up_for=1.0)  # failures at t0+1, +2, +3
     r.run_to(t0 + 11.1)  # the first has left the 10 s window
     r.crash()
-    assert r.state is State.STARTING and r.spawns() == 5
+    assert r.state() is State.STARTING and r.spawns() == 5
 
 
 def test_operator_down_terms_then_kills_after_the_grace_and_never_restarts(
@@ -118,13 +120,13 @@ def test_operator_down_terms_then_kills_after_the_grace_and_never_restarts(
     pid = x.instance.pid
     assert r.rs.down(x, OPERATOR) is None  # answered once it has exited
     t = r.clock.now
-    assert r.kills() == [signal.SIGTERM] and r.state is State.DOWN
+    assert r.kills() == [signal.SIGTERM] and r.state() is State.DOWN
     r.run_to(t + 2 - EPS)
     assert r.kills() == [signal.SIGTERM]
     r.run_to(t + 2)  # MINIX's down: SIGKILL after the grace
     assert r.kills() == [signal.SIGTERM, signal.SIGKILL]
     r.crash()
-    assert r.state is State.DOWN and r.events("down")[-1]["by"] == "operator"
+    assert r.state() is State.DOWN and r.events("down")[-1]["by"] == "operator"
     reply = r.kernel.replies_to(OPERATOR)[-1]
     assert reply.type == Err.OK and reply["pid"] == pid
     assert r.published("rs.x")[-1] == "down"
@@ -142,19 +144,19 @@ def test_operator_up_restart_and_refresh(tmp_path: Path) -> None:
     assert r.rs.restart(x, OPERATOR) is not None  # running: EBUSY, use refresh
     assert r.rs.refresh(x, OPERATOR) is None
     r.crash(signal.SIGTERM)
-    assert r.state is State.STARTING and r.spawns() == 2
+    assert r.state() is State.STARTING and r.spawns() == 2
     r.init_done()
     assert r.events("restart")[-1]["cause"] == "refresh" and x.tracker.failures == 0
     assert r.kernel.replies_to(OPERATOR)[-1].type == Err.OK
     crash_loop(r, 2)  # restarts at once, then waits 1 s
     r.crash()
-    assert r.state is State.FAILED
-    assert r.rs.up(x, OPERATOR) is None and r.state is State.STARTING
+    assert r.state() is State.FAILED
+    assert r.rs.up(x, OPERATOR) is None and r.state() is State.STARTING
     r.init_done()
     assert crash_loop(r, 1) == [0]  # up forgot the failures
     r.run_to(r.clock.now + 0.5)
     r.crash()  # waits 1 s
-    assert r.rs.restart(x, OPERATOR) is None and r.state is State.STARTING  # skips the wait
+    assert r.rs.restart(x, OPERATOR) is None and r.state() is State.STARTING  # skips the wait
 
 
 def test_requests_check_the_caller_and_the_arguments(tmp_path: Path) -> None:
@@ -169,7 +171,7 @@ def test_requests_check_the_caller_and_the_arguments(tmp_path: Path) -> None:
                 RsReq.SHUTDOWN):
         reply = ask(req, COMPONENT, label="x", fault="kill")
         assert reply is not None and reply.type == Err.EPERM
-    assert r.kills() == [] and r.state is State.UP
+    assert r.kills() == [] and r.state() is State.UP
     for bad in (7, None, "nosuch", "rs"):
         reply = ask(RsReq.DOWN, OPERATOR, label=bad)
         assert reply is not None and reply.type == Err.ESRCH
@@ -186,14 +188,13 @@ def test_a_failed_kernel_start_is_retried_later(tmp_path: Path) -> None:
     r.kernel.privctl_status = Err.ENOSPC  # no free slot
     r.crash()
     t = r.clock.now
-    assert r.state is State.RESTARTING
+    assert r.state() is State.RESTARTING
     r.kernel.privctl_status = Err.OK
     r.run_to(t + 5)
-    assert r.state is State.STARTING
+    assert r.state() is State.STARTING
 
 
 def test_scripts_decide_and_one_that_does_nothing_leaves_it_down(tmp_path: Path) -> None:
-    from tests.conftest import wait_for
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "rs.note").write_text('echo "$@" > "$MINIKERN_RUN_DIR/args"\n')
@@ -201,8 +202,13 @@ def test_scripts_decide_and_one_that_does_nothing_leaves_it_down(tmp_path: Path)
     r.start()
     r.run_to(r.clock.now + 2)  # hung
     r.crash()
-    assert r.state is State.RESTARTING and r.events("script")[-1]["phase"] == "start"
-    wait_for(lambda: (r.rs.tick(), r.state is State.DOWN)[1], 5, "the script ends")
+    assert r.state() is State.RESTARTING and r.events("script")[-1]["phase"] == "start"
+
+    def script_ended() -> bool:
+        r.rs.tick()  # RS's tick collects finished scripts
+        return r.state() is State.DOWN
+
+    wait_for(script_ended, 5, "the script ends")
     assert (tmp_path / "args").read_text().split() == ["x", "no-heartbeat", "1"]
     assert r.spawns() == 1 and r.events("down")[-1]["by"] == "script"
 
