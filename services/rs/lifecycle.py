@@ -36,7 +36,6 @@ from minikern.const import Err, KCall
 from minikern.sysconf import SystemConf
 from services.rs import resources
 from services.rs.journal import Journal, classify_exit
-from services.rs.policy import Policy
 from services.rs.publish import Announcer, Publisher
 from services.rs.scripts import Running, ScriptRunner
 from services.rs.service import (BadTransition, Cause, Event, Instance, State, Svc, Timer,
@@ -68,14 +67,11 @@ class Step(NamedTuple):
 class Lifecycle:
     def __init__(self, conn: Kernel, conf: SystemConf, run_dir: Path, clock: Clock,
                  journal: Journal | None = None, scripts: ScriptRunner | None = None,
-                 ds: Announcer | None = None,
-                 over_limit: Callable[[Policy, Instance, float], str | None]
-                 = resources.over_limit) -> None:
+                 ds: Announcer | None = None) -> None:
         self.conn, self.conf, self.run_dir, self.clock = conn, conf, run_dir, clock
         self.journal = journal or Journal(run_dir)
         self.scripts = scripts or ScriptRunner(run_dir)
         self.ds: Announcer = ds or Publisher(conn)
-        self.over_limit = over_limit
         self.services: dict[str, Svc] = {}
         self.by_endpoint: dict[int, Svc] = {}
         self.shutting_down = False
@@ -327,7 +323,7 @@ class Lifecycle:
             inst.next_ping = now + period
         elif timer is Timer.RESOURCES:
             inst.next_check = now + params.RESOURCE_CHECK
-            detail = self.over_limit(svc.policy, inst, now)
+            detail = resources.over_limit(svc.policy, inst, now)
             if detail is not None:
                 self.fail(svc, {"reason": "resource", "detail": detail})
 

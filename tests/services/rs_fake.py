@@ -46,6 +46,7 @@ class FakeKernel:
          "uptime": 0}])
     privctl_status: int = Err.OK
     next_endpoint: int = 10
+    pid: int | None = None  # the pid every started copy gets (else a made-up one)
 
     def kcall(self, call: KCall, **args: Any) -> dict[str, Any]:
         return self.kcall_status(call, **args)[1]
@@ -58,7 +59,8 @@ class FakeKernel:
             if self.privctl_status != Err.OK:
                 return self.privctl_status, {}
             self.next_endpoint += 1
-            return Err.OK, {"endpoint": self.next_endpoint, "pid": 1000 + self.next_endpoint}
+            pid = self.pid if self.pid is not None else 100_000 + self.next_endpoint
+            return Err.OK, {"endpoint": self.next_endpoint, "pid": pid}
         return Err.OK, {}
 
     def sendnb(self, dst: int, m: Message) -> int:

@@ -2,6 +2,7 @@
 runs and operator requests, exact to the fake instant and with no processes or sleeps."""
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -134,6 +135,25 @@ def test_operator_down_terms_then_kills_after_the_grace_and_never_restarts(
     assert r.spawns() == 1 and r.events("crash") == []
 
 
+def test_down_during_a_backoff_wait_answers_at_once_and_cancels_the_restart(
+        tmp_path: Path) -> None:
+    r = Rig(tmp_path, "period off; backoff 1s; restarts off;")
+    r.start()
+    crash_loop(r, 1)
+    r.run_to(r.clock.now + 0.5)
+    r.crash()  # the restart waits 1 s
+    x = r.x
+    assert x is not None and r.state() is State.RESTARTING
+    assert r.rs.down(x, OPERATOR) is None
+    reply = r.kernel.replies_to(OPERATOR)
+    assert len(reply) == 1 and reply[0].type == Err.OK
+    assert r.state() is State.DOWN and r.events("down")[-1]["by"] == "operator"
+    assert r.published("rs.x")[-1] == "down"
+    spawns = r.spawns()
+    r.run_to(r.clock.now + 60)
+    assert r.spawns() == spawns
+
+
 def test_operator_up_restart_and_refresh(tmp_path: Path) -> None:
     r = Rig(tmp_path, "period off; backoff 1s; restarts 2 60s;")
     r.start()
@@ -157,6 +177,19 @@ def test_operator_up_restart_and_refresh(tmp_path: Path) -> None:
     r.run_to(r.clock.now + 0.5)
     r.crash()  # waits 1 s
     assert r.rs.restart(x, OPERATOR) is None and r.state() is State.STARTING  # skips the wait
+
+
+def test_resources_are_checked_each_second_and_a_hog_fails(tmp_path: Path) -> None:
+    r = Rig(tmp_path, "period off; backoff off; memory_limit 1K;")
+    r.kernel.pid = os.getpid()  # a real process for psutil; RS's kills are only recorded
+    r.start()
+    t0 = r.clock.now
+    r.run_to(t0 + 1 - EPS)
+    assert r.state() is State.UP
+    r.run_to(t0 + 1)  # the first check, one second after it came up
+    assert r.state() is State.RESTARTING and r.kills() == [signal.SIGKILL]
+    crash = r.events("crash")[-1]
+    assert crash["reason"] == "resource" and "memory" in crash["detail"]
 
 
 def test_requests_check_the_caller_and_the_arguments(tmp_path: Path) -> None:
