@@ -11,14 +11,15 @@ which makes RS their manager.  Then it is a plain SEF server:
   and SHUTDOWN (SEF: kill running recovery scripts, exit);
 * notifications: CLOCK is RS's tick (SETALARM to the next thing due: a
   heartbeat ping or deadline, a backoff restart, a resource check, a retry);
-* requests (services/rs/requests.py, checked there and carried out by the
-  supervisor): INIT_DONE and PING (the heartbeat's
-  answer, whose reply hands over an injected fault) from components, STATUS
-  from anyone, the rest only from operator tools.
+* requests (services/rs/requests.py checks them): INIT_DONE and PING (the
+  heartbeat's answer, whose reply hands over an injected fault) from
+  components, STATUS from anyone, the rest only from operator tools.
 
-Every service's lifecycle lives in one state machine, services/rs/lifecycle.py
-(the Supervisor); this module is its SEF glue: the kernel connection, the
-monotonic clock and the alarm.
+This module is only RS's SEF glue: the kernel connection, the monotonic clock
+and the alarm.  The work is the Supervisor's (services/rs/operations.py):
+every service's lifecycle is one state machine (services/rs/lifecycle.py)
+whose transitions carry their effects, and every timer comes from one
+function (services/rs/service.py's next_due).
 
 Detection: an exit status or signal is told by the kernel at once; panic and
 unhandled exceptions are named from SEF's crash record (run_dir/crash/<pid>.json);
@@ -33,8 +34,9 @@ new endpoint and SEF init type "restart"; RS declares it up on its init-done.
 
 RS never blocks on a service: pings and fault injections are NOTIFY (the
 component fetches the fault with its PING), DS publications are SENDNB
-(retried), replies go through SEF's REPLYRECV, and late replies to operator
-tools (which wait in SENDREC) are SENDNB.
+(retried), STATUS, PING and refusals are answered through SEF's REPLYRECV,
+and the answers that wait on a service (up, down, restart, refresh) go to
+the operator tool, which waits in SENDREC, by SENDNB.
 """
 from __future__ import annotations
 
