@@ -18,21 +18,46 @@ Two entries per service, both written with OVERWRITE (services/ds, minikern/ds.p
   it to learn that its driver is gone and when a new instance is up.)
 
 Dependents subscribe to either and re-resolve the endpoint on a change.
+
+RS's lifecycle sees only ``Announcer`` (announce, retry, pending), so the way
+publications travel (today SENDNB and a retry on the tick) can change beneath it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from minikern import ipc
 from minikern.codec import Message
 from minikern.const import DS, DsFlag, DsReq, Err
 
 
+class Sender(Protocol):
+    def sendnb(self, dst: int, m: Message) -> int: ...
+
+
+class Announcer(Protocol):
+    """What RS's lifecycle needs from DS publication."""
+
+    def announce(self, label: str, key: str, state: str, endpoint: int | None) -> None: ...
+    def retry(self) -> None: ...
+    @property
+    def pending(self) -> bool: ...
+
+
 class Publisher:
-    def __init__(self, conn: ipc.Connection) -> None:
+    def __init__(self, conn: Sender) -> None:
         self.conn = conn
         self.queue: dict[str, tuple[str, Any]] = {}  # key -> (type, value), oldest first
         self.dead = False  # DS is gone (or absent from this system): stop trying
+
+    def announce(self, label: str, key: str, state: str, endpoint: int | None) -> None:
+        """``label``'s state under ``key``; with an endpoint, also where it runs now."""
+        if endpoint is not None:
+            self.publish(label, "label", endpoint)
+        self.publish(key, "str", state)
+
+    def retry(self) -> None:
+        if self.queue:
+            self.flush()
 
     def publish(self, key: str, vtype: str, value: Any) -> None:
         if self.dead:

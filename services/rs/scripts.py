@@ -50,15 +50,15 @@ class Running:
 
 
 class ScriptRunner:
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path, scripts_dir: Path = SCRIPTS) -> None:
+        self.run_dir, self.scripts_dir = run_dir, scripts_dir
         self.running: list[Running] = []
         self.seq = 0
 
     def start(self, script: str, label: str, reason: str, incarnation: int,
               env_extra: dict[str, str]) -> Running | str:
         """Start a script; returns it, or an error text."""
-        path = SCRIPTS / script
+        path = self.scripts_dir / script
         if not path.is_file():
             return f"no such recovery script: {path}"
         self.seq += 1

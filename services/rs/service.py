@@ -1,15 +1,9 @@
-"""One supervised service as RS sees it: a state machine and its live instance.  Runs inside RS.
+"""One supervised service as RS sees it: its state, its live instance, and when it is next due.
+Runs inside RS.
 
-The state is one ``State`` and changes only through ``transition`` (STYLE
-rule 8); RS's handlers call it with an ``Event`` and act on the result.
-
-    STARTING --init_done--> UP
-    STARTING / UP --failed--> RESTARTING      (crash seen, kill decided, or refresh)
-    RESTARTING --spawned--> STARTING          (a fresh copy is started)
-    any --giveup--> FAILED                    (intensity limit; also a core service)
-    any --op_down--> DOWN                     (operator; the instance is stopped, not restarted)
-    DOWN / FAILED / RESTARTING --op_up--> STARTING
-    RESTARTING --script_done--> DOWN          (the recovery script decided nothing)
+The state changes only through the lifecycle's transition table
+(services/rs/lifecycle.py); this module holds the data and the one pure
+function that says when a service next needs RS (``next_due``).
 
 Whether a process is alive is not a state: ``Svc.instance`` is the running
 copy (or None).  A RESTARTING service may still have a live instance (RS has
@@ -22,6 +16,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from minikern import params
 from services.rs.policy import Policy, Tracker
 
 
@@ -38,41 +33,34 @@ class Event(enum.Enum):
     INIT_DONE = "init_done"
     FAILED = "failed"
     GIVEUP = "giveup"
+    EXITED = "exited"
+    OP_START = "op_start"
     OP_DOWN = "op_down"
-    OP_UP = "op_up"
+    OP_REFRESH = "op_refresh"
     SCRIPT_DONE = "script_done"
 
 
-_S, _E = State, Event
-_TABLE: dict[tuple[State, Event], State] = {
-    (_S.STARTING, _E.INIT_DONE): _S.UP,
-    (_S.STARTING, _E.FAILED): _S.RESTARTING,
-    (_S.UP, _E.FAILED): _S.RESTARTING,
-    (_S.RESTARTING, _E.FAILED): _S.RESTARTING,
-    (_S.RESTARTING, _E.SPAWNED): _S.STARTING,
-    (_S.RESTARTING, _E.SCRIPT_DONE): _S.DOWN,
-    (_S.DOWN, _E.SPAWNED): _S.STARTING,
-    (_S.FAILED, _E.SPAWNED): _S.STARTING,
-    (_S.DOWN, _E.OP_UP): _S.DOWN,  # the spawn that follows makes it STARTING
-    (_S.FAILED, _E.OP_UP): _S.FAILED,
-    (_S.RESTARTING, _E.OP_UP): _S.RESTARTING,
-}
-
-
 class BadTransition(Exception):
-    pass
+    """An event that makes no sense in the service's state (the table has no entry)."""
 
 
-def transition(state: State, event: Event) -> State:
-    """The next state, or BadTransition if ``event`` makes no sense in ``state``."""
-    if event is Event.OP_DOWN:
-        return State.DOWN
-    if event is Event.GIVEUP:
-        return State.FAILED
-    nxt = _TABLE.get((state, event))
-    if nxt is None:
-        raise BadTransition(f"{event.value} in state {state.value}")
-    return nxt
+class Cause(enum.Enum):
+    """Why the coming start of a service happens (the recovery log's ``cause``)."""
+
+    FRESH = "up"  # boot or an operator's up: logged as "up"
+    RECOVERY = "restart"  # after a failure: logged as "restart", a recovery script runs
+    REFRESH = "refresh"  # an operator replaced a live copy: no script, not a failure
+
+
+class Timer(enum.Enum):
+    """What falls due for a service at a time (``next_due``)."""
+
+    RESTART = "restart"  # the backoff wait is over
+    SIGKILL = "sigkill"  # a graceful stop's grace period is over
+    INIT_TIMEOUT = "init-timeout"  # no init-done within params.INIT_TIMEOUT
+    HUNG = "hung"  # no ping answer for HEARTBEAT_MISSES periods
+    PING = "ping"  # the next heartbeat ping
+    RESOURCES = "resources"  # the next memory / CPU check
 
 
 @dataclass
@@ -85,7 +73,8 @@ class Instance:
     started_wall: float
     last_pong: float  # monotonic time of the last sign of life (pong, init-done)
     next_ping: float = 0.0
-    kill_reason: str | None = None  # set when RS itself decided to end it
+    next_check: float = 0.0  # the next resource check
+    killed: bool = False  # RS itself decided to end it: its exit is expected, not a crash
     kill_deadline: float | None = None  # SIGKILL after this (a graceful stop)
     cpu_sample: tuple[float, float] | None = None  # (monotonic, cpu seconds) last resource check
     pending_fault: str | None = None  # bin/crash: handed over with the next PING's reply
@@ -103,17 +92,47 @@ class Svc:
     instance: Instance | None = None
     incarnation: int = 0  # restarts so far (the next instance's SEF incarnation)
     tracker: Tracker = field(init=False)
+    cause: Cause = Cause.FRESH  # why the coming (or current) start happens
     restart_at: float | None = None  # backoff: spawn at this monotonic time
     failed_at: float | None = None  # when the current outage began (for downtime_ms)
     last_reason: str | None = None
     last_detail: str = ""
     last_exit: dict[str, Any] = field(default_factory=dict)  # old pid / endpoint, status, signal
-    restart_cause: str | None = None  # why the coming spawn happens: restart, refresh, up
     waiters: list[int] = field(default_factory=list)  # operator endpoints owed a late reply
 
     def __post_init__(self) -> None:
         self.tracker = Tracker(self.policy)
 
-    def to(self, event: Event) -> State:
-        self.state = transition(self.state, event)
-        return self.state
+    @property
+    def limited(self) -> bool:
+        return self.policy.memory_limit is not None or self.policy.cpu_limit is not None
+
+
+def next_due(svc: Svc) -> tuple[float, Timer] | None:
+    """The earliest thing due for ``svc`` and when (monotonic), or None.
+
+    The one place that knows every timer: RS's tick fires what is due and its
+    alarm is set to the earliest of these.  A hang is due HEARTBEAT_MISSES
+    periods after the last answer (MINIX's do_period counts missed periods from
+    the last answer), so a live service answering within a period is never due.
+    """
+    inst = svc.instance
+    if inst is None:
+        if svc.state is State.RESTARTING and svc.restart_at is not None:
+            return svc.restart_at, Timer.RESTART
+        return None
+    due: list[tuple[float, Timer]] = []
+    if inst.kill_deadline is not None:
+        due.append((inst.kill_deadline, Timer.SIGKILL))
+    if not inst.killed:
+        period = svc.policy.period
+        if svc.state is State.STARTING:
+            due.append((inst.started + params.INIT_TIMEOUT, Timer.INIT_TIMEOUT))
+        elif svc.state is State.UP:
+            if period:
+                due.append((inst.last_pong + params.HEARTBEAT_MISSES * period, Timer.HUNG))
+                due.append((inst.next_ping, Timer.PING))
+            if svc.limited:
+                due.append((inst.next_check, Timer.RESOURCES))
+    # Ties go to the list's order: a hang is noticed before another ping is sent.
+    return min(due, key=lambda d: d[0]) if due else None

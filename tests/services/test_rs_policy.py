@@ -1,4 +1,4 @@
-"""RS's pure policy and state machine, driven by a fake clock: exact, instant, no processes."""
+"""RS's pure policy, driven by a fake clock: exact, instant, no processes."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,6 @@ import pytest
 from minikern import sysconf
 from minikern.sysconf import ConfError
 from services.rs.policy import Policy, Tracker, backoff_delay, parse_size
-from services.rs.service import BadTransition, Event, State, transition
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -84,19 +83,3 @@ def test_policy_keys_and_defaults() -> None:
 def test_bad_policy_keys_are_refused(keys: str) -> None:
     with pytest.raises(ConfError):
         policy(keys)
-
-
-def test_state_machine() -> None:
-    s = transition(State.DOWN, Event.SPAWNED)
-    assert s is State.STARTING
-    assert transition(s, Event.INIT_DONE) is State.UP
-    assert transition(State.UP, Event.FAILED) is State.RESTARTING
-    assert transition(State.RESTARTING, Event.SPAWNED) is State.STARTING
-    assert transition(State.RESTARTING, Event.SCRIPT_DONE) is State.DOWN
-    for st in State:
-        assert transition(st, Event.OP_DOWN) is State.DOWN
-        assert transition(st, Event.GIVEUP) is State.FAILED
-    with pytest.raises(BadTransition):
-        transition(State.UP, Event.SPAWNED)  # a second copy of a running service
-    with pytest.raises(BadTransition):
-        transition(State.DOWN, Event.INIT_DONE)

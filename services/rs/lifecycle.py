@@ -1,0 +1,380 @@
+"""RS's core: every service's lifecycle as one state machine whose transitions carry their effects.
+Runs inside RS.
+
+    DOWN / FAILED / RESTARTING --spawned--> STARTING   (a fresh copy runs; attach it)
+    STARTING --init_done--> UP                 (publish up, log up or restart, answer tools)
+    STARTING / UP --failed--> RESTARTING       (log the crash, publish restarting, kill it if
+                                                alive, set the backoff)
+    STARTING / UP / RESTARTING --giveup--> FAILED      (intensity limit: log, publish, answer)
+    RESTARTING --exited--> RESTARTING          (the copy is gone: run the script or restart)
+    DOWN --exited--> DOWN                      (an operator's stop is done: log, publish, answer)
+    DOWN / FAILED / RESTARTING --op_start--> itself    (operator up or restart: start a copy)
+    any --op_down--> DOWN                      (stop it, end its scripts, no restart)
+    STARTING / UP --op_refresh--> RESTARTING   (SIGTERM; a fresh copy once it exited)
+    RESTARTING --script_done--> DOWN           (the recovery script decided nothing)
+
+``Lifecycle.fire`` is the only code that assigns ``Svc.state``.  The failure
+of a core server (ds, the board) is no transition: the system shuts down.
+
+The lifecycle takes its kernel connection and a clock (monotonic seconds)
+as parameters, so tests drive it with a recording connection and a fake clock.
+Timers (heartbeat, init timeout, backoff, grace, resources) come from one
+function, services/rs/service.py's ``next_due``; ``tick`` fires what is due.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+from minikern import params
+from minikern.codec import Message
+from minikern.const import Err, KCall
+from minikern.sysconf import SystemConf
+from services.rs import resources
+from services.rs.journal import Journal, classify_exit
+from services.rs.publish import Announcer, Publisher
+from services.rs.scripts import Running, ScriptRunner
+from services.rs.service import (BadTransition, Cause, Event, Instance, State, Svc, Timer,
+                                 next_due)
+
+Clock = Callable[[], float]
+Info = dict[str, Any]
+SCRIPT_REASON = {"heartbeat": "no-heartbeat"}  # MINIX's name in a script's arguments
+SCRIPT_POLL = 0.02  # seconds between checks of a running recovery script
+
+
+class Kernel(Protocol):
+    """The part of minikern.ipc.Connection RS uses (tests pass a recording fake)."""
+
+    def kcall(self, call: KCall, **args: Any) -> dict[str, Any]: ...
+    def kcall_status(self, call: KCall, **args: Any) -> tuple[int, dict[str, Any]]: ...
+    def sendnb(self, dst: int, m: Message) -> int: ...
+    def notify(self, dst: int) -> int: ...
+
+
+Effect = Callable[["Lifecycle", Svc, State, Info], None]
+
+
+class Step(NamedTuple):
+    state: State
+    effect: Effect
+
+
+class Lifecycle:
+    def __init__(self, conn: Kernel, conf: SystemConf, run_dir: Path, clock: Clock,
+                 journal: Journal | None = None, scripts: ScriptRunner | None = None,
+                 ds: Announcer | None = None) -> None:
+        self.conn, self.conf, self.run_dir, self.clock = conn, conf, run_dir, clock
+        self.journal = journal or Journal(run_dir)
+        self.scripts = scripts or ScriptRunner(run_dir)
+        self.ds: Announcer = ds or Publisher(conn)
+        self.services: dict[str, Svc] = {}
+        self.by_endpoint: dict[int, Svc] = {}
+        self.shutting_down = False
+
+    # -- the machine ----------------------------------------------------------------
+
+    def fire(self, svc: Svc, event: Event, **info: Any) -> None:
+        """Move ``svc`` by ``event`` and carry out that transition's effect."""
+        prev = svc.state
+        step = transition(prev, event)
+        svc.state = step.state
+        step.effect(self, svc, prev, info)
+
+    def _spawned(self, svc: Svc, prev: State, info: Info) -> None:
+        now = self.clock()
+        started = float(info.get("started", now))
+        svc.instance = Instance(endpoint=info["endpoint"], pid=info["pid"], started=started,
+                                started_wall=time.time() - (now - started), last_pong=now)
+        self.by_endpoint[info["endpoint"]] = svc
+
+    def _announce_up(self, svc: Svc, prev: State, info: Info) -> None:
+        now, inst = self.clock(), svc.instance
+        assert inst is not None  # INIT_DONE is fired only for a live instance
+        svc.tracker.on_up(now)
+        inst.last_pong = now
+        inst.next_ping = now + (svc.policy.period or 0)
+        inst.next_check = now + params.RESOURCE_CHECK
+        self.ds.announce(svc.label, svc.policy.publish, "up", inst.endpoint)
+        fields = {"endpoint": inst.endpoint, "pid": inst.pid, "incarnation": svc.incarnation}
+        if svc.cause is not Cause.FRESH and svc.last_exit:
+            downtime = (now - svc.failed_at) * 1000 if svc.failed_at is not None else None
+            self.journal.write("restart", svc.label, old_pid=svc.last_exit.get("pid"),
+                               new_pid=inst.pid, old_endpoint=svc.last_exit.get("endpoint"),
+                               new_endpoint=inst.endpoint, incarnation=svc.incarnation,
+                               cause=svc.cause.value,
+                               downtime_ms=round(downtime, 2) if downtime is not None else None)
+        else:
+            self.journal.write("up", svc.label, **fields)
+        svc.failed_at = None
+        self.answer(svc, Err.OK, fields)
+
+    def _recover(self, svc: Svc, prev: State, info: Info) -> None:
+        delay = float(info.pop("delay"))
+        if svc.policy.script:
+            action = "script"
+        else:
+            action = "restart" if delay == 0 else "backoff"
+            svc.restart_at = self.clock() + delay
+        svc.cause = Cause.RECOVERY
+        self.journal.write("crash", svc.label, action=action, delay_ms=round(delay * 1000),
+                           **info)
+        self.ds.announce(svc.label, svc.policy.publish, "restarting", None)
+        self.end(svc)
+
+    def _give_up(self, svc: Svc, prev: State, info: Info) -> None:
+        info.pop("delay", None)
+        svc.restart_at = None
+        self.journal.write("crash", svc.label, action="giveup", **info)
+        self.journal.write("giveup", svc.label, restarts=svc.policy.restarts,
+                           window_s=svc.policy.window)
+        self.answer(svc, Err.EIO, {"error": f"service failed: {info.get('reason')}"})
+        self.ds.announce(svc.label, svc.policy.publish, "failed", None)
+        self.end(svc)
+
+    def _after_death(self, svc: Svc, prev: State, info: Info) -> None:
+        svc.incarnation += 1
+        if svc.policy.script and svc.cause is not Cause.REFRESH:
+            self.run_script(svc)
+        elif svc.restart_at is not None and svc.restart_at <= self.clock():
+            self.spawn(svc)
+
+    def _stopped(self, svc: Svc, prev: State, info: Info) -> None:
+        self.journal.write("down", svc.label, pid=info["pid"], by="operator")
+        self.ds.announce(svc.label, svc.policy.publish, "down", None)
+        self.answer(svc, Err.OK, {"pid": info["pid"]})
+
+    def _nothing(self, svc: Svc, prev: State, info: Info) -> None:
+        pass
+
+    def _operator_start(self, svc: Svc, prev: State, info: Info) -> None:
+        if info["reset"]:
+            svc.tracker.reset()  # a person revived it: its failures start again
+        svc.cause = info["cause"]
+        svc.waiters.append(info["waiter"])
+        self.spawn(svc)
+
+    def _stop(self, svc: Svc, prev: State, info: Info) -> None:
+        svc.restart_at = None
+        self.scripts.kill(svc.label, spare=info["script"])  # no other script may bring it back
+        svc.waiters.append(info["waiter"])
+        if svc.instance is None:
+            if prev is not State.DOWN:
+                self.journal.write("down", svc.label, pid=None, by=info["by"])
+                self.ds.announce(svc.label, svc.policy.publish, "down", None)
+            self.answer(svc, Err.OK, {})
+        elif not svc.instance.killed:
+            self.end(svc, signal.SIGTERM)  # the reply waits for its exit (_stopped)
+
+    def _refresh(self, svc: Svc, prev: State, info: Info) -> None:
+        svc.failed_at = svc.restart_at = self.clock()  # not counted by the policy
+        svc.cause = Cause.REFRESH
+        svc.waiters.append(info["waiter"])
+        self.end(svc, signal.SIGTERM)
+
+    def _left_down(self, svc: Svc, prev: State, info: Info) -> None:
+        svc.restart_at = None
+        self.journal.write("down", svc.label, pid=None, by="script")
+        self.ds.announce(svc.label, svc.policy.publish, "down", None)
+
+    # -- acting on a service --------------------------------------------------------
+
+    def lookup(self, endpoint: int) -> Svc | None:
+        return self.by_endpoint.get(endpoint)
+
+    def spawn(self, svc: Svc) -> bool:
+        """Start a fresh copy of ``svc`` (it becomes STARTING), or retry later, loudly."""
+        svc.restart_at = None
+        status, r = self.conn.kcall_status(
+            KCall.PRIVCTL, label=svc.label, module=svc.module, args=svc.args, priv=svc.priv,
+            incarnation=svc.incarnation)
+        if status != Err.OK:  # no free slot or no template
+            self.answer(svc, status, {"error": "the kernel could not start it"})
+            self.journal.write("crash", svc.label, reason="exit", action="backoff",
+                               detail=f"PRIVCTL failed: {status}", pid=None)
+            if svc.state is State.RESTARTING:
+                svc.restart_at = self.clock() + params.BACKOFF_BASE
+            return False
+        self.fire(svc, Event.SPAWNED, endpoint=r["endpoint"], pid=r["pid"])
+        return True
+
+    def end(self, svc: Svc, signo: int = signal.SIGKILL) -> None:
+        """Kill the live copy (RS's decision: its exit is expected); SIGKILL follows a grace."""
+        inst = svc.instance
+        if inst is None or inst.killed:
+            return
+        inst.killed = True
+        if signo != signal.SIGKILL:
+            inst.kill_deadline = self.clock() + params.DOWN_GRACE
+        self.conn.kcall_status(KCall.KILL, endpoint=inst.endpoint, signal=int(signo))
+
+    def answer(self, svc: Svc, status: int, fields: Info) -> None:
+        """Reply to the operator tools waiting on ``svc`` (they wait in SENDREC)."""
+        for e in svc.waiters:
+            self.conn.sendnb(e, Message(status, dict(fields)))
+        svc.waiters.clear()
+
+    def fail(self, svc: Svc, info: Info) -> None:
+        """A failure of ``svc`` (seen or decided): the policy says recover or give up."""
+        now = self.clock()
+        reason = str(info["reason"])
+        svc.last_reason, svc.failed_at = reason, now
+        svc.last_detail = str(info.get("detail", ""))
+        if svc.instance is not None:
+            info.setdefault("pid", svc.instance.pid)
+            info.setdefault("endpoint", svc.instance.endpoint)
+        info["incarnation"] = svc.incarnation
+        if svc.core:
+            self.journal.write("crash", svc.label, action="fatal", **info)
+            self.fatal(f"core server {svc.label} failed ({reason})")
+            return
+        decision = svc.tracker.on_failure(now)
+        self.fire(svc, Event.GIVEUP if decision.giveup else Event.FAILED,
+                  delay=decision.delay, **info)
+
+    def run_script(self, svc: Svc) -> None:
+        script, last = svc.policy.script or "", svc.last_exit
+        dependents = [s for s, e in self.conf.services.items()
+                      if svc.label in e.keys.get("depends", [])]
+        reason = svc.last_reason or "exit"
+        r = self.scripts.start(script, svc.label, SCRIPT_REASON.get(reason, reason),
+                               svc.incarnation, {
+                                   "MINIKERN_OLD_PID": str(last.get("pid", "")),
+                                   "MINIKERN_OLD_ENDPOINT": str(last.get("endpoint", "")),
+                                   "MINIKERN_EXIT_STATUS": str(last.get("status", "")),
+                                   "MINIKERN_SIGNAL": str(last.get("signal", "")),
+                                   "MINIKERN_DETAIL": svc.last_detail,
+                                   "MINIKERN_FAILURES": str(svc.tracker.failures),
+                                   "MINIKERN_DEPENDENTS": " ".join(dependents)})
+        if isinstance(r, Running):
+            self.journal.write("script", svc.label, phase="start", script=script, args=r.args,
+                               pid=r.proc.pid)
+        else:
+            self.journal.write("script", svc.label, phase="error", script=script, error=r)
+            self.fire(svc, Event.SCRIPT_DONE)
+
+    def fatal(self, why: str) -> None:
+        self.journal.write("fatal", "rs", detail=why)
+        print(f"rs: FATAL: {why}; shutting the system down", file=sys.stderr, flush=True)
+        self.shutting_down = True
+        self.conn.kcall_status(KCall.SHUTDOWN, reason=why)
+
+    # -- what the kernel and the clock tell ------------------------------------------
+
+    def init_done(self, endpoint: int) -> None:
+        svc = self.lookup(endpoint)
+        if svc is not None and svc.instance is not None and svc.state is State.STARTING:
+            self.fire(svc, Event.INIT_DONE)
+
+    def exited(self, endpoint: int, status: int, signo: int) -> None:
+        """The kernel's exit notice: an unexpected death is a failure, an expected one ends a
+        recovery or a stop."""
+        svc = self.by_endpoint.pop(endpoint, None)
+        if svc is None or svc.instance is None or svc.instance.endpoint != endpoint:
+            return
+        inst, svc.instance = svc.instance, None
+        svc.last_exit = {"pid": inst.pid, "endpoint": endpoint, "status": status,
+                         "signal": signo}
+        if self.shutting_down:
+            return
+        if svc.state in (State.STARTING, State.UP):
+            info = classify_exit(self.run_dir, inst.pid, status, signo)
+            self.fail(svc, {**info, "pid": inst.pid, "endpoint": endpoint})
+            if self.shutting_down:
+                return
+        self.fire(svc, Event.EXITED, pid=inst.pid)
+
+    def tick(self) -> None:
+        """Collect finished scripts, fire every timer that is due, retry DS publications."""
+        for r, status, output in self.scripts.finished():
+            self.journal.write("script", r.label, phase="done", script=r.script, status=status,
+                               output=output)
+            svc = self.services.get(r.label)
+            if svc is not None and svc.state is State.RESTARTING and svc.instance is None:
+                self.fire(svc, Event.SCRIPT_DONE)  # the script left it down
+        now = self.clock()
+        for svc in list(self.services.values()):
+            for _ in Timer:  # each timer handled moves its own due time on
+                due = next_due(svc)
+                if due is None or due[0] > now or self.shutting_down:
+                    break
+                self.on_timer(svc, due[1], now)
+        self.ds.retry()
+
+    def on_timer(self, svc: Svc, timer: Timer, now: float) -> None:
+        inst, period = svc.instance, svc.policy.period or 0.0
+        if timer is Timer.RESTART or inst is None:
+            self.spawn(svc)
+        elif timer is Timer.SIGKILL:
+            inst.kill_deadline = None
+            self.conn.kcall_status(KCall.KILL, endpoint=inst.endpoint, signal=signal.SIGKILL)
+        elif timer is Timer.INIT_TIMEOUT:
+            self.fail(svc, {"reason": "heartbeat",
+                            "detail": f"no init-done within {params.INIT_TIMEOUT:g} s"})
+        elif timer is Timer.HUNG:
+            self.fail(svc, {"reason": "heartbeat", "detail": "no answer to pings for "
+                            f"{now - inst.last_pong:.3f} s (period {period:g} s)"})
+        elif timer is Timer.PING:
+            self.conn.notify(inst.endpoint)
+            inst.next_ping = now + period
+        elif timer is Timer.RESOURCES:
+            inst.next_check = now + params.RESOURCE_CHECK
+            detail = resources.over_limit(svc.policy, inst, now)
+            if detail is not None:
+                self.fail(svc, {"reason": "resource", "detail": detail})
+
+    def next_wakeup(self) -> float:
+        """The earliest time RS has something to do (its alarm)."""
+        now = self.clock()
+        due = now + params.RS_MAX_SLEEP
+        if self.ds.pending:
+            due = now + params.RS_RETRY
+        if self.scripts.running:
+            due = min(due, now + SCRIPT_POLL)
+        for svc in self.services.values():
+            d = next_due(svc)
+            if d is not None:
+                due = min(due, d[0])
+        return due
+
+
+
+_S, _E = State, Event
+_TABLE: dict[tuple[State, Event], Step] = {
+    (_S.DOWN, _E.SPAWNED): Step(_S.STARTING, Lifecycle._spawned),
+    (_S.FAILED, _E.SPAWNED): Step(_S.STARTING, Lifecycle._spawned),
+    (_S.RESTARTING, _E.SPAWNED): Step(_S.STARTING, Lifecycle._spawned),
+    (_S.STARTING, _E.INIT_DONE): Step(_S.UP, Lifecycle._announce_up),
+    (_S.STARTING, _E.FAILED): Step(_S.RESTARTING, Lifecycle._recover),
+    (_S.UP, _E.FAILED): Step(_S.RESTARTING, Lifecycle._recover),
+    (_S.STARTING, _E.GIVEUP): Step(_S.FAILED, Lifecycle._give_up),
+    (_S.UP, _E.GIVEUP): Step(_S.FAILED, Lifecycle._give_up),
+    (_S.RESTARTING, _E.GIVEUP): Step(_S.FAILED, Lifecycle._give_up),
+    (_S.RESTARTING, _E.EXITED): Step(_S.RESTARTING, Lifecycle._after_death),
+    (_S.DOWN, _E.EXITED): Step(_S.DOWN, Lifecycle._stopped),
+    (_S.FAILED, _E.EXITED): Step(_S.FAILED, Lifecycle._nothing),
+    (_S.DOWN, _E.OP_START): Step(_S.DOWN, Lifecycle._operator_start),
+    (_S.FAILED, _E.OP_START): Step(_S.FAILED, Lifecycle._operator_start),
+    (_S.RESTARTING, _E.OP_START): Step(_S.RESTARTING, Lifecycle._operator_start),
+    (_S.STARTING, _E.OP_REFRESH): Step(_S.RESTARTING, Lifecycle._refresh),
+    (_S.UP, _E.OP_REFRESH): Step(_S.RESTARTING, Lifecycle._refresh),
+    (_S.RESTARTING, _E.SCRIPT_DONE): Step(_S.DOWN, Lifecycle._left_down),
+}
+for _state in State:  # an operator may stop a service in any state
+    _TABLE[(_state, _E.OP_DOWN)] = Step(_S.DOWN, Lifecycle._stop)
+
+
+def transition(state: State, event: Event) -> Step:
+    """The next state and the effect, or BadTransition if ``event`` makes no sense in ``state``."""
+    step = _TABLE.get((state, event))
+    if step is None:
+        raise BadTransition(f"{event.value} in state {state.value}")
+    return step
+
+
+def accepts(state: State, event: Event) -> bool:
+    return (state, event) in _TABLE

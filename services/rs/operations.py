@@ -1,0 +1,166 @@
+"""RS's core: the lifecycle plus what components and operators may ask of it.  Runs inside RS.
+
+services/rs/requests.py checks a request (who asks, the label, the
+arguments) and calls one of these; they answer what the state machine
+allows (services/rs/lifecycle.py's table: an event it has no entry for is
+EBUSY) and fire its events.  A reply that must wait for the service (up,
+down, restart, refresh) is owed to the caller, who waits in SENDREC: the
+transition's effect answers it (``Lifecycle.answer``) and the method
+returns None.
+"""
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from minikern.codec import Message
+from minikern.const import HW, RS, Err, KCall
+from services.rs.lifecycle import Lifecycle
+from services.rs.policy import Policy
+from services.rs.service import BadTransition, Cause, Event, State, Svc
+
+FAULTS = ("kill", "segv", "exit", "exception", "panic", "hang")
+
+
+def _busy(svc: Svc, why: str = "") -> Message:
+    return Message(Err.EBUSY, {"error": why or f"{svc.label} is {svc.state.value}"})
+
+
+class Supervisor(Lifecycle):
+    """RS's core: the lifecycle and what may be asked of it."""
+
+    def make_service(self, label: str, core: bool = False) -> Svc:
+        entry = self.conf.services[label]
+        svc = Svc(label=label, module=entry.get("program") or "", args=entry.keys.get("args", []),
+                  priv=entry.priv(), policy=Policy.from_conf(entry), core=core)
+        self.services[label] = svc
+        return svc
+
+    def service(self, label: str) -> Svc | None:
+        """The service ``label`` (configured but never started: a DOWN entry), or None."""
+        svc = self.services.get(label)
+        if svc is None and label in self.conf.services and label != "rs":
+            entry = self.conf.services[label]
+            if entry.get("program") and entry.get("user") != "yes":
+                svc = self.make_service(label)
+        return svc
+
+    def adopt(self) -> None:
+        """Take over the boot-image servers the kernel started with RS as manager."""
+        now = self.clock()
+        adoptable = [x for x in self.conf.boot if x != "rs"]  # as minikern.boot
+        for p in self.conn.kcall(KCall.GETINFO)["procs"]:
+            if p["manager"] != RS or p["label"] not in adoptable or p["endpoint"] == RS:
+                continue
+            svc = self.make_service(p["label"], core=True)
+            self.fire(svc, Event.SPAWNED, endpoint=p["endpoint"], pid=p["pid"],
+                      started=now - p["uptime"])
+            if p["endpoint"] == HW:  # on the bus before RS ran: the kernel waited for that
+                self.fire(svc, Event.INIT_DONE)
+
+    def autostart(self, labels: list[str]) -> None:
+        """Start the services named in RS's own args (system.conf's ``service rs``)."""
+        for label in labels:
+            if label in self.conf.services and label not in self.services:
+                self.spawn(self.make_service(label))
+
+    def is_operator(self, endpoint: int) -> bool:
+        procs = self.conn.kcall(KCall.GETINFO)["procs"]
+        return any(p["endpoint"] == endpoint and p["operator"] for p in procs)
+
+    def pid_of(self, endpoint: int) -> int | None:
+        """The host pid behind ``endpoint`` (from the kernel's table), if it is alive."""
+        procs = self.conn.kcall(KCall.GETINFO)["procs"]
+        return next((int(p["pid"]) for p in procs if p["endpoint"] == endpoint), None)
+
+    def pong(self, endpoint: int) -> Message:
+        """A heartbeat's answer; the reply hands over any fault the operator injected."""
+        svc = self.lookup(endpoint)
+        inst = svc.instance if svc is not None else None
+        if inst is None:
+            return Message(Err.ESRCH)
+        inst.last_pong = self.clock()
+        fault, inst.pending_fault = inst.pending_fault, None
+        return Message(Err.OK, {"fault": fault})
+
+    def status(self) -> list[dict[str, Any]]:
+        now, out = self.clock(), []
+        for svc in self.services.values():
+            inst = svc.instance
+            out.append({"label": svc.label, "state": svc.state.value, "core": svc.core,
+                        "endpoint": inst.endpoint if inst else None,
+                        "pid": inst.pid if inst else None,
+                        "uptime": round(now - inst.started, 3) if inst else None,
+                        "started": inst.started_wall if inst else None,
+                        "incarnation": svc.incarnation, "failures": svc.tracker.failures,
+                        "last_reason": svc.last_reason, "period": svc.policy.period,
+                        "script": svc.policy.script, "publish": svc.policy.publish,
+                        "restart_in": (round(max(0.0, svc.restart_at - now), 3)
+                                       if svc.restart_at is not None else None)})
+        return out
+
+    def up(self, svc: Svc, caller: int) -> Message | None:
+        """Start a stopped or failed service; its failure history starts again."""
+        if svc.instance is not None:
+            return _busy(svc)
+        try:
+            self.fire(svc, Event.OP_START, reset=True, cause=Cause.FRESH, waiter=caller)
+        except BadTransition:
+            return _busy(svc)
+        return None
+
+    def restart(self, svc: Svc, caller: int) -> Message | None:
+        """Start a terminated service now (skipping a backoff wait: a script's way to restart).
+        A running one is EBUSY, as in MINIX."""
+        if svc.instance is not None:
+            return _busy(svc, f"{svc.label} is running; use refresh")
+        cause = Cause.RECOVERY if svc.last_exit else Cause.FRESH
+        try:
+            self.fire(svc, Event.OP_START, reset=svc.state is State.FAILED, cause=cause,
+                      waiter=caller)
+        except BadTransition:
+            return _busy(svc)
+        return None
+
+    def refresh(self, svc: Svc, caller: int) -> Message | None:
+        """Replace a live copy with a fresh one (not counted as a failure)."""
+        if svc.instance is None:
+            return self.restart(svc, caller)
+        if svc.core:
+            return Message(Err.EPERM, {"error": f"{svc.label} is a core server"})
+        try:
+            self.fire(svc, Event.OP_REFRESH, waiter=caller)
+        except BadTransition:
+            svc.waiters.append(caller)  # already being replaced or stopped: answer when done
+        return None
+
+    def down(self, svc: Svc, caller: int) -> Message | None:
+        """Stop it, no restart; the reply comes once it has exited."""
+        if svc.core:
+            return Message(Err.EPERM, {"error": f"{svc.label} is a core server"})
+        script = self.scripts.of(self.pid_of(caller))  # rs.single takes its service down itself
+        self.fire(svc, Event.OP_DOWN, waiter=caller, script=script,
+                  by="script" if script is not None else "operator")
+        return None
+
+    def crash(self, svc: Svc, fault: str) -> Message:
+        """Inject ``fault`` (one of FAULTS) into the running copy."""
+        inst = svc.instance
+        if inst is None:
+            return Message(Err.ESRCH, {"error": f"{svc.label} is not running"})
+        if fault in ("kill", "segv"):
+            signo = signal.SIGKILL if fault == "kill" else signal.SIGSEGV
+            status, _ = self.conn.kcall_status(KCall.KILL, endpoint=inst.endpoint,
+                                               signal=int(signo))
+            return Message(status, {"pid": inst.pid})
+        # Delivered like a heartbeat: a NOTIFY is never lost (it waits as a pending bit even
+        # while the component is busy), and the component's PING fetches the fault.
+        inst.pending_fault = fault
+        self.conn.notify(inst.endpoint)
+        return Message(Err.OK, {"pid": inst.pid})
+
+    def shutdown(self, reason: str) -> Message:
+        self.journal.write("shutdown", "rs", by="operator", detail=reason)
+        self.shutting_down = True
+        self.conn.kcall_status(KCall.SHUTDOWN, reason=reason)
+        return Message(Err.OK, {})
