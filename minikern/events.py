@@ -38,16 +38,17 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from minikern import params
+from minikern.const import PROTO
 from minikern.event_kinds import COMMON, SCHEMAS, Field
 
 __all__ = ["COMMON", "SCHEMAS", "EventLog", "Field", "Reader", "describe", "in_order",
-           "new_boot", "boot_id", "read_all", "validate"]
+           "new_boot", "boot_id", "read_all", "run_boot", "validate"]
 
 Event = dict[str, Any]
 
@@ -68,6 +69,25 @@ def boot_id(run_dir: Path) -> str:
         return (run_dir / params.BOOT_ID).read_text().strip()
     except OSError:
         return ""
+
+
+def run_boot(run_dir: Path, kernel_main: Callable[[], None]) -> None:
+    """Run one boot of the kernel between its markers (called by ``python -m minikern.kernel``).
+
+    The boot's id is drawn before the kernel exists, so every process of the boot (all
+    started by the kernel) finds it.  The halt marker follows the kernel's last act (every
+    process gone); a kernel killed outright leaves none, and bin/logs says so at the next
+    boot."""
+    marker = EventLog(run_dir, "kernel", boot=new_boot(run_dir))
+    started = time.monotonic()
+    marker.write("boot", "kernel", pid=os.getpid(), protocol=PROTO)
+    try:
+        kernel_main()
+    except BaseException as e:
+        marker.write("halt", "kernel", status="error", error=f"{type(e).__name__}: {e}",
+                     uptime_s=round(time.monotonic() - started, 3))
+        raise
+    marker.write("halt", "kernel", status="clean", uptime_s=round(time.monotonic() - started, 3))
 
 
 class EventLog:

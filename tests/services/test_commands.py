@@ -113,8 +113,9 @@ def test_service_crash_and_logs_commands(make_system: Make) -> None:
     crash = next(e for e in lines if e["kind"] == "crash")
     assert crash["reason"] == "exit" and crash["pid"] == pid
     only = run("logs", *rd, "--label", "hello").stdout.splitlines()
-    assert len(only) == 5 and "crash" in only[1] and "reason=exit" in only[1]
-    assert "\033[" not in only[1]  # no colour when not on a terminal
+    assert len(only) == 6 and "boot" in only[0].split()  # the boot's marker frames the rest
+    assert "crash" in only[2] and "reason=exit" in only[2]
+    assert "\033[" not in only[2]  # no colour when not on a terminal
 
 
 def test_logs_follow_prints_events_as_they_happen(make_system: Make) -> None:
