@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +63,17 @@ class Follower:
     is printed first; ``flush`` lets everything out."""
 
     def __init__(self, path: Path, offset: int = 0, settle: float = 0.0,
-                 order: events.Order | None = None) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.reader = events.Reader(path, offset)
-        self.settle = settle
-        self.order = order or events.Order()
+        self.settle, self.clock = settle, clock
+        self.order = events.Order()
         self.pending: list[Event] = []
 
     def poll(self, flush: bool = False) -> list[Event]:
         self.pending = events.in_order([*self.pending, *self.reader.read_new()], self.order)
         cut = len(self.pending)
         if not flush:
-            ripe = time.time() - self.settle
+            ripe = self.clock() - self.settle
             cut = next((i for i, e in enumerate(self.pending) if e["ts"] > ripe), cut)
         ready, self.pending = self.pending[:cut], self.pending[cut:]
         return ready
