@@ -165,7 +165,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("-n", "--lines", type=count, metavar="N",
                     help="only the last N events (with -f: 10 unless given)")
     ap.add_argument("--since", type=parse_since, metavar="WHEN",
-                    help="events from WHEN on: -10m, 'HH:MM', 'YYYY-MM-DD HH:MM', @UNIXTIME")
+                    help="events from WHEN on: '10m ago' (or --since=-10m), HH:MM, "
+                         "'YYYY-MM-DD HH:MM', @UNIXTIME")
     ap.add_argument("-b", "--boot", nargs="?", const="0", metavar="ID",
                     help="one boot only: 0 (the default) the last, -1 the one before, or an id")
     ap.add_argument("--label", action="append", help="only events about this label")
