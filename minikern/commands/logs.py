@@ -180,7 +180,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    return run(parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print what ``args`` select; 2 when there is nothing to read."""
     if args.schema:
         print(json.dumps({k: s.json_schema(k) for k, s in SCHEMAS.items()}, indent=2))
         return 0
