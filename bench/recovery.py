@@ -30,7 +30,7 @@ from bench import positive
 from minikern import cli, ds, ipc, params
 from minikern.boot import System
 from minikern.codec import Message
-from minikern.commands.logs import read_events
+from minikern.events import Reader
 from minikern.const import CharReq, RsReq
 from minikern.deadline import wait_for
 from services.rs import ctl
@@ -97,12 +97,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             times.append((time.perf_counter() - t0) * 1000)
             _wait(lambda: _service(run_dir, args.label)["state"] == "up", 10, "up")
         time.sleep(SETTLE)
-        log = run_dir / params.RECOVERY_LOG
-        _, offset = read_events(log)
+        log = Reader(run_dir / params.EVENT_LOG)
+        log.read_new()  # from here on: the hang's events
         t_hang = time.time()
         ctl.request(run_dir, RsReq.CRASH, label=args.label, fault="hang")
-        crash = _wait(lambda: next((e for e in read_events(log, offset)[0]
-                                    if e["event"] == "crash" and e["label"] == args.label),
+        crash = _wait(lambda: next((e for e in log.read_new()
+                                    if e["kind"] == "crash" and e["label"] == args.label),
                                    None), 10 + 3 * args.period, "the hang to be detected")
         hang_ms = (crash["ts"] - t_hang) * 1000
         conn.close()

@@ -49,7 +49,7 @@ from hw.board_machine import Audit, Machine
 from hw.device import Device
 from hw.uart import PtyBackend, SerialBackend, SocketBackend
 from hw.wire import TapWire, UdpWire, Wire, WireUnavailable
-from minikern import codec, ipc, params, sef
+from minikern import codec, ipc, sef
 from minikern.const import ANY, RS, Call, Err, Kind, KMsg, RsReq
 
 DISK_SIZE = 4 * 1024 * 1024  # the zero-filled image made when --disk names no file
@@ -115,7 +115,7 @@ class Board:
         self.poller = zmq.Poller()
         self.stopping = False
         self.pinging = False  # a heartbeat answer (SENDREC PING to RS) is outstanding
-        self.audit = Audit(run_dir / params.AUDIT_LOG)
+        self.audit = Audit(run_dir)
         serial: SerialBackend = PtyBackend() if args.serial == "pty" else SocketBackend(run_dir)
         self.machine = Machine(run_dir, make_disk(Path(args.disk)), make_wire(args.nic),
                                serial, self.audit, mac=args.mac)

@@ -30,7 +30,7 @@ served per loop turn, so one busy driver cannot starve the bus or the others.
 
 Invariants: every port of every request is checked against the channel's
 windows before anything is performed; one port outside them refuses the
-whole request, which is audited (``audit.log``, call "DEVIO", path
+whole request, which is audited (a ``denied`` event, call "DEVIO", path
 "channel") and counted, never performed.  A DMA grant must lie inside one of
 the driver's own memory windows and name a DMA-capable device.  Tokens are
 single-use and replaced by a newer IOMAP of the same endpoint.  A channel

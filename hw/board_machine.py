@@ -26,8 +26,6 @@ but the cascade and the clock; counter 0 in mode 3 at ``hz``).
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 import traceback
 from dataclasses import asdict
@@ -47,36 +45,33 @@ from hw.rtl8139 import Rtl8139
 from hw.rtl8139_regs import DEFAULT_MAC
 from hw.uart import COM1_IRQ, SerialBackend, Uart16550
 from hw.wire import Wire
+from minikern import params
+from minikern.events import EventLog
 
 NIC_PCI_SLOT = 3
 MAX_WINDOW = 64 * 1024 * 1024  # largest physical memory window the board backs
 MAX_MEMORY = 256 * 1024 * 1024  # all windows together
-MAX_AUDIT_LINES = 100_000  # as the kernel's: further refusals are only counted
 PIC_EOI = 0x60  # OCW2 specific EOI, level in bits 2:0
 DMA_DEVICES = ("rtl8139",)  # devices a driver may grant memory to
 
 
 class Audit:
-    """Appends one JSON line per refusal to run_dir/audit.log (the kernel's file and shape)."""
+    """The board's refusals as ``denied`` events (source hw), bounded as the kernel's are."""
 
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    def __init__(self, run_dir: Path) -> None:
+        self.events = EventLog(run_dir, "hw")
         self.lines = 0
 
     def write(self, caller: int, label: str, call: str, target: int, error: str,
               **extra: Any) -> None:
-        if self.lines >= MAX_AUDIT_LINES:
+        if self.lines >= params.MAX_DENIED_EVENTS:
             return
         self.lines += 1
-        record = {"ts": round(time.time(), 3), "caller": caller, "label": label, "call": call,
-                  "target": target, "error": error, "by": "hw", **extra}
-        try:
-            os.write(self.fd, (json.dumps(record) + "\n").encode())  # one write: atomic append
-        except OSError:
-            pass
+        self.events.write("denied", label, caller=caller, call=call, target=target, error=error,
+                          **extra)
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.events.close()
 
 
 class GatedLine:

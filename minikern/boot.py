@@ -71,8 +71,8 @@ class System:
         (self.run_dir / "boot.image").write_bytes(msgpack.packb(boot_image(conf, nic)))
         self.console = self.run_dir / params.CONSOLE_LOG
         self.console_offset = self.console.stat().st_size if self.console.exists() else 0
-        recovery = self.run_dir / params.RECOVERY_LOG
-        self.recovery_offset = recovery.stat().st_size if recovery.exists() else 0
+        event_log = self.run_dir / params.EVENT_LOG
+        self.event_offset = event_log.stat().st_size if event_log.exists() else 0
         out = open(self.console, "ab")
         self.kernel = subprocess.Popen(
             [sys.executable, "-m", "minikern.kernel", str(self.run_dir)],
@@ -113,12 +113,14 @@ class System:
         return m.type == Err.OK and all(s["state"] != "starting" for s in m["services"])
 
     def follow(self) -> None:
-        """Copy new console output to stdout, and the recovery log as readable lines."""
+        """Copy new events to stdout as bin/logs prints them, then new console output."""
+        from minikern import events
         from minikern.commands import logs
-        events, self.recovery_offset = logs.read_events(self.run_dir / params.RECOVERY_LOG,
-                                                        self.recovery_offset)
-        for e in events:
-            sys.stdout.write(logs.format_event(e, sys.stdout.isatty()) + "\n")
+        reader = events.Reader(self.run_dir / params.EVENT_LOG, self.event_offset)
+        for e in events.in_order(reader.read_new()):
+            colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+            sys.stdout.write(logs.format_event(e, colour) + "\n")
+        self.event_offset = reader.offset
         try:
             with open(self.console, "rb") as f:
                 f.seek(self.console_offset)

@@ -8,8 +8,9 @@ KERNEL_SOCKET = "kernel.sock"  # the kernel's ROUTER socket, inside the run dire
 BUS_SOCKET = "bus.sock"  # the kernel's link to the board (only the board may join)
 OPERATOR_KEY = "operator.key"  # credential file for operator tools (0600, in the 0700 run dir)
 KERNEL_PIDFILE = "kernel.pid"
-CONSOLE_LOG = "console.log"  # kernel and component output
-AUDIT_LOG = "audit.log"  # one JSON line per refused call
+CONSOLE_LOG = "console.log"  # the components' stdout and stderr, as they print it
+EVENT_LOG = "events.log"  # the event stream: one JSON line per event (minikern/events.py)
+BOOT_ID = "boot.id"  # this boot's id, drawn by the kernel as it starts, stamped on every event
 CRASH_DIR = "crash"  # <pid>.json: why a component died (panic reason, traceback), read by RS
 EXIT_PANIC = 70  # exit status of panic() (EX_SOFTWARE)
 EXIT_EXCEPTION = 71  # exit status after an unhandled exception
@@ -20,16 +21,16 @@ SOCKET_HWM = 1000  # ZeroMQ high-water mark: frames queued per peer before the s
 MAX_KERNEL_QUEUE = 1024  # kernel messages queued for one process before new ones are dropped
 MAX_GRANTS = 256  # grant table entries per process
 MEMORY_SIZE = 4 * 1024 * 1024  # default private memory segment per process (sparse memfd)
-MAX_AUDIT_LINES = 100_000  # audit log lines written before further denials are only counted
+MAX_DENIED_EVENTS = 100_000  # denied events one process writes per boot; further ones are counted
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
 SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before SIGKILL
 BOARD_ATTACH_TIMEOUT = 10.0  # seconds the boot image waits for the board to join the bus
 INIT_TIMEOUT = 10.0  # seconds a boot process may take to report init done (MINIX RS_INIT_T)
 CALL_TIMEOUT = 30.0  # seconds the library waits for the kernel before declaring it gone
+FOLLOW_SETTLE = 0.2  # seconds bin/logs -f holds an event back, so a racing writer's comes first
 
 # Reincarnation Server (services/rs)
-RECOVERY_LOG = "recovery.log"  # one JSON line per RS event (crash, script, restart, up, down, giveup)
 ALERT_LOG = "alerts.log"  # records written by recovery_scripts/alert, for a person to read
 SCRIPT_DIR = "scripts"  # run_dir/scripts/<label>.<n>.out: a recovery script's captured output
 DEFAULT_PERIOD = 5.0  # seconds between RS heartbeat pings when system.conf gives no period

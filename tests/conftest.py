@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from minikern import ipc, sysconf
 from minikern.boot import System
 from minikern.const import KCall
 from minikern.deadline import wait_for
+from minikern.events import read_all
 
 __all__ = ["wait_for"]  # tests import it from here
 
@@ -79,10 +81,8 @@ class SystemUnderTest:
             return ""
 
     def audit(self) -> list[str]:
-        try:
-            return (self.run_dir / "audit.log").read_text().splitlines()
-        except OSError:
-            return []
+        """The refused calls so far: the ``denied`` events, as JSON lines."""
+        return [json.dumps(e) for e in read_all(self.run_dir) if e["kind"] == "denied"]
 
     def close(self) -> None:
         for c in self.conns:

@@ -66,4 +66,4 @@ def test_kill_9_from_the_shell_is_recovered_while_the_system_serves(
         stop.set()
         t.join(10)
     assert not errors and served[0] > 0
-    assert [e["event"] for e in events(s, label="hello")] == ["up", "crash", "restart"]
+    assert [e["kind"] for e in events(s, label="hello")] == ["up", "crash", "restart"]

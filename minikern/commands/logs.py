@@ -1,101 +1,219 @@
-"""bin/logs: the recovery log, one line per event (run_dir/recovery.log).
+"""bin/logs: the system's event stream, one line per event, in time order.
 
-Each event is one JSON object with at least ts (Unix seconds), event (crash,
-script, restart, up, down, giveup, fatal) and label; services/rs/journal.py
-lists the fields of each.  Without --json each is printed as one readable
-line (in colour on a terminal); --label keeps one service's events; -f
-follows the log as it grows (Ctrl-C ends).  bin/boot in the foreground
-prints the same readable lines as they happen.
+Every component writes its events (boot and halt markers, crashes and
+recoveries, drivers coming and going, link changes, refused calls) to
+run_dir/events.log: minikern/events.py says how, minikern/event_kinds.py
+what each kind holds.  A line shows the date and time, the source (the
+component that wrote it), the kind, the label (whom it is about) and the
+kind's fields; each boot starts with its boot marker, which stays shown
+whatever the filters.  -f prints the last lines (10 unless -n says) and then
+each new event as it comes, like journalctl -f; Ctrl-C ends it.  --json prints
+the records themselves, one JSON object a line; --schema prints the JSON
+Schema of each kind.  bin/boot in the foreground prints the same lines.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
-from minikern import cli, params
+from minikern import cli, events, params
+from minikern.event_kinds import SCHEMAS
 
+Event = dict[str, Any]
+MARKERS = ("boot", "halt")
 COLOURS = {"crash": "31", "giveup": "1;31", "fatal": "1;31", "restart": "32", "up": "32",
            "down": "33", "script": "36", "shutdown": "33", "driver-gone": "33",
-           "driver-back": "32"}
-_SHOWN = ("reason", "action", "delay_ms", "pid", "old_pid", "new_pid", "old_endpoint",
-          "new_endpoint", "downtime_ms", "incarnation", "cause", "by", "signal", "status",
-          "script", "phase", "args", "restarts", "window_s", "detail", "error", "endpoint",
-          "kept_frames", "resend_frames", "old", "new")
+           "driver-back": "32", "driver-up": "32", "denied": "35", "boot": "1", "halt": "1"}
 
 
-def format_event(e: dict[str, Any], colour: bool = False) -> str:
-    """One readable line for a recovery-log event (the traceback and output indented below)."""
-    ts = e.get("ts")
-    when = (time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
-            if isinstance(ts, (int, float)) else "?")
-    event = str(e.get("event", "?"))
-    head = f"{event:<8}"
-    if colour:
-        head = f"\033[{COLOURS.get(event, '0')}m{head}\033[0m"
-    parts = [f"{k}={e[k]}" for k in _SHOWN if e.get(k) not in (None, "")]
-    line = f"{when} {e.get('source', 'rs')}: {head} {e.get('label', '?'):<10} " + " ".join(parts)
-    for extra in ("traceback", "output"):
-        text = str(e.get(extra) or "").rstrip()
-        if text:
-            line += "\n" + "\n".join("    | " + t for t in text.splitlines())
-    return line
-
-
-def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Complete lines from ``offset`` on, parsed; returns them and the new offset."""
+def format_event(e: Event, colour: bool = False, utc: bool = False) -> str:
+    """One readable line for an event (a traceback or script output indented below)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except OSError:
-        return [], offset
-    end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
-    events = []
-    for raw in data[:end].splitlines():
+        stamp = datetime.datetime.fromtimestamp(e["ts"], datetime.UTC if utc else None)
+        when = stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{stamp.microsecond // 1000:03d}"
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):  # no time a clock shows
+        when = f"{'?':<23}"
+    kind = events.printable(str(e.get("kind", "?")))
+    head = f"{kind:<11}"
+    if colour:
+        head = f"\033[{COLOURS.get(kind, '0')}m{head}\033[0m"
+    words = events.describe(e)
+    if kind in MARKERS:
+        words = f"id={events.show(e.get('boot', ''))} {words}"
+    source = events.printable(str(e.get("source", "?"))) + ":"
+    line = f"{when} {source:<9} {head} {events.printable(str(e.get('label', '?'))):<10} {words}"
+    for block in events.BLOCKS:
+        text = str(e.get(block) or "").rstrip()
+        if text:
+            line += "\n" + "\n".join("    | " + events.printable(t) for t in text.splitlines())
+    return line.rstrip(" ")
+
+
+class Follower:
+    """The new events of a growing stream, in order.  An event is held back until it is
+    ``settle`` seconds old, so that one a racing writer appended later but stamped earlier
+    is printed first; ``flush`` lets everything out."""
+
+    def __init__(self, path: Path, offset: int = 0, settle: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.reader = events.Reader(path, offset)
+        self.settle, self.clock = settle, clock
+        self.order = events.Order()
+        self.pending: list[Event] = []
+
+    def poll(self, flush: bool = False) -> list[Event]:
+        self.pending = events.in_order([*self.pending, *self.reader.read_new()], self.order)
+        cut = len(self.pending)
+        if not flush:
+            ripe = self.clock() - self.settle
+            cut = next((i for i, e in enumerate(self.pending) if e["ts"] > ripe), cut)
+        ready, self.pending = self.pending[:cut], self.pending[cut:]
+        return ready
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: -30s / -5m / -2h / -1d (or "5m ago"), HH:MM[:SS] today, a date and time
+    (YYYY-MM-DD[ HH:MM[:SS]]), or @UNIXTIME.  Returns Unix time."""
+    now = time.time() if now is None else now
+    text = text.strip()
+    rel = re.fullmatch(r"-?(\d+(?:\.\d+)?)\s*([smhd])(?:\s+ago)?", text)
+    if rel and (text.startswith("-") or text.endswith("ago")):
+        return now - float(rel[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[rel[2]]
+    if text.startswith("@"):
         try:
-            e = json.loads(raw)
+            return float(text[1:])
         except ValueError:
-            continue
-        if isinstance(e, dict):
-            events.append(e)
-    return events, offset + end
+            pass
+    if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", text):
+        today = datetime.datetime.fromtimestamp(now).strftime("%Y-%m-%d")
+        text = f"{today} {text}"
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r}") from None
 
 
-def follow(path: Path, forever: bool) -> Iterator[dict[str, Any]]:
-    offset = 0
-    while True:
-        events, offset = read_events(path, offset)
-        yield from events
-        if not forever:
+def pick_boot(boots: list[str], which: str) -> str | None:
+    """``--boot``: 0 is the last boot, -1 the one before, ...; else a prefix of a boot id."""
+    if re.fullmatch(r"-?\d+", which) and len(which) < 6:
+        n = int(which)
+        return boots[n - 1] if -len(boots) < n <= 0 else None
+    found = [b for b in boots if b.startswith(which)]
+    return found[0] if len(found) == 1 else None
+
+
+class View:
+    """What the options select, and how it is printed."""
+
+    def __init__(self, args: argparse.Namespace, boot: str | None) -> None:
+        self.args, self.boot = args, boot
+        self.colour = not args.json and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        self.last_boot: str | None = None
+        self.halted = True
+
+    def selected(self, e: Event) -> bool:
+        a = self.args
+        if self.boot is not None and e.get("boot") != self.boot:
+            return False
+        if a.since is not None and e["ts"] < a.since:
+            return False
+        if not a.json and e.get("kind") in MARKERS:
+            return True  # the boots' frame stays, whatever else is filtered
+        return ((not a.label or e.get("label") in a.label)
+                and (not a.kind or e.get("kind") in a.kind)
+                and (not a.source or e.get("source") in a.source))
+
+    def show(self, e: Event) -> None:
+        if self.args.json:
+            print(json.dumps(e), flush=True)
             return
-        time.sleep(0.1)
+        if e.get("kind") == "boot":
+            if not self.halted and self.last_boot is not None:
+                print(f"-- boot {events.printable(self.last_boot)} ended without a halt marker "
+                      "(its kernel was killed) --")
+            self.last_boot, self.halted = str(e.get("boot", "")), False
+        elif e.get("kind") == "halt":
+            self.halted = True
+        print(format_event(e, self.colour, self.args.utc), flush=True)
+
+
+def count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return n
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="logs", description=(__doc__ or "").splitlines()[0],
+                                 epilog="\n".join((__doc__ or "").splitlines()[2:]),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_run_dir(ap)
+    ap.add_argument("-f", "--follow", action="store_true",
+                    help="print the last events, then new ones as they happen")
+    ap.add_argument("-n", "--lines", type=count, metavar="N",
+                    help="only the last N events (with -f: 10 unless given)")
+    ap.add_argument("--since", type=parse_since, metavar="WHEN",
+                    help="events from WHEN on: '10m ago' (or --since=-10m), HH:MM, "
+                         "'YYYY-MM-DD HH:MM', @UNIXTIME")
+    ap.add_argument("-b", "--boot", nargs="?", const="0", metavar="ID",
+                    help="one boot only: 0 (the default) the last, -1 the one before, or an id")
+    ap.add_argument("--label", action="append", help="only events about this label")
+    ap.add_argument("--kind", action="append", choices=sorted(SCHEMAS), metavar="KIND",
+                    help="only events of this kind: " + ", ".join(sorted(SCHEMAS)))
+    ap.add_argument("--source", action="append", help="only events this component wrote")
+    ap.add_argument("--json", action="store_true", help="print the records, one JSON a line")
+    ap.add_argument("--schema", action="store_true", help="print each kind's JSON Schema")
+    ap.add_argument("--utc", action="store_true", help="show times in UTC")
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="logs", description=__doc__.splitlines()[0],
-                                 epilog="\n".join(__doc__.splitlines()[2:]),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_run_dir(ap)
-    ap.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
-    ap.add_argument("--json", action="store_true", help="print the raw JSON lines")
-    ap.add_argument("--label", help="only this service's events")
-    args = ap.parse_args(argv)
-    path = Path(args.run_dir) / params.RECOVERY_LOG
+    return run(parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print what ``args`` select; 2 when there is nothing to read."""
+    if args.schema:
+        print(json.dumps({k: s.json_schema(k) for k, s in SCHEMAS.items()}, indent=2))
+        return 0
+    path = Path(args.run_dir) / params.EVENT_LOG
     if not path.exists() and not args.follow:
-        print(f"logs: no recovery log in {args.run_dir}", file=sys.stderr)
+        print(f"logs: no event log in {args.run_dir}", file=sys.stderr)
         return 2
-    colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    follower = Follower(path, settle=params.FOLLOW_SETTLE)
     try:
-        for e in follow(path, args.follow):
-            if args.label and e.get("label") != args.label:
-                continue
-            print(json.dumps(e) if args.json else format_event(e, colour), flush=True)
+        backlog = follower.poll(flush=True)
+        boot = None
+        if args.boot is not None:
+            boot = pick_boot(list(follower.order.boots), args.boot)
+            if boot is None:
+                print(f"logs: no boot {args.boot!r} in {path}", file=sys.stderr)
+                return 2
+        view = View(args, boot)
+        backlog = [e for e in backlog if view.selected(e)]
+        lines = 10 if args.follow and args.lines is None else args.lines
+        for e in backlog if lines is None else backlog[max(0, len(backlog) - lines):]:
+            view.show(e)
+        while args.follow:
+            time.sleep(0.1)
+            for e in follower.poll():
+                if view.selected(e):
+                    view.show(e)
     except (KeyboardInterrupt, BrokenPipeError):
         pass
+    if follower.reader.skipped:
+        print(f"logs: {follower.reader.skipped} line(s) of {path} are not events; skipped",
+              file=sys.stderr)
     return 0

@@ -1,3 +1,7 @@
+import sys
+from pathlib import Path
+
+from minikern import events
 from minikern.kernel.main import main
 
-main()
+events.run_boot(Path(sys.argv[1]), main)

@@ -20,7 +20,6 @@ Principles (after curio's "don't add features to the kernel"):
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import secrets
 import signal
@@ -35,7 +34,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from minikern import codec, params
+from minikern import codec, events, params
 from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
@@ -62,7 +61,7 @@ class Kernel:
         self.image: list[dict[str, Any]] = []  # boot image entries not started yet
         self.board_due: float | None = None  # booting waits for the board until then
         self.audit_lines = 0
-        self.audit = open(run_dir / params.AUDIT_LOG, "a", buffering=1)
+        self.events = events.EventLog(run_dir, "kernel")
         self.spawner = Spawner(console_fd, params.TEMPLATE_POOL)
         self.address = "ipc://" + str(run_dir / params.KERNEL_SOCKET)
         self.ctx = zmq.Context()
@@ -112,11 +111,10 @@ class Kernel:
 
     def audit_denial(self, caller: Proc, call: str, target: int, err: Err) -> None:
         self.count("denied_" + err.name)
-        if self.audit_lines < params.MAX_AUDIT_LINES:
+        if self.audit_lines < params.MAX_DENIED_EVENTS:
             self.audit_lines += 1
-            self.audit.write(json.dumps({"ts": round(time.time(), 3), "caller": caller.endpoint,
-                                         "label": caller.label, "call": call,
-                                         "target": target, "error": err.name}) + "\n")
+            self.events.write("denied", caller.label, caller=caller.endpoint, call=call,
+                              target=target, error=err.name)
 
     def deny(self, caller: Proc, call: Call | KCall, target: int, err: Err) -> None:
         self.audit_denial(caller, call.name, target, err)
@@ -376,7 +374,8 @@ class Kernel:
                 os.unlink(self.run_dir / name)
             except FileNotFoundError:
                 pass
-        self.log(f"halted; counters {dict(self.counters)}")
+        self.log("halted; counters " + (" ".join(f"{k}={v}" for k, v in sorted(self.counters.items()))
+                                        or "none"))
 
 
 def main() -> None:

@@ -12,16 +12,17 @@ against the old one, tells it the receive mode (MINIX eth_restart: DL_CONF,
 MAC, re-queue the write, post a read) and from its first PULL the kept
 frames flow again.
 Frames lost on the way in are left to TCP's retransmission.
+Each of these steps is an event in the system's event stream (source
+``inet``, label the interface's driver: driver-gone, driver-up, driver-back,
+link, mac-changed) and a readable line on the console.
 """
 from __future__ import annotations
 
-import json
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from minikern import params
+from minikern import events
 from minikern.const import Err
 from minikern.ipc import Connection
 
@@ -32,7 +33,7 @@ MAX_STATS = 32  # counters kept from a driver's statistics
 class Netif:
     def __init__(self, conn: Connection, label: str, run_dir: Path) -> None:
         self.conn, self.label = conn, label
-        self.log_path = run_dir / params.RECOVERY_LOG
+        self.events = events.EventLog(run_dir, "inet")
         self.driver: int | None = None
         self.mac: bytes | None = None
         self.queue: deque[bytes] = deque()
@@ -42,15 +43,9 @@ class Netif:
         self.link: bool | None = None  # as the driver last reported it (HELLO)
         self.driver_stats: dict[str, int] = {}  # the driver's own counters (each PULL)
 
-    def log(self, event: str, **fields: Any) -> None:
-        rec = {"ts": round(time.time(), 3), "event": event, "source": "inet",
-               "label": self.label, **fields}
-        print(f"inet: {event} {fields}", flush=True)
-        try:
-            with open(self.log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-        except OSError:
-            pass
+    def log(self, kind: str, **fields: Any) -> None:
+        rec = self.events.write(kind, self.label, **fields)
+        print(f"inet: {kind} {self.label} {events.describe(rec)}", flush=True)
 
     def send(self, frame: bytes) -> None:
         """The stack's output: queue the frame and wake the driver."""
@@ -82,7 +77,7 @@ class Netif:
             return Err.EPERM, {}
         if type(link) is bool and link != self.link:
             if self.link is not None or not link:  # a change, or down from the first HELLO
-                self.log("link-up" if link else "link-down", endpoint=endpoint)
+                self.log("link", state="up" if link else "down", endpoint=endpoint)
             self.link = link
         self.driver_stats = {}  # a new instance counts from zero
         if self.driver is not None and self.driver != endpoint:

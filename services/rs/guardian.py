@@ -6,22 +6,21 @@ reduced to what MINIX does when RS dies: a fatal, clean shutdown).  It holds
 pidfds on RS and the kernel and the read end of a pipe from RS.  RS writes
 ``q`` on the pipe when it exits in order (system shutdown); if RS dies
 without saying so while the kernel lives, the guardian writes a ``fatal``
-line to the recovery log and asks the kernel for SHUTDOWN through an
-operator connection.  It exits as soon as the kernel is gone, so it never
+event (source ``guardian``) to the event stream and asks the kernel for
+SHUTDOWN through an operator connection.  It exits as soon as the kernel is gone, so it never
 outlives its system, and on its way out kills recovery scripts RS left behind.
 Runs as ``python -m services.rs.guardian RUN_DIR RS_PID KERNEL_PID``.
 """
 from __future__ import annotations
 
-import json
 import os
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from minikern import cli, params
+from minikern import cli
+from minikern.events import EventLog
 
 
 def start(run_dir: Path) -> subprocess.Popen[bytes] | None:
@@ -47,14 +46,10 @@ def release(g: subprocess.Popen[bytes] | None) -> None:
 
 
 def _fatal(run_dir: Path) -> None:
-    rec = {"ts": round(time.time(), 6), "event": "fatal", "label": "rs",
-           "detail": "the Reincarnation Server died; shutting the system down"}
-    try:
-        with open(run_dir / params.RECOVERY_LOG, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-    except OSError:
-        pass
-    print(f"guardian: FATAL: {rec['detail']}", file=sys.stderr, flush=True)
+    detail = "the Reincarnation Server died; shutting the system down"
+    with EventLog(run_dir, "guardian") as log:
+        log.write("fatal", "rs", detail=detail)
+    print(f"guardian: FATAL: {detail}", file=sys.stderr, flush=True)
     from minikern import ipc
     from minikern.const import KCall
     try:

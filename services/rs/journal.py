@@ -1,49 +1,34 @@
-"""The recovery log and the naming of failures.  Runs inside RS.
+"""RS's events and the naming of failures.  Runs inside RS.
 
-The recovery log (run_dir/recovery.log, params.RECOVERY_LOG) has one JSON
-object per line, appended and flushed as each event happens, so bin/logs -f
-and bin/boot show it live and a crash of RS loses at most the line being
-written.  Every line has ``ts`` (Unix seconds), ``event`` and ``label``:
-
-    crash    reason (exit | signal | panic | exception | heartbeat | resource),
-             pid, endpoint, incarnation, action (restart | backoff | script |
-             giveup | fatal); status or signal; detail (panic reason, error,
-             resource figure); traceback for an exception
-    script   script, args, phase (start | done); on done: status and output
-    restart  old_pid, new_pid, old_endpoint, new_endpoint, downtime_ms,
-             incarnation, cause (restart | refresh)
-    up       pid, endpoint, incarnation (a fresh start: boot or operator up)
-    down     pid, by (operator | script)
-    giveup   restarts, window_s (the intensity limit was exceeded)
-    fatal    a core server (rs, ds) died: the system shuts down
+RS writes its events (crash, script, restart, up, down, giveup, fatal,
+shutdown) to the system's event stream through ``Journal``, source ``rs``:
+each is appended as it happens, so bin/logs -f and bin/boot show it live and
+a crash of RS loses at most the record being written.  The fields of each kind
+are in minikern/event_kinds.py.  ``classify_exit`` names why a process ended.
 """
 from __future__ import annotations
 
 import json
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from minikern import params
+from minikern.events import EventLog
 
 
 class Journal:
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / params.RECOVERY_LOG
-        self.file = open(self.path, "a", buffering=1)
+        self.log = EventLog(run_dir, "rs")
 
     def write(self, event: str, label: str, **fields: Any) -> dict[str, Any]:
-        rec = {"ts": round(time.time(), 6), "event": event, "label": label, **fields}
-        try:
-            self.file.write(json.dumps(rec, default=str) + "\n")
-        except OSError:
-            pass  # a full disk must not stop recovery
-        return rec
+        """Append an event of kind ``event`` about ``label``; returns the record written
+        (a full disk loses the event, never stops recovery)."""
+        return self.log.write(event, label, **fields)
 
     def close(self) -> None:
-        self.file.close()
+        self.log.close()
 
 
 def signal_name(signo: int) -> str:

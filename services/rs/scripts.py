@@ -12,7 +12,7 @@ a hang) or resource.  The environment adds what MINIX left out:
     MINIKERN_DEPENDENTS                                 labels whose `depends` names this one
 
 stdout and stderr go to run_dir/scripts/<label>.<n>.out; when the script ends
-RS copies the output (up to OUTPUT_MAX bytes) into the recovery log.  The
+RS copies the output (up to OUTPUT_MAX bytes) into its script event.  The
 script acts through bin/service like a person would (it connects with the run
 directory's operator key).  RS kills scripts still running when it shuts down,
 and a label's scripts when the operator takes that service down (a script must

@@ -133,8 +133,8 @@ def test_ports_outside_the_windows_are_refused_and_never_performed(machine: Mach
         ch.close()
     assert inp(com, UART_SCR) == 0x11  # none of the refused writes happened
     refusals = machine.audit("DEVIO")
-    assert any(r["label"] == "tty" and r.get("by") is None for r in refusals)  # the kernel's
-    mine = [r for r in refusals if r.get("by") == "hw"]
+    assert any(r["label"] == "tty" and r["source"] == "kernel" for r in refusals)  # the kernel's
+    mine = [r for r in refusals if r["source"] == "hw"]
     assert len(mine) == 3 and all(r["label"] == "tty" and r["error"] == "ECALLDENIED" for r in mine)
     assert {r["target"] for r in mine} == {UART_SCR, 0x3FE}
     assert machine.stats()["fastpath"]["port_refused"] == 3

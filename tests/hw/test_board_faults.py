@@ -14,7 +14,7 @@ def test_a_raising_model_floats_the_bus_and_the_rest_runs_on(tmp_path: Path,
                                                              ) -> None:
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(1 << 20))
-    m = Machine(tmp_path, disk, None, None, Audit(tmp_path / "audit.log"))
+    m = Machine(tmp_path, disk, None, None, Audit(tmp_path))
     try:
         def broken(*args: object) -> int:
             raise ZeroDivisionError("a model bug")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from minikern import sef
+from minikern import params, sef
 from minikern.codec import Message
 from minikern.const import CLOCK, DS, DsReq, Err, KCall, NetReq, SockReq
 from minikern.ipc import IpcError
@@ -82,7 +82,7 @@ class Server:
         self.inet.init(sef.Context(conn=self.conn, label="inet", endpoint=5,  # type: ignore[arg-type]
                                    incarnation=0, run_dir=tmp_path, memory=None))
         self.table = self.inet.table()
-        self.log = tmp_path / "recovery.log"
+        self.log = tmp_path / params.EVENT_LOG
 
     def call(self, source: int, req: int, **fields: Any) -> Message | None:
         return self.table[req](Message(req, fields, source=source))

@@ -210,7 +210,7 @@ def test_a_user_program_claiming_to_be_the_driver_is_refused(
         pair: tuple[lab.Node, lab.Node], programs: Callable[..., Program]) -> None:
     a, b = pair
     driver = a.service(lab.DRIVER)
-    gone_before = sum(e["event"] == "driver-gone" for e in a.events())
+    gone_before = sum(e["kind"] == "driver-gone" for e in a.events())
     hello = {"label": lab.DRIVER, "mac": b"\x02\xee\xee\xee\xee\xee", "link": True}
     for label in ("prog", lab.DRIVER):  # an operator-admitted process may name itself rtl8139
         p = programs(a, label)
@@ -219,7 +219,7 @@ def test_a_user_program_claiming_to_be_the_driver_is_refused(
     assert "refused HELLO EPERM" in a.console()
     assert a.service(lab.DRIVER)["pid"] == driver["pid"]
     udp_round_trip(programs, a, b, 6200)  # the real driver still carries the traffic
-    assert sum(e["event"] == "driver-gone" for e in a.events()) == gone_before
+    assert sum(e["kind"] == "driver-gone" for e in a.events()) == gone_before
 
 
 def echod(node: lab.Node, *args: object) -> subprocess.Popen[bytes]:
@@ -291,7 +291,7 @@ def test_a_new_driver_instance_is_announced_and_nudged(
     a, b = pair
 
     def announced() -> int:
-        return sum(e["event"] == "driver-up" and e.get("source") == "inet" for e in a.events())
+        return sum(e["kind"] == "driver-up" and e.get("source") == "inet" for e in a.events())
 
     before, old = announced(), a.service(lab.DRIVER)
     ctl.request(a.run_dir, RsReq.REFRESH, label=lab.DRIVER)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def test_a_signal_to_foreground_boot_shuts_down_cleanly(tmp_path: Path, signo: i
     assert boot.returncode == 0, out
     assert "started hello" in out and "shutting down" in out and "halted" in out
     assert "Traceback" not in out
+    for marker in ("boot", "halt"):  # the event stream's lines, as bin/logs prints them
+        assert re.search(rf"^\d{{4}}-\d\d-\d\d \S+ kernel: +{marker} +kernel +id=", out, re.M), out
     wait_for(lambda: all(gone(p) for p in pids), what="every process gone")
     assert cli.kernel_pid(run_dir) is None
 

@@ -75,18 +75,18 @@ def check_recovered(node: lab.Node, inj: lab.Injector | None, reason: str,
     assert not inj.errors, inj.errors
     assert inj.count >= least, f"only {inj.count} faults landed during the transfer"
     for pid in inj.pids:
-        crash = wait_for(lambda pid=pid: next((e for e in node.events() if e["event"] == "crash"
+        crash = wait_for(lambda pid=pid: next((e for e in node.events() if e["kind"] == "crash"
                                                and e["label"] == lab.DRIVER and e.get("pid") == pid),
                                               None), 10, f"the crash of {lab.DRIVER} pid {pid}")
         assert crash["reason"] == reason, crash
         if signal is not None:
             assert crash.get("signal") == signal, crash
-        restart = wait_for(lambda pid=pid: next((e for e in node.events() if e["event"] == "restart"
+        restart = wait_for(lambda pid=pid: next((e for e in node.events() if e["kind"] == "restart"
                                                  and e["label"] == lab.DRIVER
                                                  and e.get("old_pid") == pid), None),
                            10, f"the restart after pid {pid}")
         assert restart["new_pid"] != pid, restart
         assert restart["new_endpoint"] != restart["old_endpoint"], restart
-    wait_for(lambda: sum(e["event"] == "driver-back" and "inet" in (e.get("source"), e["label"])
+    wait_for(lambda: sum(e["kind"] == "driver-back" and "inet" in (e.get("source"), e["label"])
                          for e in node.events()) >= inj.count, 10,
              f"INET's driver-back after each of the {inj.count} faults")

@@ -42,7 +42,7 @@ from typing import Any
 from minikern import cli, params
 from minikern.boot import System
 from minikern.commands import crash
-from minikern.commands.logs import read_events
+from minikern.events import read_all
 from minikern.const import RsReq
 from minikern.deadline import wait_for
 from services.rs import ctl
@@ -132,7 +132,7 @@ class Node:
         raise AssertionError(f"RS does not know {label}")
 
     def events(self) -> list[dict[str, Any]]:
-        return read_events(self.run_dir / params.RECOVERY_LOG)[0]
+        return read_all(self.run_dir)
 
     def console(self) -> str:
         try:

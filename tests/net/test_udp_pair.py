@@ -28,5 +28,5 @@ def test_20_mb_between_two_systems_while_the_sender_driver_fails(
         r = lab.system_to_system(a, b, TRANSFER_BYTES, seed + 10, 7100 + seed)
     check_transfer(r, TRANSFER_BYTES, seed + 10)
     check_recovered(a, inj, reason, signal)
-    hit = [e for e in b.events() if e.get("label") == lab.DRIVER and e.get("event") != "up"]
+    hit = [e for e in b.events() if e.get("label") == lab.DRIVER and e.get("kind") != "up"]
     assert b.service(lab.DRIVER)["incarnation"] == 0, f"B's driver was not hit, yet: {hit}"

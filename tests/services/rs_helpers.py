@@ -1,11 +1,10 @@
-"""Helpers for the RS tests: a system booted with RS, its service table, its recovery log."""
+"""Helpers for the RS tests: a system booted with RS, its service table, its events."""
 from __future__ import annotations
 
-import json
 from typing import Any
 from collections.abc import Callable
 
-from minikern import params
+from minikern.events import read_all
 from minikern.const import RsReq
 from services.rs import ctl
 from tests.conftest import SystemUnderTest, wait_for
@@ -50,12 +49,8 @@ def wait_state(s: SystemUnderTest, label: str, state: str, timeout: float = 10.0
 
 def events(s: SystemUnderTest, event: str | None = None, label: str | None = None
            ) -> list[dict[str, Any]]:
-    try:
-        lines = (s.run_dir / params.RECOVERY_LOG).read_text().splitlines()
-    except OSError:
-        return []
-    out = [json.loads(x) for x in lines if x.strip()]
-    return [e for e in out if (event is None or e["event"] == event)
+    """The events of kind ``event`` about ``label`` (either may be None: all), in order."""
+    return [e for e in read_all(s.run_dir) if (event is None or e["kind"] == event)
             and (label is None or e["label"] == label)]
 
 

@@ -61,7 +61,7 @@ def test_commands_without_a_system_say_so(tmp_path: object) -> None:
     r = run("halt", "--run-dir", str(tmp_path))
     assert r.returncode == 1 and f"no system is running in {tmp_path}" in r.stderr
     r = run("logs", "--run-dir", str(tmp_path))
-    assert r.returncode == 2 and f"no recovery log in {tmp_path}" in r.stderr
+    assert r.returncode == 2 and f"no event log in {tmp_path}" in r.stderr
     r = run("hwctl", "stats", "--run-dir", str(tmp_path))  # after the subcommand, too
     assert r.returncode == 2 and str(tmp_path) in r.stderr
 
@@ -107,14 +107,15 @@ def test_service_crash_and_logs_commands(make_system: Make) -> None:
     r = run("crash", *rd, "hello", "meteor")
     assert r.returncode == 2  # argparse refuses an unknown fault
     lines = [json.loads(x) for x in run("logs", *rd, "--json").stdout.splitlines()]
-    kinds = [e["event"] for e in lines if e["label"] == "hello"]
+    kinds = [e["kind"] for e in lines if e["label"] == "hello"]
     assert kinds == ["up", "crash", "restart", "down", "up"]
     assert all(isinstance(e["ts"], float) for e in lines)
-    crash = next(e for e in lines if e["event"] == "crash")
+    crash = next(e for e in lines if e["kind"] == "crash")
     assert crash["reason"] == "exit" and crash["pid"] == pid
     only = run("logs", *rd, "--label", "hello").stdout.splitlines()
-    assert len(only) == 5 and "crash" in only[1] and "reason=exit" in only[1]
-    assert "\033[" not in only[1]  # no colour when not on a terminal
+    assert len(only) == 6 and "boot" in only[0].split()  # the boot's marker frames the rest
+    assert "crash" in only[2] and "reason=exit" in only[2]
+    assert "\033[" not in only[2]  # no colour when not on a terminal
 
 
 def test_logs_follow_prints_events_as_they_happen(make_system: Make) -> None:
