@@ -2,12 +2,11 @@
 clock, so its timing rules are tested exactly and instantly."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minikern import params, sysconf
+from minikern import events, sysconf
 from minikern.codec import Message
 from minikern.const import RS, Err, KCall
 from services.rs.operations import Supervisor
@@ -128,8 +127,7 @@ class Rig:
         return [a["signal"] for a in self.kernel.calls(KCall.KILL)]
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        lines = (self.tmp / params.RECOVERY_LOG).read_text().splitlines()
-        return [r for r in map(json.loads, lines) if event is None or r["event"] == event]
+        return [r for r in events.read_all(self.tmp) if event is None or r["kind"] == event]
 
     def published(self, key: str) -> list[Any]:
         return [m["value"] for _, m in self.kernel.sends if m.get("key") == key]
