@@ -87,17 +87,11 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="ps", description=__doc__.splitlines()[0],
-                                 epilog="\n".join(__doc__.splitlines()[2:]),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_run_dir(ap)
-    ap.add_argument("--json", action="store_true", help="print one JSON array")
-    args = ap.parse_args(argv)
-    cli.require_system(args.run_dir, "ps")
-    conn = cli.operator_connection(args.run_dir, "ps")
-    try:
+    return cli.Command("ps", __doc__, json="print one JSON array").run(argv, ps)
+
+
+def ps(args: argparse.Namespace) -> int:
+    with cli.connected(args.run_dir, "ps") as conn:
         rows = collect(conn)
-    finally:
-        conn.close()
     print(json.dumps(rows) if args.json else table(rows))
-    return 0
+    return cli.EXIT_OK

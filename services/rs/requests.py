@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from minikern.codec import Message
 from minikern.const import Err, KCall, RsReq
+from minikern.rsctl import FAULTS
 from services.rs.service import Event, State
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from services.rs.service import Svc
 
 Handler = Callable[[Message], "Message | None"]
-FAULTS = ("kill", "segv", "exit", "exception", "panic", "hang")
 OPERATOR_ONLY = {RsReq.UP, RsReq.DOWN, RsReq.RESTART, RsReq.REFRESH, RsReq.CRASH,
                  RsReq.SHUTDOWN}
 

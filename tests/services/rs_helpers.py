@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from minikern import params
 from minikern.const import RsReq
-from services.rs import ctl
+from minikern import rsctl as ctl
 from tests.conftest import SystemUnderTest, wait_for
 
 RS_CONF = """
