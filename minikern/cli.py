@@ -23,7 +23,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from minikern import ipc
@@ -61,6 +61,11 @@ class Command(argparse.ArgumentParser):
         if json is not None:
             self.add_argument("--json", action="store_true", help=json)
         self.failures = failures
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        # Subcommands are plain parsers: the shared options and the status belong to the command.
+        kwargs.setdefault("parser_class", argparse.ArgumentParser)
+        return super().add_subparsers(**kwargs)
 
     def run(self, argv: list[str] | None, body: Body) -> int:
         """Parse ``argv``, check for the system, run ``body``; the command's exit status."""
