@@ -1,9 +1,10 @@
 """The RS client library: the operator's side of RS's protocol, one request and one answer.
 
-Runs in whichever shell-side process calls it (bin/service, bin/crash, a
-recovery script through them, the benchmarks).  Every call connects with the
+Runs in whichever shell-side process calls it (bin/service, bin/crash, bin/ps, a
+recovery script through them, the benchmarks).  ``request`` connects with the
 run directory's operator key (so RS sees ``operator`` in its GETINFO entry),
-sends one SENDREC to RS and closes.  Requests that change a service (UP, DOWN,
+sends one SENDREC to RS and closes; ``call`` sends one on a connection the
+caller holds already.  Requests that change a service (UP, DOWN,
 RESTART, REFRESH) are answered late, once the change is done, so the
 caller's return means it happened.  RS's handlers, in services/rs/requests.py,
 document each request's fields and refusals.
@@ -35,15 +36,20 @@ class RsError(ipc.IpcError):
 
 
 def request(run_dir: str | Path, req: RsReq, **fields: Any) -> dict[str, Any]:
-    """Send ``req`` to RS; its fields on success, RsError (with RS's reason) otherwise.
-    ``ipc.KernelGone`` passes through: the whole system is gone, not just RS."""
+    """Send ``req`` to RS on a connection of its own; RS's answer, as ``call``."""
     with cli.connected(run_dir, req.name.lower()) as conn:
-        try:
-            m = conn.sendrec(RS, Message(req, fields))
-        except ipc.KernelGone:
-            raise
-        except ipc.IpcError as e:
-            raise RsError(e.code, "cannot reach RS") from None
+        return call(conn, req, **fields)
+
+
+def call(conn: ipc.Connection, req: RsReq, **fields: Any) -> dict[str, Any]:
+    """Send ``req`` to RS on ``conn``; its fields on success, RsError (with RS's reason)
+    otherwise.  ``ipc.KernelGone`` passes through: the whole system is gone, not just RS."""
+    try:
+        m = conn.sendrec(RS, Message(req, fields))
+    except ipc.KernelGone:
+        raise
+    except ipc.IpcError as e:
+        raise RsError(e.code, "cannot reach RS") from None
     if m.type != Err.OK:
         raise RsError(m.type, str(m.get("error", "")))
     answer: dict[str, Any] = m.fields

@@ -19,9 +19,8 @@ from typing import Any
 
 import psutil
 
-from minikern import cli, ipc
-from minikern.codec import Message
-from minikern.const import NONE, RS, SYSTEM, Err, KCall, RsReq
+from minikern import cli, ipc, rsctl
+from minikern.const import NONE, RS, SYSTEM, KCall, RsReq
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
 
@@ -45,10 +44,8 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
     info = conn.kcall(KCall.GETINFO)
     services: dict[str, dict[str, Any]] = {}
     try:
-        m = conn.sendrec(RS, Message(RsReq.STATUS))
-        if m.type == Err.OK:
-            services = {s["label"]: s for s in m.get("services", [])}
-    except ipc.IpcError:
+        services = {s["label"]: s for s in rsctl.call(conn, RsReq.STATUS).get("services", [])}
+    except rsctl.RsError:
         pass  # no RS in this system: the kernel's table alone
     cpu, rss, up = _usage(info["kernel_pid"])
     rows = [{"label": "kernel", "endpoint": SYSTEM, "pid": info["kernel_pid"], "state": "up",
