@@ -105,6 +105,15 @@ def test_a_system_gone_under_a_command_is_one_line_not_a_traceback(
     assert (r.returncode, r.stderr) == (1, f"{cmd}: the system stopped (its kernel is gone)\n")
 
 
+def test_ctrl_c_ends_a_command_quietly(capsys: pytest.CaptureFixture[str]) -> None:
+    """As a shell counts a command ended by SIGINT (128 + 2), and without a traceback."""
+    def interrupted(_: object) -> int:
+        raise KeyboardInterrupt
+
+    assert cli.Command("probe", "probe: a command", run_dir=False).run([], interrupted) == 130
+    assert capsys.readouterr() == ("", "")
+
+
 def test_the_launcher_runs_from_any_folder_and_through_links(tmp_path: Path) -> None:
     """A shell runs bin/ps as a file, from anywhere, or through a link of the user's own
     under any name (a link of links, too)."""
@@ -186,6 +195,7 @@ def test_service_crash_and_logs_commands(make_system: Make) -> None:
     assert r.returncode == 0 and "endpoint" in r.stdout
     r = run("service", *rd, "restart", "hello")
     assert r.returncode == 1 and "EBUSY" in r.stderr
+    assert r.stderr.startswith("service: ") and r.stderr.count("\n") == 1  # one line, no trace
     r = run("crash", *rd, "hello", "meteor")
     assert r.returncode == 2  # argparse refuses an unknown fault
     lines = [json.loads(x) for x in run("logs", *rd, "--json").stdout.splitlines()]
