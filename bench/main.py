@@ -1,7 +1,8 @@
-"""bin/bench: one subcommand per benchmark; with --json the last line is one JSON object.
+"""bin/bench: measure minikern, one subcommand per benchmark (`bench NAME --help` for each).
 
-Each benchmark is a module in this package with three functions:
-``add_arguments(parser)``, ``run(args) -> dict`` and ``report(result) -> str``.
+Each benchmark boots its own systems in fresh temporary folders, then prints
+a readable report and the machine it ran on; with --json the last line is one
+JSON object with the figures the README quotes.
 """
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import json
 import os
 import platform
 
+from minikern import cli
+
+# Each benchmark is a module of this package with three functions:
+# add_arguments(parser), run(args) -> dict and report(result) -> str.
 BENCHMARKS = {  # subcommand -> (module, one-line help)
     "ipc": ("bench.ipc", "SENDREC round trip through the kernel vs a bare ZeroMQ relay"),
     "devio": ("bench.devio", "port accesses per second from one driver: fast path vs DEVIO"),
@@ -24,13 +29,17 @@ def machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="what", required=True)
+    # Each benchmark boots its own systems in fresh folders: no --run-dir, no system needed.
+    cmd = cli.Command("bench", __doc__, run_dir=False)
+    sub = cmd.add_subparsers(dest="what", required=True)
     for name, (module, text) in BENCHMARKS.items():
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--json", action="store_true", help="end with one JSON object")
         importlib.import_module(module).add_arguments(p)
-    args = ap.parse_args(argv)
+    return cmd.run(argv, bench)
+
+
+def bench(args: argparse.Namespace) -> int:
     mod = importlib.import_module(BENCHMARKS[args.what][0])
     result = mod.run(args)
     print(mod.report(result))

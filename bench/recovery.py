@@ -33,7 +33,7 @@ from minikern.codec import Message
 from minikern.events import Reader
 from minikern.const import CharReq, RsReq
 from minikern.deadline import wait_for
-from services.rs import ctl
+from minikern import rsctl as ctl
 
 # Fine-grained polling: the figures measured are milliseconds.
 _wait = functools.partial(wait_for, interval=0.001, error=RuntimeError)

@@ -9,7 +9,6 @@ which then shuts the system down in order), and follows the console.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import shutil
@@ -168,8 +167,14 @@ def _alive(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="boot", description=__doc__.splitlines()[0])
-    cli.add_run_dir(ap)
+    """bin/boot: start a minikern system.
+
+    Starts the kernel, which starts the boot image named in the configuration.
+    In the foreground it prints the boot log and every later event; Ctrl-C or
+    SIGTERM shuts the whole system down cleanly.  With --detach it returns 0
+    once every boot process has finished its initialization.
+    """
+    ap = cli.Command("boot", main.__doc__, needs_system=False)
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="system.conf to boot")
     ap.add_argument("--nic", help="the NIC's wire: none, udp:LOCALPORT:REMOTEPORT or tap:NAME "
                     "(overrides the board's args in the configuration)")
@@ -204,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def halt_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="halt", description="shut a running minikern system down")
-    cli.add_run_dir(ap)
-    args = ap.parse_args(argv)
-    if cli.kernel_pid(args.run_dir) is None:
-        print(f"halt: no system is running in {args.run_dir}", file=sys.stderr)
-        return 1
-    return 0 if halt(args.run_dir) else 1
+    """bin/halt: shut a running minikern system down; returns once every process of it is gone.
+
+    The kernel gets SIGTERM and takes the system down; a kernel not gone within
+    10 s is killed, and halt exits 1.
+    """
+    cmd = cli.Command("halt", halt_main.__doc__)
+    return cmd.run(argv, lambda args: cli.EXIT_OK if halt(args.run_dir) else cli.EXIT_FAILED)

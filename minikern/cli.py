@@ -1,23 +1,98 @@
-"""What every bin/ command shares: the run directory option, the venv, the operator connection."""
+"""The frame every bin/ command shares; runs in the operator's shell, never in the system.
+
+A command is a module with a docstring and a ``main(argv)``; ``Command`` gives
+it the rest, the same for all of them:
+
+- ``--help`` is the module docstring (first line, then the rest as written);
+- ``--run-dir`` names the system (default /tmp/minikern-<uid>, or
+  $MINIKERN_RUN_DIR), and ``--json`` is offered where a machine reads the answer;
+- exit status 0 done, 1 failed or refused, 2 not attempted: a usage error
+  (argparse's own code) or no system running in the run directory, said in the
+  one message ``no system is running in DIR``;
+- a system error (the kernel gone mid-command, a refused IPC call) is one line
+  on stderr, ``PROG: what failed``, never a traceback; Ctrl-C ends quietly.
+
+bin/_launch maps each bin/ name to its module's ``main``.
+"""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from minikern import ipc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran and failed, or the system refused it
+EXIT_NOT_RUN = 2  # a usage error (as argparse exits) or no system to run it against
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a command ended by SIGINT
+
+Body = Callable[[argparse.Namespace], int]
 
 
-def reexec_in_venv() -> None:
-    """Run under the repo's virtual environment (made by `make boot`/`make test`) if not already."""
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+class Command(argparse.ArgumentParser):
+    """An argument parser with the commands' shared options, and ``run`` to call the body.
+
+    ``needs_system``: the body talks to a running system, so without one the command
+    exits 2 with the shared message before the body runs.  ``failures``: exception
+    types (besides ``ipc.IpcError``) that mean "the system refused", printed as one line.
+    """
+
+    def __init__(self, prog: str, doc: str | None, *, json: str | None = None,
+                 run_dir: bool = True, needs_system: bool = True,
+                 failures: tuple[type[Exception], ...] = ()) -> None:
+        self.needs_system = needs_system and run_dir
+        first, _, rest = (doc or prog).strip().partition("\n")
+        status = ("exit status: 0 done, 1 failed or refused, 2 usage error"
+                  + (" or no system running in the run directory" if self.needs_system else ""))
+        epilog = [text for text in (textwrap.dedent(rest).strip("\n"), status) if text]
+        super().__init__(prog=prog, description=first, epilog="\n\n".join(epilog),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        if run_dir:
+            add_run_dir(self)
+        if json is not None:
+            self.add_argument("--json", action="store_true", help=json)
+        self.failures = failures
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        # Subcommands are plain parsers: the shared options and the status belong to the command.
+        kwargs.setdefault("parser_class", argparse.ArgumentParser)
+        return super().add_subparsers(**kwargs)
+
+    def run(self, argv: list[str] | None, body: Body) -> int:
+        """Parse ``argv``, check for the system, run ``body``; the command's exit status."""
+        return self.call(self.parse_args(argv), body)
+
+    def call(self, args: argparse.Namespace, body: Body) -> int:
+        """``run`` for arguments already parsed (and checked further by the command)."""
+        if self.needs_system and kernel_pid(args.run_dir) is None:
+            return no_system(self.prog, args.run_dir)
+        from minikern import ipc  # here, not at the top: `--help` needs no ZeroMQ
+        refused: tuple[type[Exception], ...] = (ipc.IpcError, *self.failures)
+        try:
+            return body(args)
+        except ipc.KernelGone:
+            return self.fail("the system stopped (its kernel is gone)")
+        except refused as e:
+            return self.fail(str(e))
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader went away (`bin/ps | head -1`): not an error to show
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
+
+    def fail(self, why: str) -> int:
+        """Say on stderr, in one line, why the command failed; its exit status (1)."""
+        print(f"{self.prog}: {why}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def add_run_dir(parser: argparse.ArgumentParser) -> None:
@@ -38,11 +113,17 @@ def kernel_pid(run_dir: str | Path) -> int | None:
     return pid
 
 
+def no_system(prog: str, run_dir: str | Path) -> int:
+    """The one message of every command run where no system is; its exit status (2)."""
+    print(f"{prog}: no system is running in {run_dir}", file=sys.stderr)
+    return EXIT_NOT_RUN
+
+
 def require_system(run_dir: str | Path, prog: str) -> None:
-    """Exit 2 with a clear message unless a system runs in ``run_dir`` (the commands' rule)."""
+    """Exit 2 with the shared message unless a system runs in ``run_dir`` (for commands
+    not yet built on ``Command``)."""
     if kernel_pid(run_dir) is None:
-        print(f"{prog}: no system is running in {run_dir}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(no_system(prog, run_dir))
 
 
 def operator_connection(run_dir: str | Path, label: str = "operator",
@@ -56,3 +137,14 @@ def operator_connection(run_dir: str | Path, label: str = "operator",
         raise SystemExit(f"system.conf has no service entry {privileges!r}")
     from minikern.ipc import Connection
     return Connection.operator(run_dir, label, conf.services[privileges].priv())
+
+
+@contextmanager
+def connected(run_dir: str | Path, label: str,
+              privileges: str = "operator") -> Iterator[ipc.Connection]:
+    """``operator_connection`` for the length of a ``with`` block, closed however it ends."""
+    conn = operator_connection(run_dir, label, privileges)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from minikern import cli, ipc
-from userland.socket import Socket
+from userland.socket import Socket, SocketError
 
 
 def serve_tcp(conn: ipc.Connection, port: int, once: bool) -> None:
@@ -39,14 +39,15 @@ def serve_udp(conn: ipc.Connection, port: int, once: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="echod", description=__doc__.splitlines()[0])
-    cli.add_run_dir(ap)
-    ap.add_argument("port", type=int)
-    ap.add_argument("--udp", action="store_true", help="echo datagrams instead of a TCP stream")
-    ap.add_argument("--once", action="store_true",
-                    help="serve one connection (TCP) or one datagram (UDP), then exit")
-    a = ap.parse_args(argv)
-    cli.require_system(a.run_dir, "echod")
+    cmd = cli.Command("echod", __doc__, failures=(SocketError,))
+    cmd.add_argument("port", type=int)
+    cmd.add_argument("--udp", action="store_true", help="echo datagrams instead of a TCP stream")
+    cmd.add_argument("--once", action="store_true",
+                     help="serve one connection (TCP) or one datagram (UDP), then exit")
+    return cmd.run(argv, echod)
+
+
+def echod(a: argparse.Namespace) -> int:
     conn: ipc.Connection = cli.operator_connection(a.run_dir, "echod", privileges="user")
     try:
         (serve_udp if a.udp else serve_tcp)(conn, a.port, a.once)

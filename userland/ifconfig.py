@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from minikern import cli, ipc
-from userland.socket import ifstat
+from minikern import cli
+from userland.socket import SocketError, ifstat
 
 
 def readable(s: dict[str, Any]) -> str:
@@ -30,18 +29,12 @@ def readable(s: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="ifconfig", description=__doc__.splitlines()[0])
-    cli.add_run_dir(ap)
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    a = ap.parse_args(argv)
-    cli.require_system(a.run_dir, "ifconfig")
-    conn: ipc.Connection = cli.operator_connection(a.run_dir, "ifconfig", privileges="user")
-    try:
+    cmd = cli.Command("ifconfig", __doc__, json="print one JSON object", failures=(SocketError,))
+    return cmd.run(argv, ifconfig)
+
+
+def ifconfig(a: argparse.Namespace) -> int:
+    with cli.connected(a.run_dir, "ifconfig", privileges="user") as conn:
         s = ifstat(conn)
-    except (ipc.IpcError, OSError) as e:
-        print(f"ifconfig: {e}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
     print(json.dumps(s) if a.json else readable(s))
-    return 0
+    return cli.EXIT_OK

@@ -16,19 +16,22 @@ import time
 
 from minikern import cli, ipc
 from userland.pattern import pattern
-from userland.socket import Socket
+from userland.socket import Socket, SocketError
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="nc", description=__doc__.splitlines()[0])
-    cli.add_run_dir(ap)
-    ap.add_argument("-l", "--listen", action="store_true", help="receive on PORT")
-    ap.add_argument("args", nargs="+", help="PORT (with -l) or HOST PORT")
-    ap.add_argument("--bytes", type=int, default=1 << 20, help="bytes to send")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    a = ap.parse_args(argv)
-    cli.require_system(a.run_dir, "nc")
+    cmd = cli.Command("nc", __doc__, json="print one JSON object", failures=(SocketError,))
+    cmd.add_argument("-l", "--listen", action="store_true", help="receive on PORT")
+    cmd.add_argument("args", nargs="+", help="PORT (with -l) or HOST PORT")
+    cmd.add_argument("--bytes", type=int, default=1 << 20, help="bytes to send")
+    cmd.add_argument("--seed", type=int, default=1)
+    args = cmd.parse_args(argv)
+    if len(args.args) != (1 if args.listen else 2) or not args.args[-1].isdigit():
+        cmd.error("give PORT with -l, HOST PORT without")
+    return cmd.call(args, nc)
+
+
+def nc(a: argparse.Namespace) -> int:
     conn: ipc.Connection = cli.operator_connection(a.run_dir, "nc", privileges="user")
     try:
         s = Socket(conn)

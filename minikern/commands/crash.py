@@ -6,32 +6,26 @@
 
 Only an operator can do this: RS accepts CRASH only from a tool admitted with
 the run directory's operator key, and a component honours it only from RS.
-Exit status: 0 injected, 1 refused, 2 no system running.
+With --json: RS's answer as one JSON object (the pid the fault was sent to).
 """
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 
-from minikern import cli
+from minikern import cli, rsctl
 from minikern.const import RsReq
-from services.rs import ctl
-from services.rs.requests import FAULTS
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="crash", description=__doc__.splitlines()[0],
-                                 epilog="\n".join(__doc__.splitlines()[2:5]),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_run_dir(ap)
-    ap.add_argument("label")
-    ap.add_argument("fault", choices=FAULTS)
-    args = ap.parse_args(argv)
-    cli.require_system(args.run_dir, "crash")
-    try:
-        r = ctl.request(args.run_dir, RsReq.CRASH, label=args.label, fault=args.fault)
-    except ctl.RsError as e:
-        print(f"crash {args.label} {args.fault}: {e}", file=sys.stderr)
-        return 1
-    print(f"crash: {args.fault} injected into {args.label} (pid {r.get('pid')})")
-    return 0
+    cmd = cli.Command("crash", __doc__, json="print RS's answer as one JSON object")
+    cmd.add_argument("label", help="the component, as bin/ps lists it")
+    cmd.add_argument("fault", choices=rsctl.FAULTS, metavar="fault", help="one of those below")
+    return cmd.run(argv, crash)
+
+
+def crash(args: argparse.Namespace) -> int:
+    r = rsctl.request(args.run_dir, RsReq.CRASH, label=args.label, fault=args.fault)
+    print(json.dumps(r) if args.json else
+          f"crash: {args.fault} injected into {args.label} (pid {r.get('pid')})")
+    return cli.EXIT_OK

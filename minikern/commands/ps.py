@@ -19,9 +19,8 @@ from typing import Any
 
 import psutil
 
-from minikern import cli, ipc
-from minikern.codec import Message
-from minikern.const import NONE, RS, SYSTEM, Err, KCall, RsReq
+from minikern import cli, ipc, rsctl
+from minikern.const import NONE, RS, SYSTEM, KCall, RsReq
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
 
@@ -45,10 +44,8 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
     info = conn.kcall(KCall.GETINFO)
     services: dict[str, dict[str, Any]] = {}
     try:
-        m = conn.sendrec(RS, Message(RsReq.STATUS))
-        if m.type == Err.OK:
-            services = {s["label"]: s for s in m.get("services", [])}
-    except ipc.IpcError:
+        services = {s["label"]: s for s in rsctl.call(conn, RsReq.STATUS).get("services", [])}
+    except rsctl.RsError:
         pass  # no RS in this system: the kernel's table alone
     cpu, rss, up = _usage(info["kernel_pid"])
     rows = [{"label": "kernel", "endpoint": SYSTEM, "pid": info["kernel_pid"], "state": "up",
@@ -87,17 +84,11 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="ps", description=__doc__.splitlines()[0],
-                                 epilog="\n".join(__doc__.splitlines()[2:]),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_run_dir(ap)
-    ap.add_argument("--json", action="store_true", help="print one JSON array")
-    args = ap.parse_args(argv)
-    cli.require_system(args.run_dir, "ps")
-    conn = cli.operator_connection(args.run_dir, "ps")
-    try:
+    return cli.Command("ps", __doc__, json="print one JSON array").run(argv, ps)
+
+
+def ps(args: argparse.Namespace) -> int:
+    with cli.connected(args.run_dir, "ps") as conn:
         rows = collect(conn)
-    finally:
-        conn.close()
     print(json.dumps(rows) if args.json else table(rows))
-    return 0
+    return cli.EXIT_OK

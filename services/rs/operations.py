@@ -19,7 +19,6 @@ from services.rs.lifecycle import Lifecycle
 from services.rs.policy import Policy
 from services.rs.service import BadTransition, Cause, Event, State, Svc
 
-FAULTS = ("kill", "segv", "exit", "exception", "panic", "hang")
 
 
 def _busy(svc: Svc, why: str = "") -> Message:
@@ -144,7 +143,7 @@ class Supervisor(Lifecycle):
         return None
 
     def crash(self, svc: Svc, fault: str) -> Message:
-        """Inject ``fault`` (one of FAULTS) into the running copy."""
+        """Inject ``fault`` (one of minikern.rsctl.FAULTS) into the running copy."""
         inst = svc.instance
         if inst is None:
             return Message(Err.ESRCH, {"error": f"{svc.label} is not running"})

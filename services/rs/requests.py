@@ -32,10 +32,11 @@ from collections.abc import Callable
 
 from minikern.codec import Message
 from minikern.const import Err, RsReq
-from services.rs.operations import FAULTS, Supervisor
+from minikern.rsctl import FAULTS
+from services.rs.operations import Supervisor
 from services.rs.service import Svc
 
-__all__ = ["FAULTS", "table", "default"]
+__all__ = ["table", "default"]
 
 Handler = Callable[[Message], "Message | None"]
 OPERATOR_ONLY = {RsReq.UP, RsReq.DOWN, RsReq.RESTART, RsReq.REFRESH, RsReq.CRASH,

@@ -22,7 +22,7 @@ from minikern import cli, ds
 from minikern.codec import Message
 from minikern.const import Err, NetReq, RsReq, SockReq
 from minikern.deadline import wait_for
-from services.rs import ctl
+from minikern import rsctl as ctl
 from tests.net import lab
 from userland.socket import Socket, SocketError
 

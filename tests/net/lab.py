@@ -45,7 +45,7 @@ from minikern.commands import crash
 from minikern.events import read_all
 from minikern.const import RsReq
 from minikern.deadline import wait_for
-from services.rs import ctl
+from minikern import rsctl as ctl
 
 REPO = cli.REPO_ROOT
 SYSTEM_IP, LINUX_IP, SECOND_IP = "10.0.0.2", "10.0.0.1", "10.0.0.3"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from minikern.events import read_all
 from minikern.const import RsReq
-from services.rs import ctl
+from minikern import rsctl as ctl
 from tests.conftest import SystemUnderTest, wait_for
 
 RS_CONF = """

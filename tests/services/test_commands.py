@@ -1,36 +1,56 @@
-"""The operator commands, run as a person runs them: bin/ps, bin/service, bin/crash, bin/logs."""
+"""The operator commands, run as a person runs them: bin/ps, bin/service, bin/crash, bin/logs;
+and the frame they share: one launcher, one --help, one message and exit status without a
+system, one line for a system error."""
 from __future__ import annotations
 
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from minikern import cli
+from minikern import cli, params
 from tests.conftest import SystemUnderTest, wait_for
 from tests.services.rs_helpers import boot_rs, events, service, wait_event, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 Make = Callable[..., SystemUnderTest]
+BIN = cli.REPO_ROOT / "bin"
+LAUNCHER = BIN / "_launch"
 
 
 def run(cmd: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(cli.REPO_ROOT / "bin" / cmd), *args],
+    return subprocess.run([sys.executable, str(BIN / cmd), *args],
                           capture_output=True, text=True, timeout=30)
 
 
+def run_directly(path: Path, *args: str, cwd: Path,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """As a shell runs a command: the file itself, its #! line choosing the interpreter."""
+    return subprocess.run([str(path), *args], capture_output=True, text=True, timeout=30,
+                          cwd=cwd, env=env)
+
+
 COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod", "ifconfig"]
+# Each with arguments that would make it talk to the system (all but boot and bench).
+NEEDS_SYSTEM = {"halt": [], "ps": [], "service": ["up", "hello"], "crash": ["hello", "kill"],
+                "hwctl": ["stats"], "nc": ["-l", "7"], "echod": ["7"], "ifconfig": []}
 
 
 def test_the_list_of_commands_is_complete() -> None:
-    """A command added to bin/ without being added here would escape the --help tests."""
-    assert sorted(p.name for p in (cli.REPO_ROOT / "bin").iterdir()) == sorted(
-        [*COMMANDS, "bench"])
+    """A command added to bin/ without being added here would escape the --help tests; each
+    is a link to the one launcher, whose table names the module that runs it."""
+    table = runpy.run_path(str(LAUNCHER), run_name="launcher_table")["COMMANDS"]
+    names = sorted(p.name for p in BIN.iterdir() if p != LAUNCHER)
+    assert names == sorted([*COMMANDS, "bench"]) == sorted(table)
+    for name in names:
+        assert (BIN / name).is_symlink() and (BIN / name).resolve() == LAUNCHER.resolve()
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
@@ -51,19 +71,90 @@ def test_bench_has_help_for_itself_and_each_benchmark() -> None:
         assert "--json" in sub.stdout
 
 
-def test_commands_without_a_system_say_so(tmp_path: object) -> None:
-    for cmd, args in [("ps", []), ("service", ["up", "hello"]), ("crash", ["hello", "kill"]),
-                      ("hwctl", ["stats"]), ("nc", ["-l", "7"]), ("echod", ["7"]),
-                      ("ifconfig", [])]:
-        r = run(cmd, "--run-dir", str(tmp_path), *args)
-        assert r.returncode == 2 and "no system" in r.stderr
-        assert str(tmp_path) in r.stderr  # the directory given, not the default
-    r = run("halt", "--run-dir", str(tmp_path))
-    assert r.returncode == 1 and f"no system is running in {tmp_path}" in r.stderr
+@pytest.mark.parametrize("cmd", sorted(NEEDS_SYSTEM))
+def test_commands_without_a_system_say_so_in_the_same_words(cmd: str, tmp_path: Path) -> None:
+    """Exit status 2 (nothing attempted) and one line naming the directory given, not the
+    default; the run directory is accepted after a subcommand too."""
+    r = run(cmd, "--run-dir", str(tmp_path), *NEEDS_SYSTEM[cmd])
+    assert (r.returncode, r.stderr) == (2, f"{cmd}: no system is running in {tmp_path}\n")
+    assert r.stdout == ""
+
+
+def test_logs_without_a_log_say_so(tmp_path: Path) -> None:
     r = run("logs", "--run-dir", str(tmp_path))
     assert r.returncode == 2 and f"no event log in {tmp_path}" in r.stderr
-    r = run("hwctl", "stats", "--run-dir", str(tmp_path))  # after the subcommand, too
-    assert r.returncode == 2 and str(tmp_path) in r.stderr
+
+
+@pytest.fixture
+def vanished_system(tmp_path: Path) -> Iterator[Path]:
+    """A run directory whose kernel pid is alive but whose system is not there (no operator
+    key, no socket): what a command finds when the system halts under it."""
+    stand_in = subprocess.Popen(["sleep", "60"])
+    (tmp_path / params.KERNEL_PIDFILE).write_text(str(stand_in.pid))
+    try:
+        yield tmp_path
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
+@pytest.mark.parametrize("cmd", ["ps", "service", "crash", "nc", "echod", "ifconfig"])
+def test_a_system_gone_under_a_command_is_one_line_not_a_traceback(
+        cmd: str, vanished_system: Path) -> None:
+    r = run(cmd, "--run-dir", str(vanished_system), *NEEDS_SYSTEM[cmd])
+    assert (r.returncode, r.stderr) == (1, f"{cmd}: the system stopped (its kernel is gone)\n")
+
+
+def test_ctrl_c_ends_a_command_quietly(capsys: pytest.CaptureFixture[str]) -> None:
+    """As a shell counts a command ended by SIGINT (128 + 2), and without a traceback."""
+    def interrupted(_: object) -> int:
+        raise KeyboardInterrupt
+
+    assert cli.Command("probe", "probe: a command", run_dir=False).run([], interrupted) == 130
+    assert capsys.readouterr() == ("", "")
+
+
+def test_the_launcher_runs_from_any_folder_and_through_links(tmp_path: Path) -> None:
+    """A shell runs bin/ps as a file, from anywhere, or through a link of the user's own
+    under any name (a link of links, too)."""
+    (tmp_path / "ps").symlink_to(BIN / "ps")
+    (tmp_path / "mk-ps").symlink_to(BIN / "ps")
+    (tmp_path / "mk").symlink_to(tmp_path / "mk-ps")
+    for path in (BIN / "ps", tmp_path / "ps", tmp_path / "mk-ps", tmp_path / "mk"):
+        r = run_directly(path, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.startswith("usage: ps "), (path, r.stderr)
+    (tmp_path / "nosuch").symlink_to(LAUNCHER)
+    r = run_directly(tmp_path / "nosuch", cwd=tmp_path)
+    assert r.returncode == 2 and "nosuch: not a command of minikern" in r.stderr
+    assert "ps," in r.stderr.split()  # and it says which there are
+
+
+@pytest.mark.skipif(not (cli.REPO_ROOT / ".venv" / "bin" / "python").exists(),
+                    reason="no .venv: the launcher runs python3 itself")
+def test_a_command_starts_the_venv_interpreter_alone(tmp_path: Path) -> None:
+    """Run from a shell, the launcher goes straight to .venv's interpreter: a python3 found
+    on PATH (which would start, then re-execute itself under .venv) is never run."""
+    fake = tmp_path / "path"
+    fake.mkdir()
+    marker = tmp_path / "python3-ran"
+    for name in ("python3", "python"):
+        (fake / name).write_text(f"#!/bin/sh\ntouch {marker}\nexit 99\n")
+        (fake / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    r = run_directly(BIN / "ps", "--help", cwd=tmp_path, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("usage: ps "), r.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(not (cli.REPO_ROOT / ".venv" / "bin" / "python").exists(),
+                    reason="no .venv to re-execute under")
+def test_another_interpreter_hands_over_to_the_venv() -> None:
+    """`python3 bin/ps` with an interpreter that cannot see .venv's packages (-S: no site
+    packages at all) still works: the launcher re-executes itself under .venv."""
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    r = subprocess.run([str(base), "-S", str(BIN / "ps"), "--help"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("usage: ps "), r.stderr
 
 
 def test_bench_refuses_counts_that_measure_nothing() -> None:
@@ -104,6 +195,7 @@ def test_service_crash_and_logs_commands(make_system: Make) -> None:
     assert r.returncode == 0 and "endpoint" in r.stdout
     r = run("service", *rd, "restart", "hello")
     assert r.returncode == 1 and "EBUSY" in r.stderr
+    assert r.stderr.startswith("service: ") and r.stderr.count("\n") == 1  # one line, no trace
     r = run("crash", *rd, "hello", "meteor")
     assert r.returncode == 2  # argparse refuses an unknown fault
     lines = [json.loads(x) for x in run("logs", *rd, "--json").stdout.splitlines()]
@@ -122,7 +214,7 @@ def test_logs_follow_prints_events_as_they_happen(make_system: Make) -> None:
     s = boot_rs(make_system)
     pid = service(s, "hello")["pid"]
     follow = subprocess.Popen(
-        [sys.executable, str(cli.REPO_ROOT / "bin" / "logs"), "--run-dir", str(s.run_dir),
+        [sys.executable, str(BIN / "logs"), "--run-dir", str(s.run_dir),
          "-f", "--label", "hello"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []

@@ -10,7 +10,7 @@ import pytest
 from minikern import params
 from minikern.codec import Message
 from minikern.const import RS, CharReq, Err, RsReq
-from services.rs import ctl
+from minikern import rsctl as ctl
 from tests.conftest import SystemUnderTest, wait_for
 from tests.services.rs_helpers import boot_rs, events, service, wait_event, wait_state
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from minikern.const import RsReq
-from services.rs import ctl
+from minikern import rsctl as ctl
 from tests.conftest import SystemUnderTest, wait_for
 from tests.services.rs_helpers import boot_rs, events, service, wait_event, wait_state
 

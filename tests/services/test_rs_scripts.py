@@ -183,5 +183,5 @@ def test_rs_backoff_delays_double_and_are_capped_at_30_seconds(tmp_path: Path) -
 
 def ctl_crash(s: SystemUnderTest, fault: str) -> None:
     from minikern.const import RsReq
-    from services.rs import ctl
+    from minikern import rsctl as ctl
     ctl.request(s.run_dir, RsReq.CRASH, label="hello", fault=fault)
