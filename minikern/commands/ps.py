@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 
 from minikern import cli, ipc
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import NONE, RS, SYSTEM, Err, KCall, RsReq
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")

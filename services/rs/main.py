@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 
 from minikern import params, sef, sysconf
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import CLOCK, HW, RS, Err, KCall, KMsg
 from services.rs import guardian, resources
 from services.rs.journal import Journal, classify_exit

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from minikern import ipc
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import DS, DsFlag, DsReq, Err
 
 

@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err, KCall, RsReq
 from services.rs.service import Event, State
 

@@ -7,8 +7,9 @@ import msgpack
 import pytest
 import zmq
 
-from minikern import codec, params
-from minikern.codec import Message
+from minikern import params
+from minikern.proto import codec
+from minikern.proto import Message
 from minikern.const import NR_PROCS, PROTO, Call, Err, KCall
 from tests.conftest import SystemUnderTest, wait_for
 

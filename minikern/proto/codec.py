@@ -1,19 +1,44 @@
-"""The one module that builds and parses wire frames (docs/PROTOCOL.md).
+"""The one module that serializes: msgpack (and the control socket's JSON) go through here.
 
-Every frame is msgpack.  Decoders never raise on bad input: they return None
-and the caller counts and drops the frame.  The kernel decodes only headers;
-message bodies pass through it untouched, except kernel calls (to SYSTEM) and
-kernel messages (from SYSTEM), which it encodes and decodes itself.
+It holds the kernel IPC frames (request and reply headers, HELLO, BYE,
+message bodies) and the framing every other channel shares: a frame is
+``[name, version, verb, *fields]`` where ``name``/``version`` identify the
+channel's protocol (a ``Protocol``).  The channel modules beside this one
+(bus, fastpath, control, startup, image) turn those fields into typed
+messages.  docs/PROTOCOL.md is the specification.
+
+Decoders never raise on bad input: they return None and the caller counts
+and drops the frame.  A frame refused for its size, its shape or a protocol
+name/version mismatch is also counted here, per process, in ``refused``
+(keyed ``"<name>:<reason>"``), so a process can report why it dropped what it
+dropped.  The kernel decodes only headers; message bodies pass through it
+untouched, except kernel calls (to SYSTEM) and kernel messages (from SYSTEM),
+which it encodes and decodes itself.  The kernel IPC functions are its hot
+path and are written out by hand: plain tuples, no per-call allocation
+beyond msgpack's.
 """
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
 from minikern.const import PROTO, Call, Kind
 from minikern.params import MAX_HEADER, MAX_MESSAGE
+
+refused: Counter[str] = Counter()
+
+
+class Protocol(NamedTuple):
+    """A channel's protocol: its name and version open every frame; max_frame bounds a frame."""
+
+    name: str
+    version: int
+    max_frame: int
+
 
 def _packb(obj: object) -> bytes:
     data: bytes = msgpack.packb(obj)
@@ -25,6 +50,49 @@ def unpack(frame: bytes) -> Any:
         return msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception:  # msgpack raises many types on garbage; all mean "malformed"
         return None
+
+
+def encode_frame(proto: Protocol, verb: int, *fields: Any) -> bytes:
+    return _packb((proto.name, proto.version, verb) + fields)
+
+
+def decode_frame(proto: Protocol, frame: bytes) -> list[Any] | None:
+    """``[verb, *fields]`` of a well-formed frame of ``proto``, else None (counted in refused)."""
+    if len(frame) > proto.max_frame:
+        refused[proto.name + ":oversized"] += 1
+        return None
+    msg = unpack(frame)
+    if type(msg) is not list or len(msg) < 3 or type(msg[2]) is not int:
+        refused[proto.name + ":malformed"] += 1
+        return None
+    if msg[0] != proto.name or msg[1] != proto.version:
+        refused[proto.name + ":protocol"] += 1
+        return None
+    return msg[2:]
+
+
+def encode_json(proto: Protocol, verb: str, fields: dict[str, Any]) -> bytes:
+    """One JSON object on one line: the control socket's frame, readable with socat."""
+    return json.dumps({"proto": proto.name, "version": proto.version, "verb": verb,
+                       **fields}).encode() + b"\n"
+
+
+def decode_json(proto: Protocol, line: bytes) -> dict[str, Any] | None:
+    """The object of a well-formed JSON line of ``proto`` (with "verb" a string), else None."""
+    if len(line) > proto.max_frame:
+        refused[proto.name + ":oversized"] += 1
+        return None
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        obj = None
+    if type(obj) is not dict or type(obj.get("verb")) is not str:
+        refused[proto.name + ":malformed"] += 1
+        return None
+    if obj.get("proto") != proto.name or obj.get("version") != proto.version:
+        refused[proto.name + ":protocol"] += 1
+        return None
+    return obj
 
 
 _INT_MIN, _INT_MAX = -(1 << 31), 1 << 31  # endpoints and ports are 32-bit
@@ -54,11 +122,32 @@ def encode_hello(credential: bytes, pid: int, label: str | None = None,
     return _packb((PROTO, Call.HELLO, credential, pid, label, priv))
 
 
+class Hello(NamedTuple):
+    """A process's admission: its one-time credential, its pid, and (operator only) a label."""
+
+    call: int
+    credential: bytes
+    pid: int
+    label: str | None
+    priv: dict[str, Any] | None
+
+
+class ReplyHeader(NamedTuple):
+    """The kernel's answer to a trap; source and kind are stamped by the kernel."""
+
+    status: int
+    source: int
+    kind: int
+    aux: int
+    send_status: int
+
+
 def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
     """Validate a request; return (call, args..., body) or None if malformed.
 
-    For IPC traps the result is (call, a, b, body-or-None), all plain ints (b is
-    0 for one-argument traps); for HELLO it is (HELLO, credential, pid, label, priv).
+    For IPC traps the result is the plain tuple (call, a, b, body-or-None), all
+    ints (b is 0 for one-argument traps): the kernel's hot path, so no class;
+    for HELLO it is a ``Hello``; for BYE ``(BYE,)``.
     """
     if not 1 <= len(frames) <= 2 or len(frames[0]) > MAX_HEADER:
         return None
@@ -94,7 +183,7 @@ def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
             return None
         if priv is not None and type(priv) is not dict:
             return None
-        return (Call.HELLO, cred, pid, label, priv)
+        return Hello(Call.HELLO, cred, pid, label, priv)
     return None
 
 
@@ -103,13 +192,15 @@ def encode_reply(status: int, source: int = 0, kind: int = Kind.REPLY,
     return _packb((PROTO, status, source, kind, aux, send_status))
 
 
-def decode_reply(frame: bytes) -> tuple[int, int, int, int, int] | None:
+def decode_reply(frame: bytes) -> ReplyHeader | None:
+    if len(frame) > MAX_HEADER:
+        return None
     hdr = unpack(frame)
     if type(hdr) is not list or len(hdr) != 6 or hdr[0] != PROTO:
         return None
     if not all(type(v) is int for v in hdr[1:]):
         return None
-    return (hdr[1], hdr[2], hdr[3], hdr[4], hdr[5])
+    return ReplyHeader(hdr[1], hdr[2], hdr[3], hdr[4], hdr[5])
 
 
 @dataclass
@@ -141,6 +232,8 @@ def encode_body(mtype: int, fields: dict[str, Any] | None = None) -> bytes:
 
 def decode_body(frame: bytes) -> tuple[int, dict[str, Any]] | None:
     """A message body is [type:int, fields:map with str keys]."""
+    if len(frame) > MAX_MESSAGE:
+        return None
     body = unpack(frame)
     if type(body) is not list or len(body) != 2:
         return None
