@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from minikern import devio
-from hw.ctl import BoardCtl
+from minikern.boardctl import BoardCtl
 from minikern import cli, ipc
 from minikern.const import Err, IrqOp, KCall, Kind
 from tests.conftest import SystemUnderTest, wait_for
