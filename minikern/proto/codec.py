@@ -40,9 +40,13 @@ class Protocol(NamedTuple):
     max_frame: int
 
 
-def _packb(obj: object) -> bytes:
+def pack(obj: object) -> bytes:
+    """Raw msgpack of any value: for this package's encoders, and for tests of hostile frames."""
     data: bytes = msgpack.packb(obj)
     return data
+
+
+_packb = pack
 
 
 def unpack(frame: bytes) -> Any:
