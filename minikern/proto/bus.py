@@ -147,9 +147,11 @@ def decode_from_board(frame: bytes) -> FromBoard | None:
 
 
 def _decode_io(msg: list[Any]) -> Io | None:
-    if len(msg) != 5 or not _endpoint(msg[1]) or msg[2] not in IoKind._value2member_map_:
+    if len(msg) != 5 or not _endpoint(msg[1]) or type(msg[2]) is not int:
         return None
-    if type(msg[2]) is not int or type(msg[3]) is not list or type(msg[4]) is not dict:
+    if msg[2] not in IoKind._value2member_map_ or type(msg[3]) is not list:
+        return None
+    if type(msg[4]) is not dict:
         return None
     if not 0 < len(msg[3]) <= MAX_OPS or not all(type(k) is str for k in msg[4]):
         return None
