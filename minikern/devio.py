@@ -59,8 +59,11 @@ class Channel:
 
     def call(self, req: fp.Request) -> list[Any]:
         """One request; returns the board's reply (status first) or raises ChannelError."""
+        return self._call(fp.encode(req), type(req).__name__)
+
+    def _call(self, frame: bytes, what: str) -> list[Any]:
         sock = self.sock
-        sock.send(fp.encode(req))
+        sock.send(frame)
         end = time.perf_counter() + SPIN  # spin, then sleep: the board answers in microseconds
         while True:
             try:
@@ -74,28 +77,28 @@ class Channel:
             raise ChannelError(Err.EIO, "board closed the channel")
         reply = fp.decode_reply(data)
         if reply is None:
-            raise ChannelError(Err.EIO, f"{type(req).__name__}: an unreadable answer")
+            raise ChannelError(Err.EIO, f"{what}: an unreadable answer")
         if reply[0] != Err.OK:
-            raise ChannelError(reply[0], type(req).__name__)
+            raise ChannelError(reply[0], what)
         return reply
 
     def inb(self, port: int) -> int:
-        return int(self.call(fp.In(port, 1))[1])
+        return int(self._call(fp.encode_in(port, 1), "In")[1])
 
     def inw(self, port: int) -> int:
-        return int(self.call(fp.In(port, 2))[1])
+        return int(self._call(fp.encode_in(port, 2), "In")[1])
 
     def inl(self, port: int) -> int:
-        return int(self.call(fp.In(port, 4))[1])
+        return int(self._call(fp.encode_in(port, 4), "In")[1])
 
     def outb(self, port: int, value: int) -> None:
-        self.call(fp.Out(port, 1, value))
+        self._call(fp.encode_out(port, 1, value), "Out")
 
     def outw(self, port: int, value: int) -> None:
-        self.call(fp.Out(port, 2, value))
+        self._call(fp.encode_out(port, 2, value), "Out")
 
     def outl(self, port: int, value: int) -> None:
-        self.call(fp.Out(port, 4, value))
+        self._call(fp.encode_out(port, 4, value), "Out")
 
     def vec(self, ops: list[tuple[int, int, int | None]]) -> list[int | None]:
         """Several accesses in one round trip: (port, size, value or None to read)."""

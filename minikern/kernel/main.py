@@ -140,10 +140,10 @@ class Kernel:
         p = self.table.add(s, label, 0, priv, manager)
         p.credential, p.incarnation = secrets.token_bytes(32), incarnation
         p.memory = seg = grant.Segment(label, params.MEMORY_SIZE)
-        record: startup.StartupRecord = {
-            "module": module, "args": args, "label": label, "endpoint": p.endpoint,
-            "credential": p.credential, "address": self.address, "run_dir": str(self.run_dir),
-            "incarnation": incarnation, "memory_size": seg.size}
+        record: startup.StartupRecord = {"module": module, "args": args, "label": label,
+                                          "endpoint": p.endpoint, "credential": p.credential,
+                                          "address": self.address, "run_dir": str(self.run_dir),
+                                          "incarnation": incarnation, "memory_size": seg.size}
         if s == HW:  # the board: it alone gets the credential for the bus
             record["bus"], record["bus_credential"] = self.bus.address, self.bus.expect_board()
         spawned = self.spawner.spawn(record, seg.fd)
@@ -382,11 +382,8 @@ class Kernel:
 
 def main() -> None:
     run_dir = Path(sys.argv[1])
-    entries = image.decode((run_dir / "boot.image").read_bytes())
-    if entries is None:
-        print(f"kernel: {run_dir / 'boot.image'} is not a boot image "
-              f"(refused: {dict(codec.refused)})", flush=True)
-        sys.exit(1)
+    if (entries := image.decode((run_dir / "boot.image").read_bytes())) is None:
+        sys.exit(f"kernel: refused {run_dir / 'boot.image'}: {dict(codec.refused)}")
     (run_dir / params.KERNEL_PIDFILE).write_text(str(os.getpid()))
     Kernel(run_dir, sys.stdout.fileno()).run([dict(e) for e in entries])
 

@@ -100,8 +100,7 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
     return Err.OK, {}
 
 
-def _forward_io(k: Kernel, caller: Proc, kind: bus.IoKind, ops: list[Any], extra: Args
-                ) -> Result:
+def _forward_io(k: Kernel, caller: Proc, kind: bus.IoKind, ops: list[Any], extra: Args) -> Result:
     """Check every port against the caller's windows, then hand the batch to the board."""
     for op in ops:
         port, size = op[0], op[1]
@@ -148,9 +147,8 @@ def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
 def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
     if not caller.priv.io:
         return k.refuse(caller, KCall.IOMAP, 0)
-    return _to_board(k, caller, bus.IoMap(caller.endpoint, caller.label,
-                                          [(b, n) for b, n in caller.priv.io],
-                                          [(b, n) for b, n in caller.priv.mem]))
+    return _to_board(k, caller, bus.IoMap(caller.endpoint, caller.label, list(caller.priv.io),
+                                          list(caller.priv.mem)))
 
 
 def do_setgrant(k: Kernel, caller: Proc, a: Args) -> Result:

@@ -87,13 +87,26 @@ class Attached(NamedTuple):
 
 Request = Attach | In | Out | Vec | Sin | Sout | Dma | Undma
 
-_OP: dict[type, Op] = {Attach: Op.ATTACH, In: Op.IN, Out: Op.OUT, Vec: Op.VEC, Sin: Op.SIN,
-                       Sout: Op.SOUT, Dma: Op.DMA, Undma: Op.UNDMA}
+_OP: dict[type, int] = {Attach: Op.ATTACH, In: Op.IN, Out: Op.OUT, Vec: Op.VEC, Sin: Op.SIN,
+                        Sout: Op.SOUT, Dma: Op.DMA, Undma: Op.UNDMA}
 _SIZES = (1, 2, 4)
+_NAME, _VERSION, _IN, _OUT = FASTPATH.name, FASTPATH.version, int(Op.IN), int(Op.OUT)
+_pack, _unpack = codec.frame_pack, codec.frame_unpack
+_new = tuple.__new__
 
 
 def encode(req: Request) -> bytes:
     return codec.encode_frame(FASTPATH, _OP[type(req)], *req)
+
+
+# A busy driver's accesses are nearly all single IN and OUT: these two encode exactly what
+# encode(In(..)) and encode(Out(..)) do, without building the message first.
+def encode_in(port: int, size: int) -> bytes:
+    return _pack((_NAME, _VERSION, _IN, port, size))
+
+
+def encode_out(port: int, size: int, value: int) -> bytes:
+    return _pack((_NAME, _VERSION, _OUT, port, size, value))
 
 
 def _port(port: object, size: object) -> bool:
@@ -114,18 +127,26 @@ def _vector(ops: object) -> Vec | None:
 
 def decode_request(frame: bytes) -> Request | None:
     """The board's decoder; None for anything malformed (counted in codec.refused)."""
+    if len(frame) <= FASTPATH.max_frame:  # IN and OUT first, written out: the hot path
+        msg = _unpack(frame)
+        if type(msg) is list and len(msg) in (5, 6) and msg[0] == _NAME and msg[1] == _VERSION:
+            op, port, size = msg[2], msg[3], msg[4]
+            if (type(port) is int and 0 <= port < 1 << 16 and type(size) is int
+                    and size in _SIZES):
+                if op == _IN and len(msg) == 5:
+                    return _new(In, (port, size))  # In(port, size), without the Python call
+                if op == _OUT and len(msg) == 6 and type(msg[5]) is int:
+                    return _new(Out, (port, size, msg[5]))
+    return _decode_other(frame)
+
+
+def _decode_other(frame: bytes) -> Request | None:
     msg = codec.decode_frame(FASTPATH, frame)
     if msg is None:
         return None
     op, n = msg[0], len(msg)
     req: Request | None = None
-    if op == Op.IN:
-        if n == 3 and _port(msg[1], msg[2]):
-            req = In(msg[1], msg[2])
-    elif op == Op.OUT:
-        if n == 4 and _port(msg[1], msg[2]) and type(msg[3]) is int:
-            req = Out(msg[1], msg[2], msg[3])
-    elif op == Op.VEC:
+    if op == Op.VEC:
         req = _vector(msg[1]) if n == 2 else None
     elif op == Op.SIN:
         if (n == 4 and _port(msg[1], msg[2]) and type(msg[3]) is int
@@ -150,7 +171,7 @@ def decode_request(frame: bytes) -> Request | None:
 
 
 def encode_reply(status: int, *values: Any) -> bytes:
-    return codec.encode_frame(_REPLY, status, *values)
+    return _pack((_NAME, _VERSION, status, *values))
 
 
 def encode_attached(a: Attached) -> bytes:
@@ -159,7 +180,11 @@ def encode_attached(a: Attached) -> bytes:
 
 def decode_reply(frame: bytes) -> list[Any] | None:
     """``[status, *values]`` (the driver's decoder), or None if malformed."""
-    return codec.decode_frame(_REPLY, frame)
+    msg = _unpack(frame) if len(frame) <= MAX_REPLY else None
+    if type(msg) is list and len(msg) >= 3 and msg[0] == _NAME and msg[1] == _VERSION \
+            and type(msg[2]) is int:
+        return msg[2:]
+    return codec.decode_frame(_REPLY, frame)  # refused: this counts why
 
 
 def _windows(v: object) -> list[tuple[int, int]] | None:

@@ -186,7 +186,16 @@ def test_kernel_ipc_headers() -> None:
     assert codec.decode_request([b"\x91" + b"\x00" * 300]) is None  # over the header bound
     hello = codec.decode_request([codec.encode_hello(b"k" * 32, 42, "op", None)])
     assert hello == codec.Hello(Call.HELLO, b"k" * 32, 42, "op", None)
-    hdr = codec.decode_reply(codec.encode_reply(Err.OK, 8, 2, 5, 0))
-    assert hdr is not None and (hdr.status, hdr.source, hdr.kind, hdr.aux) == (Err.OK, 8, 2, 5)
+    assert codec.decode_reply(codec.encode_reply(Err.OK, 8, 2, 5, 0)) == (Err.OK, 8, 2, 5, 0)
+    assert codec.decode_reply(codec.pack([PROTO, 0, 8, 2, 5, True])) is None
     assert codec.decode_reply(codec.pack([PROTO + 1, 0, 0, 0, 0, 0])) is None
     assert codec.decode_body(codec.pack([1, {2: 3}])) is None  # field names are strings
+
+
+def test_the_fast_encoders_are_the_typed_ones() -> None:
+    assert fastpath.encode_in(0x3FF, 2) == fastpath.encode(fastpath.In(0x3FF, 2))
+    assert fastpath.encode_out(0x3FF, 4, 9) == fastpath.encode(fastpath.Out(0x3FF, 4, 9))
+    before = refused_by(fastpath.FASTPATH, "protocol")  # the hot path still checks the version
+    forged = codec.pack(["MKFP", 2, fastpath.Op.IN, 0x3FF, 1])
+    assert fastpath.decode_request(forged) is None
+    assert refused_by(fastpath.FASTPATH, "protocol") == before + 1
