@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import zmq
 
 from minikern import params
-from minikern.proto import Message, codec
+from minikern.cli import REPO_ROOT
+from minikern.proto import Message, codec, image
 from minikern.const import NR_PROCS, PROTO, Call, Err, KCall
 from tests.conftest import SystemUnderTest, wait_for
 
@@ -181,3 +185,15 @@ def test_random_frames_and_kernel_calls_do_not_hurt_the_kernel(system: SystemUnd
     assert info["kernel_pid"] == system.system.kernel.pid
     echo = system.endpoint_of("echo")
     assert system.connect("b", "client").sendrec(echo, Message(1, {"v": 4})).fields == {"v": 4}
+
+
+def test_the_kernel_refuses_to_boot_from_an_image_it_cannot_read(tmp_path: Path) -> None:
+    """docs/PROTOCOL.md section 13: an image of another version stops the kernel before it listens."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    other = image.IMAGE._replace(version=image.IMAGE.version + 1)
+    (run / "boot.image").write_bytes(codec.encode_frame(other, image.ENTRIES, []))
+    r = subprocess.run([sys.executable, "-m", "minikern.kernel", str(run)], cwd=REPO_ROOT,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "MKIMAGE:protocol" in r.stderr
+    assert not (run / params.KERNEL_PIDFILE).exists() and not (run / params.KERNEL_SOCKET).exists()
