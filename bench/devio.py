@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import positive
-from hw import channel
+from minikern import devio
 from minikern import ipc, sysconf
 from minikern.boot import System
 from minikern.const import KCall
@@ -36,7 +36,7 @@ UART_SCR = 0x3FF
 TARGET = 20_000
 
 
-def _fast_rate(ch: channel.Channel, n: int) -> float:
+def _fast_rate(ch: devio.Channel, n: int) -> float:
     inb = ch.inb
     t = time.perf_counter()
     for _ in range(n):
@@ -71,7 +71,7 @@ def measure(rounds: int = 5, ops: int = 20000, kcall_ops: int = 3000) -> dict[st
             raise RuntimeError("benchmark system did not come up")
         priv = sysconf.parse(CONF).services["devio"].priv()
         conn = ipc.Connection.operator(tmp / "run", "devio", priv)
-        ch = channel.open_channel(conn)
+        ch = devio.open_channel(conn)
         ch.outb(UART_SCR, 0xA5)
         if ch.inb(UART_SCR) != 0xA5 or conn.kcall(KCall.DEVIO, port=UART_SCR)["values"] != [0xA5]:
             raise RuntimeError("the scratch register does not read back")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from minikern import sef
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err, Kind
 
 

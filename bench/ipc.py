@@ -22,9 +22,10 @@ from typing import Any
 import zmq
 
 from bench import positive
-from minikern import cli, codec, ipc, sysconf
+from minikern import cli, ipc, sysconf
+from minikern.proto import codec
 from minikern.boot import System
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Call, Err, KCall
 
 CONF = """

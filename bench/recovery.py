@@ -29,7 +29,7 @@ from typing import Any
 from bench import positive
 from minikern import cli, ds, ipc, params
 from minikern.boot import System
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.events import Reader
 from minikern.const import CharReq, RsReq
 from minikern.deadline import wait_for

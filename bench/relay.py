@@ -12,7 +12,7 @@ import sys
 
 import zmq
 
-from minikern import codec
+from minikern.proto import codec
 
 
 def relay(front_addr: str, back_addr: str) -> None:

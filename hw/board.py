@@ -6,19 +6,19 @@ from one loop (a ``zmq.Poller`` over every socket and device fd, woken no
 later than the devices' next deadline):
 
 * the kernel, over the bus (``ipc://run_dir/bus.sock``, joined with the
-  one-time ``bus_credential`` from its start-up record; docs/PROTOCOL.md
-  section 9).  The kernel forwards port I/O it has already checked against
-  the driver's windows (``io``), line masks (``irqctl``), fast-path requests
-  (``iomap``), deaths (``gone``) and ``shutdown``; the board answers each
-  ``io``/``iomap`` with exactly one ``["io", endpoint, status, result]`` and
-  raises ``["irq", line]``.
+  one-time ``bus_credential`` from its start-up record; minikern.proto.bus,
+  docs/PROTOCOL.md "The bus").  The kernel forwards port I/O it has already
+  checked against the driver's windows (``Io``), line masks (``IrqCtl``),
+  fast-path requests (``IoMap``), deaths (``Gone``) and ``Shutdown``; the
+  board answers each ``Io``/``IoMap`` with exactly one ``Done`` and raises
+  ``Irq``.
 * drivers, over their fast-path channels (hw.board_fastpath).
 * tests and the operator, over the control socket (hw.board_ctl).
 
 Interrupts follow MINIX: after every loop turn the board runs the PIC's
 INTA cycle, ends the interrupt (specific EOI) and, except for the clock's
 IRQ 0, masks the line until the kernel passes on the driver's IRQCTL ENABLE
-(``["irqctl", n, true]``); an edge that arrives meanwhile waits in the IRR.
+(``IrqCtl(n, True)``); an edge that arrives meanwhile waits in the IRR.
 A device's ``poll`` runs on the turns its host fd has input or its deadline
 has come: those are the only times it has work, and skipping it on the other
 turns keeps the fast path's round trip short.
@@ -40,7 +40,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import zmq
 
 from hw.board_ctl import Control
@@ -49,7 +48,9 @@ from hw.board_machine import Audit, Machine
 from hw.device import Device
 from hw.uart import PtyBackend, SerialBackend, SocketBackend
 from hw.wire import TapWire, UdpWire, Wire, WireUnavailable
-from minikern import codec, ipc, sef
+from minikern import ipc, sef
+from minikern.proto import bus as wire
+from minikern.proto import codec
 from minikern.const import ANY, RS, Call, Err, Kind, KMsg, RsReq
 
 DISK_SIZE = 4 * 1024 * 1024  # the zero-filled image made when --disk names no file
@@ -130,7 +131,7 @@ class Board:
         self.bus: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.bus.setsockopt(zmq.LINGER, 0)
         self.bus.connect(record["bus"])
-        self.bus.send(msgpack.packb(["hello", record["bus_credential"]]))
+        self.bus.send(wire.encode(wire.Hello(record["bus_credential"])))
         self.watch(self.bus, self.on_bus)
         self.conn = ipc.Connection.from_boot()
         self.watch(self.conn.sock, self.on_kernel_message)
@@ -179,11 +180,11 @@ class Board:
             if irq != 0:
                 m.set_masked(irq, True)  # until the driver's IRQCTL ENABLE
             self.irq_sent[irq] += 1
-            self._to_kernel("irq", irq)
+            self._to_kernel(wire.Irq(irq))
 
-    def _to_kernel(self, *msg: Any) -> None:
+    def _to_kernel(self, msg: wire.FromBoard) -> None:
         try:
-            self.bus.send(msgpack.packb(msg), zmq.NOBLOCK)
+            self.bus.send(wire.encode(msg), zmq.NOBLOCK)
         except zmq.ZMQError:
             self.counters["bus_send_failed"] += 1
 
@@ -223,36 +224,29 @@ class Board:
 
     def on_bus(self) -> None:
         while int(self.bus.get(zmq.EVENTS)) & _POLLIN:
-            try:
-                msg = msgpack.unpackb(self.bus.recv(), raw=False)
-            except Exception:  # noqa: BLE001 (never trust the wire, even the kernel's end)
-                msg = None
-            if type(msg) is not list or not msg or type(msg[0]) is not str:
+            msg = wire.decode_from_kernel(self.bus.recv())  # never trust the wire, even the kernel's
+            if msg is None:
                 self.counters["bus_malformed"] += 1
                 continue
-            self.counters["bus_" + msg[0] if msg[0] in BUS_CALLS else "bus_unknown"] += 1
-            handler = BUS_CALLS.get(msg[0])
-            if handler is None or not handler(self, msg):
+            self.counters["bus_" + type(msg).__name__.lower()] += 1
+            handler = BUS_CALLS[type(msg)]
+            if not handler(self, msg):
                 self.counters["bus_malformed"] += 1
 
-    def do_io(self, msg: list[Any]) -> bool:
-        if len(msg) != 5 or type(msg[1]) is not int:
-            return False
-        _, endpoint, kind, ops, extra = msg
-        status, result = self.port_io(endpoint, kind, ops, extra)
-        self._to_kernel("io", endpoint, int(status), result)
+    def do_io(self, msg: wire.Io) -> bool:
+        status, result = self.port_io(msg.endpoint, msg.kind, msg.ops, msg.extra)
+        self._to_kernel(wire.Done(msg.endpoint, int(status), result))
         return True
 
-    def port_io(self, endpoint: int, kind: object, ops: object, extra: object
-                ) -> tuple[int, dict[str, Any]]:
+    def do_unreadable(self, msg: wire.Unreadable) -> bool:
+        self._to_kernel(wire.Done(msg.endpoint, int(Err.EINVAL), {}))  # the driver waits on it
+        return False
+
+    def port_io(self, endpoint: int, kind: wire.IoKind, ops: list[wire.Op],
+                extra: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Perform accesses the kernel has already checked against the caller's windows."""
-        if (type(ops) is not list or not 0 < len(ops) <= 1024 or type(extra) is not dict
-                or not all(type(o) is list and len(o) == 3 and type(o[0]) is int
-                           and 0 <= o[0] < 1 << 16 and o[1] in (1, 2, 4)
-                           and (o[2] is None or type(o[2]) is int) for o in ops)):
-            return Err.EINVAL, {}
         who, m = (endpoint, self.fast.label_of(endpoint)), self.machine
-        if kind == "sdevio":
+        if kind == wire.IoKind.SDEVIO:
             port, size, _ = ops[0]
             count, data = extra.get("count"), extra.get("data")
             if type(count) is not int or not 0 < count * size <= MAX_SDEVIO_BYTES:
@@ -265,8 +259,6 @@ class Board:
             for i in range(0, len(data), size):
                 m.write(port, size, int.from_bytes(data[i:i + size], "little"), who)
             return Err.OK, {}
-        if kind not in ("devio", "vdevio"):
-            return Err.EINVAL, {}
         values: list[int | None] = []
         for port, size, value in ops:
             if value is None:
@@ -276,34 +268,29 @@ class Board:
                 values.append(None)
         return Err.OK, {"values": values}
 
-    def do_irqctl(self, msg: list[Any]) -> bool:
-        if len(msg) != 3 or type(msg[1]) is not int or not 0 <= msg[1] < 16 or msg[1] == 2:
+    def do_irqctl(self, msg: wire.IrqCtl) -> bool:
+        if msg.line == 2:  # the cascade: the slave PIC's line is never the kernel's to mask
             return False
-        if type(msg[2]) is not bool:
-            return False
-        if msg[1] != 0:  # the clock's line is the kernel's and is never masked
-            self.machine.set_masked(msg[1], not msg[2])
+        if msg.line != 0:  # the clock's line is the kernel's and is never masked
+            self.machine.set_masked(msg.line, not msg.enable)
         return True
 
-    def do_iomap(self, msg: list[Any]) -> bool:
-        if len(msg) != 5 or type(msg[1]) is not int:
-            return False
-        status, result = self.fast.offer(msg[1], msg[2], msg[3], msg[4])
-        self._to_kernel("io", msg[1], int(status), result)
+    def do_iomap(self, msg: wire.IoMap) -> bool:
+        status, result = self.fast.offer(msg.endpoint, msg.label, msg.io, msg.mem)
+        self._to_kernel(wire.Done(msg.endpoint, int(status), result))
         return True
 
-    def do_gone(self, msg: list[Any]) -> bool:
-        if len(msg) != 2 or type(msg[1]) is not int:
-            return False
-        self.fast.gone(msg[1])
+    def do_gone(self, msg: wire.Gone) -> bool:
+        self.fast.gone(msg.endpoint)
         return True
 
-    def do_shutdown(self, msg: list[Any]) -> bool:
+    def do_shutdown(self, msg: wire.Shutdown) -> bool:
         self.stopping = True
         return True
 
     def stats(self) -> dict[str, Any]:
         return {**self.machine.stats(), "board": dict(self.counters),
+                "refused": dict(codec.refused),
                 "fastpath": dict(self.fast.counters), "channels": len(self.fast.channels),
                 "irq_sent": {str(k): v for k, v in sorted(self.irq_sent.items())}}
 
@@ -316,9 +303,10 @@ class Board:
         self.audit.close()
 
 
-BUS_CALLS: dict[str, Callable[[Board, list[Any]], bool]] = {
-    "io": Board.do_io, "irqctl": Board.do_irqctl, "iomap": Board.do_iomap,
-    "gone": Board.do_gone, "shutdown": Board.do_shutdown,
+BUS_CALLS: dict[type, Callable[[Board, Any], bool]] = {
+    wire.Io: Board.do_io, wire.IrqCtl: Board.do_irqctl, wire.IoMap: Board.do_iomap,
+    wire.Gone: Board.do_gone, wire.Shutdown: Board.do_shutdown,
+    wire.Unreadable: Board.do_unreadable,
 }
 
 

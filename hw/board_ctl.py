@@ -3,12 +3,9 @@
 Runs in the board process.  ``run_dir/board.ctl`` is an AF_UNIX stream
 socket, 0600 inside the 0700 run directory, so only the operator's shell and
 the test suite reach it; drivers never do (they talk only to the kernel and
-through their fast-path channel).  One JSON object per line each way
-(``socat - UNIX-CONNECT:board.ctl`` works by hand; hw/ctl.py is the client)::
-
-    {"knob": "ata.bad_sectors", "value": [5]}   -> {"ok": true, "knob": ..., "value": ...}
-    {"cmd": "stats"}                           -> {"ok": true, "stats": {...}}
-    anything else                              -> {"ok": false, "error": "..."}
+through their fast-path channel).  One JSON object per line each way; the
+frames are minikern.proto.control's (``Stats`` and ``Set``, answered by a
+``Reply``), the client is minikern.boardctl and the command bin/hwctl.
 
 Knobs (one setter each in ``KNOBS``): ``ata.bad_sectors`` (list of LBAs whose
 reads fail with UNC), ``nic.drop_rx`` / ``nic.drop_tx`` (a count of frames,
@@ -18,7 +15,6 @@ lpt, ata, nic: the device stops raising its interrupt line.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable
@@ -28,9 +24,10 @@ from typing import Any
 from hw.board_fastpath import Unwatch, Watch
 from hw.board_machine import Machine
 from hw.wire import WireFault
+from minikern.proto import control
 
 SOCKET_NAME = "board.ctl"
-MAX_LINE = 64 * 1024
+MAX_LINE = control.MAX_LINE
 MAX_CLIENTS = 8
 
 
@@ -152,7 +149,7 @@ class Control:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
             try:
-                sock.sendall(json.dumps(self.command(line)).encode() + b"\n")
+                sock.sendall(control.encode_reply(self.command(line)))
             except OSError:
                 data = b""
                 break
@@ -161,24 +158,22 @@ class Control:
             sock.close()
             del self.clients[fd]
 
-    def command(self, line: bytes) -> dict[str, Any]:
-        try:
-            req = json.loads(line)
-        except ValueError:
-            return {"ok": False, "error": "not JSON"}
-        if type(req) is not dict:
-            return {"ok": False, "error": "a request is a JSON object"}
-        if req.get("cmd") == "stats":
-            return {"ok": True, "stats": self.stats()}
-        knob = req.get("knob")
-        setter = KNOBS.get(knob) if type(knob) is str else None
+    def command(self, line: bytes) -> control.Reply:
+        req = control.decode_request(line)
+        if req is None:
+            return control.Reply(False, {"error": "not a board control request (minikern.proto."
+                                                  "control: proto, version, verb)"})
+        if isinstance(req, control.Stats):
+            return control.Reply(True, {"stats": self.stats()})
+        setter = KNOBS.get(req.knob)
         if setter is None:
-            return {"ok": False, "error": f"unknown knob {knob!r}", "knobs": sorted(KNOBS)}
+            return control.Reply(False, {"error": f"unknown knob {req.knob!r}",
+                                         "knobs": sorted(KNOBS)})
         try:
-            value = setter(self.machine, req.get("value"))
+            value = setter(self.machine, req.value)
         except KnobError as e:
-            return {"ok": False, "error": f"{knob}: {e}"}
-        return {"ok": True, "knob": knob, "value": value}
+            return control.Reply(False, {"error": f"{req.knob}: {e}"})
+        return control.Reply(True, {"knob": req.knob, "value": value})
 
     def close(self) -> None:
         for sock, _ in self.clients.values():

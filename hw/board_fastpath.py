@@ -5,25 +5,16 @@ kernel has checked its privileges; here the kernel checks the IOMAP call
 (the driver holds I/O windows) and forwards ``["iomap", endpoint, label, io,
 mem]`` on the bus.  The board answers with a one-time token and the path of
 its listening socket, ``run_dir/board.sock`` (AF_UNIX SOCK_SEQPACKET, 0600
-inside the 0700 run directory).  Protocol, one msgpack array per packet,
-every request answered in order on the same channel::
-
-    driver -> board   ["attach", token]
-    board  -> driver  [0, {"endpoint": e, "io": [[base, len]..], "mem": [[base, len]..]}]
-                      plus, as SCM_RIGHTS, one memfd per "mem" window, in order
-                      (or [error] and the channel is closed)
-    ["in", port, size]                  -> [0, value]
-    ["out", port, size, value]          -> [0]
-    ["vec", [[port, size, value|nil]..]] -> [0, [value|nil ..]]   (<= 1024 ops)
-    ["sin", port, size, count]          -> [0, bytes]             (rep ins; <= 64 KiB)
-    ["sout", port, size, bytes]         -> [0]                    (rep outs)
-    ["dma", device, base, length, write] -> [0]   grant a device DMA to my memory
-    ["undma", device, base]             -> [0, revoked]
-    anything refused                    -> [Err] (negative minikern.const.Err)
+inside the 0700 run directory).  The protocol (typed requests ``Attach``,
+``In``, ``Out``, ``Vec``, ``Sin``, ``Sout``, ``Dma``, ``Undma``, every one
+answered in order on the same channel) is minikern.proto.fastpath and
+docs/PROTOCOL.md, "The driver fast path".  A refused request is answered with
+its status alone (negative minikern.const.Err): ECALLDENIED for a port
+outside the windows, EINVAL for a malformed request.
 
 Speed: after answering, the board polls the same channel for up to SPIN
 (100 us) for the driver's next request, and the driver polls for the answer
-likewise (hw.channel), before either sleeps: on a loaded two-core host a
+likewise (minikern.devio), before either sleeps: on a loaded two-core host a
 blocking round trip costs two scheduler wake-ups (~15k/s for two bare Python
 processes), the spin-then-sleep one ~150k/s.  At most BURST requests are
 served per loop turn, so one busy driver cannot starve the bus or the others.
@@ -51,18 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from hw.board_machine import DMA_DEVICES, Audit, Machine
 from minikern.const import Err
+from minikern.proto import fastpath as fp
 
 Windows = tuple[tuple[int, int], ...]
 Watch = Callable[[int, Callable[[], None]], None]
 Unwatch = Callable[[int], None]
 
-MAX_PACKET = 256 * 1024  # largest request (sout of 64 KiB of data, with room to spare)
-MAX_STRING_BYTES = 64 * 1024
-MAX_VECTOR = 1024
+MAX_PACKET = fp.FASTPATH.max_frame + 1  # one byte more, so an oversized request is seen
 BURST = 64  # requests served from one channel per loop turn
 SPIN = 100e-6  # seconds the board waits for a served driver's next request before polling
 MAX_PENDING = 32  # connected channels that have not attached yet
@@ -82,9 +70,8 @@ class Channel:
     sock: socket.socket
     offer: Offer
 
-    def holds(self, port: object, size: object) -> bool:
-        if type(port) is not int or size not in (1, 2, 4):
-            return False
+    def holds(self, port: int, size: int) -> bool:
+        """Is [port, port+size) inside one window?  (The decoder checked port and size.)"""
         end = port + size
         for base, length in self.offer.io:  # noqa: SIM110 (a plain loop: this runs on every access)
             if base <= port and end <= base + length:
@@ -97,7 +84,7 @@ def _windows(value: object, limit: int) -> Windows | None:
         return None
     out = []
     for w in value:
-        if (type(w) is not list or len(w) != 2 or type(w[0]) is not int or type(w[1]) is not int
+        if (type(w) not in (list, tuple) or len(w) != 2 or type(w[0]) is not int or type(w[1]) is not int
                 or w[0] < 0 or w[1] <= 0 or w[0] + w[1] > limit):
             return None
         out.append((w[0], w[1]))
@@ -184,19 +171,15 @@ class FastPath:
         sock = self.pending.pop(fd)
         self.unwatch(fd)
         msg = self._recv(sock)
-        offer = None
-        if (type(msg) is list and len(msg) == 2 and msg[0] == "attach"
-                and type(msg[1]) is str):
-            offer = self.offers.pop(msg[1], None)
+        offer = self.offers.pop(msg.token, None) if type(msg) is fp.Attach else None
         if offer is None:
             self.counters["attach_refused"] += 1
-            self._send(sock, [Err.EPERM])
+            self._send(sock, fp.encode_reply(Err.EPERM))
             sock.close()
             return
         self.token_of.pop(offer.endpoint, None)
         fds = [self.machine.memory.segments[base].fd for base, _ in offer.mem]
-        reply = msgpack.packb([Err.OK, {"endpoint": offer.endpoint, "io": [list(w) for w in offer.io],
-                                        "mem": [list(w) for w in offer.mem]}])
+        reply = fp.encode_attached(fp.Attached(offer.endpoint, list(offer.io), list(offer.mem)))
         try:
             socket.send_fds(sock, [reply], fds)
         except OSError:
@@ -227,12 +210,8 @@ class FastPath:
             if not data:
                 self.drop(fd)
                 return
-            try:
-                msg = msgpack.unpackb(data, raw=False)
-            except Exception:  # noqa: BLE001 (anything undecodable is a malformed request)
-                msg = None
             served += 1
-            if not self._send(ch.sock, self.request(ch, msg)):
+            if not self._send(ch.sock, self.request(ch, fp.decode_request(data))):
                 self.counters["reply_failed"] += 1
                 self.drop(fd)
                 return
@@ -256,65 +235,60 @@ class FastPath:
             ch.sock.close()
 
     @staticmethod
-    def _recv(sock: socket.socket) -> object:
+    def _recv(sock: socket.socket) -> fp.Request | None:
         try:
-            return msgpack.unpackb(sock.recv(MAX_PACKET), raw=False)
-        except Exception:  # noqa: BLE001 (EOF, EAGAIN or garbage: not an attach)
+            return fp.decode_request(sock.recv(MAX_PACKET))
+        except OSError:  # EOF, EAGAIN: not an attach
             return None
 
     @staticmethod
-    def _send(sock: socket.socket, reply: list[Any]) -> bool:
+    def _send(sock: socket.socket, reply: bytes) -> bool:
         try:
-            sock.send(msgpack.packb(reply))
+            sock.send(reply)
             return True
         except OSError:
             return False
 
     # -- requests -------------------------------------------------------------------
 
-    def refuse(self, ch: Channel, port: object) -> list[Any]:
+    def refuse(self, ch: Channel, port: int) -> bytes:
         self.counters["port_refused"] += 1
-        self.audit.write(ch.offer.endpoint, ch.offer.label, "DEVIO",
-                         port if type(port) is int else -1, "ECALLDENIED", path="channel")
-        return [Err.ECALLDENIED]
+        self.audit.write(ch.offer.endpoint, ch.offer.label, "DEVIO", port, "ECALLDENIED",
+                         path="channel")
+        return fp.encode_reply(Err.ECALLDENIED)
 
-    def request(self, ch: Channel, msg: object) -> list[Any]:
-        if type(msg) is not list or not msg or type(msg[0]) is not str:
-            self.counters["malformed"] += 1
-            return [Err.EINVAL]
-        op, who, m = msg[0], (ch.offer.endpoint, ch.offer.label), self.machine
-        if op == "in" and len(msg) == 3:
-            if not ch.holds(msg[1], msg[2]):
-                return self.refuse(ch, msg[1])
-            return [Err.OK, m.read(msg[1], msg[2], who)]
-        if op == "out" and len(msg) == 4 and type(msg[3]) is int:
-            if not ch.holds(msg[1], msg[2]):
-                return self.refuse(ch, msg[1])
-            m.write(msg[1], msg[2], msg[3], who)
-            return [Err.OK]
-        if op == "vec" and len(msg) == 2:
-            return self.vector(ch, msg[1])
-        if op in ("sin", "sout") and len(msg) == 4:
-            return self.string(ch, op == "sin", msg[1], msg[2], msg[3])
-        if op == "dma" and len(msg) == 5:
-            return self.dma(ch, msg[1], msg[2], msg[3], msg[4])
-        if op == "undma" and len(msg) == 3 and type(msg[2]) is int:
+    def request(self, ch: Channel, req: fp.Request | None) -> bytes:
+        """Perform one decoded request (None: it did not decode) and encode its answer."""
+        who, m = (ch.offer.endpoint, ch.offer.label), self.machine
+        if isinstance(req, fp.In):
+            if not ch.holds(req.port, req.size):
+                return self.refuse(ch, req.port)
+            return fp.encode_reply(Err.OK, m.read(req.port, req.size, who))
+        if isinstance(req, fp.Out):
+            if not ch.holds(req.port, req.size):
+                return self.refuse(ch, req.port)
+            m.write(req.port, req.size, req.value, who)
+            return fp.encode_reply(Err.OK)
+        if isinstance(req, fp.Vec):
+            return self.vector(ch, req.ops)
+        if isinstance(req, (fp.Sin, fp.Sout)):
+            return self.string(ch, req)
+        if isinstance(req, fp.Dma):
+            return self.dma(ch, req)
+        if isinstance(req, fp.Undma):
             owned = self.grants.get(ch.offer.endpoint, [])
-            if (msg[1], msg[2]) not in owned:
-                return [Err.EINVAL]
-            owned.remove((msg[1], msg[2]))
-            return [Err.OK, m.iommu.revoke(msg[1], msg[2], owner=ch.offer.endpoint)]
-        self.counters["malformed"] += 1
-        return [Err.EINVAL]
+            if (req.device, req.base) not in owned:
+                return fp.encode_reply(Err.EINVAL)
+            owned.remove((req.device, req.base))
+            return fp.encode_reply(Err.OK, m.iommu.revoke(req.device, req.base,
+                                                          owner=ch.offer.endpoint))
+        self.counters["malformed"] += 1  # undecodable, or a second Attach
+        return fp.encode_reply(Err.EINVAL)
 
-    def vector(self, ch: Channel, ops: object) -> list[Any]:
-        if type(ops) is not list or not 0 < len(ops) <= MAX_VECTOR:
-            return [Err.EINVAL]
-        for op in ops:
-            if type(op) is not list or len(op) != 3 or (op[2] is not None and type(op[2]) is not int):
-                return [Err.EINVAL]
-            if not ch.holds(op[0], op[1]):
-                return self.refuse(ch, op[0])
+    def vector(self, ch: Channel, ops: list[tuple[int, int, int | None]]) -> bytes:
+        for port, size, _ in ops:
+            if not ch.holds(port, size):
+                return self.refuse(ch, port)
         who, values = (ch.offer.endpoint, ch.offer.label), list[int | None]()
         for port, size, value in ops:
             if value is None:
@@ -322,39 +296,33 @@ class FastPath:
             else:
                 self.machine.write(port, size, value, who)
                 values.append(None)
-        return [Err.OK, values]
+        return fp.encode_reply(Err.OK, values)
 
-    def string(self, ch: Channel, into: bool, port: object, size: object, arg: object) -> list[Any]:
-        if type(port) is not int or type(size) is not int or size not in (1, 2, 4):
-            return [Err.EINVAL]
+    def string(self, ch: Channel, req: fp.Sin | fp.Sout) -> bytes:
+        port, size = req.port, req.size
         if not ch.holds(port, size):
             return self.refuse(ch, port)
         who = (ch.offer.endpoint, ch.offer.label)
-        if into:
-            if type(arg) is not int or not 0 < arg * size <= MAX_STRING_BYTES:
-                return [Err.EINVAL]
+        if isinstance(req, fp.Sin):
             data = b"".join(self.machine.read(port, size, who).to_bytes(size, "little")
-                            for _ in range(arg))
-            return [Err.OK, data]
-        if type(arg) is not bytes or not 0 < len(arg) <= MAX_STRING_BYTES or len(arg) % size:
-            return [Err.EINVAL]
-        for i in range(0, len(arg), size):
-            self.machine.write(port, size, int.from_bytes(arg[i:i + size], "little"), who)
-        return [Err.OK]
+                            for _ in range(req.repeat))
+            return fp.encode_reply(Err.OK, data)
+        for i in range(0, len(req.data), size):
+            self.machine.write(port, size, int.from_bytes(req.data[i:i + size], "little"), who)
+        return fp.encode_reply(Err.OK)
 
-    def dma(self, ch: Channel, device: object, base: object, length: object,
-            write: object) -> list[Any]:
-        if (device not in DMA_DEVICES or type(base) is not int or type(length) is not int
-                or type(write) is not bool or length <= 0):
-            return [Err.EINVAL]
+    def dma(self, ch: Channel, req: fp.Dma) -> bytes:
+        device, base, length, write = req
+        if device not in DMA_DEVICES:
+            return fp.encode_reply(Err.EINVAL)
         if not any(b <= base and base + length <= b + n for b, n in ch.offer.mem):
             self.counters["dma_grant_refused"] += 1
             self.audit.write(ch.offer.endpoint, ch.offer.label, "DMAGRANT", base, "EPERM",
                              device=device, length=length)
-            return [Err.EPERM]
-        self.machine.iommu.grant(str(device), base, length, write, owner=ch.offer.endpoint)
-        self.grants.setdefault(ch.offer.endpoint, []).append((str(device), base))
-        return [Err.OK]
+            return fp.encode_reply(Err.EPERM)
+        self.machine.iommu.grant(device, base, length, write, owner=ch.offer.endpoint)
+        self.grants.setdefault(ch.offer.endpoint, []).append((device, base))
+        return fp.encode_reply(Err.OK)
 
     def close(self) -> None:
         for fd in list(self.channels):

@@ -19,17 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgpack
 
 from minikern import cli, params, sysconf
+from minikern.proto import image
 from minikern.const import DS, HW, RS
 
 FIXED_SLOTS = {"rs": RS, "ds": DS, "hw": HW}
 DEFAULT_CONFIG = cli.REPO_ROOT / "etc" / "system.conf"
 
 
-def boot_image(conf: sysconf.SystemConf, nic: str | None = None) -> list[dict[str, Any]]:
-    image = []
+def boot_image(conf: sysconf.SystemConf, nic: str | None = None) -> list[image.BootEntry]:
+    entries: list[image.BootEntry] = []
     for label in conf.boot:
         svc = conf.services[label]
         if label == "hw" and nic is not None:  # bin/boot --nic overrides the board's wire
@@ -44,10 +44,10 @@ def boot_image(conf: sysconf.SystemConf, nic: str | None = None) -> list[dict[st
         slot = FIXED_SLOTS.get(label)
         if svc.get("slot") is not None:
             slot = int(svc.get("slot") or 0)
-        image.append({"label": label, "module": program, "args": svc.keys.get("args", []),
-                      "priv": svc.priv(), "slot": slot,
-                      "manager": RS if "rs" in conf.boot and label != "rs" else None})
-    return image
+        entries.append({"label": label, "module": program, "args": svc.keys.get("args", []),
+                        "priv": svc.priv(), "slot": slot,
+                        "manager": RS if "rs" in conf.boot and label != "rs" else None})
+    return entries
 
 
 def _die_with_parent() -> None:
@@ -67,7 +67,7 @@ class System:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
         shutil.copyfile(config, self.run_dir / "system.conf")
-        (self.run_dir / "boot.image").write_bytes(msgpack.packb(boot_image(conf, nic)))
+        (self.run_dir / "boot.image").write_bytes(image.encode(boot_image(conf, nic)))
         self.console = self.run_dir / params.CONSOLE_LOG
         self.console_offset = self.console.stat().st_size if self.console.exists() else 0
         event_log = self.run_dir / params.EVENT_LOG
@@ -106,7 +106,7 @@ class System:
     def _rs_settled(self, conn: Any) -> bool:
         if "rs" not in self.labels:
             return True
-        from minikern.codec import Message
+        from minikern.proto import Message
         from minikern.const import RS, Err, RsReq
         m = conn.sendrec(RS, Message(RsReq.STATUS))
         return m.type == Err.OK and all(s["state"] != "starting" for s in m["services"])

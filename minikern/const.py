@@ -3,7 +3,7 @@
 IPC trap numbers, error codes and well-known endpoints carry MINIX 3's names
 and numbers (minix/include/minix/ipcconst.h, endpoint.h, sys/errno.h) so that
 a reader who knows MINIX recognises them.  The wire format that carries them
-is described in docs/PROTOCOL.md; minikern/codec.py is the only code that
+is described in docs/PROTOCOL.md; minikern/proto/codec.py is the only code that
 builds or parses frames.
 """
 from __future__ import annotations

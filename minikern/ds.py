@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import DS, DsFlag, DsReq, Err
 from minikern.ipc import Connection, IpcError
 

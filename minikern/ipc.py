@@ -14,8 +14,9 @@ from typing import Any
 
 import zmq
 
-from minikern import codec, params
-from minikern.codec import Message
+from minikern import params
+from minikern.proto import codec
+from minikern.proto import Message
 from minikern.const import ANY, SYSTEM, Call, Err, KCall, err_name
 
 _encode_request = codec.encode_request

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from minikern import cli, ipc
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import RS, Err, RsReq, err_name
 
 # The faults CRASH injects (its ``fault`` field): kill and segv are signals RS sends

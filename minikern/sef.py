@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from minikern import ipc, params
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import ANY, RS, Err, Kind, KMsg, RsReq
 
 Handler = Callable[[Message], "Message | None"]

@@ -14,10 +14,10 @@ import signal
 import socket
 import sys
 
-import msgpack
 import zmq  # noqa: F401  (imported ahead of need: this is what the template saves)
 
 from minikern import ipc, sef
+from minikern.proto import codec, startup
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -41,7 +41,10 @@ def main() -> None:
     sock.close()
     if not data:
         os._exit(0)  # the kernel is discarding this template
-    record = msgpack.unpackb(data, raw=False)
+    record = startup.decode(data)
+    if record is None:  # the kernel sees this process die before its HELLO
+        print(f"template: refused a startup record {dict(codec.refused)}", flush=True)
+        os._exit(1)
     ipc.boot_record.update(record)
     ipc.boot_memfd = fds[0] if fds else -1
     _prctl(PR_SET_NAME, ("mk-" + record["label"])[:15].encode())

@@ -13,7 +13,7 @@ import pytest
 
 from minikern import cli, params
 from minikern.boot import System
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err
 from minikern.events import boot_id, validate
 from tests.conftest import SystemUnderTest

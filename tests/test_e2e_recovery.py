@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from minikern import cli, ds
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import CharReq, Err
 from tests.conftest import SystemUnderTest, wait_for
 from tests.services.rs_helpers import events, wait_event, wait_state

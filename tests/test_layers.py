@@ -12,7 +12,6 @@ import ast
 import runpy
 from pathlib import Path
 
-import pytest
 
 from minikern.cli import REPO_ROOT
 
@@ -21,9 +20,6 @@ PROCESS_CODE = ("services", "hw", "drivers", "userland", "bench")
 CLIENTS = ("drivers", "userland", "bench")
 # The chip's register map: the emulated chip and its driver both follow it, as a datasheet.
 DATASHEETS = {"hw.rtl8139_regs"}
-# Client code still filed under the machine: the protocol work of issue 8 moves both into
-# minikern/; then this set empties and the test below stops skipping.
-PENDING_MOVE = {"hw.channel", "hw.ctl"}
 
 
 def _is_module(dotted: str) -> bool:
@@ -74,9 +70,5 @@ def test_programs_outside_the_servers_reach_them_through_the_library() -> None:
     for name, (module, _) in table["COMMANDS"].items():
         if module.split(".")[0] not in ("minikern", "userland", "bench"):
             found[f"bin/{name}"] = {module}
-    pending = {m for mods in found.values() for m in mods} & PENDING_MOVE
-    unexpected = {where: mods - DATASHEETS - PENDING_MOVE for where, mods in found.items()}
+    unexpected = {where: mods - DATASHEETS for where, mods in found.items()}
     assert {where: mods for where, mods in unexpected.items() if mods} == {}
-    if pending:
-        pytest.skip(f"{', '.join(sorted(pending))} still under hw/, waiting for their move "
-                    "into minikern/ (issue 8, item 6)")

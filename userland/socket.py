@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from minikern import ds
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err, SockReq, err_name
 from minikern.ipc import Connection
 

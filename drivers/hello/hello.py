@@ -11,7 +11,7 @@ the driver runs on, with nothing backed up.
 from __future__ import annotations
 
 from minikern import ds, sef
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import CharReq, DsFlag, Err
 from minikern.ipc import IpcError
 

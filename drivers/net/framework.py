@@ -27,7 +27,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from minikern import ds, sef
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import CLOCK, HARDWARE, Err, IrqOp, KCall, NetReq
 from minikern.ipc import IpcError
 

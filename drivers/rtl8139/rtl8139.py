@@ -21,7 +21,7 @@ from typing import Any
 
 from drivers.net import framework
 from hw import rtl8139_regs as R
-from hw.channel import Channel, ChannelError, open_channel
+from minikern.devio import Channel, ChannelError, open_channel
 from minikern import sef
 from minikern.ipc import IpcError
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 import zmq
 
-from minikern import codec
+from minikern.proto import bus as wire
+from minikern.proto import codec
 from minikern.const import HARDWARE, HW, SYSTEM, Err, Kind
 from minikern.kernel import ipc
 from minikern.kernel.proc import Wait
@@ -40,32 +40,31 @@ class Bus:
         self.credential, self.ident = secrets.token_bytes(32), None
         return self.credential
 
-    def send(self, *msg: Any) -> bool:
+    def send(self, msg: wire.FromKernel) -> bool:
         if self.ident is None:
             return False
         try:
-            self.sock.send_multipart([self.ident, msgpack.packb(msg)], zmq.NOBLOCK)
+            self.sock.send_multipart([self.ident, wire.encode(msg)], zmq.NOBLOCK)
         except zmq.ZMQError:
             self.k.count("bus_send_failed")
             return False
         return True
 
     def handle(self, frames: list[bytes]) -> None:
-        msg = codec.unpack(frames[1]) if len(frames) == 2 else None
-        if type(msg) is not list or not msg or type(msg[0]) is not str:
+        msg = wire.decode_from_board(frames[1]) if len(frames) == 2 else None
+        if msg is None:
             return self.k.count("bus_malformed")
-        if (msg[0] == "hello" and len(msg) == 2 and type(msg[1]) is bytes and self.credential
-                and secrets.compare_digest(msg[1], self.credential)):
-            self.ident, self.credential = frames[0], None
-            return self.k.log("board attached to the bus")
+        if type(msg) is wire.Hello:
+            if self.credential and secrets.compare_digest(msg.credential, self.credential):
+                self.ident, self.credential = frames[0], None
+                return self.k.log("board attached to the bus")
+            return self.k.count("bus_unadmitted")
         if frames[0] != self.ident:
             return self.k.count("bus_unadmitted")
-        if msg[0] == "irq" and len(msg) == 2 and type(msg[1]) is int and 0 <= msg[1] < 16:
-            return self.interrupt(msg[1])
-        if (msg[0] == "io" and len(msg) == 4 and type(msg[1]) is int
-                and type(msg[2]) is int and type(msg[3]) is dict):
-            return self.complete(msg[1], msg[2], msg[3])
-        self.k.count("bus_malformed")
+        if type(msg) is wire.Irq:
+            return self.interrupt(msg.line)
+        if type(msg) is wire.Done:
+            return self.complete(msg.endpoint, msg.status, msg.result)
 
     def interrupt(self, irq: int) -> None:
         if irq == 0:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from minikern import codec, params
+from minikern import params
+from minikern.proto import codec
 from minikern.const import ANY, CLOCK, HARDWARE, NR_PROCS, SYSTEM, Call, Err, Kind
 from minikern.kernel import system
 from minikern.kernel.proc import Proc, Wait

@@ -8,7 +8,7 @@ Principles (after curio's "don't add features to the kernel"):
    notifications, runs alarms, and copies granted memory.  When to restart,
    what to publish, what to do about a crash: that is policy, and lives in RS
    and DS.
-2. Nothing from the wire is trusted.  Frames are validated by minikern.codec;
+2. Nothing from the wire is trusted.  Frames are validated by minikern.proto.codec;
    a malformed, oversized, unadmitted or out-of-turn frame is counted and
    dropped, never allowed to raise.  Each process has at most one trap in
    flight, so the kernel's memory is bounded by the process table.
@@ -31,10 +31,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import zmq
 
-from minikern import codec, events, params
+from minikern import events, params
+from minikern.proto import bus as wire
+from minikern.proto import codec, image, startup
 from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
@@ -137,10 +138,10 @@ class Kernel:
         p = self.table.add(s, label, 0, priv, manager)
         p.credential, p.incarnation = secrets.token_bytes(32), incarnation
         p.memory = seg = grant.Segment(label, params.MEMORY_SIZE)
-        record = {"module": module, "args": args, "label": label, "endpoint": p.endpoint,
-                  "credential": p.credential, "address": self.address,
-                  "run_dir": str(self.run_dir), "incarnation": incarnation,
-                  "memory_size": seg.size}
+        record: startup.StartupRecord = {"module": module, "args": args, "label": label,
+                                          "endpoint": p.endpoint, "credential": p.credential,
+                                          "address": self.address, "run_dir": str(self.run_dir),
+                                          "incarnation": incarnation, "memory_size": seg.size}
         if s == HW:  # the board: it alone gets the credential for the bus
             record["bus"], record["bus_credential"] = self.bus.address, self.bus.expect_board()
         spawned = self.spawner.spawn(record, seg.fd)
@@ -214,7 +215,7 @@ class Kernel:
         if p.slot == HW:
             self.bus.board_died()
         else:
-            self.bus.send("gone", p.endpoint)
+            self.bus.send(wire.Gone(p.endpoint))
         self.table.remove(p)
         self.poller.unregister(p.pidfd)
         del self.pidfds[p.pidfd]
@@ -282,7 +283,7 @@ class Kernel:
             return
         self.log("shutting down")
         self.image, self.board_due = [], None
-        self.bus.send("shutdown")
+        self.bus.send(wire.Shutdown())
         self.shutdown_deadline = time.monotonic() + params.SHUTDOWN_GRACE
         for p in self.table.live():
             if p.child:
@@ -380,9 +381,10 @@ class Kernel:
 
 def main() -> None:
     run_dir = Path(sys.argv[1])
-    image = msgpack.unpackb((run_dir / "boot.image").read_bytes(), raw=False)
+    if (entries := image.decode((run_dir / "boot.image").read_bytes())) is None:
+        sys.exit(f"kernel: refused {run_dir / 'boot.image'}: {dict(codec.refused)}")
     (run_dir / params.KERNEL_PIDFILE).write_text(str(os.getpid()))
-    Kernel(run_dir, sys.stdout.fileno()).run(image)
+    Kernel(run_dir, sys.stdout.fileno()).run([dict(e) for e in entries])
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import msgpack
+from minikern.proto import startup
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -56,12 +55,12 @@ class Spawner:
         while len(self.pool) < self.pool_size:
             self.pool.append(self._start_template())
 
-    def spawn(self, record: dict[str, Any], memfd: int) -> tuple[int, int] | None:
+    def spawn(self, record: startup.StartupRecord, memfd: int) -> tuple[int, int] | None:
         """Start a component from a template; returns (pid, pidfd), or None on failure."""
         for _ in range(2):
             t = self.pool.pop(0) if self.pool else self._start_template()
             try:
-                socket.send_fds(t.sock, [msgpack.packb(record)], [memfd])
+                socket.send_fds(t.sock, [startup.encode(record)], [memfd])
             except OSError:
                 self.discard(t)
                 continue

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from minikern import codec, params
+from minikern import params
+from minikern.proto import bus, codec
 from minikern.const import HW, SYSTEM, Err, IrqOp, KCall, Kind, err_name
 from minikern.kernel import grant
 from minikern.kernel.priv import Priv
@@ -95,22 +96,22 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
         holders.add(caller.endpoint)
     elif op == IrqOp.RMPOLICY:
         holders.discard(caller.endpoint)
-    k.bus.send("irqctl", irq, op in (IrqOp.SETPOLICY, IrqOp.ENABLE))
+    k.bus.send(bus.IrqCtl(irq, op in (IrqOp.SETPOLICY, IrqOp.ENABLE)))
     return Err.OK, {}
 
 
-def _forward_io(k: Kernel, caller: Proc, kind: str, ops: list[Any], extra: Args) -> Result:
+def _forward_io(k: Kernel, caller: Proc, kind: bus.IoKind, ops: list[Any], extra: Args) -> Result:
     """Check every port against the caller's windows, then hand the batch to the board."""
     for op in ops:
         port, size = op[0], op[1]
         if not caller.priv.holds_io(port, size):
             return k.refuse(caller, KCall.DEVIO, port)
-    return _to_board(k, caller, "io", kind, ops, extra)
+    return _to_board(k, caller, bus.Io(caller.endpoint, kind, ops, extra))
 
 
-def _to_board(k: Kernel, caller: Proc, *msg: Any) -> Result:
+def _to_board(k: Kernel, caller: Proc, msg: bus.FromKernel) -> Result:
     board = k.table.lookup(HW)
-    if board is None or not k.bus.send(msg[0], caller.endpoint, *msg[1:]):
+    if board is None or not k.bus.send(msg):
         return Err.ENODEV, {}
     caller.wait, caller.peer = Wait.KCALL, board.endpoint
     return None
@@ -125,14 +126,14 @@ def do_devio(k: Kernel, caller: Proc, a: Args) -> Result:
     op = [a.get("port"), a.get("size", 1), a.get("value")]
     if not _valid_op(op):
         return Err.EINVAL, {}
-    return _forward_io(k, caller, "devio", [op], {})
+    return _forward_io(k, caller, bus.IoKind.DEVIO, [op], {})
 
 
 def do_vdevio(k: Kernel, caller: Proc, a: Args) -> Result:
     ops = a.get("ops")
     if type(ops) is not list or not 0 < len(ops) <= 1024 or not all(_valid_op(o) for o in ops):
         return Err.EINVAL, {}
-    return _forward_io(k, caller, "vdevio", ops, {})
+    return _forward_io(k, caller, bus.IoKind.VDEVIO, ops, {})
 
 
 def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
@@ -140,14 +141,14 @@ def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
     count, data = _int(a, "count", 1, 65537), a.get("data")
     if not _valid_op(op) or count is None or (data is not None and type(data) is not bytes):
         return Err.EINVAL, {}
-    return _forward_io(k, caller, "sdevio", [op], {"count": count, "data": data})
+    return _forward_io(k, caller, bus.IoKind.SDEVIO, [op], {"count": count, "data": data})
 
 
 def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
     if not caller.priv.io:
         return k.refuse(caller, KCall.IOMAP, 0)
-    return _to_board(k, caller, "iomap", caller.label, [list(w) for w in caller.priv.io],
-                     [list(w) for w in caller.priv.mem])
+    return _to_board(k, caller, bus.IoMap(caller.endpoint, caller.label, list(caller.priv.io),
+                                          list(caller.priv.mem)))
 
 
 def do_setgrant(k: Kernel, caller: Proc, a: Args) -> Result:

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 
 from minikern import sef
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import RS, DsReq, Err, KCall
 from minikern.ipc import Connection
 from services.ds.store import DsError, Store

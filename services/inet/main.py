@@ -26,7 +26,7 @@ import sys
 import time
 
 from minikern import ds, sef
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import CLOCK, DS, DsFlag, Err, KCall, NetReq, SockReq, err_name
 from minikern.ipc import IpcError, KernelGone
 from services.inet import procs

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err, SockReq
 from minikern.ipc import Connection, KernelGone
 from services.inet import procs

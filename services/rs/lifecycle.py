@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from minikern import params
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err, KCall
 from minikern.sysconf import SystemConf
 from services.rs import resources

@@ -44,7 +44,7 @@ import sys
 import time
 
 from minikern import sef, sysconf
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import CLOCK, RS, KCall, KMsg
 from services.rs import guardian, requests
 from services.rs.lifecycle import Clock, Kernel

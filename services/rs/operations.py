@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import HW, RS, Err, KCall
 from services.rs.lifecycle import Lifecycle
 from services.rs.policy import Policy

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import DS, DsFlag, DsReq, Err
 
 

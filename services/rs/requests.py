@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err, RsReq
 from minikern.rsctl import FAULTS
 from services.rs.operations import Supervisor

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from hw import channel
-from hw.ctl import BoardCtl
+from minikern import devio
+from minikern.boardctl import BoardCtl
 from minikern import cli, ipc
 from minikern.const import Err, IrqOp, KCall, Kind
 from tests.conftest import SystemUnderTest, wait_for
@@ -119,14 +119,14 @@ def test_ports_outside_the_windows_are_refused_and_never_performed(machine: Mach
     com, tty = machine.driver("com"), machine.driver("tty")  # tty's window stops at 0x3FE
     outp(com, UART_SCR, 0x11)
     assert tty.kcall_status(KCall.DEVIO, port=UART_SCR, size=1, value=0x77)[0] == Err.ECALLDENIED
-    ch = channel.open_channel(tty)
+    ch = devio.open_channel(tty)
     try:
-        with pytest.raises(channel.ChannelError) as e:
+        with pytest.raises(devio.ChannelError) as e:
             ch.outb(UART_SCR, 0x66)
         assert e.value.code == Err.ECALLDENIED
-        with pytest.raises(channel.ChannelError):
+        with pytest.raises(devio.ChannelError):
             ch.vec([(UART_IER, 1, None), (UART_SCR, 1, 0x55)])  # one bad port refuses the batch
-        with pytest.raises(channel.ChannelError):
+        with pytest.raises(devio.ChannelError):
             ch.inw(0x3FE)  # a word at 0x3FE reaches 0x3FF
         assert ch.inb(0x3FD) & 0x60 == 0x60  # LSR: what it holds still works
     finally:
@@ -142,7 +142,7 @@ def test_ports_outside_the_windows_are_refused_and_never_performed(machine: Mach
 
 def test_fast_path_reaches_the_held_window(machine: Machine) -> None:
     com = machine.driver("com")
-    ch = channel.open_channel(com)
+    ch = devio.open_channel(com)
     try:
         assert ch.endpoint == com.endpoint and ch.io == [(0x3F8, 8)] and ch.windows == {}
         ch.outb(UART_SCR, 0xA5)
@@ -156,13 +156,13 @@ def test_fast_path_reaches_the_held_window(machine: Machine) -> None:
 def test_a_token_is_single_use_and_bound_to_its_endpoint(machine: Machine) -> None:
     com = machine.driver("com")
     r = com.kcall(KCall.IOMAP)
-    ch = channel.connect(r["path"], r["token"])
+    ch = devio.connect(r["path"], r["token"])
     ch.close()
-    with pytest.raises(channel.ChannelError) as e:
-        channel.connect(r["path"], r["token"])
+    with pytest.raises(devio.ChannelError) as e:
+        devio.connect(r["path"], r["token"])
     assert e.value.code == Err.EPERM
-    with pytest.raises(channel.ChannelError):
-        channel.connect(r["path"], "00" * 16)
+    with pytest.raises(devio.ChannelError):
+        devio.connect(r["path"], "00" * 16)
     with pytest.raises(ipc.IpcError) as denied:
         machine.driver("pci").kcall(KCall.IOMAP)  # pci may not call IOMAP at all
     assert denied.value.code == Err.ECALLDENIED

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from hw import channel
+from minikern import devio
 from hw import rtl8139_regs as regs
 from minikern.const import Err
 from tests.conftest import SystemUnderTest, wait_for
@@ -42,15 +42,15 @@ def vault_machine(make_system: Callable[..., SystemUnderTest]) -> Iterator[Machi
 
 def test_the_nic_cannot_reach_another_components_memory(machine: Machine) -> None:
     nic, vault = machine.driver("nic"), machine.driver("vault")
-    vch = channel.open_channel(vault)
-    nch = channel.open_channel(nic)
+    vch = devio.open_channel(vault)
+    nch = devio.open_channel(nic)
     try:
         assert list(vch.windows) == [VAULT] and VAULT not in nch.windows
         vch.memory(VAULT, len(SECRET))[:] = SECRET
-        with pytest.raises(channel.ChannelError) as e:
+        with pytest.raises(devio.ChannelError) as e:
             nch.memory(VAULT, 16)  # the nic's driver cannot map the vault's pages
         assert e.value.code == Err.EFAULT
-        with pytest.raises(channel.ChannelError) as e:
+        with pytest.raises(devio.ChannelError) as e:
             nch.dma_grant("rtl8139", VAULT, 0x1000, True)  # nor grant them to the NIC
         assert e.value.code == Err.EPERM
 

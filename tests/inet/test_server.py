@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from minikern import params, sef
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import CLOCK, DS, DsReq, Err, KCall, NetReq, SockReq
 from minikern.ipc import IpcError
 from services.inet import main as inet_main

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from minikern import cli, ds
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err, NetReq, RsReq, SockReq
 from minikern.deadline import wait_for
 from minikern import rsctl as ctl

@@ -19,11 +19,11 @@ import sys
 import threading
 import time
 
-import msgpack
 import zmq
 
 from minikern import ipc, sef
-from minikern.codec import Message
+from minikern.proto import Message
+from minikern.proto import bus as wire
 from minikern.const import ANY, CPF_READ, SYSTEM, Err, KCall, Kind
 
 REQ_GRANT, REQ_COPY = 1, 2
@@ -34,15 +34,14 @@ def fake_board(delay: float) -> None:
     time.sleep(delay)  # a slow machine: the kernel must not boot the rest before it is on the bus
     bus = zmq.Context.instance().socket(zmq.DEALER)
     bus.connect(ipc.boot_record["bus"])
-    bus.send(msgpack.packb(["hello", ipc.boot_record["bus_credential"]]))
+    bus.send(wire.encode(wire.Hello(ipc.boot_record["bus_credential"])))
     while True:
-        msg = msgpack.unpackb(bus.recv(), raw=False)
-        if msg[0] == "io":
-            _, endpoint, kind, ops, extra = msg
-            values = [0x1234 + op[0] if op[2] is None else None for op in ops]
-            bus.send(msgpack.packb(["io", endpoint, 0, {"values": values}]))
-        elif msg[0] == "irqctl" and msg[2]:
-            bus.send(msgpack.packb(["irq", msg[1]]))
+        msg = wire.decode_from_kernel(bus.recv())
+        if type(msg) is wire.Io:
+            values = [0x1234 + op[0] if op[2] is None else None for op in msg.ops]
+            bus.send(wire.encode(wire.Done(msg.endpoint, 0, {"values": values})))
+        elif type(msg) is wire.IrqCtl and msg.enable:
+            bus.send(wire.encode(wire.Irq(msg.line)))
 
 
 def puppet(ctx: sef.Context) -> None:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import HW, NONE, SYSTEM, CharReq, Err, KCall, Kind, KMsg
 from minikern.ipc import IpcError
 from tests.conftest import SystemUnderTest, wait_for

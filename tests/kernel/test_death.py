@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from minikern import ipc, params
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import (
     SYSTEM,
     Err,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import ANY, Err, Kind
 from minikern.ipc import IpcError
 from tests.conftest import SystemUnderTest, wait_for

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from minikern import ipc
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import CPF_READ, CPF_WRITE, SYSTEM, Err, KCall, Kind, KMsg
 from tests.conftest import TEST_CONF, SystemUnderTest, wait_for
 from tests.hw.test_board import Machine, inp, machine_fixture, outp  # noqa: F401 (fixture)

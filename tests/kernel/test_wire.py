@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
-import msgpack
 import pytest
 import zmq
 
-from minikern import codec, params
-from minikern.codec import Message
+from minikern import params
+from minikern.cli import REPO_ROOT
+from minikern.proto import Message, codec, image
 from minikern.const import NR_PROCS, PROTO, Call, Err, KCall
 from tests.conftest import SystemUnderTest, wait_for
 
@@ -56,16 +59,16 @@ def test_malformed_frames_are_dropped_and_counted(system: SystemUnderTest) -> No
     s, _ = admitted_raw(system, "raw")
     bad = [
         [b"\xc1"],  # not msgpack
-        [msgpack.packb([PROTO, Call.SEND])],  # missing destination
-        [msgpack.packb([PROTO + 1, Call.RECEIVE, 0])],  # wrong protocol version
-        [msgpack.packb([PROTO, 99, 0])],  # no such trap
-        [msgpack.packb([PROTO, Call.SEND, "rs"]), b"x"],  # wrongly typed endpoint
-        [msgpack.packb([PROTO, Call.SEND, 1 << 40]), b"x"],  # out of range
-        [msgpack.packb([PROTO, Call.SEND, 8])],  # SEND without a body
-        [msgpack.packb([PROTO, Call.RECEIVE, 8]), b"body", b"extra"],  # too many frames
-        [msgpack.packb({"proto": 1})],  # a map instead of an array
-        [msgpack.packb([PROTO, Call.RECEIVE, 8])[:-1]],  # truncated
-        [msgpack.packb([PROTO, Call.HELLO, b"k", 1, None, None])],  # HELLO after admission
+        [codec.pack([PROTO, Call.SEND])],  # missing destination
+        [codec.pack([PROTO + 1, Call.RECEIVE, 0])],  # wrong protocol version
+        [codec.pack([PROTO, 99, 0])],  # no such trap
+        [codec.pack([PROTO, Call.SEND, "rs"]), b"x"],  # wrongly typed endpoint
+        [codec.pack([PROTO, Call.SEND, 1 << 40]), b"x"],  # out of range
+        [codec.pack([PROTO, Call.SEND, 8])],  # SEND without a body
+        [codec.pack([PROTO, Call.RECEIVE, 8]), b"body", b"extra"],  # too many frames
+        [codec.pack({"proto": 1})],  # a map instead of an array
+        [codec.pack([PROTO, Call.RECEIVE, 8])[:-1]],  # truncated
+        [codec.pack([PROTO, Call.HELLO, b"k", 1, None, None])],  # HELLO after admission
     ]
     for frames in bad:
         s.send_multipart(frames)
@@ -164,12 +167,12 @@ def test_random_frames_and_kernel_calls_do_not_hurt_the_kernel(system: SystemUnd
         hdr = [PROTO, call] + [rng.choice(atoms) for _ in range(n)]
         if rng.random() < 0.5:  # a well-formed kernel call with random arguments
             hdr = [PROTO, Call.SENDREC, SYSTEM]
-        frames = [msgpack.packb(hdr)]
+        frames = [codec.pack(hdr)]
         if hdr[1] in (1, 3, 5, 7) or rng.random() < 0.1:
             args = {rng.choice(["port", "size", "value", "ops", "endpoint", "signal", "ms",
                                 "irq", "op", "grant", "granter", "label", "priv", "module"]):
                     rng.choice(atoms) for _ in range(rng.randint(0, 4))}
-            frames.append(msgpack.packb([rng.choice(list(KCall) + [0, 99]), args]))
+            frames.append(codec.pack([rng.choice(list(KCall) + [0, 99]), args]))
         s.send_multipart(frames)
         if s.poll(0):
             s.recv_multipart()
@@ -182,3 +185,15 @@ def test_random_frames_and_kernel_calls_do_not_hurt_the_kernel(system: SystemUnd
     assert info["kernel_pid"] == system.system.kernel.pid
     echo = system.endpoint_of("echo")
     assert system.connect("b", "client").sendrec(echo, Message(1, {"v": 4})).fields == {"v": 4}
+
+
+def test_the_kernel_refuses_to_boot_from_an_image_it_cannot_read(tmp_path: Path) -> None:
+    """docs/PROTOCOL.md section 13: an image of another version stops the kernel before it listens."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    other = image.IMAGE._replace(version=image.IMAGE.version + 1)
+    (run / "boot.image").write_bytes(codec.encode_frame(other, image.ENTRIES, []))
+    r = subprocess.run([sys.executable, "-m", "minikern.kernel", str(run)], cwd=REPO_ROOT,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "MKIMAGE:protocol" in r.stderr
+    assert not (run / params.KERNEL_PIDFILE).exists() and not (run / params.KERNEL_SOCKET).exists()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from drivers.net import framework
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import DS, Err, DsReq, KCall, Kind, NetReq
 
 pytestmark = pytest.mark.timeout(30)

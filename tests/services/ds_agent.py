@@ -7,7 +7,7 @@ Started at the RS slot it lets a test speak as RS.
 from __future__ import annotations
 
 from minikern import sef
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import DS, Err
 
 FORWARD = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from minikern import sef
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err
 from minikern.ipc import IpcError
 

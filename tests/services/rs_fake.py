@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from minikern import events, sysconf
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import RS, Err, KCall
 from services.rs.operations import Supervisor
 from services.rs.scripts import ScriptRunner

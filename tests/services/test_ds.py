@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from minikern import ds, ipc
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import DS, RS, SYSTEM, CharReq, DsFlag, DsReq, Err, KCall, Kind
 from services.ds import store
 from tests.conftest import TEST_CONF, SystemUnderTest, wait_for

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from minikern import params
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import RS, CharReq, Err, RsReq
 from minikern import rsctl as ctl
 from tests.conftest import SystemUnderTest, wait_for

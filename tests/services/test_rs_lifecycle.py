@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import Err, RsReq
 from services.rs import requests
 from services.rs.lifecycle import transition

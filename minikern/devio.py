@@ -1,10 +1,11 @@
-"""The driver's end of the fast path to the board (runs in a driver process).
+"""The driver's end of the fast path to the board (runs in a driver process; the protocol is
+minikern.proto.fastpath).
 
 A driver asks the kernel once, ``conn.kcall(KCall.IOMAP)`` (it must hold
 port windows and the IOMAP call), and gets the board's socket path and a
 one-time token; ``open_channel(conn)`` does both steps.  The channel then
 reaches exactly the driver's port windows, checked by the board on every
-access (hw.board_fastpath documents the protocol), and maps the driver's
+access (hw.board_fastpath), and maps the driver's
 physical memory windows (``windows``: base -> mmap of the shared segment), so
 buffers the NIC reads and writes by DMA need no copying.  Every call blocks
 until the board answers (polling for up to SPIN first: a scheduler wake-up
@@ -20,12 +21,11 @@ import socket
 import time
 from typing import Any
 
-import msgpack
-
 from minikern import ipc
 from minikern.const import Err, KCall, err_name
+from minikern.proto import fastpath as fp
 
-MAX_REPLY = 256 * 1024
+MAX_REPLY = fp.MAX_REPLY
 MAX_FDS = 64
 SPIN = 100e-6  # seconds to poll for the board's answer before blocking in recv
 
@@ -40,27 +40,30 @@ class Channel:
     def __init__(self, path: str, token: str) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.sock.connect(path)
-        self.sock.send(msgpack.packb(["attach", token]))
+        self.sock.send(fp.encode(fp.Attach(token)))
         data, fds, _, _ = socket.recv_fds(self.sock, MAX_REPLY, MAX_FDS)
-        reply = msgpack.unpackb(data, raw=False) if data else [Err.EIO]
-        if type(reply) is not list or not reply or reply[0] != Err.OK or len(reply) != 2:
+        reply = fp.decode_reply(data)
+        info = fp.decode_attached(reply) if reply is not None else None
+        if info is None or len(fds) != len(info.mem):
             for fd in fds:
                 os.close(fd)
             self.sock.close()
-            raise ChannelError(reply[0] if type(reply) is list and reply else Err.EIO, "attach")
-        info: dict[str, Any] = reply[1]
-        self.endpoint: int = info["endpoint"]
-        self.io: list[tuple[int, int]] = [(b, n) for b, n in info["io"]]
+            status = reply[0] if reply is not None and reply[0] != Err.OK else Err.EIO
+            raise ChannelError(status, "attach")
+        self.endpoint: int = info.endpoint
+        self.io: list[tuple[int, int]] = info.io
         self.windows: dict[int, mmap.mmap] = {}
-        for (base, length), fd in zip(info["mem"], fds, strict=False):
+        for (base, length), fd in zip(info.mem, fds, strict=True):
             self.windows[base] = mmap.mmap(fd, length, mmap.MAP_SHARED)
             os.close(fd)
-        self._pack = msgpack.Packer().pack
 
-    def call(self, *req: Any) -> list[Any]:
-        """One request; returns the board's reply list (status first) or raises ChannelError."""
+    def call(self, req: fp.Request) -> list[Any]:
+        """One request; returns the board's reply (status first) or raises ChannelError."""
+        return self._call(fp.encode(req), type(req).__name__)
+
+    def _call(self, frame: bytes, what: str) -> list[Any]:
         sock = self.sock
-        sock.send(self._pack(req))
+        sock.send(frame)
         end = time.perf_counter() + SPIN  # spin, then sleep: the board answers in microseconds
         while True:
             try:
@@ -72,46 +75,48 @@ class Channel:
                     break
         if not data:
             raise ChannelError(Err.EIO, "board closed the channel")
-        reply = msgpack.unpackb(data, raw=False)
+        reply = fp.decode_reply(data)
+        if reply is None:
+            raise ChannelError(Err.EIO, f"{what}: an unreadable answer")
         if reply[0] != Err.OK:
-            raise ChannelError(reply[0], str(req[0]))
-        return reply  # type: ignore[no-any-return]
+            raise ChannelError(reply[0], what)
+        return reply
 
     def inb(self, port: int) -> int:
-        return int(self.call("in", port, 1)[1])
+        return int(self._call(fp.encode_in(port, 1), "In")[1])
 
     def inw(self, port: int) -> int:
-        return int(self.call("in", port, 2)[1])
+        return int(self._call(fp.encode_in(port, 2), "In")[1])
 
     def inl(self, port: int) -> int:
-        return int(self.call("in", port, 4)[1])
+        return int(self._call(fp.encode_in(port, 4), "In")[1])
 
     def outb(self, port: int, value: int) -> None:
-        self.call("out", port, 1, value)
+        self._call(fp.encode_out(port, 1, value), "Out")
 
     def outw(self, port: int, value: int) -> None:
-        self.call("out", port, 2, value)
+        self._call(fp.encode_out(port, 2, value), "Out")
 
     def outl(self, port: int, value: int) -> None:
-        self.call("out", port, 4, value)
+        self._call(fp.encode_out(port, 4, value), "Out")
 
     def vec(self, ops: list[tuple[int, int, int | None]]) -> list[int | None]:
         """Several accesses in one round trip: (port, size, value or None to read)."""
-        return list(self.call("vec", [list(op) for op in ops])[1])
+        return list(self.call(fp.Vec(ops))[1])
 
     def ins(self, port: int, size: int, count: int) -> bytes:
         """rep ins: ``count`` reads of ``port``, little-endian bytes."""
-        return bytes(self.call("sin", port, size, count)[1])
+        return bytes(self.call(fp.Sin(port, size, count))[1])
 
     def outs(self, port: int, size: int, data: bytes) -> None:
-        self.call("sout", port, size, data)
+        self.call(fp.Sout(port, size, data))
 
     def dma_grant(self, device: str, base: int, length: int, write: bool) -> None:
         """Let ``device`` DMA to [base, base+length) of my own memory (write: it may write it)."""
-        self.call("dma", device, base, length, write)
+        self.call(fp.Dma(device, base, length, write))
 
     def dma_revoke(self, device: str, base: int) -> int:
-        return int(self.call("undma", device, base)[1])
+        return int(self.call(fp.Undma(device, base))[1])
 
     def memory(self, addr: int, length: int) -> memoryview:
         """A view of physical memory [addr, addr+length) inside one of my windows."""
