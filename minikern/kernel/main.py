@@ -58,9 +58,7 @@ class Kernel:
         self.irq_holders: dict[int, set[int]] = {}
         self.alarms: list[tuple[float, int]] = []  # heap of (due, endpoint); lazily pruned
         self.pidfds: dict[int, Proc] = {}
-        self.shutdown_deadline: float | None = None
-        self.image: list[dict[str, Any]] = []  # boot image entries not started yet
-        self.board_due: float | None = None  # booting waits for the board until then
+        self.shutting_down = False
         self.audit_lines = 0
         self.audit = open(run_dir / params.AUDIT_LOG, "a", buffering=1)
         self.spawner = Spawner(console_fd, params.TEMPLATE_POOL)
@@ -171,7 +169,7 @@ class Kernel:
                 p.credential, p.ident = None, ident
                 self.table.by_ident[ident] = p
                 return self.answer(p, Err.OK, p.endpoint)
-        if not secrets.compare_digest(cred, self.operator_key) or self.shutdown_deadline:
+        if not secrets.compare_digest(cred, self.operator_key) or self.shutting_down:
             self.count("hello_refused")
             return
         priv = Priv.from_wire(wire_priv)
@@ -260,7 +258,7 @@ class Kernel:
             if p is not None and p.alarm == due:
                 return max(0, int((due - time.monotonic()) * 1000) + 1)
             heapq.heappop(self.alarms)
-        return 100 if self.shutdown_deadline or self.board_due else None
+        return None
 
     def set_alarm(self, p: Proc, due: float | None) -> None:
         p.alarm = due
@@ -280,12 +278,14 @@ class Kernel:
                 ipc.notify(self, CLOCK, p)
 
     def request_shutdown(self) -> None:
-        if self.shutdown_deadline is not None:
+        """Tell every process SHUTDOWN; the loop ends once none is left.  Making a process
+        that does not exit go is its owner's business (minikern.boot's halt, RS): a process
+        the kernel started dies with it in any case (PR_SET_PDEATHSIG)."""
+        if self.shutting_down:
             return
         self.log("shutting down")
-        self.image, self.board_due = [], None
+        self.shutting_down = True
         self.bus.send("shutdown")
-        self.shutdown_deadline = time.monotonic() + params.SHUTDOWN_GRACE
         for p in self.table.live():
             if p.child:
                 ipc.kernel_message(self, p, KMsg.SHUTDOWN, {})
@@ -302,27 +302,18 @@ class Kernel:
             pass
 
     def boot(self, image: list[dict[str, Any]]) -> None:
+        """Start the boot image in order, waiting for nothing: when a process may start its
+        work is for its manager to say (RS starts the drivers once the board is up)."""
         self.spawner.fill()
-        self.image = list(image)
-        self.boot_next()
-
-    def boot_next(self) -> None:
-        """Start the boot image in order; after the board, the rest waits until it is on the
-        bus (the machine exists before any driver runs) or BOARD_ATTACH_TIMEOUT passed."""
-        self.board_due = None
-        while self.image:
-            entry = self.image.pop(0)
+        for entry in image:
             priv = Priv.from_wire(entry.get("priv"))
             if priv is None:
                 self.log(f"boot image entry {entry.get('label')!r} has an invalid privilege")
                 continue
             manager = entry.get("manager")  # an endpoint (RS's fixed one), told when it dies
-            p = self.start_process(entry["label"], entry["module"], entry.get("args", []), priv,
-                                   manager=manager if type(manager) is int else NONE,
-                                   slot=entry.get("slot"))
-            if p is not None and p.slot == HW and self.image:
-                self.board_due = time.monotonic() + params.BOARD_ATTACH_TIMEOUT
-                return
+            self.start_process(entry["label"], entry["module"], entry.get("args", []), priv,
+                               manager=manager if type(manager) is int else NONE,
+                               slot=entry.get("slot"))
 
     def run(self, image: list[dict[str, Any]]) -> None:
         self.stop_signal = 0
@@ -349,20 +340,8 @@ class Kernel:
                 elif isinstance(fd, int):
                     self.reap(fd)
             self.run_alarms()
-            if self.board_due is not None and (self.bus.ident or time.monotonic() > self.board_due
-                                               or self.table.lookup(HW) is None):
-                if not self.bus.ident:
-                    self.log("the board did not join the bus; booting the rest without it")
-                self.boot_next()
-            if self.shutdown_deadline is not None:
-                if not self.pidfds:
-                    break
-                if time.monotonic() > self.shutdown_deadline:
-                    for p in self.pidfds.values():
-                        try:
-                            os.kill(p.pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
+            if self.shutting_down and not self.pidfds:
+                break
         self.close()
 
     def close(self) -> None:

@@ -4,8 +4,9 @@ RS is the first process of the boot image (fixed slot RS).  At startup it
 reads the run directory's system.conf, adopts the boot-image servers the
 kernel started with RS as their manager (ds, and hw, the board: *core*, a
 death is fatal: without DS nobody finds anyone, without the board there is no
-machine), and starts the services named in its own ``args`` through PRIVCTL,
-which makes RS their manager.  Then it is a plain SEF server:
+machine), and, once every one of them has reported its init done (the board
+does once it is on the bus), starts the services named in its own ``args``
+through PRIVCTL, which makes RS their manager.  Then it is a plain SEF server:
 
 * kernel messages: EXIT (a process died: name the failure, apply the policy)
   and SHUTDOWN (SEF: kill running recovery scripts, exit);
@@ -40,7 +41,7 @@ from collections.abc import Mapping
 
 from minikern import params, sef, sysconf
 from minikern.codec import Message
-from minikern.const import CLOCK, HW, RS, Err, KCall, KMsg
+from minikern.const import CLOCK, RS, Err, KCall, KMsg
 from services.rs import guardian, resources
 from services.rs.journal import Journal, classify_exit
 from services.rs.policy import Policy
@@ -64,12 +65,9 @@ class ReincarnationServer:
         self.alarm_due: float | None = None
         self.next_resource_check = 0.0
         self.shutting_down = False
+        self.autostart = autostart  # started once the core is up (start_services)
         self.adopt()
-        for label in autostart:
-            if label in conf.services and label not in self.services:
-                svc = self.make_service(label)
-                svc.restart_cause = "up"
-                self.spawn(svc)
+        self.start_services()
         self.guardian = guardian.start(ctx.run_dir)
         ctx.on_shutdown.append(self.on_shutdown)
 
@@ -93,8 +91,24 @@ class ReincarnationServer:
             svc.state = State.STARTING
             svc.restart_cause = "up"
             self.attach(svc, p["endpoint"], p["pid"], now - p["uptime"])
-            if p["endpoint"] == HW:  # on the bus before RS ran: the kernel waited for that
-                self.on_init_done(svc)
+        for label in adoptable:  # not running: it died before RS could adopt it
+            if label not in self.services:
+                self.fail(self.make_service(label, core=True),
+                          {"reason": "exit", "detail": "gone before RS adopted it"})
+
+    def start_services(self) -> None:
+        """Start the services named in RS's args, once every adopted core server is up (as
+        MINIX's RS waits for the boot image's init): so no driver runs before the board is on
+        the bus, and no service before DS is there to publish it."""
+        if self.shutting_down or any(s.core and s.state is not State.UP
+                                     for s in self.services.values()):
+            return
+        labels, self.autostart = self.autostart, []
+        for label in labels:
+            if label in self.conf.services and label not in self.services:
+                svc = self.make_service(label)
+                svc.restart_cause = "up"
+                self.spawn(svc)
 
     def attach(self, svc: Svc, endpoint: int, pid: int, started: float) -> None:
         now = time.monotonic()
@@ -173,6 +187,7 @@ class ReincarnationServer:
             self.journal.write("up", svc.label, **info)
         svc.failed_at = None
         self.answer_waiters(svc, Err.OK, info)
+        self.start_services()
 
     def on_exit(self, m: Message) -> None:
         svc = self.by_endpoint.pop(m.get("endpoint", 0), None)
@@ -210,6 +225,7 @@ class ReincarnationServer:
         info["incarnation"] = svc.incarnation
         if svc.core:
             self.journal.write("crash", svc.label, action="fatal", **info)
+            self.kill(svc, reason)  # a hung core server would never take the SHUTDOWN
             self.fatal(f"core server {svc.label} failed ({reason})")
             return
         decision = svc.tracker.on_failure(now)
