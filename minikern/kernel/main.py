@@ -36,7 +36,7 @@ import msgpack
 import zmq
 
 from minikern import codec, params
-from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg
+from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg, err_name
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
@@ -46,6 +46,10 @@ from minikern.kernel.spawn import Spawner
 _NB = int(zmq.NOBLOCK)
 _MORE_NB = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
+
+
+def _owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 class Kernel:
@@ -71,15 +75,13 @@ class Kernel:
             self.sock.setsockopt(opt, value)
         self.sock.bind(self.address)
         self.operator_key = secrets.token_bytes(32)
-        key_path = run_dir / params.OPERATOR_KEY
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, self.operator_key)
-        os.close(fd)
+        with open(run_dir / params.OPERATOR_KEY, "wb", opener=_owner_only) as f:
+            f.write(self.operator_key)
         self.bus = Bus(self, self.ctx, "ipc://" + str(run_dir / params.BUS_SOCKET))
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.bus.sock, zmq.POLLIN)
-        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r, self.wake_w = socket.socketpair()  # a signal's number arrives here
         self.wake_w.setblocking(False)
         self.poller.register(self.wake_r.fileno(), zmq.POLLIN)
 
@@ -100,10 +102,8 @@ class Kernel:
         send = self._send  # pyzmq's backend send: the sugar layer costs microseconds a frame
         try:
             send(self.sock, p.ident, _MORE_NB)
-            if body is None:
-                send(self.sock, hdr, _NB)
-            else:
-                send(self.sock, hdr, _MORE_NB)
+            send(self.sock, hdr, _NB if body is None else _MORE_NB)
+            if body is not None:
                 send(self.sock, body, _NB)
         except zmq.ZMQError:
             self.count("reply_undeliverable")
@@ -166,48 +166,40 @@ class Kernel:
             if p.credential is not None and secrets.compare_digest(p.credential, cred):
                 if p.pid != pid:
                     break
-                p.credential, p.ident = None, ident
-                self.table.by_ident[ident] = p
-                return self.answer(p, Err.OK, p.endpoint)
+                p.credential = None
+                return self._admit(p, ident)
         if not secrets.compare_digest(cred, self.operator_key) or self.shutting_down:
-            self.count("hello_refused")
-            return
-        priv = Priv.from_wire(wire_priv)
-        s = self.table.free_slot()
+            return self.count("hello_refused")
+        priv, s = Priv.from_wire(wire_priv), self.table.free_slot()
+        if priv is None or s is None or not label or len(label) > 32:
+            return self.count("hello_refused")
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
-            pidfd = -1
-        if priv is None or s is None or pidfd < 0 or not label or len(label) > 32:
-            self.count("hello_refused")
-            if pidfd >= 0:
-                os.close(pidfd)
-            return
+            return self.count("hello_refused")
         p = self.table.add(s, label, pid, priv, manager=NONE)
-        p.ident, p.pidfd = ident, pidfd
-        self.table.by_ident[ident] = p
+        p.pidfd = pidfd
         self._watch(p)
+        self._admit(p, ident)
+
+    def _admit(self, p: Proc, ident: bytes) -> None:
+        p.ident = ident
+        self.table.by_ident[ident] = p
         self.answer(p, Err.OK, p.endpoint)
 
     def reap(self, pidfd: int) -> None:
         p = self.pidfds.get(pidfd)
         if p is None:
             return
-        status = signo = 0
         try:
             info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
-            if info is None:
-                return  # not dead after all
-            if info.si_code == os.CLD_EXITED:
-                status = info.si_status
-            else:
-                signo = info.si_status
-        except ChildProcessError:
-            pass  # an operator tool: not our child, so no status
-        self.exited(p, status, signo)
+        except ChildProcessError:  # an operator tool: not our child, so no status
+            return self.exited(p, 0, 0)
+        if info is not None:  # else not dead after all
+            signalled = info.si_code != os.CLD_EXITED
+            self.exited(p, 0 if signalled else info.si_status, info.si_status if signalled else 0)
 
     def exited(self, p: Proc, status: int, signo: int) -> None:
-        p.exiting = True
         ipc.clear_endpoint(self, p)
         for holders in self.irq_holders.values():
             holders.discard(p.endpoint)
@@ -294,31 +286,20 @@ class Kernel:
                     self.answer(p, Err.EDEADSRCDST)
                 self.exited(p, 0, 0)
 
-    def on_signal(self, signo: int, frame: object) -> None:
-        self.stop_signal = signo
-        try:
-            self.wake_w.send(b"\0")
-        except OSError:
-            pass
-
     def boot(self, image: list[dict[str, Any]]) -> None:
         """Start the boot image in order, waiting for nothing: when a process may start its
         work is for its manager to say (RS starts the drivers once the board is up)."""
         self.spawner.fill()
         for entry in image:
-            priv = Priv.from_wire(entry.get("priv"))
-            if priv is None:
-                self.log(f"boot image entry {entry.get('label')!r} has an invalid privilege")
-                continue
             manager = entry.get("manager")  # an endpoint (RS's fixed one), told when it dies
-            self.start_process(entry["label"], entry["module"], entry.get("args", []), priv,
-                               manager=manager if type(manager) is int else NONE,
-                               slot=entry.get("slot"))
+            status, _ = system.start(self, entry, manager if type(manager) is int else NONE)
+            if status != Err.OK:
+                self.log(f"boot image entry {entry.get('label')!r} not started: {err_name(status)}")
 
     def run(self, image: list[dict[str, Any]]) -> None:
-        self.stop_signal = 0
-        signal.signal(signal.SIGTERM, self.on_signal)
-        signal.signal(signal.SIGINT, self.on_signal)
+        for signo in (signal.SIGTERM, signal.SIGINT):  # either asks for the shutdown
+            signal.signal(signo, lambda *_: None)  # Python writes its number to the wakeup fd
+        signal.set_wakeup_fd(self.wake_w.fileno())
         self.log(f"listening on {self.address} (protocol {PROTO}, pid {os.getpid()})")
         self.boot(image)
         while True:
@@ -335,8 +316,7 @@ class Kernel:
             for fd in events:
                 if fd == self.wake_r.fileno():
                     self.wake_r.recv(64)
-                    if self.stop_signal:
-                        self.request_shutdown()
+                    self.request_shutdown()
                 elif isinstance(fd, int):
                     self.reap(fd)
             self.run_alarms()
@@ -351,10 +331,7 @@ class Kernel:
         self.ctx.term()
         for name in (params.KERNEL_SOCKET, params.BUS_SOCKET, params.OPERATOR_KEY,
                      params.KERNEL_PIDFILE):
-            try:
-                os.unlink(self.run_dir / name)
-            except FileNotFoundError:
-                pass
+            (self.run_dir / name).unlink(missing_ok=True)
         self.log(f"halted; counters {dict(self.counters)}")
 
 

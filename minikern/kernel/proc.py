@@ -13,12 +13,7 @@ import enum
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from minikern.const import (
-    FIRST_DYNAMIC_SLOT,
-    GENERATION_SIZE,
-    NR_PROCS,
-    make_endpoint,
-)
+from minikern.const import FIRST_DYNAMIC_SLOT, GENERATION_SIZE, NR_PROCS, make_endpoint
 from minikern.kernel.priv import Priv
 
 
@@ -56,7 +51,6 @@ class Proc:
     memory: object | None = None  # the process's memory segment (kernel.memory.Segment)
     grants: dict[int, tuple[int, int, int, int, int]] = field(default_factory=dict)
     grant_seq: int = 0
-    exiting: bool = False
     ready: bool = False  # has entered RECEIVE at least once: its initialization is done
     child: bool = False  # started by the kernel (else an operator tool admitted by key)
 

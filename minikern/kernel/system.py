@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 Result = tuple[int, dict[str, Any]] | None
 Args = dict[str, Any]
 
-_ALLOWED_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGINT,
-                  signal.SIGSTOP, signal.SIGCONT, signal.SIGABRT, signal.SIGUSR1}
+_ALLOWED_SIGNALS = {int(s) for s in (signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGINT,
+                                      signal.SIGSTOP, signal.SIGCONT, signal.SIGABRT, signal.SIGUSR1)}
 
 
 def _int(a: Args, key: str, lo: int = -(1 << 31), hi: int = (1 << 32)) -> int | None:
@@ -36,26 +36,30 @@ def _int(a: Args, key: str, lo: int = -(1 << 31), hi: int = (1 << 32)) -> int | 
 
 
 def do_privctl(k: Kernel, caller: Proc, a: Args) -> Result:
+    return start(k, a, manager=caller.endpoint)
+
+
+def start(k: Kernel, a: Args, manager: int) -> tuple[int, Args]:
+    """Start the process a PRIVCTL or a boot image entry describes: label, module, args,
+    privilege, and optionally incarnation and a fixed slot."""
     label, module, args = a.get("label"), a.get("module"), a.get("args", [])
     priv = Priv.from_wire(a.get("priv"))
     if (type(label) is not str or not 0 < len(label) <= 32 or type(module) is not str
             or type(args) is not list or not all(type(x) is str for x in args) or priv is None):
         return Err.EINVAL, {}
-    incarnation = _int(a, "incarnation", 0) or 0
-    slot = _int(a, "slot", 0)
-    p = k.start_process(label, module, args, priv, manager=caller.endpoint,
-                        incarnation=incarnation, slot=slot)
+    p = k.start_process(label, module, args, priv, manager=manager,
+                        incarnation=_int(a, "incarnation", 0) or 0, slot=_int(a, "slot", 0))
     if p is None:
         return Err.EAGAIN, {}
     return Err.OK, {"endpoint": p.endpoint, "pid": p.pid}
 
 
 def do_kill(k: Kernel, caller: Proc, a: Args) -> Result:
-    target, signo = k.table.lookup(_int(a, "endpoint") or 0), _int(a, "signal", 1, 65)
-    if target is None or signo is None:
-        return Err.EINVAL if signo is None else Err.ESRCH, {}
-    if signo not in {int(s) for s in _ALLOWED_SIGNALS}:
+    target, signo = k.table.lookup(_int(a, "endpoint") or 0), _int(a, "signal")
+    if signo not in _ALLOWED_SIGNALS:
         return Err.EINVAL, {}
+    if target is None:
+        return Err.ESRCH, {}
     try:
         os.kill(target.pid, signo)
     except ProcessLookupError:
@@ -100,7 +104,10 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
 
 
 def _forward_io(k: Kernel, caller: Proc, kind: str, ops: list[Any], extra: Args) -> Result:
-    """Check every port against the caller's windows, then hand the batch to the board."""
+    """Check every access, then every port against the caller's windows, then hand the batch
+    to the board."""
+    if not all(_valid_op(op) for op in ops):
+        return Err.EINVAL, {}
     for op in ops:
         port, size = op[0], op[1]
         if not caller.priv.holds_io(port, size):
@@ -122,25 +129,22 @@ def _valid_op(op: object) -> bool:
 
 
 def do_devio(k: Kernel, caller: Proc, a: Args) -> Result:
-    op = [a.get("port"), a.get("size", 1), a.get("value")]
-    if not _valid_op(op):
-        return Err.EINVAL, {}
-    return _forward_io(k, caller, "devio", [op], {})
+    return _forward_io(k, caller, "devio", [[a.get("port"), a.get("size", 1), a.get("value")]], {})
 
 
 def do_vdevio(k: Kernel, caller: Proc, a: Args) -> Result:
     ops = a.get("ops")
-    if type(ops) is not list or not 0 < len(ops) <= 1024 or not all(_valid_op(o) for o in ops):
+    if type(ops) is not list or not 0 < len(ops) <= 1024:
         return Err.EINVAL, {}
     return _forward_io(k, caller, "vdevio", ops, {})
 
 
 def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
-    op = [a.get("port"), a.get("size", 2), None]
     count, data = _int(a, "count", 1, 65537), a.get("data")
-    if not _valid_op(op) or count is None or (data is not None and type(data) is not bytes):
+    if count is None or (data is not None and type(data) is not bytes):
         return Err.EINVAL, {}
-    return _forward_io(k, caller, "sdevio", [op], {"count": count, "data": data})
+    return _forward_io(k, caller, "sdevio", [[a.get("port"), a.get("size", 2), None]],
+                       {"count": count, "data": data})
 
 
 def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
@@ -212,8 +216,7 @@ def kernel_call(k: Kernel, caller: Proc, body: bytes) -> None:
     if handler is None:
         return k.answer(caller, Err.EBADCALL)
     if number not in caller.priv.kcalls:
-        k.deny(caller, KCall(number), SYSTEM, Err.ECALLDENIED)
-        return
+        return k.deny(caller, KCall(number), SYSTEM, Err.ECALLDENIED)
     result = handler(k, caller, args)
     if result is not None:
         status, fields = result
