@@ -128,18 +128,24 @@ class Kernel:
 
     # -- processes ------------------------------------------------------------------
 
-    def start_process(self, label: str, module: str, args: list[str], priv: Priv,
-                      manager: int, incarnation: int = 0, slot: int | None = None) -> Proc | None:
-        s = self.table.free_slot(slot)
+    def start(self, a: dict[str, Any], manager: int) -> tuple[int, dict[str, Any]]:
+        """Start the process a PRIVCTL or a boot image entry describes (label, module, args,
+        privilege; optionally incarnation and a fixed slot), with ``manager`` told of its death."""
+        label, module, args = a.get("label"), a.get("module"), a.get("args", [])
+        priv = Priv.from_wire(a.get("priv"))
+        if (type(label) is not str or not 0 < len(label) <= 32 or type(module) is not str
+                or type(args) is not list or not all(type(x) is str for x in args) or priv is None):
+            return Err.EINVAL, {}
+        s = self.table.free_slot(system.int_arg(a, "slot", 0))
         if s is None:
             self.count("no_free_slot")
-            return None
+            return Err.EAGAIN, {}
         p = self.table.add(s, label, 0, priv, manager)
-        p.credential, p.incarnation = secrets.token_bytes(32), incarnation
+        p.credential, p.incarnation = secrets.token_bytes(32), system.int_arg(a, "incarnation", 0) or 0
         p.memory = seg = grant.Segment(label, params.MEMORY_SIZE)
         record = {"module": module, "args": args, "label": label, "endpoint": p.endpoint,
                   "credential": p.credential, "address": self.address,
-                  "run_dir": str(self.run_dir), "incarnation": incarnation,
+                  "run_dir": str(self.run_dir), "incarnation": p.incarnation,
                   "memory_size": seg.size}
         if s == HW:  # the board: it alone gets the credential for the bus
             record["bus"], record["bus_credential"] = self.bus.address, self.bus.expect_board()
@@ -147,12 +153,12 @@ class Kernel:
         if spawned is None:
             self.table.remove(p)
             seg.close()
-            return None
+            return Err.EAGAIN, {}
         p.pid, p.pidfd = spawned
         p.child = True
         self._watch(p)
         self.log(f"started {label} endpoint {p.endpoint} pid {p.pid}")
-        return p
+        return Err.OK, {"endpoint": p.endpoint, "pid": p.pid}
 
     def _watch(self, p: Proc) -> None:
         p.started = time.monotonic()
@@ -231,9 +237,7 @@ class Kernel:
         if req is None:
             return self.count("malformed" if p else "unadmitted")
         if req[0] == Call.HELLO:
-            if p is not None:
-                return self.count("hello_twice")
-            return self.hello(ident, *req[1:])
+            return self.hello(ident, *req[1:]) if p is None else self.count("hello_twice")
         if p is None:
             return self.count("unadmitted")
         if req[0] == Call.BYE:
@@ -243,15 +247,6 @@ class Kernel:
         call, a, b, body = req
         ipc.trap(self, p, call, a, b, body)
 
-    def next_timeout(self) -> int | None:
-        while self.alarms:
-            due, e = self.alarms[0]
-            p = self.table.lookup(e)
-            if p is not None and p.alarm == due:
-                return max(0, int((due - time.monotonic()) * 1000) + 1)
-            heapq.heappop(self.alarms)
-        return None
-
     def set_alarm(self, p: Proc, due: float | None) -> None:
         p.alarm = due
         if due is not None:
@@ -260,14 +255,18 @@ class Kernel:
             self.alarms = [(q.alarm, q.endpoint) for q in self.table.live() if q.alarm]
             heapq.heapify(self.alarms)
 
-    def run_alarms(self) -> None:
-        now = time.monotonic()
-        while self.alarms and self.alarms[0][0] <= now:
-            due, e = heapq.heappop(self.alarms)
-            p = self.table.lookup(e)
-            if p is not None and p.alarm == due:
+    def run_alarms(self) -> int | None:
+        """Notify each process whose alarm is due; return the milliseconds to the next one."""
+        while self.alarms:
+            due, e = self.alarms[0]
+            p, left = self.table.lookup(e), due - time.monotonic()
+            if p is not None and p.alarm == due and left > 0:
+                return int(left * 1000) + 1
+            heapq.heappop(self.alarms)
+            if p is not None and p.alarm == due:  # else replaced, cancelled or its process gone
                 p.alarm = None
                 ipc.notify(self, CLOCK, p)
+        return None
 
     def request_shutdown(self) -> None:
         """Tell every process SHUTDOWN; the loop ends once none is left.  Making a process
@@ -292,7 +291,7 @@ class Kernel:
         self.spawner.fill()
         for entry in image:
             manager = entry.get("manager")  # an endpoint (RS's fixed one), told when it dies
-            status, _ = system.start(self, entry, manager if type(manager) is int else NONE)
+            status, _ = self.start(entry, manager if type(manager) is int else NONE)
             if status != Err.OK:
                 self.log(f"boot image entry {entry.get('label')!r} not started: {err_name(status)}")
 
@@ -302,8 +301,9 @@ class Kernel:
         signal.set_wakeup_fd(self.wake_w.fileno())
         self.log(f"listening on {self.address} (protocol {PROTO}, pid {os.getpid()})")
         self.boot(image)
+        timeout = None
         while True:
-            events = dict(self.poller.poll(self.next_timeout()))
+            events = dict(self.poller.poll(timeout))
             if events.pop(self.sock, 0):  # one frame a poll: deaths and alarms are never starved
                 try:
                     self.handle(self.sock.recv_multipart())
@@ -319,7 +319,7 @@ class Kernel:
                     self.request_shutdown()
                 elif isinstance(fd, int):
                     self.reap(fd)
-            self.run_alarms()
+            timeout = self.run_alarms()
             if self.shutting_down and not self.pidfds:
                 break
         self.close()

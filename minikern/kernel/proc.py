@@ -71,10 +71,7 @@ class ProcTable:
     def free_slot(self, wanted: int | None = None) -> int | None:
         if wanted is not None:
             return wanted if 0 <= wanted < NR_PROCS and self.slots[wanted] is None else None
-        for s in range(FIRST_DYNAMIC_SLOT, NR_PROCS):
-            if self.slots[s] is None:
-                return s
-        return None
+        return next((s for s in range(FIRST_DYNAMIC_SLOT, NR_PROCS) if self.slots[s] is None), None)
 
     def add(self, slot: int, label: str, pid: int, priv: Priv, manager: int) -> Proc:
         """Occupy ``slot``; a reused slot gets the next generation (wrapping to 1)."""
