@@ -24,8 +24,10 @@ has come: those are the only times it has work, and skipping it on the other
 turns keeps the fast path's round trip short.
 
 The board is also an admitted IPC process (``Connection.from_boot``) so that
-GETINFO lists it; it sits in RECEIVE from SYSTEM, which marks it ready and
-brings the kernel's SHUTDOWN message.  It never traps otherwise.
+GETINFO lists it.  Once it has said hello on the bus it reports its init done
+to RS, as SEF does (RS starts the drivers only then, so none runs before the
+machine is there); then it sits in RECEIVE, which marks it ready and brings
+the kernel's SHUTDOWN message and RS's heartbeat.  It never traps otherwise.
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ class Board:
         self.handlers: dict[Any, Callable[[], None]] = {}
         self.poller = zmq.Poller()
         self.stopping = False
-        self.pinging = False  # a heartbeat answer (SENDREC PING to RS) is outstanding
+        self.asking: int | None = None  # the request of an outstanding SENDREC to RS
         self.audit = Audit(run_dir)
         serial: SerialBackend = PtyBackend() if args.serial == "pty" else SocketBackend(run_dir)
         self.machine = Machine(run_dir, make_disk(Path(args.disk)), make_wire(args.nic),
@@ -135,7 +137,7 @@ class Board:
         self.watch(self.bus, self.on_bus)
         self.conn = ipc.Connection.from_boot()
         self.watch(self.conn.sock, self.on_kernel_message)
-        self._receive()
+        self._ask_rs(RsReq.INIT_DONE)  # after the hello: the machine is there for drivers
         print(f"hw: board up: serial {getattr(serial, 'path', '?')}, NIC at "
               f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk}, {args.hz} Hz",
               flush=True)
@@ -193,11 +195,17 @@ class Board:
     def _receive(self) -> None:
         self.conn.sock.send(codec.encode_request(Call.RECEIVE, ANY))
 
+    def _ask_rs(self, req: RsReq) -> None:
+        self.asking = req
+        self.conn.sock.send_multipart([codec.encode_request(Call.SENDREC, RS),
+                                       codec.encode_body(req, {})])
+
     def on_kernel_message(self) -> None:
         """The answer to the board's pending trap, never waited for (the board's loop is its
         devices'): the kernel's SHUTDOWN, RS's heartbeat NOTIFY, which the board answers as
-        SEF does (SENDREC PING, whose reply may hand over a fault from bin/crash), and that
-        reply.  Anything else is counted and ignored."""
+        SEF does (SENDREC PING, whose reply may hand over a fault from bin/crash), and the
+        replies to that and to its INIT_DONE (an error when there is no RS: nobody to tell).
+        Anything else is counted and ignored."""
         while int(self.conn.sock.get(zmq.EVENTS)) & _POLLIN:
             frames = self.conn.sock.recv_multipart()
             hdr = codec.decode_reply(frames[0])
@@ -206,17 +214,15 @@ class Board:
             if kind == Kind.KERNEL and body and body[0] == KMsg.SHUTDOWN:
                 self.stopping = True
                 return
-            if self.pinging:  # the one trap outstanding was the PING: this is how it ended
-                self.pinging = False
-                self.counters["heartbeats"] += 1
-                if hdr is not None and hdr[0] == Err.OK and body and body[0] == Err.OK:
+            if self.asking is not None:  # the one trap outstanding was to RS: it ended so
+                pinged, self.asking = self.asking == RsReq.PING, None
+                self.counters["heartbeats"] += pinged
+                if pinged and hdr is not None and hdr[0] == Err.OK and body and body[0] == Err.OK:
                     fault = body[1].get("fault")
                     if fault:
                         sef.inject_fault(str(fault))
             elif hdr is not None and kind == Kind.NOTIFY and hdr[1] == RS:
-                self.pinging = True
-                self.conn.sock.send_multipart([codec.encode_request(Call.SENDREC, RS),
-                                               codec.encode_body(RsReq.PING, {})])
+                self._ask_rs(RsReq.PING)
                 continue
             else:
                 self.counters["kernel_message_ignored"] += 1

@@ -6,11 +6,17 @@ private run directory (0700), writes the boot image the kernel reads
 RS's fixed endpoint, the board's included, when RS is in the image), starts
 the kernel in its own session (so a terminal's Ctrl-C reaches only bin/boot,
 which then shuts the system down in order), and follows the console.
+
+Halting is owned here, not by the kernel: the kernel tells every process
+SHUTDOWN and exits once none is left; ``stop`` gives them SHUTDOWN_GRACE,
+then kills the ones still there (a hung component, one blocked where SHUTDOWN
+cannot reach it), so that the kernel still ends in order.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -19,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 
 from minikern import cli, params, sysconf
 from minikern.proto import image
@@ -132,38 +139,89 @@ class System:
             sys.stdout.flush()
 
     def halt(self, timeout: float = 10.0) -> bool:
-        if self.kernel.poll() is None:
-            self.kernel.send_signal(signal.SIGTERM)
-        try:
-            self.kernel.wait(timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            self.kernel.kill()
-            self.kernel.wait()
-            return False
+        ok = self.kernel.poll() is not None or stop(self.kernel.pid, timeout=timeout)
+        self.kernel.wait()
+        return ok
 
 
 def halt(run_dir: str | Path, timeout: float = 10.0) -> bool:
-    """Stop the system in ``run_dir`` (not our child); True once its kernel is gone."""
+    """Stop the system in ``run_dir`` (not our child), as ``stop`` does."""
     pid = cli.kernel_pid(run_dir)
-    if pid is None:
-        return True
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):  # not merely its pidfile gone: the process itself
-            return True
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    return False
+    return True if pid is None else stop(pid, timeout=timeout)
 
 
-def _alive(pid: int) -> bool:
+def stop(kernel_pid: int, grace: float = params.SHUTDOWN_GRACE, timeout: float = 10.0) -> bool:
+    """Shut down the system of ``kernel_pid`` and return once every process of it is gone.
+
+    SIGTERM asks the kernel for the shutdown; a process of the system still there after
+    ``grace`` is killed (the kernel reaps it, then exits in order, removing its sockets).  Only
+    a kernel still there after ``timeout`` is killed itself (its processes die with it), and
+    then the answer is False: the system did not end in order."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
+        kernel = os.pidfd_open(kernel_pid)
+    except ProcessLookupError:
+        return True
+    members: list[int] = []
+    try:
+        signal.pidfd_send_signal(kernel, signal.SIGTERM)
+        if _ended([kernel], grace):
+            return True
+        members = _children(kernel_pid)
+        for fd in members:
+            _signal(fd, signal.SIGKILL)
+        if _ended([kernel], max(0.0, timeout - grace)):
+            return True
+        members += _children(kernel_pid)
+        _signal(kernel, signal.SIGKILL)
+        _ended([kernel, *members], None)
         return False
+    finally:
+        for fd in (kernel, *members):
+            os.close(fd)
+
+
+def _children(parent: int) -> list[int]:
+    """pidfds on ``parent``'s children (a kernel's: its components and templates)."""
+    fds = []
+    try:
+        children = psutil.Process(parent).children()
+    except psutil.NoSuchProcess:
+        return []
+    for child in children:
+        try:
+            fd = os.pidfd_open(child.pid)
+        except OSError:
+            continue
+        try:  # the pidfd is on a child of ``parent``, not on a process that reused its pid
+            ours = psutil.Process(child.pid).ppid() == parent
+        except psutil.NoSuchProcess:
+            ours = False
+        if ours:
+            fds.append(fd)
+        else:
+            os.close(fd)
+    return fds
+
+
+def _signal(pidfd: int, signo: int) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, signo)
+    except ProcessLookupError:
+        pass  # ended meanwhile
+
+
+def _ended(pidfds: list[int], timeout: float | None) -> bool:
+    """True once every process behind ``pidfds`` has ended (a pidfd reads as ended as soon as
+    its process exits, reaped or not), False if ``timeout`` passes first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    left = list(pidfds)
+    while left:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select(left, [], [], wait)
+        if not ready:
+            return False
+        left = [fd for fd in left if fd not in ready]
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,13 +253,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"boot: system up in {args.run_dir} (kernel pid {system.kernel.pid})")
         return 0
-    stop = []
-    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    asked = []  # a signal asked for the halt
+    signal.signal(signal.SIGINT, lambda *_: asked.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: asked.append(1))
     while system.kernel.poll() is None:
-        if stop:
-            stop.clear()
-            system.kernel.send_signal(signal.SIGTERM)
+        if asked:
+            system.halt()
         system.follow()
         time.sleep(0.1)
     system.follow()

@@ -24,8 +24,7 @@ MEMORY_SIZE = 4 * 1024 * 1024  # default private memory segment per process (spa
 MAX_DENIED_EVENTS = 100_000  # denied events one process writes per boot; further ones are counted
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
-SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before SIGKILL
-BOARD_ATTACH_TIMEOUT = 10.0  # seconds the boot image waits for the board to join the bus
+SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before halt kills them
 INIT_TIMEOUT = 10.0  # seconds a boot process may take to report init done (MINIX RS_INIT_T)
 CALL_TIMEOUT = 30.0  # seconds the library waits for the kernel before declaring it gone
 FOLLOW_SETTLE = 0.2  # seconds bin/logs -f holds an event back, so a racing writer's comes first

@@ -9,7 +9,7 @@ import pytest
 from minikern.cli import REPO_ROOT
 from tools.loc import count_dir
 
-KERNEL_BUDGET = 1000  # lines of code in minikern/kernel, per the project's promise
+KERNEL_BUDGET = 900  # lines of code in minikern/kernel, per the project's promise
 STRICT = ["minikern", "services", "drivers", "hw", "userland"]  # every process's code
 
 

@@ -70,10 +70,8 @@ def safecopy(granter: Proc, gid: int, grantee: Proc, goffset: int, offset: int, 
     src, dst = granter.memory, grantee.memory
     if not isinstance(src, Segment) or not isinstance(dst, Segment):
         return Err.EFAULT
-    if goffset < 0 or length < 0 or goffset + length > glen:
-        return Err.EFAULT
-    if offset < 0 or offset + length > dst.size:
-        return Err.EFAULT
+    if goffset < 0 or length < 0 or goffset + length > glen or offset < 0 or offset + length > dst.size:
+        return Err.EFAULT  # outside the granted range, or outside the grantee's own memory
     if to_granter:
         src.map[gbase + goffset:gbase + goffset + length] = dst.map[offset:offset + length]
     else:

@@ -68,7 +68,7 @@ def check_send(k: Kernel, caller: Proc, call: int, dst_e: int) -> Err | None:
             return Err.ECALLDENIED
         return None
     dst = k.table.lookup(dst_e)
-    if dst is None or dst.exiting:
+    if dst is None:
         return Err.EDEADSRCDST
     if not caller.priv.may_send_to(dst.label, dst.priv.sys_proc):
         k.audit_denial(caller, Call(call).name, dst_e, Err.ECALLDENIED)

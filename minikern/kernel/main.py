@@ -36,7 +36,7 @@ import zmq
 from minikern import events, params
 from minikern.proto import bus as wire
 from minikern.proto import codec, image, startup
-from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg
+from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg, err_name
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
@@ -46,6 +46,10 @@ from minikern.kernel.spawn import Spawner
 _NB = int(zmq.NOBLOCK)
 _MORE_NB = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
+
+
+def _owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 class Kernel:
@@ -58,9 +62,7 @@ class Kernel:
         self.irq_holders: dict[int, set[int]] = {}
         self.alarms: list[tuple[float, int]] = []  # heap of (due, endpoint); lazily pruned
         self.pidfds: dict[int, Proc] = {}
-        self.shutdown_deadline: float | None = None
-        self.image: list[dict[str, Any]] = []  # boot image entries not started yet
-        self.board_due: float | None = None  # booting waits for the board until then
+        self.shutting_down = False
         self.audit_lines = 0
         self.events = events.EventLog(run_dir, "kernel")
         self.spawner = Spawner(console_fd, params.TEMPLATE_POOL)
@@ -73,15 +75,13 @@ class Kernel:
             self.sock.setsockopt(opt, value)
         self.sock.bind(self.address)
         self.operator_key = secrets.token_bytes(32)
-        key_path = run_dir / params.OPERATOR_KEY
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, self.operator_key)
-        os.close(fd)
+        with open(run_dir / params.OPERATOR_KEY, "wb", opener=_owner_only) as f:
+            f.write(self.operator_key)
         self.bus = Bus(self, self.ctx, "ipc://" + str(run_dir / params.BUS_SOCKET))
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.bus.sock, zmq.POLLIN)
-        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r, self.wake_w = socket.socketpair()  # a signal's number arrives here
         self.wake_w.setblocking(False)
         self.poller.register(self.wake_r.fileno(), zmq.POLLIN)
 
@@ -102,10 +102,8 @@ class Kernel:
         send = self._send  # pyzmq's backend send: the sugar layer costs microseconds a frame
         try:
             send(self.sock, p.ident, _MORE_NB)
-            if body is None:
-                send(self.sock, hdr, _NB)
-            else:
-                send(self.sock, hdr, _MORE_NB)
+            send(self.sock, hdr, _NB if body is None else _MORE_NB)
+            if body is not None:
                 send(self.sock, body, _NB)
         except zmq.ZMQError:
             self.count("reply_undeliverable")
@@ -129,31 +127,37 @@ class Kernel:
 
     # -- processes ------------------------------------------------------------------
 
-    def start_process(self, label: str, module: str, args: list[str], priv: Priv,
-                      manager: int, incarnation: int = 0, slot: int | None = None) -> Proc | None:
-        s = self.table.free_slot(slot)
+    def start(self, a: dict[str, Any], manager: int) -> tuple[int, dict[str, Any]]:
+        """Start the process a PRIVCTL or a boot image entry describes (label, module, args,
+        privilege; optionally incarnation and a fixed slot), with ``manager`` told of its death."""
+        label, module, args = a.get("label"), a.get("module"), a.get("args", [])
+        priv = Priv.from_wire(a.get("priv"))
+        if (type(label) is not str or not 0 < len(label) <= 32 or type(module) is not str
+                or type(args) is not list or not all(type(x) is str for x in args) or priv is None):
+            return Err.EINVAL, {}
+        s = self.table.free_slot(system.int_arg(a, "slot", 0))
         if s is None:
             self.count("no_free_slot")
-            return None
+            return Err.EAGAIN, {}
         p = self.table.add(s, label, 0, priv, manager)
-        p.credential, p.incarnation = secrets.token_bytes(32), incarnation
+        p.credential, p.incarnation = secrets.token_bytes(32), system.int_arg(a, "incarnation", 0) or 0
         p.memory = seg = grant.Segment(label, params.MEMORY_SIZE)
         record: startup.StartupRecord = {"module": module, "args": args, "label": label,
                                           "endpoint": p.endpoint, "credential": p.credential,
                                           "address": self.address, "run_dir": str(self.run_dir),
-                                          "incarnation": incarnation, "memory_size": seg.size}
+                                          "incarnation": p.incarnation, "memory_size": seg.size}
         if s == HW:  # the board: it alone gets the credential for the bus
             record["bus"], record["bus_credential"] = self.bus.address, self.bus.expect_board()
         spawned = self.spawner.spawn(record, seg.fd)
         if spawned is None:
             self.table.remove(p)
             seg.close()
-            return None
+            return Err.EAGAIN, {}
         p.pid, p.pidfd = spawned
         p.child = True
         self._watch(p)
         self.log(f"started {label} endpoint {p.endpoint} pid {p.pid}")
-        return p
+        return Err.OK, {"endpoint": p.endpoint, "pid": p.pid}
 
     def _watch(self, p: Proc) -> None:
         p.started = time.monotonic()
@@ -167,48 +171,40 @@ class Kernel:
             if p.credential is not None and secrets.compare_digest(p.credential, cred):
                 if p.pid != pid:
                     break
-                p.credential, p.ident = None, ident
-                self.table.by_ident[ident] = p
-                return self.answer(p, Err.OK, p.endpoint)
-        if not secrets.compare_digest(cred, self.operator_key) or self.shutdown_deadline:
-            self.count("hello_refused")
-            return
-        priv = Priv.from_wire(wire_priv)
-        s = self.table.free_slot()
+                p.credential = None
+                return self._admit(p, ident)
+        if not secrets.compare_digest(cred, self.operator_key) or self.shutting_down:
+            return self.count("hello_refused")
+        priv, s = Priv.from_wire(wire_priv), self.table.free_slot()
+        if priv is None or s is None or not label or len(label) > 32:
+            return self.count("hello_refused")
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
-            pidfd = -1
-        if priv is None or s is None or pidfd < 0 or not label or len(label) > 32:
-            self.count("hello_refused")
-            if pidfd >= 0:
-                os.close(pidfd)
-            return
+            return self.count("hello_refused")
         p = self.table.add(s, label, pid, priv, manager=NONE)
-        p.ident, p.pidfd = ident, pidfd
-        self.table.by_ident[ident] = p
+        p.pidfd = pidfd
         self._watch(p)
+        self._admit(p, ident)
+
+    def _admit(self, p: Proc, ident: bytes) -> None:
+        p.ident = ident
+        self.table.by_ident[ident] = p
         self.answer(p, Err.OK, p.endpoint)
 
     def reap(self, pidfd: int) -> None:
         p = self.pidfds.get(pidfd)
         if p is None:
             return
-        status = signo = 0
         try:
             info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
-            if info is None:
-                return  # not dead after all
-            if info.si_code == os.CLD_EXITED:
-                status = info.si_status
-            else:
-                signo = info.si_status
-        except ChildProcessError:
-            pass  # an operator tool: not our child, so no status
-        self.exited(p, status, signo)
+        except ChildProcessError:  # an operator tool: not our child, so no status
+            return self.exited(p, 0, 0)
+        if info is not None:  # else not dead after all
+            signalled = info.si_code != os.CLD_EXITED
+            self.exited(p, 0 if signalled else info.si_status, info.si_status if signalled else 0)
 
     def exited(self, p: Proc, status: int, signo: int) -> None:
-        p.exiting = True
         ipc.clear_endpoint(self, p)
         for holders in self.irq_holders.values():
             holders.discard(p.endpoint)
@@ -240,9 +236,7 @@ class Kernel:
         if req is None:
             return self.count("malformed" if p else "unadmitted")
         if req[0] == Call.HELLO:
-            if p is not None:
-                return self.count("hello_twice")
-            return self.hello(ident, *req[1:])
+            return self.hello(ident, *req[1:]) if p is None else self.count("hello_twice")
         if p is None:
             return self.count("unadmitted")
         if req[0] == Call.BYE:
@@ -252,15 +246,6 @@ class Kernel:
         call, a, b, body = req
         ipc.trap(self, p, call, a, b, body)
 
-    def next_timeout(self) -> int | None:
-        while self.alarms:
-            due, e = self.alarms[0]
-            p = self.table.lookup(e)
-            if p is not None and p.alarm == due:
-                return max(0, int((due - time.monotonic()) * 1000) + 1)
-            heapq.heappop(self.alarms)
-        return 100 if self.shutdown_deadline or self.board_due else None
-
     def set_alarm(self, p: Proc, due: float | None) -> None:
         p.alarm = due
         if due is not None:
@@ -269,22 +254,28 @@ class Kernel:
             self.alarms = [(q.alarm, q.endpoint) for q in self.table.live() if q.alarm]
             heapq.heapify(self.alarms)
 
-    def run_alarms(self) -> None:
-        now = time.monotonic()
-        while self.alarms and self.alarms[0][0] <= now:
-            due, e = heapq.heappop(self.alarms)
-            p = self.table.lookup(e)
-            if p is not None and p.alarm == due:
+    def run_alarms(self) -> int | None:
+        """Notify each process whose alarm is due; return the milliseconds to the next one."""
+        while self.alarms:
+            due, e = self.alarms[0]
+            p, left = self.table.lookup(e), due - time.monotonic()
+            if p is not None and p.alarm == due and left > 0:
+                return int(left * 1000) + 1
+            heapq.heappop(self.alarms)
+            if p is not None and p.alarm == due:  # else replaced, cancelled or its process gone
                 p.alarm = None
                 ipc.notify(self, CLOCK, p)
+        return None
 
     def request_shutdown(self) -> None:
-        if self.shutdown_deadline is not None:
+        """Tell every process SHUTDOWN; the loop ends once none is left.  Making a process
+        that does not exit go is its owner's business (minikern.boot's halt, RS): a process
+        the kernel started dies with it in any case (PR_SET_PDEATHSIG)."""
+        if self.shutting_down:
             return
         self.log("shutting down")
-        self.image, self.board_due = [], None
+        self.shutting_down = True
         self.bus.send(wire.Shutdown())
-        self.shutdown_deadline = time.monotonic() + params.SHUTDOWN_GRACE
         for p in self.table.live():
             if p.child:
                 ipc.kernel_message(self, p, KMsg.SHUTDOWN, {})
@@ -293,44 +284,25 @@ class Kernel:
                     self.answer(p, Err.EDEADSRCDST)
                 self.exited(p, 0, 0)
 
-    def on_signal(self, signo: int, frame: object) -> None:
-        self.stop_signal = signo
-        try:
-            self.wake_w.send(b"\0")
-        except OSError:
-            pass
-
     def boot(self, image: list[dict[str, Any]]) -> None:
+        """Start the boot image in order, waiting for nothing: when a process may start its
+        work is for its manager to say (RS starts the drivers once the board is up)."""
         self.spawner.fill()
-        self.image = list(image)
-        self.boot_next()
-
-    def boot_next(self) -> None:
-        """Start the boot image in order; after the board, the rest waits until it is on the
-        bus (the machine exists before any driver runs) or BOARD_ATTACH_TIMEOUT passed."""
-        self.board_due = None
-        while self.image:
-            entry = self.image.pop(0)
-            priv = Priv.from_wire(entry.get("priv"))
-            if priv is None:
-                self.log(f"boot image entry {entry.get('label')!r} has an invalid privilege")
-                continue
+        for entry in image:
             manager = entry.get("manager")  # an endpoint (RS's fixed one), told when it dies
-            p = self.start_process(entry["label"], entry["module"], entry.get("args", []), priv,
-                                   manager=manager if type(manager) is int else NONE,
-                                   slot=entry.get("slot"))
-            if p is not None and p.slot == HW and self.image:
-                self.board_due = time.monotonic() + params.BOARD_ATTACH_TIMEOUT
-                return
+            status, _ = self.start(entry, manager if type(manager) is int else NONE)
+            if status != Err.OK:
+                self.log(f"boot image entry {entry.get('label')!r} not started: {err_name(status)}")
 
     def run(self, image: list[dict[str, Any]]) -> None:
-        self.stop_signal = 0
-        signal.signal(signal.SIGTERM, self.on_signal)
-        signal.signal(signal.SIGINT, self.on_signal)
+        for signo in (signal.SIGTERM, signal.SIGINT):  # either asks for the shutdown
+            signal.signal(signo, lambda *_: None)  # Python writes its number to the wakeup fd
+        signal.set_wakeup_fd(self.wake_w.fileno())
         self.log(f"listening on {self.address} (protocol {PROTO}, pid {os.getpid()})")
         self.boot(image)
+        timeout = None
         while True:
-            events = dict(self.poller.poll(self.next_timeout()))
+            events = dict(self.poller.poll(timeout))
             if events.pop(self.sock, 0):  # one frame a poll: deaths and alarms are never starved
                 try:
                     self.handle(self.sock.recv_multipart())
@@ -343,25 +315,12 @@ class Kernel:
             for fd in events:
                 if fd == self.wake_r.fileno():
                     self.wake_r.recv(64)
-                    if self.stop_signal:
-                        self.request_shutdown()
+                    self.request_shutdown()
                 elif isinstance(fd, int):
                     self.reap(fd)
-            self.run_alarms()
-            if self.board_due is not None and (self.bus.ident or time.monotonic() > self.board_due
-                                               or self.table.lookup(HW) is None):
-                if not self.bus.ident:
-                    self.log("the board did not join the bus; booting the rest without it")
-                self.boot_next()
-            if self.shutdown_deadline is not None:
-                if not self.pidfds:
-                    break
-                if time.monotonic() > self.shutdown_deadline:
-                    for p in self.pidfds.values():
-                        try:
-                            os.kill(p.pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
+            timeout = self.run_alarms()
+            if self.shutting_down and not self.pidfds:
+                break
         self.close()
 
     def close(self) -> None:
@@ -371,10 +330,7 @@ class Kernel:
         self.ctx.term()
         for name in (params.KERNEL_SOCKET, params.BUS_SOCKET, params.OPERATOR_KEY,
                      params.KERNEL_PIDFILE):
-            try:
-                os.unlink(self.run_dir / name)
-            except FileNotFoundError:
-                pass
+            (self.run_dir / name).unlink(missing_ok=True)
         self.log("halted; counters " + (" ".join(f"{k}={v}" for k, v in sorted(self.counters.items()))
                                         or "none"))
 

@@ -7,33 +7,30 @@ on a structure it has not validated.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-from minikern.const import (
-    IPC_ALL,
-    IPC_ALL_SYS,
-    IPC_NONE,
-    IPC_SYSTEM,
-    IPC_USER,
-    Call,
-    KCall,
-)
+from minikern.const import IPC_ALL, IPC_ALL_SYS, IPC_NONE, IPC_SYSTEM, IPC_USER, Call, KCall
 
 MAX_RANGES = 64  # io / mem windows per process (MINIX: s_io_tab[64])
 MAX_LABELS = 256
+_FIELDS = ("sys_proc", "traps", "ipc", "kcalls", "irq", "io", "mem")  # all required
+
+
+def _list_of(value: object, valid: Callable[[Any], bool], limit: int | None = None
+             ) -> TypeGuard[list[Any]]:
+    return (type(value) is list and (limit is None or len(value) <= limit)
+            and all(valid(x) for x in value))
 
 
 def _ranges(value: object, limit: int) -> tuple[tuple[int, int], ...] | None:
-    if type(value) is not list or len(value) > MAX_RANGES:
+    """Windows of (base, length) inside [0, limit)."""
+    if not _list_of(value, lambda r: type(r) is list and len(r) == 2 and type(r[0]) is int
+                    and type(r[1]) is int and r[0] >= 0 and r[1] > 0 and r[0] + r[1] <= limit,
+                    MAX_RANGES):
         return None
-    out = []
-    for r in value:
-        if (type(r) is not list or len(r) != 2 or type(r[0]) is not int
-                or type(r[1]) is not int or r[0] < 0 or r[1] <= 0 or r[0] + r[1] > limit):
-            return None
-        out.append((r[0], r[1]))
-    return tuple(out)
+    return tuple((r[0], r[1]) for r in value)
 
 
 @dataclass(frozen=True)
@@ -52,25 +49,15 @@ class Priv:
 
     @classmethod
     def from_wire(cls, w: object) -> Priv | None:
-        if type(w) is not dict:
+        if type(w) is not dict or any(f not in w for f in _FIELDS):
             return None
-        try:
-            sys_proc, traps, ipc = w["sys_proc"], w["traps"], w["ipc"]
-            kcalls, io, irq, mem = w["kcalls"], w["io"], w["irq"], w["mem"]
-        except KeyError:
-            return None
-        if type(sys_proc) is not bool:
-            return None
-        if type(traps) is not list or not all(t in Call._value2member_map_ for t in traps):
-            return None
-        if type(ipc) is not list or len(ipc) > MAX_LABELS or not all(type(x) is str for x in ipc):
-            return None
-        if type(kcalls) is not list or not all(k in KCall._value2member_map_ for k in kcalls):
-            return None
-        if type(irq) is not list or not all(type(i) is int and 0 <= i < 16 for i in irq):
-            return None
-        io_r, mem_r = _ranges(io, 1 << 16), _ranges(mem, 1 << 32)
-        if io_r is None or mem_r is None:
+        sys_proc, traps, ipc, kcalls, irq = w["sys_proc"], w["traps"], w["ipc"], w["kcalls"], w["irq"]
+        io_r, mem_r = _ranges(w["io"], 1 << 16), _ranges(w["mem"], 1 << 32)
+        if (type(sys_proc) is not bool or io_r is None or mem_r is None
+                or not _list_of(traps, lambda t: type(t) is int and t in Call._value2member_map_)
+                or not _list_of(ipc, lambda x: type(x) is str, MAX_LABELS)
+                or not _list_of(kcalls, lambda c: type(c) is int and c in KCall._value2member_map_)
+                or not _list_of(irq, lambda i: type(i) is int and 0 <= i < 16)):
             return None
         groups = {IPC_ALL, IPC_ALL_SYS, IPC_USER, IPC_SYSTEM, IPC_NONE}
         return cls(sys_proc=sys_proc, traps=frozenset(traps),

@@ -13,12 +13,7 @@ import enum
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from minikern.const import (
-    FIRST_DYNAMIC_SLOT,
-    GENERATION_SIZE,
-    NR_PROCS,
-    make_endpoint,
-)
+from minikern.const import FIRST_DYNAMIC_SLOT, GENERATION_SIZE, NR_PROCS, make_endpoint
 from minikern.kernel.priv import Priv
 
 
@@ -56,7 +51,6 @@ class Proc:
     memory: object | None = None  # the process's memory segment (kernel.memory.Segment)
     grants: dict[int, tuple[int, int, int, int, int]] = field(default_factory=dict)
     grant_seq: int = 0
-    exiting: bool = False
     ready: bool = False  # has entered RECEIVE at least once: its initialization is done
     child: bool = False  # started by the kernel (else an operator tool admitted by key)
 
@@ -77,10 +71,7 @@ class ProcTable:
     def free_slot(self, wanted: int | None = None) -> int | None:
         if wanted is not None:
             return wanted if 0 <= wanted < NR_PROCS and self.slots[wanted] is None else None
-        for s in range(FIRST_DYNAMIC_SLOT, NR_PROCS):
-            if self.slots[s] is None:
-                return s
-        return None
+        return next((s for s in range(FIRST_DYNAMIC_SLOT, NR_PROCS) if self.slots[s] is None), None)
 
     def add(self, slot: int, label: str, pid: int, priv: Priv, manager: int) -> Proc:
         """Occupy ``slot``; a reused slot gets the next generation (wrapping to 1)."""

@@ -16,10 +16,9 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from minikern.proto import startup
-
-REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @dataclass
@@ -34,16 +33,14 @@ class Spawner:
         self.console_fd = console_fd
         self.pool_size = pool_size
         self.pool: list[Template] = []
-        env = dict(os.environ)
-        env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        self.env = env
 
     def _start_template(self) -> Template:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         child.set_inheritable(True)
         argv = [sys.executable, "-m", "minikern.template", str(child.fileno()), str(os.getpid())]
         try:
-            pid = os.posix_spawn(sys.executable, argv, self.env, file_actions=[
+            # the kernel's environment and directory, so minikern imports as it did for it
+            pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, self.console_fd, 1),
                 (os.POSIX_SPAWN_DUP2, self.console_fd, 2)])

@@ -18,7 +18,6 @@ from minikern import params
 from minikern.proto import bus, codec
 from minikern.const import HW, SYSTEM, Err, IrqOp, KCall, Kind, err_name
 from minikern.kernel import grant
-from minikern.kernel.priv import Priv
 from minikern.kernel.proc import Proc, Wait
 
 if TYPE_CHECKING:
@@ -27,36 +26,25 @@ if TYPE_CHECKING:
 Result = tuple[int, dict[str, Any]] | None
 Args = dict[str, Any]
 
-_ALLOWED_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGINT,
-                  signal.SIGSTOP, signal.SIGCONT, signal.SIGABRT, signal.SIGUSR1}
+_ALLOWED_SIGNALS = {int(s) for s in (signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGINT,
+                                      signal.SIGSTOP, signal.SIGCONT, signal.SIGABRT, signal.SIGUSR1)}
 
 
-def _int(a: Args, key: str, lo: int = -(1 << 31), hi: int = (1 << 32)) -> int | None:
+def int_arg(a: Args, key: str, lo: int = -(1 << 31), hi: int = (1 << 32)) -> int | None:
     v = a.get(key)
     return v if type(v) is int and lo <= v < hi else None
 
 
 def do_privctl(k: Kernel, caller: Proc, a: Args) -> Result:
-    label, module, args = a.get("label"), a.get("module"), a.get("args", [])
-    priv = Priv.from_wire(a.get("priv"))
-    if (type(label) is not str or not 0 < len(label) <= 32 or type(module) is not str
-            or type(args) is not list or not all(type(x) is str for x in args) or priv is None):
-        return Err.EINVAL, {}
-    incarnation = _int(a, "incarnation", 0) or 0
-    slot = _int(a, "slot", 0)
-    p = k.start_process(label, module, args, priv, manager=caller.endpoint,
-                        incarnation=incarnation, slot=slot)
-    if p is None:
-        return Err.EAGAIN, {}
-    return Err.OK, {"endpoint": p.endpoint, "pid": p.pid}
+    return k.start(a, manager=caller.endpoint)
 
 
 def do_kill(k: Kernel, caller: Proc, a: Args) -> Result:
-    target, signo = k.table.lookup(_int(a, "endpoint") or 0), _int(a, "signal", 1, 65)
-    if target is None or signo is None:
-        return Err.EINVAL if signo is None else Err.ESRCH, {}
-    if signo not in {int(s) for s in _ALLOWED_SIGNALS}:
+    target, signo = k.table.lookup(int_arg(a, "endpoint") or 0), int_arg(a, "signal")
+    if signo not in _ALLOWED_SIGNALS:
         return Err.EINVAL, {}
+    if target is None:
+        return Err.ESRCH, {}
     try:
         os.kill(target.pid, signo)
     except ProcessLookupError:
@@ -76,7 +64,7 @@ def do_getinfo(k: Kernel, caller: Proc, a: Args) -> Result:
 
 
 def do_setalarm(k: Kernel, caller: Proc, a: Args) -> Result:
-    ms = _int(a, "ms", 0, 1 << 31)
+    ms = int_arg(a, "ms", 0, 1 << 31)
     if ms is None:
         return Err.EINVAL, {}
     old = caller.alarm
@@ -86,7 +74,7 @@ def do_setalarm(k: Kernel, caller: Proc, a: Args) -> Result:
 
 
 def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
-    op, irq = _int(a, "op"), _int(a, "irq", 0, 16)
+    op, irq = int_arg(a, "op"), int_arg(a, "irq", 0, 16)
     if irq is None or op not in IrqOp._value2member_map_:
         return Err.EINVAL, {}
     if irq not in caller.priv.irq:
@@ -101,9 +89,11 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
 
 
 def _forward_io(k: Kernel, caller: Proc, kind: bus.IoKind, ops: list[Any], extra: Args) -> Result:
-    """Check every port against the caller's windows, then hand the batch to the board."""
-    for op in ops:
-        port, size = op[0], op[1]
+    """Check every access, then every port against the caller's windows, then hand the batch
+    to the board."""
+    if not all(_valid_op(op) for op in ops):
+        return Err.EINVAL, {}
+    for port, size, _ in ops:
         if not caller.priv.holds_io(port, size):
             return k.refuse(caller, KCall.DEVIO, port)
     return _to_board(k, caller, bus.Io(caller.endpoint, kind, ops, extra))
@@ -123,25 +113,23 @@ def _valid_op(op: object) -> bool:
 
 
 def do_devio(k: Kernel, caller: Proc, a: Args) -> Result:
-    op = [a.get("port"), a.get("size", 1), a.get("value")]
-    if not _valid_op(op):
-        return Err.EINVAL, {}
-    return _forward_io(k, caller, bus.IoKind.DEVIO, [op], {})
+    return _forward_io(k, caller, bus.IoKind.DEVIO,
+                       [[a.get("port"), a.get("size", 1), a.get("value")]], {})
 
 
 def do_vdevio(k: Kernel, caller: Proc, a: Args) -> Result:
     ops = a.get("ops")
-    if type(ops) is not list or not 0 < len(ops) <= 1024 or not all(_valid_op(o) for o in ops):
+    if type(ops) is not list or not 0 < len(ops) <= 1024:
         return Err.EINVAL, {}
     return _forward_io(k, caller, bus.IoKind.VDEVIO, ops, {})
 
 
 def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
-    op = [a.get("port"), a.get("size", 2), None]
-    count, data = _int(a, "count", 1, 65537), a.get("data")
-    if not _valid_op(op) or count is None or (data is not None and type(data) is not bytes):
+    count, data = int_arg(a, "count", 1, 65537), a.get("data")
+    if count is None or (data is not None and type(data) is not bytes):
         return Err.EINVAL, {}
-    return _forward_io(k, caller, bus.IoKind.SDEVIO, [op], {"count": count, "data": data})
+    return _forward_io(k, caller, bus.IoKind.SDEVIO, [[a.get("port"), a.get("size", 2), None]],
+                       {"count": count, "data": data})
 
 
 def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
@@ -152,8 +140,8 @@ def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
 
 
 def do_setgrant(k: Kernel, caller: Proc, a: Args) -> Result:
-    grantee, off = _int(a, "grantee"), _int(a, "offset", 0)
-    length, access = _int(a, "length", 1), _int(a, "access", 1, 4)
+    grantee, off = int_arg(a, "grantee"), int_arg(a, "offset", 0)
+    length, access = int_arg(a, "length", 1), int_arg(a, "access", 1, 4)
     if grantee is None or off is None or length is None or access is None:
         return Err.EINVAL, {}
     status, gid = grant.setgrant(caller, params.MAX_GRANTS, grantee, off, length, access)
@@ -161,13 +149,13 @@ def do_setgrant(k: Kernel, caller: Proc, a: Args) -> Result:
 
 
 def do_revoke(k: Kernel, caller: Proc, a: Args) -> Result:
-    return grant.revoke(caller, _int(a, "grant") or 0), {}
+    return grant.revoke(caller, int_arg(a, "grant") or 0), {}
 
 
 def _safecopy(k: Kernel, caller: Proc, a: Args, to_granter: bool) -> Result:
-    granter = k.table.lookup(_int(a, "granter") or 0)
-    gid, goff = _int(a, "grant"), _int(a, "goffset", 0)
-    off, length = _int(a, "offset", 0), _int(a, "length", 0)
+    granter = k.table.lookup(int_arg(a, "granter") or 0)
+    gid, goff = int_arg(a, "grant"), int_arg(a, "goffset", 0)
+    off, length = int_arg(a, "offset", 0), int_arg(a, "length", 0)
     if granter is None:
         return Err.EDEADSRCDST, {}
     if gid is None or goff is None or off is None or length is None:
@@ -213,8 +201,7 @@ def kernel_call(k: Kernel, caller: Proc, body: bytes) -> None:
     if handler is None:
         return k.answer(caller, Err.EBADCALL)
     if number not in caller.priv.kcalls:
-        k.deny(caller, KCall(number), SYSTEM, Err.ECALLDENIED)
-        return
+        return k.deny(caller, KCall(number), SYSTEM, Err.ECALLDENIED)
     result = handler(k, caller, args)
     if result is not None:
         status, fields = result

@@ -74,12 +74,13 @@ def watch(run_dir: Path, rs_pid: int, kernel_pid: int) -> None:
         kernel_fd = os.pidfd_open(kernel_pid)
     except OSError:
         return  # the system is gone already
+    stdin = sys.stdin.buffer.fileno()
     try:
         rs_fd = os.pidfd_open(rs_pid)
-    except OSError:  # RS died before we could watch it
-        _fatal(run_dir)
+    except OSError:  # RS is gone before we could watch it: in order only if it said so
+        if b"q" not in os.read(stdin, 16):  # never blocks: RS alone held the pipe's other end
+            _fatal(run_dir)
         return
-    stdin = sys.stdin.buffer.fileno()
     released = False
     while True:
         ready, _, _ = select.select([rs_fd, kernel_fd, stdin], [], [])

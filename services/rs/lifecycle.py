@@ -35,6 +35,7 @@ from minikern.proto import Message
 from minikern.const import Err, KCall
 from minikern.sysconf import SystemConf
 from services.rs import resources
+from services.rs.policy import Policy
 from services.rs.journal import Journal, classify_exit
 from services.rs.publish import Announcer, Publisher
 from services.rs.scripts import Running, ScriptRunner
@@ -75,6 +76,7 @@ class Lifecycle:
         self.services: dict[str, Svc] = {}
         self.by_endpoint: dict[int, Svc] = {}
         self.shutting_down = False
+        self.waiting: list[str] = []  # services to start once every core server is up
 
     # -- the machine ----------------------------------------------------------------
 
@@ -230,6 +232,7 @@ class Lifecycle:
         info["incarnation"] = svc.incarnation
         if svc.core:
             self.journal.write("crash", svc.label, action="fatal", **info)
+            self.end(svc)  # a hung core server would never take the SHUTDOWN
             self.fatal(f"core server {svc.label} failed ({reason})")
             return
         decision = svc.tracker.on_failure(now)
@@ -269,6 +272,26 @@ class Lifecycle:
         svc = self.lookup(endpoint)
         if svc is not None and svc.instance is not None and svc.state is State.STARTING:
             self.fire(svc, Event.INIT_DONE)
+            self.start_waiting()
+
+    def start_waiting(self) -> None:
+        """Start the services RS was asked to start, once every adopted core server is up (as
+        MINIX's RS waits for the boot image's init): no driver runs before the board is on
+        the bus (the board reports its init done only then), no service before DS."""
+        if self.shutting_down or any(s.core and s.state is not State.UP
+                                     for s in self.services.values()):
+            return
+        labels, self.waiting = self.waiting, []
+        for label in labels:
+            if label in self.conf.services and label not in self.services:
+                self.spawn(self.make_service(label))
+
+    def make_service(self, label: str, core: bool = False) -> Svc:
+        entry = self.conf.services[label]
+        svc = Svc(label=label, module=entry.get("program") or "", args=entry.keys.get("args", []),
+                  priv=entry.priv(), policy=Policy.from_conf(entry), core=core)
+        self.services[label] = svc
+        return svc
 
     def exited(self, endpoint: int, status: int, signo: int) -> None:
         """The kernel's exit notice: an unexpected death is a failure, an expected one ends a

@@ -14,9 +14,8 @@ import signal
 from typing import Any
 
 from minikern.proto import Message
-from minikern.const import HW, RS, Err, KCall
+from minikern.const import RS, Err, KCall
 from services.rs.lifecycle import Lifecycle
-from services.rs.policy import Policy
 from services.rs.service import BadTransition, Cause, Event, State, Svc
 
 
@@ -27,13 +26,6 @@ def _busy(svc: Svc, why: str = "") -> Message:
 
 class Supervisor(Lifecycle):
     """RS's core: the lifecycle and what may be asked of it."""
-
-    def make_service(self, label: str, core: bool = False) -> Svc:
-        entry = self.conf.services[label]
-        svc = Svc(label=label, module=entry.get("program") or "", args=entry.keys.get("args", []),
-                  priv=entry.priv(), policy=Policy.from_conf(entry), core=core)
-        self.services[label] = svc
-        return svc
 
     def service(self, label: str) -> Svc | None:
         """The service ``label`` (configured but never started: a DOWN entry), or None."""
@@ -54,14 +46,16 @@ class Supervisor(Lifecycle):
             svc = self.make_service(p["label"], core=True)
             self.fire(svc, Event.SPAWNED, endpoint=p["endpoint"], pid=p["pid"],
                       started=now - p["uptime"])
-            if p["endpoint"] == HW:  # on the bus before RS ran: the kernel waited for that
-                self.fire(svc, Event.INIT_DONE)
+        for label in adoptable:  # not running: it died before RS could adopt it
+            if label not in self.services:
+                self.fail(self.make_service(label, core=True),
+                          {"reason": "exit", "detail": "gone before RS adopted it"})
 
     def autostart(self, labels: list[str]) -> None:
-        """Start the services named in RS's own args (system.conf's ``service rs``)."""
-        for label in labels:
-            if label in self.conf.services and label not in self.services:
-                self.spawn(self.make_service(label))
+        """Start the services named in RS's own args (system.conf's ``service rs``) once the
+        core servers are up (Lifecycle.start_waiting)."""
+        self.waiting = list(labels)
+        self.start_waiting()
 
     def is_operator(self, endpoint: int) -> bool:
         procs = self.conn.kcall(KCall.GETINFO)["procs"]

@@ -11,7 +11,9 @@ argv[1] picks the behaviour:
                 unlike a test endpoint, has a memory segment to grant and copy into
   board [S]   - a fake board at the HW slot, on the bus only: answers port reads with
                 0x1234 + port, and raises an IRQ line whenever the kernel enables it;
-                it joins the bus S seconds after starting (default at once)
+                it joins the bus S seconds after starting (default at once), and then
+                reports its init done, as the real board does; "board exit" exits with
+                status 1 before joining
 """
 from __future__ import annotations
 
@@ -30,11 +32,17 @@ REQ_GRANT, REQ_COPY = 1, 2
 REQ_KCALL, REQ_NOTIFY, REQ_POKE, REQ_PEEK = 3, 4, 5, 6
 
 
-def fake_board(delay: float) -> None:
-    time.sleep(delay)  # a slow machine: the kernel must not boot the rest before it is on the bus
-    bus = zmq.Context.instance().socket(zmq.DEALER)
+def join_bus(how: str) -> zmq.Socket[bytes]:
+    if how == "exit":
+        sys.exit(1)
+    time.sleep(float(how))  # a slow machine: nothing may use it before it is on the bus
+    bus: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     bus.connect(ipc.boot_record["bus"])
     bus.send(wire.encode(wire.Hello(ipc.boot_record["bus_credential"])))
+    return bus
+
+
+def fake_board(bus: zmq.Socket[bytes]) -> None:
     while True:
         msg = wire.decode_from_kernel(bus.recv())
         if type(msg) is wire.Io:
@@ -69,9 +77,15 @@ def puppet(ctx: sef.Context) -> None:
 
 
 def main() -> None:
-    ctx = sef.startup()
-    conn = ctx.conn
     mode = sys.argv[1]
+    bus: list[zmq.Socket[bytes]] = []
+
+    def init(_: sef.Context) -> None:
+        if mode == "board":  # on the bus before it reports init done, as the real board is
+            bus.append(join_bus(sys.argv[2] if len(sys.argv) > 2 else "0"))
+
+    ctx = sef.startup(init)
+    conn = ctx.conn
     if mode == "puppet":
         return puppet(ctx)
     if mode not in ("idle", "echo", "sender", "grant", "copier", "board"):
@@ -81,11 +95,10 @@ def main() -> None:
     if mode in ("idle", "sender"):
         while True:
             sef.receive(ctx, src=SYSTEM)  # only the kernel (shutdown) can satisfy this
-    if mode == "board":  # the bus in a thread; on the kernel's socket it waits for shutdown
-        delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-        threading.Thread(target=fake_board, args=(delay,), daemon=True).start()
+    if mode == "board":  # the bus in a thread; SEF answers RS's pings and the shutdown
+        threading.Thread(target=fake_board, args=(bus[0],), daemon=True).start()
         while True:
-            sef.receive(ctx, src=SYSTEM)
+            sef.receive(ctx)
     if mode == "grant":
         assert ctx.memory is not None
         ctx.memory[100:106] = b"secret"

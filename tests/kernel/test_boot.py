@@ -107,30 +107,48 @@ def test_operator_tools_notice_a_dead_kernel(system: SystemUnderTest) -> None:
 BOARD_CONF = TEST_CONF + "service hw {{ program tests.kernel.agent; args {board}; ipc SYSTEM; }};\n"
 
 
-def started_order(s: SystemUnderTest) -> list[str]:
-    lines = s.console().splitlines()
-    return [ln for ln in lines if "board attached" in ln or "started echo" in ln
-            or "the board did not join" in ln]
+def console_lines(system: System, *marks: str) -> list[str]:
+    return [ln for ln in system.console.read_text().splitlines() if any(m in ln for m in marks)]
 
 
-def test_the_boot_image_waits_for_the_board_to_join_the_bus(make_system) -> None:  # type: ignore[no-untyped-def]
-    """The machine exists before any driver runs: nothing after the board starts until the
-    board is on the bus, however slowly it comes up."""
-    s = make_system(boot="hw echo", conf=BOARD_CONF.replace("{board}", "board 0.5"))
-    wait_for(lambda: len(started_order(s)) == 2, what="the board and echo")
-    order = started_order(s)
-    assert "board attached" in order[0] and "started echo" in order[1], order
-
-
-def test_a_board_that_dies_before_joining_does_not_stop_the_boot(tmp_path: Path) -> None:
+def test_the_kernel_starts_the_boot_image_in_order_waiting_for_nothing(tmp_path: Path) -> None:
+    """Mechanism only: the kernel starts each boot process in turn and never waits on one (when
+    a process may begin its work is for its manager to say, as RS does for the drivers), so
+    echo runs before a slow board has joined the bus."""
     conf = tmp_path / "system.conf"
-    conf.write_text(BOARD_CONF.replace("{board}", "no-such-mode").format(boot="hw echo"))
+    conf.write_text(BOARD_CONF.replace("{board}", "board 1.0").format(boot="hw echo"))
     system = System(tmp_path / "run", conf)
     try:
-        wait_for(lambda: "started echo" in system.console.read_text(), what="echo started")
-        assert "board attached" not in system.console.read_text()
+        wait_for(lambda: console_lines(system, "board attached"), what="the board on the bus")
+        marks = ["started hw", "started echo", "board attached"]
+        order = [m for ln in console_lines(system, *marks) for m in marks if m in ln]
+        assert order == marks
     finally:
         system.halt()
+
+
+def test_a_board_that_dies_first_does_not_stop_a_boot_without_rs(tmp_path: Path) -> None:
+    conf = tmp_path / "system.conf"
+    conf.write_text(BOARD_CONF.replace("{board}", "board exit").format(boot="hw echo"))
+    system = System(tmp_path / "run", conf)
+    try:
+        wait_for(lambda: console_lines(system, "started echo"), what="echo started")
+        wait_for(lambda: console_lines(system, "hw (endpoint"), what="the board's exit")
+        assert not console_lines(system, "board attached")
+    finally:
+        system.halt()
+
+
+def test_halt_ends_a_process_that_never_takes_its_shutdown(system: SystemUnderTest) -> None:
+    """A stopped process cannot act on SHUTDOWN; halting kills it after the grace, and the
+    kernel still ends in order (its sockets removed), with every process gone."""
+    pids = system_pids(system.run_dir)
+    echo = next(p["pid"] for p in system.info()["procs"] if p["label"] == "echo")
+    os.kill(echo, signal.SIGSTOP)
+    assert system.system.halt() is True
+    assert all(gone(p) for p in pids)  # halt returned only once every process was gone
+    assert "halted" in system.console()
+    assert not list(system.run_dir.glob("*.sock")) and cli.kernel_pid(system.run_dir) is None
 
 
 def test_boot_config_option_boots_that_configuration(tmp_path: Path) -> None:
