@@ -9,6 +9,7 @@ which then shuts the system down in order), and follows the console.
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import shutil
@@ -180,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
                     "(overrides the board's args in the configuration)")
     ap.add_argument("--detach", action="store_true",
                     help="return once every boot process reports its init done")
-    args = ap.parse_args(argv)
+    return ap.run(argv, _boot)
+
+
+def _boot(args: argparse.Namespace) -> int:
+    """bin/boot's body, run by the command base: the kernel gone or a refused call while
+    the system comes up is one line, not a traceback."""
     try:
         system = System(args.run_dir, args.config, tie_to_parent=not args.detach, nic=args.nic)
     except (RuntimeError, sysconf.ConfError, OSError) as e:

@@ -81,13 +81,14 @@ class Command(argparse.ArgumentParser):
             return body(args)
         except ipc.KernelGone:
             return self.fail("the system stopped (its kernel is gone)")
+        except BrokenPipeError:  # the reader went away (`bin/ps | head -1`): not an error to show
+            # (caught before ``refused``, which may name OSError, of which this is one)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
         except refused as e:
             return self.fail(str(e))
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
-        except BrokenPipeError:  # the reader went away (`bin/ps | head -1`): not an error to show
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_FAILED
 
     def fail(self, why: str) -> int:
         """Say on stderr, in one line, why the command failed; its exit status (1)."""
