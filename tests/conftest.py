@@ -102,16 +102,18 @@ class SystemUnderTest:
 
 @pytest.fixture
 def make_system(tmp_path: Path) -> Iterator[Callable[..., SystemUnderTest]]:
-    made: list[SystemUnderTest] = []
+    """Boot test systems; each one that came up is closed after the test, each in turn even
+    if closing another fails (one that did not come up was halted as it failed)."""
+    with contextlib.ExitStack() as closing:
+        tried = 0
 
-    def make(boot: str = "echo", conf: str = TEST_CONF) -> SystemUnderTest:
-        s = SystemUnderTest(tmp_path / f"run{len(made)}", conf.format(boot=boot))
-        made.append(s)
-        return s
-
-    with contextlib.ExitStack() as closing:  # every system is closed, even if one close fails
-        for s in made:
+        def make(boot: str = "echo", conf: str = TEST_CONF) -> SystemUnderTest:
+            nonlocal tried
+            tried += 1  # a fresh run directory each time, a failed one's too
+            s = SystemUnderTest(tmp_path / f"run{tried - 1}", conf.format(boot=boot))
             closing.callback(s.close)
+            return s
+
         yield make
 
 
