@@ -193,7 +193,11 @@ def _boot(args: argparse.Namespace) -> int:
         print(f"boot: {e}", file=sys.stderr)
         return 1
     if args.detach:
-        ok = system.wait_ready()
+        try:
+            ok = system.wait_ready()
+        except BaseException:  # Ctrl-C, or the kernel gone: leave no half-booted system behind
+            system.halt()
+            raise
         system.follow()
         if not ok:
             print("boot: the system did not come up; halting it", file=sys.stderr)

@@ -121,8 +121,8 @@ def no_system(prog: str, run_dir: str | Path) -> int:
 
 
 def require_system(run_dir: str | Path, prog: str) -> None:
-    """Exit 2 with the shared message unless a system runs in ``run_dir`` (for commands
-    not yet built on ``Command``)."""
+    """Exit 2 with the shared message unless a system runs in ``run_dir`` (for bin/hwctl,
+    the one command not yet built on ``Command``; with it, this and ``add_run_dir`` can go)."""
     if kernel_pid(run_dir) is None:
         raise SystemExit(no_system(prog, run_dir))
 
