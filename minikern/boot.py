@@ -14,6 +14,7 @@ cannot reach it), so that the kernel still ends in order.
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import select
@@ -238,14 +239,23 @@ def main(argv: list[str] | None = None) -> int:
                     "(overrides the board's args in the configuration)")
     ap.add_argument("--detach", action="store_true",
                     help="return once every boot process reports its init done")
-    args = ap.parse_args(argv)
+    return ap.run(argv, _boot)
+
+
+def _boot(args: argparse.Namespace) -> int:
+    """bin/boot's body, run by the command base: the kernel gone or a refused call while
+    the system comes up is one line, not a traceback."""
     try:
         system = System(args.run_dir, args.config, tie_to_parent=not args.detach, nic=args.nic)
     except (RuntimeError, sysconf.ConfError, OSError) as e:
         print(f"boot: {e}", file=sys.stderr)
         return 1
     if args.detach:
-        ok = system.wait_ready()
+        try:
+            ok = system.wait_ready()
+        except BaseException:  # Ctrl-C, or the kernel gone: leave no half-booted system behind
+            system.halt()
+            raise
         system.follow()
         if not ok:
             print("boot: the system did not come up; halting it", file=sys.stderr)

@@ -81,13 +81,14 @@ class Command(argparse.ArgumentParser):
             return body(args)
         except ipc.KernelGone:
             return self.fail("the system stopped (its kernel is gone)")
+        except BrokenPipeError:  # the reader went away (`bin/ps | head -1`): not an error to show
+            # (caught before ``refused``, which may name OSError, of which this is one)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
         except refused as e:
             return self.fail(str(e))
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
-        except BrokenPipeError:  # the reader went away (`bin/ps | head -1`): not an error to show
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_FAILED
 
     def fail(self, why: str) -> int:
         """Say on stderr, in one line, why the command failed; its exit status (1)."""
@@ -120,8 +121,8 @@ def no_system(prog: str, run_dir: str | Path) -> int:
 
 
 def require_system(run_dir: str | Path, prog: str) -> None:
-    """Exit 2 with the shared message unless a system runs in ``run_dir`` (for commands
-    not yet built on ``Command``)."""
+    """Exit 2 with the shared message unless a system runs in ``run_dir`` (for bin/hwctl,
+    the one command not yet built on ``Command``; with it, this and ``add_run_dir`` can go)."""
     if kernel_pid(run_dir) is None:
         raise SystemExit(no_system(prog, run_dir))
 

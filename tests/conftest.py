@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import time
@@ -44,8 +45,12 @@ class SystemUnderTest:
         self.system = System(run_dir, conf_path)
         self.conns: list[ipc.Connection] = []
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
-        if not self.system.wait_ready():
-            raise RuntimeError("test system did not come up:\n" + self.console())
+        try:
+            if not self.system.wait_ready():
+                raise RuntimeError("test system did not come up:\n" + self.console())
+        except BaseException:
+            self.close()  # no test will hold it to close it later: halted and reaped now
+            raise
 
     def connect(self, label: str = "client", priv_of: str | None = None) -> ipc.Connection:
         priv = self.conf.services[priv_of or label].priv()
@@ -93,16 +98,19 @@ class SystemUnderTest:
 
 @pytest.fixture
 def make_system(tmp_path: Path) -> Iterator[Callable[..., SystemUnderTest]]:
-    made: list[SystemUnderTest] = []
+    """Boot test systems; each one that came up is closed after the test, each in turn even
+    if closing another fails (one that did not come up was halted as it failed)."""
+    with contextlib.ExitStack() as closing:
+        tried = 0
 
-    def make(boot: str = "echo", conf: str = TEST_CONF) -> SystemUnderTest:
-        s = SystemUnderTest(tmp_path / f"run{len(made)}", conf.format(boot=boot))
-        made.append(s)
-        return s
+        def make(boot: str = "echo", conf: str = TEST_CONF) -> SystemUnderTest:
+            nonlocal tried
+            tried += 1  # a fresh run directory each time, a failed one's too
+            s = SystemUnderTest(tmp_path / f"run{tried - 1}", conf.format(boot=boot))
+            closing.callback(s.close)
+            return s
 
-    yield make
-    for s in made:
-        s.close()
+        yield make
 
 
 @pytest.fixture
@@ -117,37 +125,69 @@ SUITE_MARK = "MINIKERN_TEST_SUITE"
 os.environ[SUITE_MARK] = f"{os.getpid()}-{time.time()}"
 
 
-def _leftovers() -> list[psutil.Process]:
+def _suite_processes() -> list[psutil.Process]:
+    """Every process the suite started that still has a process-table entry: the test
+    process's descendants, and the processes elsewhere that carry the suite's mark."""
     me = psutil.Process()
-    left = {p.pid: p for p in me.children(recursive=True)}
+    try:
+        found = {p.pid: p for p in me.children(recursive=True)}
+    except psutil.Error:
+        found = {}
     for p in psutil.process_iter():
         try:
             if p.pid != me.pid and p.environ().get(SUITE_MARK) == os.environ[SUITE_MARK]:
-                left[p.pid] = p
-        except (psutil.Error, OSError):
+                found.setdefault(p.pid, p)
+        except psutil.Error:  # gone, a zombie (no environment left), or not ours to read
             continue
-    alive = []
-    for p in left.values():
+    return list(found.values())
+
+
+def _leak(p: psutil.Process) -> str | None:
+    """How a leftover process reads in the report, or None if it is no leak: it has ended
+    and is not the test process's own child (a zombie elsewhere is its parent's to reap).
+    Read in one go, since the process may end, or turn zombie, while it is being read."""
+    try:
+        with p.oneshot():
+            if p.status() == psutil.STATUS_ZOMBIE:
+                if p.ppid() != os.getpid():
+                    return None
+                return f"{p.pid} {p.name()} (exited, never reaped)"
+            return f"{p.pid} {' '.join(p.cmdline()) or p.name()}"
+    except psutil.NoSuchProcess:  # ended while it was read (ZombieProcess is one too)
+        return None
+    except psutil.AccessDenied:  # alive, but its details are not ours to read
+        return f"{p.pid} (details not readable)"
+
+
+def _leftovers() -> dict[psutil.Process, str]:
+    left = {}
+    for p in _suite_processes():
+        what = _leak(p)
+        if what is not None:
+            left[p] = what
+    return left
+
+
+def _clean_up(left: dict[psutil.Process, str]) -> None:
+    """Kill what the suite left running and reap what is the test process's own child, so
+    that one leak fails the check once and does not outlive the run."""
+    for p in left:
         try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
+            p.kill()
+        except psutil.Error:
+            pass  # ended meanwhile, or not ours to signal
+    for p in left:
+        with contextlib.suppress(psutil.Error):  # gone already, or still there after 5 s
+            p.wait(timeout=5)  # which reaps it, if it is the test process's child
 
 
 @pytest.fixture(autouse=True, scope="session")
 def no_leaked_processes() -> Iterator[None]:
     yield
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 10  # what a test halted may still be ending
     left = _leftovers()
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
         left = _leftovers()
-    for p in left:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    assert not left, "processes left running by the suite: " + ", ".join(
-        f"{p.pid} {' '.join(p.cmdline())}" for p in left if p.is_running())
+    _clean_up(left)
+    assert not left, "processes left by the suite: " + ", ".join(left.values())

@@ -10,6 +10,9 @@ whatever the filters.  -f prints the last lines (10 unless -n says) and then
 each new event as it comes, like journalctl -f; Ctrl-C ends it.  --json prints
 the records themselves, one JSON object a line; --schema prints the JSON
 Schema of each kind.  bin/boot in the foreground prints the same lines.
+
+It needs no running system (the log outlives it); with no event log in the
+run directory, or no such boot for -b, it exits 2: nothing to read.
 """
 from __future__ import annotations
 
@@ -155,65 +158,68 @@ def count(text: str) -> int:
     return n
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="logs", description=(__doc__ or "").splitlines()[0],
-                                 epilog="\n".join((__doc__ or "").splitlines()[2:]),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_run_dir(ap)
-    ap.add_argument("-f", "--follow", action="store_true",
-                    help="print the last events, then new ones as they happen")
-    ap.add_argument("-n", "--lines", type=count, metavar="N",
-                    help="only the last N events (with -f: 10 unless given)")
-    ap.add_argument("--since", type=parse_since, metavar="WHEN",
-                    help="events from WHEN on: '10m ago' (or --since=-10m), HH:MM, "
-                         "'YYYY-MM-DD HH:MM', @UNIXTIME")
-    ap.add_argument("-b", "--boot", nargs="?", const="0", metavar="ID",
-                    help="one boot only: 0 (the default) the last, -1 the one before, or an id")
-    ap.add_argument("--label", action="append", help="only events about this label")
-    ap.add_argument("--kind", action="append", choices=sorted(SCHEMAS), metavar="KIND",
-                    help="only events of this kind: " + ", ".join(sorted(SCHEMAS)))
-    ap.add_argument("--source", action="append", help="only events this component wrote")
-    ap.add_argument("--json", action="store_true", help="print the records, one JSON a line")
-    ap.add_argument("--schema", action="store_true", help="print each kind's JSON Schema")
-    ap.add_argument("--utc", action="store_true", help="show times in UTC")
-    return ap
+def command() -> cli.Command:
+    cmd = cli.Command("logs", __doc__, json="print the records, one JSON object a line",
+                      needs_system=False, failures=(OSError,))
+    cmd.add_argument("-f", "--follow", action="store_true",
+                     help="print the last events, then new ones as they happen")
+    cmd.add_argument("-n", "--lines", type=count, metavar="N",
+                     help="only the last N events (with -f: 10 unless given)")
+    cmd.add_argument("--since", type=parse_since, metavar="WHEN",
+                     help="events from WHEN on: '10m ago' (or --since=-10m), HH:MM, "
+                          "'YYYY-MM-DD HH:MM', @UNIXTIME")
+    cmd.add_argument("-b", "--boot", nargs="?", const="0", metavar="ID",
+                     help="one boot only: 0 (the default) the last, -1 the one before, or an id")
+    cmd.add_argument("--label", action="append", help="only events about this label")
+    cmd.add_argument("--kind", action="append", choices=sorted(SCHEMAS), metavar="KIND",
+                     help="only events of this kind: " + ", ".join(sorted(SCHEMAS)))
+    cmd.add_argument("--source", action="append", help="only events this component wrote")
+    cmd.add_argument("--schema", action="store_true", help="print each kind's JSON Schema")
+    cmd.add_argument("--utc", action="store_true", help="show times in UTC")
+    return cmd
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parser().parse_args(argv))
+    return command().run(argv, run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print what ``args`` select; 2 when there is nothing to read."""
     if args.schema:
         print(json.dumps({k: s.json_schema(k) for k, s in SCHEMAS.items()}, indent=2))
-        return 0
+        return cli.EXIT_OK
     path = Path(args.run_dir) / params.EVENT_LOG
     if not path.exists() and not args.follow:
         print(f"logs: no event log in {args.run_dir}", file=sys.stderr)
-        return 2
+        return cli.EXIT_NOT_RUN
     follower = Follower(path, settle=params.FOLLOW_SETTLE)
     try:
-        backlog = follower.poll(flush=True)
-        boot = None
-        if args.boot is not None:
-            boot = pick_boot(list(follower.order.boots), args.boot)
-            if boot is None:
-                print(f"logs: no boot {args.boot!r} in {path}", file=sys.stderr)
-                return 2
-        view = View(args, boot)
-        backlog = [e for e in backlog if view.selected(e)]
-        lines = 10 if args.follow and args.lines is None else args.lines
-        for e in backlog if lines is None else backlog[max(0, len(backlog) - lines):]:
-            view.show(e)
+        return show(args, follower)
+    finally:  # however it ended, say what could not be shown
+        if follower.reader.skipped:
+            print(f"logs: {follower.reader.skipped} line(s) of {path} are not events; skipped",
+                  file=sys.stderr)
+
+
+def show(args: argparse.Namespace, follower: Follower) -> int:
+    backlog = follower.poll(flush=True)
+    boot = None
+    if args.boot is not None:
+        boot = pick_boot(list(follower.order.boots), args.boot)
+        if boot is None:
+            print(f"logs: no boot {args.boot!r} in {follower.reader.path}", file=sys.stderr)
+            return cli.EXIT_NOT_RUN
+    view = View(args, boot)
+    backlog = [e for e in backlog if view.selected(e)]
+    lines = 10 if args.follow and args.lines is None else args.lines
+    for e in backlog if lines is None else backlog[max(0, len(backlog) - lines):]:
+        view.show(e)
+    try:
         while args.follow:
             time.sleep(0.1)
             for e in follower.poll():
                 if view.selected(e):
                     view.show(e)
-    except (KeyboardInterrupt, BrokenPipeError):
-        pass
-    if follower.reader.skipped:
-        print(f"logs: {follower.reader.skipped} line(s) of {path} are not events; skipped",
-              file=sys.stderr)
-    return 0
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how -f ends, as journalctl -f: done, not failed
+    return cli.EXIT_OK

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from minikern import cli, params
-from tests.conftest import SystemUnderTest, wait_for
+from minikern.boot import halt
+from tests.conftest import TEST_CONF, SystemUnderTest, wait_for
 from tests.services.rs_helpers import boot_rs, events, service, wait_event, wait_state
 
 pytestmark = pytest.mark.timeout(60)
@@ -112,6 +113,31 @@ def test_ctrl_c_ends_a_command_quietly(capsys: pytest.CaptureFixture[str]) -> No
 
     assert cli.Command("probe", "probe: a command", run_dir=False).run([], interrupted) == 130
     assert capsys.readouterr() == ("", "")
+
+
+def test_ctrl_c_while_boot_waits_leaves_no_system_behind(tmp_path: Path) -> None:
+    """bin/boot --detach interrupted before its system is up: the status of a command ended
+    by SIGINT, no traceback, and no half-booted system left holding the run directory (a
+    detached system is not tied to bin/boot, so nothing else would halt it)."""
+    conf = tmp_path / "system.conf"
+    conf.write_text(TEST_CONF.format(boot="echo never")  # a boot process that never gets ready
+                    + "service never { program tests.kernel.agent; args nosuchmode; ipc ALL; };\n")
+    run_dir = tmp_path / "run"
+    boot = subprocess.Popen([sys.executable, str(BIN / "boot"), "--run-dir", str(run_dir),
+                             "--config", str(conf), "--detach"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        kernel = wait_for(lambda: cli.kernel_pid(run_dir), what="the kernel to start")
+        boot.send_signal(signal.SIGINT)  # bin/boot only: the kernel has a session of its own
+        _, err = boot.communicate(timeout=30)
+        assert boot.returncode == 130 and "Traceback" not in err, err
+        assert cli.kernel_pid(run_dir) is None
+        assert not os.path.exists(f"/proc/{kernel}")  # gone, and reaped by bin/boot
+    finally:
+        if boot.poll() is None:
+            boot.kill()
+            boot.communicate()
+        halt(run_dir)  # what a failed run left behind, if anything
 
 
 def test_the_launcher_runs_from_any_folder_and_through_links(tmp_path: Path) -> None:

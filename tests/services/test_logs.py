@@ -167,3 +167,29 @@ def test_schema_prints_every_kind(tmp_path: Path) -> None:
 def test_without_an_event_log_it_says_so(tmp_path: Path) -> None:
     r = run(tmp_path)
     assert r.returncode == 2 and f"no event log in {tmp_path}" in r.stderr
+
+
+def test_a_reader_that_goes_away_ends_it_without_a_word(tmp_path: Path) -> None:
+    """`bin/logs | head -1`: the closed pipe is the reader's choice, not an error to report
+    (as for every command: no traceback, no errno line); the status says not all was shown."""
+    write(tmp_path, *(ev(T0 + i, "b", "rs", "up", f"s{i}", pid=i, endpoint=i, incarnation=0)
+                      for i in range(3000)))  # more than a pipe holds, so a write must fail
+    p = subprocess.Popen([sys.executable, str(cli.REPO_ROOT / "bin" / "logs"), "--run-dir",
+                          str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    try:
+        assert DATE.match(p.stdout.readline().decode())  # one event, then the reader leaves
+        p.stdout.close()
+        assert p.wait(30) == 1
+        assert p.stderr.read() == b""
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+
+
+def test_help_says_the_exit_statuses(tmp_path: Path) -> None:
+    r = run(tmp_path, "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: logs ")
+    assert "exit status: 0 done, 1 failed" in r.stdout and "exits 2" in r.stdout
