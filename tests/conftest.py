@@ -26,7 +26,7 @@ service user {{ user yes; ipc ALL; }};
 service narrow {{ system GETINFO; ipc SYSTEM echo; io 0x3f8:8; irq 4; }};
 service driver {{ system DEVIO VDEVIO IRQCTL; ipc SYSTEM ALL_SYS; io 0x1f0:8 0x3f6; irq 14; }};
 service echo {{ program tests.kernel.agent; args echo; ipc ALL; }};
-service agent {{ program tests.kernel.agent; ipc ALL; system SETGRANT SAFECOPYFROM; }};
+service agent {{ program tests.kernel.agent; ipc ALL; system SETGRANT SAFECOPYFROM REVOKE; }};
 """
 
 
