@@ -7,18 +7,17 @@ import os
 import stat
 from collections import Counter
 
-import msgpack
 import pytest
 import zmq
 
 from minikern import codec, params, sysconf
 from minikern.codec import Message
-from minikern.const import ANY, NONE, NR_PROCS, SYSTEM, Call, Err, KCall
+from minikern.const import NONE, NR_PROCS, SYSTEM, Call, Err, KCall
 from minikern.kernel import ipc as kipc
 from minikern.kernel.main import Kernel
 from minikern.kernel.priv import Priv
 from minikern.kernel.proc import ProcTable
-from tests.conftest import TEST_CONF, SystemUnderTest, wait_for
+from tests.conftest import TEST_CONF, SystemUnderTest
 from tests.kernel.agent import REQ_KCALL
 from tests.kernel.test_death import spawn
 from tests.kernel.test_wire import getinfo, raw_socket

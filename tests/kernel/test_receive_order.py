@@ -2,6 +2,8 @@
 first, then queued kernel messages, then blocked senders, first in first out."""
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from minikern.codec import Message
@@ -12,13 +14,17 @@ from tests.kernel.test_death import spawn
 pytestmark = pytest.mark.timeout(60)
 
 
+def gone(system: SystemUnderTest, endpoint: int) -> bool:
+    return system.proc(endpoint) is None
+
+
 def test_blocked_senders_are_received_first_in_first_out(system: SystemUnderTest) -> None:
     b = system.connect("b", "client")
     senders = [system.connect(f"s{i}", "client") for i in range(4)]
     sent = []
     for i, s in enumerate(senders):  # each queues only once the one before it is blocked
         sent.append(system.background(s.send, b.endpoint, Message(i)))
-        wait_for(lambda: system.blocked(s.endpoint, "send"), what=f"sender {i} blocked")
+        wait_for(partial(system.blocked, s.endpoint, "send"), what=f"sender {i} blocked")
     got = [b.receive(ANY) for _ in senders]
     assert [(m.source, m.type) for m in got] == [(s.endpoint, i) for i, s in enumerate(senders)]
     assert [f.result(10) for f in sent] == [Err.OK] * len(senders)
@@ -29,7 +35,7 @@ def test_sendrec_callers_queue_in_the_same_order(system: SystemUnderTest) -> Non
     callers = [system.connect(f"c{i}", "client") for i in range(3)]
     for i, c in enumerate(callers):
         system.background(c.sendrec, b.endpoint, Message(i))
-        wait_for(lambda: system.blocked(c.endpoint, "sendrec-send"), what=f"caller {i} blocked")
+        wait_for(partial(system.blocked, c.endpoint, "sendrec-send"), what=f"caller {i} blocked")
     assert [b.receive().source for _ in callers] == [c.endpoint for c in callers]
 
 
@@ -56,7 +62,7 @@ def test_kernel_messages_come_in_the_order_they_were_queued(system: SystemUnderT
     children = [spawn(system, b, "idle", label=f"child{i}")[0] for i in range(3)]
     for ep in children:  # killed one at a time, so their EXITs queue in this order
         b.kcall(KCall.KILL, endpoint=ep, signal=9)
-        wait_for(lambda: system.proc(ep) is None, what="child reaped")
+        wait_for(partial(gone, system, ep), what="child reaped")
     assert [b.receive(SYSTEM)["endpoint"] for _ in children] == children
 
 
