@@ -99,3 +99,23 @@ def test_karn_no_sample_from_retransmitted_data() -> None:
     clock[0] += 0.02
     s.on_ack(PEER_SEQ, ISS + 1 + 100, WINDOW, True, clock[0], emit)
     assert s.rto.rto == pytest.approx(2 * after_syn)  # backed off, not re-estimated
+
+
+def test_karn_no_sample_from_a_retransmission_that_carries_new_data_too() -> None:
+    """After a timeout the resent segment may run past what was ever sent (more was queued
+    meanwhile); its ACK is still ambiguous for the part sent twice, so it is not timed."""
+    clock: list[float] = [0.0]
+    sent: Sent = []
+    s, emit = connected(sent, clock)
+    clock[0] = 0.1
+    s.on_ack(PEER_SEQ, ISS + 1, WINDOW, True, clock[0], emit)
+    after_syn = s.rto.rto
+    s.write(b"a" * 100)
+    s.output(clock[0], emit)
+    s.write(b"b" * 100)  # queued while the first segment is in flight, not sent yet
+    clock[0] = 0.1 + after_syn
+    assert s.on_timer(clock[0], emit)
+    assert (sent[-1][1], len(sent[-1][3])) == (ISS + 1, 200)  # old and new bytes in one
+    clock[0] += 0.02
+    s.on_ack(PEER_SEQ, ISS + 1 + 200, WINDOW, True, clock[0], emit)
+    assert s.rto.rto == pytest.approx(2 * after_syn)
