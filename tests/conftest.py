@@ -44,7 +44,9 @@ class SystemUnderTest:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
         self.futures: list[concurrent.futures.Future[Any]] = []
         if not self.system.wait_ready():
-            raise RuntimeError("test system did not come up:\n" + self.console())
+            console = self.console()
+            self.system.halt()  # the fixture never gets to close a system it was not handed
+            raise RuntimeError("test system did not come up:\n" + console)
 
     def connect(self, label: str = "client", priv_of: str | None = None) -> ipc.Connection:
         priv = self.conf.services[priv_of or label].priv()
@@ -162,8 +164,14 @@ def no_leaked_processes() -> Iterator[None]:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    assert not left, "processes left running by the suite: " + ", ".join(
-        f"{p.pid} {' '.join(p.cmdline())}" for p in left if p.is_running())
+    assert not left, "processes left running by the suite: " + ", ".join(map(_describe, left))
+
+
+def _describe(p: psutil.Process) -> str:
+    try:
+        return f"{p.pid} {' '.join(p.cmdline())}"
+    except psutil.Error:  # gone or a zombie by now (it was killed just above)
+        return f"{p.pid} (exited)"
 
 
 # CI runs as root with the host tools installed (`make host-tools`): there, a test that skips
