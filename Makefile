@@ -30,7 +30,7 @@ host-tools:
 	fi
 
 test: $(STAMP) host-tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -44,8 +44,10 @@ def test_kill_9_from_the_shell_is_recovered_while_the_system_serves(
             except Exception as e:  # noqa: BLE001 (any failure is a finding)
                 errors.append(e)
 
-    t = threading.Thread(target=keep_using_ds)
-    t.start()
+    # In the system's pool, not a thread of its own: if a call hangs, the system's teardown
+    # halts first and closes "other" only once this has returned (a ZeroMQ socket closed
+    # under a thread still waiting on it aborts the whole test process).
+    user = s.background(keep_using_ds)
     try:
         subprocess.run(["kill", "-9", str(old["pid"])], check=True, timeout=10)
         crash = wait_event(s, "crash", "hello")
@@ -64,6 +66,6 @@ def test_kill_9_from_the_shell_is_recovered_while_the_system_serves(
         wait_for(lambda: served[0] > n, what="DS still serving")
     finally:
         stop.set()
-        t.join(10)
+    user.result(10)
     assert not errors and served[0] > 0
     assert [e["kind"] for e in events(s, label="hello")] == ["up", "crash", "restart"]
