@@ -33,6 +33,9 @@ service agent {{ program tests.kernel.agent; ipc ALL; system SETGRANT SAFECOPYFR
 """
 
 
+BOOT_DEADLINE = 30.0  # seconds
+
+
 class SystemUnderTest:
     """A booted system in a private run directory, with helpers to connect test endpoints."""
 
@@ -47,7 +50,9 @@ class SystemUnderTest:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
         self.futures: list[concurrent.futures.Future[Any]] = []
         try:
-            if not self.system.wait_ready():
+            # A generous deadline: on a machine loaded past its cores a boot can take several
+            # times its idle 1-3 s, and a test must not fail for the machine's load.
+            if not self.system.wait_ready(timeout=BOOT_DEADLINE):
                 raise RuntimeError("test system did not come up:\n" + self.console())
         except BaseException:
             self.close()  # no test will hold it to close it later: halted and reaped now
