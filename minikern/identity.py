@@ -60,6 +60,7 @@ class Identity:
         self.by_slot: dict[int, int] = {}  # slot -> the endpoint cached for it
         self.refreshes = 0
         self.failures = 0
+        self.ok = True  # the last GETINFO answered (False: a miss may be the kernel's silence)
 
     def refresh(self) -> bool:
         """Replace the cache with the live table (one GETINFO); False if the kernel did not say."""
@@ -69,8 +70,8 @@ class Identity:
         except KernelGone:
             raise
         except IpcError:
-            self.failures += 1
-            return False
+            procs = None
+        self.ok = type(procs) is list
         if type(procs) is not list:
             self.failures += 1
             return False
