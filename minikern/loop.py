@@ -282,7 +282,7 @@ class Loop:
 
         With ``reply``, the RECEIVE is a REPLYRECV answering ``reply_to``.
         """
-        if self._retry():
+        if self._retry() and reply is None:  # (a reply to give goes out with this turn's RECEIVE)
             return None
         conn = self.conn
         if conn is not None and not self.watched and not self.queue and self._next_due() is None:

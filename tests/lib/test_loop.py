@@ -176,3 +176,24 @@ def test_a_pipe_and_a_zmq_socket_wake_a_loop_whose_receive_is_pending(
         outside.close()
         os.close(r)
         os.close(w)
+
+
+def test_a_reply_given_to_a_turn_is_sent_even_when_the_queue_moved(
+        system: SystemUnderTest) -> None:
+    a, b, c = (system.connect(x, "client") for x in "abc")
+    loop = Loop(a, retry_for=30.0)
+    assert loop.asend(b.endpoint, Message(1)) == Err.ENOTREADY
+    asked = system.background(c.sendrec, a.endpoint, Message(5))
+    req = loop.turn()
+    while req is None:  # the queued send may get through first
+        req = loop.turn()
+    assert req.source == c.endpoint
+    taken = system.background(b.receive)
+    wait_for(lambda: system.blocked(b.endpoint, "recv"))
+    # the queue empties on this turn, which goes on to wait for the next message
+    turned = system.background(loop.turn, req.source, Message(Err.OK, {"answer": 42}))
+    assert taken.result(10).type == 1
+    assert asked.result(10).fields == {"answer": 42}
+    assert c.notify(a.endpoint) == Err.OK
+    m = turned.result(10)
+    assert m is not None and (m.source, m.kind) == (c.endpoint, Kind.NOTIFY)
