@@ -43,8 +43,8 @@ from typing import Any, NoReturn
 
 from minikern import ipc, params
 from minikern.codec import Message
-from minikern.loop import Loop
 from minikern.const import ANY, RS, Err, Kind, KMsg, RsReq
+from minikern.loop import Loop
 
 Handler = Callable[[Message], "Message | None"]
 
