@@ -22,6 +22,7 @@ class Call(IntEnum):
     NOTIFY = 4
     SENDNB = 5
     REPLYRECV = 7  # minikern: SENDNB the reply, then RECEIVE, in one trap (L4's reply-and-wait)
+    CANCEL = 8  # minikern: end one's own pending RECEIVE with EINTR (too late: dropped)
     HELLO = 64  # minikern: admission of a new connection
     BYE = 65  # minikern: an operator tool's connection detaches (its slot is freed)
 
@@ -32,6 +33,7 @@ class Err(IntEnum):
     OK = 0
     EPERM = -1
     ESRCH = -3
+    EINTR = -4  # a RECEIVE ended by the receiver's own CANCEL
     EIO = -5
     E2BIG = -7
     EBADF = -9

@@ -1,8 +1,12 @@
-"""The IPC library every process uses to talk to the kernel: one blocking call per trap.
+"""The IPC library every process uses to talk to the kernel: one call per trap.
 
 A ``Connection`` is one endpoint: a ZeroMQ DEALER socket to the kernel's
 ROUTER, admitted once with a credential.  Each trap sends one request and
-waits for the one reply that completes it (docs/PROTOCOL.md).  Components
+waits for the one reply that completes it (docs/PROTOCOL.md).  A RECEIVE can
+also be started without waiting (``start_receive``): the caller then waits on
+other things too (minikern/loop.py), and either takes the reply when the
+socket is readable (``finish``) or ends the RECEIVE with ``cancel``, which
+always yields exactly one reply: EINTR, or the message that won the race.  Components
 started by the kernel connect with ``Connection.from_boot()``; operator tools
 and tests with ``Connection.operator(run_dir, label, priv)``.
 """
@@ -96,14 +100,14 @@ class Connection:
                 break
             except zmq.Again:
                 waited += KERNEL_CHECK_S
-                if timeout is not None and waited >= timeout or not self._kernel_alive():
+                if timeout is not None and waited >= timeout or not self.kernel_alive():
                     raise KernelGone() from None
         hdr = codec.decode_reply(frames[0])
         if hdr is None or len(frames) > 2:
             raise IpcError(Err.EIO, "malformed reply from the kernel")
         return hdr, frames[1] if len(frames) == 2 else None
 
-    def _kernel_alive(self) -> bool:
+    def kernel_alive(self) -> bool:
         if self.kernel_pid is None:
             return os.getppid() != 1  # a component is the kernel's child
         try:  # a zombie kernel (not yet reaped by its parent) is a dead kernel too
@@ -113,10 +117,16 @@ class Connection:
             return False
 
     def _trap(self, frames: list[bytes], what: str) -> Message:
+        self._start(frames, what)
+        return self._message(what)
+
+    def _start(self, frames: list[bytes], what: str) -> None:
         if len(frames[-1]) > params.MAX_MESSAGE:  # the kernel would refuse it, or drop us
             raise IpcError(Err.E2BIG, f"{what}: a message of {len(frames[-1])} bytes "
                            f"(at most {params.MAX_MESSAGE}; bulk data goes through grants)")
         self.sock.send_multipart(frames)
+
+    def _message(self, what: str) -> Message:
         (status, source, kind, aux, send_status), body = self._wait_reply()
         if status != Err.OK:
             raise IpcError(status, what)
@@ -158,6 +168,31 @@ class Connection:
         """
         return self._trap([_encode_request(Call.REPLYRECV, dst, src),
                            _encode_body(m.type, m.fields)], "reply_recv")
+
+    def start_receive(self, src: int = ANY, reply_to: int | None = None,
+                      reply: Message | None = None) -> None:
+        """Begin a RECEIVE (a REPLYRECV if ``reply`` is given) and return at once.
+
+        Until ``finish`` is called no other trap may be made: the kernel is
+        still working on this one.  ``cancel`` ends it early.
+        """
+        if reply is None or reply_to is None:
+            return self._start([_encode_request(Call.RECEIVE, src)], "receive")
+        self._start([_encode_request(Call.REPLYRECV, reply_to, src),
+                     _encode_body(reply.type, reply.fields)], "reply_recv")
+
+    def cancel(self) -> None:
+        """Ask the kernel to end the pending RECEIVE; ``finish`` then takes its one reply."""
+        self.sock.send(codec.encode_cancel())
+
+    def finish(self) -> Message | None:
+        """The reply to a started RECEIVE: the message, or None if CANCEL ended it first."""
+        try:
+            return self._message("receive")
+        except IpcError as e:
+            if e.code == Err.EINTR:
+                return None
+            raise
 
     def kcall(self, call: KCall, **args: Any) -> dict[str, Any]:
         """A kernel call; raises IpcError with the call's status if it fails."""

@@ -13,9 +13,12 @@ service up and publishes its endpoint).  In a system without RS the call
 fails at once with EDEADSRCDST and is ignored.  ``serve`` is the loop: receive; a notification is
 handled apart and never answered (a heartbeat NOTIFY from RS SEF answers
 itself, with a SENDREC RsReq.PING); a request goes through the table to ``do_<request>``, whose
-returned Message is the reply (None means EDONTREPLY: answer later).  Replies
-use the REPLYRECV fast path.  A SHUTDOWN from the kernel ends the process in
-order; ``panic(reason)`` records the reason and exits.
+returned Message is the reply (None means EDONTREPLY: answer later, with
+``ctx.loop.reply``).  ``serve`` runs on the context's ``Loop`` (minikern/loop.py):
+timers, watched descriptors and queued sends set on ``ctx.loop`` are served
+between messages; with none of them a turn is one REPLYRECV, the fast path.
+A SHUTDOWN from the kernel ends the process in order; ``panic(reason)``
+records the reason and exits.
 
 Fault injection (bin/crash): RS hands the fault over in its reply to the
 component's PING (so only RS, which takes it only from operator tools, can
@@ -41,6 +44,7 @@ from typing import Any, NoReturn
 from minikern import ipc, params
 from minikern.proto import Message
 from minikern.const import ANY, RS, Err, Kind, KMsg, RsReq
+from minikern.loop import Loop
 
 Handler = Callable[[Message], "Message | None"]
 
@@ -54,6 +58,14 @@ class Context:
     run_dir: Path
     memory: mmap.mmap | None
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    _loop: Loop | None = None
+
+    @property
+    def loop(self) -> Loop:
+        """The process's one event loop (made on first use, on the real clock)."""
+        if self._loop is None:
+            self._loop = Loop(self.conn)
+        return self._loop
 
     @property
     def restarted(self) -> bool:
@@ -135,26 +147,20 @@ def serve(ctx: Context, table: dict[int, Handler],
           on_kernel: Callable[[Message], None] | None = None,
           default: Handler | None = None) -> NoReturn:
     """The loop.  ``default`` handles types missing from ``table`` (else EBADREQUEST)."""
-    m = receive(ctx)
-    while True:
+    def handle(m: Message) -> Message | None:
+        if filtered(ctx, m):
+            return None
         if m.kind == Kind.NOTIFY:
             if on_notify is not None:
                 on_notify(m)
-            m = receive(ctx)
-            continue
+            return None
         if m.kind == Kind.KERNEL:
             if on_kernel is not None:
                 on_kernel(m)
-            m = receive(ctx)
-            continue
+            return None
         handler = table.get(m.type, default)
-        reply = handler(m) if handler is not None else Message(Err.EBADREQUEST)
-        if reply is None:
-            m = receive(ctx)
-            continue
-        m = ctx.conn.reply_recv(m.source, reply)
-        while filtered(ctx, m):
-            m = ctx.conn.receive()
+        return handler(m) if handler is not None else Message(Err.EBADREQUEST)
+    ctx.loop.run(handle)
 
 
 def _crash_record(kind: str, **info: Any) -> None:

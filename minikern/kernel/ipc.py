@@ -1,4 +1,4 @@
-"""Rendezvous IPC: SEND, RECEIVE, SENDREC, NOTIFY, SENDNB, REPLYRECV (MINIX proc.c).
+"""Rendezvous IPC: SEND, RECEIVE, SENDREC, NOTIFY, SENDNB, REPLYRECV, CANCEL (MINIX proc.c).
 
 A process's trap is answered with exactly one reply frame, sent when the trap
 completes.  A blocked process therefore simply has not been answered yet;
@@ -126,6 +126,14 @@ def receive(k: Kernel, caller: Proc, src: int, send_status: int = 0) -> None:
     if src != ANY and deadlock(k, caller, src, sending=False):
         return k.answer(caller, Err.ELOCKED, send_status=send_status)
     caller.wait, caller.peer = Wait.RECV, src
+
+
+def cancel(k: Kernel, caller: Proc) -> None:
+    """End the caller's own RECEIVE with EINTR; one that already completed ignores it."""
+    if caller.wait is Wait.RECV:  # a SENDREC's reply half is never cut short
+        caller.wait, caller.peer = Wait.READY, 0
+        k.answer(caller, Err.EINTR, send_status=caller.send_status)
+        caller.send_status = 0
 
 
 def notify(k: Kernel, src: int, dst: Proc, irq_bits: int = 0) -> None:

@@ -241,6 +241,8 @@ class Kernel:
             return self.count("unadmitted")
         if req[0] == Call.BYE:
             return self.exited(p, 0, 0) if not p.child else self.count("bye_from_child")
+        if req[0] == Call.CANCEL:  # the one frame a blocked process may send
+            return ipc.cancel(self, p)
         if p.wait is not Wait.READY:
             return self.count("trap_while_blocked")
         call, a, b, body = req

@@ -136,6 +136,10 @@ def encode_bye() -> bytes:
     return _packb((PROTO, Call.BYE))
 
 
+def encode_cancel() -> bytes:
+    return _packb((PROTO, Call.CANCEL))
+
+
 def encode_hello(credential: bytes, pid: int, label: str | None = None,
                  priv: dict[str, Any] | None = None) -> bytes:
     return _packb((PROTO, Call.HELLO, credential, pid, label, priv))
@@ -180,8 +184,8 @@ def decode_request(frames: list[bytes]) -> tuple[Any, ...] | None:
         if body is not None and len(body) > MAX_MESSAGE:
             return None
         return (call, a, b, body)
-    if call == Call.BYE:
-        return (Call.BYE,) if len(hdr) == 2 and len(frames) == 1 else None
+    if call in (Call.BYE, Call.CANCEL):
+        return (call,) if len(hdr) == 2 and len(frames) == 1 else None
     if call == Call.HELLO:
         if len(hdr) != 6 or len(frames) != 1:
             return None

@@ -14,9 +14,9 @@ Invariants:
   never blocks either.  The one blocking call DS makes is GETINFO to the
   kernel, which answers at once.
 * A caller is known by its label, learnt from the kernel's process table and
-  cached per endpoint (``Labels``).  A restarted component has a new endpoint
-  and the same label, so a cache miss refreshes the table; an endpoint the
-  kernel does not know is refused with ESRCH.
+  cached per endpoint (minikern/identity.py).  A restarted component has a new
+  endpoint and the same label, so a cache miss refreshes the table; an endpoint
+  the kernel does not know is refused with ESRCH.
 * Only the process at endpoint RS may publish label entries or PURGE.
 * The store lives in this process's memory: a restarted DS starts empty and
   components publish again (MINIX's DS is likewise not restartable).
@@ -28,48 +28,11 @@ from collections.abc import Callable
 
 from minikern import sef
 from minikern.proto import Message
-from minikern.const import RS, DsReq, Err, KCall
-from minikern.ipc import Connection
+from minikern.const import RS, DsReq, Err
+from minikern.identity import Identity
 from services.ds.store import DsError, Store
 
 Handler = Callable[[Message], "Message | None"]
-
-
-class Labels:
-    """Endpoint -> label and label -> newest endpoint, from the kernel's process table."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.by_endpoint: dict[int, str] = {}
-        self.by_label: dict[str, int] = {}
-        self.refreshes = 0
-
-    def refresh(self) -> None:
-        """Replace both maps with the live table, so dead endpoints drop out of the cache."""
-        self.refreshes += 1
-        procs = self.conn.kcall(KCall.GETINFO).get("procs")
-        by_endpoint: dict[int, str] = {}
-        newest: dict[str, tuple[float, int]] = {}
-        for p in procs if type(procs) is list else []:
-            ep, label, up = p.get("endpoint"), p.get("label"), p.get("uptime", 0.0)
-            if type(ep) is not int or type(label) is not str or not label:
-                continue
-            by_endpoint[ep] = label
-            age = float(up) if type(up) in (int, float) else 0.0
-            if label not in newest or age < newest[label][0]:
-                newest[label] = (age, ep)  # two live holders of a label: the younger one
-        self.by_endpoint = by_endpoint
-        self.by_label = {label: ep for label, (_, ep) in newest.items()}
-
-    def label_of(self, endpoint: int) -> str | None:
-        if endpoint not in self.by_endpoint:
-            self.refresh()
-        return self.by_endpoint.get(endpoint)
-
-    def endpoint_of(self, label: str, fresh: bool = False) -> int | None:
-        if fresh or label not in self.by_label:
-            self.refresh()
-        return self.by_label.get(label)
 
 
 class DataStore:
@@ -78,7 +41,7 @@ class DataStore:
 
     def init(self, ctx: sef.Context) -> None:
         self.ctx = ctx
-        self.labels = Labels(ctx.conn)
+        self.labels = Identity(ctx.conn)
         if ctx.restarted:
             print("ds: restarted with an empty store", file=sys.stderr, flush=True)
 

@@ -1,8 +1,9 @@
 """INET: the TCP/IP server (runs in its own process, label inet).
 
 The skeleton every server has: SEF start-up, then receive; notifications
-apart (CLOCK: run the stack's timers; DS: a driver came or went; a driver's
-notify is never expected), requests through one table.  Requests come from
+apart (DS: a driver came or went; a driver's notify is never expected),
+requests through one table; the stack's timers are timers on SEF's loop
+(minikern/loop.py), at most TICK_MS apart.  Requests come from
 two sides: the network driver (NetReq HELLO and PULL: frames in, frames
 out, see services/inet/netif.py) and the system's programs (SockReq, see
 services/inet/sockets.py).  INET never sends a blocking request to a
@@ -11,8 +12,8 @@ driver, so a hung or crashed driver cannot stop it; it watches
 notice a driver's death and to nudge a new instance with a NOTIFY.
 
 Nothing a request says is trusted.  A HELLO's label is a claim: INET asks
-the kernel (GETINFO, services/inet/procs.py) who the caller is, and only the
-component started as the interface's driver may take the interface.  Every
+the kernel who the caller is (minikern/identity.py), and only the component
+started as the interface's driver may take the interface.  Every
 handler runs under a last-resort guard (services/inet/guard.py): an
 exception no check foresaw fails that request alone, never INET.
 
@@ -23,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from minikern import ds, sef
 from minikern.proto import Message
-from minikern.const import CLOCK, DS, DsFlag, Err, KCall, NetReq, SockReq, err_name
+from minikern.const import DS, DsFlag, Err, NetReq, SockReq, err_name
+from minikern.identity import Identity
 from minikern.ipc import IpcError, KernelGone
-from services.inet import procs
 from services.inet.guard import Guard
 from services.inet.netif import Netif
 from services.inet.sockets import Sockets
@@ -43,13 +43,15 @@ class Inet:
         self.args = args
 
     def init(self, ctx: sef.Context) -> None:
-        self.ctx = ctx
+        self.ctx, self.loop = ctx, ctx.loop
         self.guard = Guard()
+        self.identity = Identity(ctx.conn)
         self.netif = Netif(ctx.conn, self.args.interface, ctx.run_dir)
         self.stack = Stack(mac=b"\0" * 6, ip=self.args.ip, netmask=self.args.netmask,
                            gateway=self.args.gateway, send_frame=self.netif.send,
-                           clock=time.monotonic)
-        self.sockets = Sockets(ctx.conn, self.stack, self.guard)
+                           clock=self.loop.clock.now)
+        self.sockets = Sockets(ctx.conn, self.stack, self.guard, self.loop.clock.now,
+                               self.identity)
         try:
             ds.subscribe(ctx.conn, r"drv\.net\..*", DsFlag.INITIAL | DsFlag.OVERWRITE)
         except IpcError as e:
@@ -57,20 +59,23 @@ class Inet:
         self.alarm()
 
     def alarm(self) -> None:
+        """The next tick: the stack's next deadline, and at most TICK_MS away."""
+        now = self.loop.clock.now()
         deadline = self.stack.next_deadline()
-        ms = TICK_MS if deadline is None else max(1, min(TICK_MS,
-                                                         int((deadline - time.monotonic()) * 1000)))
-        self.ctx.conn.kcall(KCall.SETALARM, ms=ms)
+        due = now + TICK_MS / 1000 if deadline is None else min(now + TICK_MS / 1000,
+                                                                max(deadline, now + 0.001))
+        self.loop.call_at(due, self.tick)
+
+    def tick(self) -> None:
+        self.stack.tick()
+        self.sockets.tick()
+        self.sockets.retry()
+        self.alarm()
 
     # -- notifications ----------------------------------------------------------------
 
     def on_notify(self, m: Message) -> None:
-        if m.source == CLOCK:
-            self.stack.tick()
-            self.sockets.tick()
-            self.sockets.retry()
-            self.alarm()
-        elif m.source == DS:
+        if m.source == DS:
             try:
                 self.ds_changes()
             except KernelGone:
@@ -147,13 +152,12 @@ class Inet:
         mac, label = m.get("mac"), m.get("label")
         if type(mac) is not bytes or len(mac) != 6 or type(label) is not str:
             return self.refuse(m, Err.EINVAL, "malformed")
-        alive = procs.live(self.ctx.conn)
-        if alive is None:
+        caller = self.identity.who(m.source)
+        if caller is None and not self.identity.ok:
             return self.refuse(m, Err.EPERM, "cannot verify the caller: GETINFO failed")
-        caller = alive.get(m.source)
-        if label != self.netif.label or not procs.is_component(caller, self.netif.label):
+        if label != self.netif.label or caller is None or not caller.is_component(label):
             known = "unknown to the kernel" if caller is None else (
-                f"kernel label {caller.get('label')!r}, operator {caller.get('operator')}")
+                f"kernel label {caller.label!r}, operator {caller.operator}")
             return self.refuse(m, Err.EPERM, f"claims {label!r}; {known}")
         status, fields = self.netif.hello(m.source, label, mac, m.get("link"))
         if status == Err.OK:

@@ -40,8 +40,8 @@ from typing import Any
 
 from minikern.proto import Message
 from minikern.const import Err, SockReq
+from minikern.identity import Identity
 from minikern.ipc import Connection, KernelGone
-from services.inet import procs
 from services.inet.guard import Guard
 from services.inet.stack.udp import UDP_MAX_PAYLOAD
 
@@ -97,8 +97,10 @@ def _err(code: int) -> int:
 
 class Sockets:
     def __init__(self, conn: Connection, stack: Any, guard: Guard,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 identity: Identity | None = None) -> None:
         self.conn, self.stack, self.guard, self.clock = conn, stack, guard, clock
+        self.identity = identity or Identity(conn)
         self.socks: dict[int, Sock] = {}
         self.next_fd = 3
         self.next_sweep = 0.0
@@ -178,7 +180,7 @@ class Sockets:
     def sweep(self) -> None:
         if not self.socks:
             return
-        alive = procs.live(self.conn)
+        alive = self.identity.live()
         if alive is None:
             self.guard.once("sweep GETINFO failed", "cannot look for dead owners: GETINFO failed")
             return

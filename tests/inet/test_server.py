@@ -18,7 +18,7 @@ import pytest
 
 from minikern import params, sef
 from minikern.proto import Message
-from minikern.const import CLOCK, DS, DsReq, Err, KCall, NetReq, SockReq
+from minikern.const import DS, DsReq, Err, KCall, NetReq, SockReq
 from minikern.ipc import IpcError
 from services.inet import main as inet_main
 from services.inet.sockets import MAX_PER_OWNER, MAX_SOCKETS
@@ -123,8 +123,12 @@ def test_hello_is_taken_only_from_the_component_the_kernel_started_as_the_driver
     assert counts["refused HELLO EPERM"] == 5 and counts["refused PULL EPERM"] == 1
     out = capsys.readouterr().out
     assert out.count("refused HELLO EPERM") == 1 and "kernel label 'rtl8139', operator True" in out
-    server.conn.getinfo_error = Err.ECALLDENIED  # the kernel will not say: nobody is vouched for
-    assert server.status(DRIVER, NetReq.HELLO, **hello) == Err.EPERM
+    # A caller the kernel was never asked about, when the kernel will not say: not vouched for.
+    # (An endpoint already known stays known: it names one process's life, never its heir's.)
+    server.conn.procs.append({"endpoint": DRIVER + 2, "label": "rtl8139", "operator": False})
+    server.conn.getinfo_error = Err.ECALLDENIED
+    assert server.status(DRIVER + 2, NetReq.HELLO, **hello) == Err.EPERM
+
 
 
 def test_an_unforeseen_exception_fails_one_request_and_is_logged_once(
@@ -200,7 +204,7 @@ def test_the_sockets_of_an_owner_that_died_are_closed(server: Server) -> None:
         pending = server.call(owner, SockReq.RECVFROM, fd=fd)
         assert pending is None  # suspended: nothing has arrived
     server.conn.procs = [p for p in server.conn.procs if p["endpoint"] != OTHER]
-    server.inet.on_notify(Message(source=CLOCK))  # the sweep is due at once
+    server.inet.tick()  # the sweep is due at once
     assert {s.owner for s in server.inet.sockets.socks.values()} == {USER}
     assert 5000 + OTHER not in server.inet.stack.udp.ports
     assert 5000 + USER in server.inet.stack.udp.ports

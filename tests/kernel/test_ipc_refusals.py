@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from minikern import ipc
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import SYSTEM, Err, Kind
 from tests.conftest import SystemUnderTest, wait_for
 from tests.kernel.test_death import spawn

@@ -10,8 +10,9 @@ from collections import Counter
 import pytest
 import zmq
 
-from minikern import codec, params, sysconf
-from minikern.codec import Message
+from minikern import params, sysconf
+from minikern.proto import codec
+from minikern.proto import Message
 from minikern.const import NONE, NR_PROCS, SYSTEM, Call, Err, KCall
 from minikern.kernel import ipc as kipc
 from minikern.kernel.main import Kernel

@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 
-from minikern.codec import Message
+from minikern.proto import Message
 from minikern.const import ANY, SYSTEM, Err, KCall, Kind, KMsg
 from tests.conftest import SystemUnderTest, wait_for
 from tests.kernel.test_death import spawn

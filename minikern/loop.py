@@ -1,0 +1,344 @@
+"""The event loop every server runs: the kernel, file descriptors, timers, sends that never block.
+
+MINIX servers never block on a client or a driver (VFS keeps serving while
+its requests to MFS and the drivers are in flight; asynsend queues what a
+busy destination cannot take yet).  ``Loop`` gives a process the same: one
+turn waits on
+
+* the kernel: a RECEIVE started without waiting (``Connection.start_receive``);
+  when something else wakes the loop first the RECEIVE is ended with CANCEL,
+  whose one reply is EINTR or the message that won the race, never both;
+* watched file descriptors and ZeroMQ sockets (``watch``);
+* timers (``call_at``, ``call_later``) on a clock passed in: the real
+  monotonic clock, or a ``FakeClock`` that jumps to the next deadline as
+  soon as nothing else is ready, so a test of a 30 s backoff is exact and
+  instant;
+
+and runs what is ready: callbacks first, then the kernel message is handed
+back.  Callbacks and handlers may make any trap: none is in progress while
+they run.  With nothing but the kernel to wait on, a turn is one blocking
+RECEIVE (or REPLYRECV), the fast path of every idle server.
+
+Sends that must not block go through ``asend``: SENDNB now, or on ENOTREADY
+into a bounded queue retried at every turn and every ``RETRY_EVERY`` until
+``RETRY_FOR`` has passed.  A full queue is refused at once, a give-up is
+reported to the sender's ``on_fail``; both are counted, never silent.
+``request`` sends one request of many in flight: it carries ``rid``, the
+answer carries ``re`` (``reply`` adds it), and arrives as an ordinary
+message matched here to its callback, so a server answers its own clients
+out of order (a handler returning None: EDONTREPLY, answer later with
+``reply``).
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn, Protocol
+
+import zmq
+
+from minikern.proto import Message
+from minikern.const import ANY, Err, Kind, err_name
+from minikern.ipc import KERNEL_CHECK_S, KernelGone
+
+if TYPE_CHECKING:
+    from minikern.ipc import Connection
+
+RETRY_EVERY = 0.010  # a queued send is tried again at least this often
+RETRY_FOR = 2.0  # ... and given up this long after it was first refused
+QUEUE_MAX = 64  # sends queued at once, all destinations together
+REQUEST_TIMEOUT = 5.0  # an outgoing request unanswered this long is failed with ETIMEDOUT
+
+Handler = Callable[[Message], "Message | None"]
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+class Clock:
+    """Real time: ``time.monotonic``."""
+
+    fake = False
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def advance(self, seconds: float) -> None:
+        raise RuntimeError("the real clock cannot be advanced")
+
+
+class FakeClock(Clock):
+    """Test time: moves only by ``advance``, or when the loop has nothing else to do."""
+
+    fake = True
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+
+
+@dataclass(order=True)
+class Timer:
+    when: float
+    seq: int
+    fn: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class _Queued:
+    dst: int
+    m: Message
+    since: float
+    on_fail: Callable[[int], None] | None
+
+
+class Loop:
+    def __init__(self, conn: Connection | None = None, clock: Clock | None = None,
+                 queue_max: int = QUEUE_MAX, retry_for: float = RETRY_FOR) -> None:
+        self.conn = conn
+        self.clock = clock or Clock()
+        self.queue_max, self.retry_for = queue_max, retry_for
+        self.counters: Counter[str] = Counter()
+        self.timers: list[Timer] = []
+        self.watched: dict[object, Callable[[], None]] = {}
+        self.queue: deque[_Queued] = deque()
+        self.requests: dict[tuple[int, int], tuple[Callable[[Message], None], Timer]] = {}
+        self._seq = itertools.count()
+        self._rid = itertools.count(1)
+        self._retry_at: float | None = None
+        self.poller: zmq.Poller | None = None  # made at the first turn that needs one
+
+    # -- timers ------------------------------------------------------------------------
+
+    def call_at(self, when: float, fn: Callable[[], None]) -> Timer:
+        t = Timer(when, next(self._seq), fn)
+        heapq.heappush(self.timers, t)
+        return t
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
+        return self.call_at(self.clock.now() + delay, fn)
+
+    def _next_due(self) -> float | None:
+        while self.timers and self.timers[0].cancelled:
+            heapq.heappop(self.timers)
+        due = self.timers[0].when if self.timers else None
+        if self._retry_at is not None:
+            due = self._retry_at if due is None else min(due, self._retry_at)
+        return due
+
+    def _due_now(self) -> bool:
+        due = self._next_due()
+        return due is not None and due <= self.clock.now()
+
+    def _run_timers(self) -> int:
+        """Run every timer due now, earliest first (equal times: first set, first run)."""
+        ran, now = 0, self.clock.now()
+        while self.timers and self.timers[0].when <= now:
+            t = heapq.heappop(self.timers)
+            if not t.cancelled:
+                ran += 1
+                t.fn()
+        return ran
+
+    # -- watched sources ---------------------------------------------------------------
+
+    def watch(self, source: int | zmq.Socket[bytes] | _HasFileno, fn: Callable[[], None]) -> None:
+        """Call ``fn`` (with no trap in progress) whenever ``source`` is readable."""
+        self.watched[source] = fn
+        if self.poller is not None:
+            self.poller.register(source, zmq.POLLIN)
+
+    def unwatch(self, source: int | zmq.Socket[bytes] | _HasFileno) -> None:
+        if self.watched.pop(source, None) is not None and self.poller is not None:
+            self.poller.unregister(source)
+
+    def _poller(self) -> zmq.Poller:
+        if self.poller is None:
+            self.poller = zmq.Poller()
+            if self.conn is not None:
+                self.poller.register(self.conn.sock, zmq.POLLIN)
+            for source in self.watched:
+                self.poller.register(source, zmq.POLLIN)
+        return self.poller
+
+    # -- sends that never block ----------------------------------------------------------
+
+    def asend(self, dst: int, m: Message, on_fail: Callable[[int], None] | None = None) -> int:
+        """Send without blocking: OK (taken), ENOTREADY (queued), or the refusal.
+
+        Sends to one destination keep their order.  ENOSPC: the queue is full
+        (nothing queued).  A queued send that is finally given up calls
+        ``on_fail`` with the last status.
+        """
+        assert self.conn is not None, "asend needs a kernel connection"
+        if not any(q.dst == dst for q in self.queue):
+            status = self.conn.sendnb(dst, m)
+            if status != Err.ENOTREADY:
+                if status != Err.OK:
+                    self.counters["asend_refused"] += 1
+                return status
+        if len(self.queue) >= self.queue_max:
+            self.counters["asend_queue_full"] += 1
+            return Err.ENOSPC
+        self.queue.append(_Queued(dst, m, self.clock.now(), on_fail))
+        if self._retry_at is None:
+            self._retry_at = self.clock.now() + RETRY_EVERY
+        self.counters["asend_queued"] += 1
+        return Err.ENOTREADY
+
+    def _retry(self) -> bool:
+        """Try each queued send once; a destination still busy keeps the rest of its sends.
+
+        True if the queue changed: the caller may have more to do (an ``on_fail`` ran, or the
+        queue just emptied, which the turn's caller may be waiting for)."""
+        if not self.queue or self.conn is None:
+            self._retry_at = None
+            return False
+        gave_up = False
+        busy: set[int] = set()
+        now, keep = self.clock.now(), deque[_Queued]()
+        for q in self.queue:
+            status = Err.ENOTREADY if q.dst in busy else self.conn.sendnb(q.dst, q.m)
+            if status == Err.ENOTREADY and now - q.since < self.retry_for:
+                busy.add(q.dst)
+                keep.append(q)
+            elif status != Err.OK:
+                gave_up = True
+                self._give_up(q, status)
+        changed = gave_up or len(keep) < len(self.queue)
+        self.queue = keep
+        self._retry_at = now + RETRY_EVERY if keep else None
+        return changed
+
+    def _give_up(self, q: _Queued, status: int) -> None:
+        self.counters["asend_gave_up"] += 1
+        print(f"loop: gave up sending type {q.m.type} to {q.dst}: {err_name(status)}",
+              file=sys.stderr, flush=True)
+        if q.on_fail is not None:
+            q.on_fail(status)
+
+    # -- requests in flight --------------------------------------------------------------
+
+    def request(self, dst: int, m: Message, on_answer: Callable[[Message], None],
+                timeout: float = REQUEST_TIMEOUT) -> int:
+        """Send a request that is answered later; ``on_answer`` gets the answer, or an
+        Err-typed message (ETIMEDOUT, or why the send failed).  Returns the send's status."""
+        rid = next(self._rid)
+        key = (dst, rid)
+
+        def failed(status: int) -> None:
+            pending = self.requests.pop(key, None)
+            if pending is not None:
+                pending[1].cancel()
+                self.counters["request_failed"] += 1
+                pending[0](Message(status))
+
+        self.requests[key] = (on_answer, self.call_later(timeout, lambda: failed(Err.ETIMEDOUT)))
+        status = self.asend(dst, Message(m.type, {**m.fields, "rid": rid}), on_fail=failed)
+        if status not in (Err.OK, Err.ENOTREADY):
+            self.requests.pop(key)[1].cancel()
+        return status
+
+    def reply(self, request: Message, answer: Message) -> int:
+        """Answer ``request`` now or later (EDONTREPLY); an async request gets its ``re``."""
+        rid = request.get("rid")
+        if type(rid) is int:
+            answer = Message(answer.type, {**answer.fields, "re": rid})
+        return self.asend(request.source, answer)
+
+    def _answered(self, m: Message) -> bool:
+        """True if ``m`` answers one of our requests (it is then handed to its callback)."""
+        re = m.get("re")
+        if m.kind != Kind.MESSAGE or type(re) is not int:
+            return False
+        pending = self.requests.pop((m.source, re), None)
+        if pending is None:  # too late (timed out), or never asked: not a request either
+            self.counters["answer_unmatched"] += 1
+            return True
+        pending[1].cancel()
+        pending[0](m)
+        return True
+
+    # -- the turn ----------------------------------------------------------------------
+
+    def turn(self, reply_to: int | None = None, reply: Message | None = None) -> Message | None:
+        """Wait for the first thing ready, run the callbacks due, return the kernel's message
+        (None if it was the answer to one of our requests, now given to its callback).
+
+        With ``reply``, the RECEIVE is a REPLYRECV answering ``reply_to``.
+        """
+        if self._retry() and reply is None:  # (a reply to give goes out with this turn's RECEIVE)
+            return None
+        conn = self.conn
+        if conn is not None and not self.watched and not self.queue and self._next_due() is None:
+            if reply is not None and reply_to is not None:  # the fast path: nothing else to wait on
+                got = conn.reply_recv(reply_to, reply)
+                if got.send_status != Err.OK:
+                    self.counters["reply_failed"] += 1
+            else:
+                got = conn.receive()
+            return None if self._answered(got) else got
+        poller = self._poller()
+        if conn is not None:
+            conn.start_receive(ANY, reply_to, reply)
+        while True:
+            due = self._next_due()
+            wait = KERNEL_CHECK_S if due is None else min(KERNEL_CHECK_S,
+                                                          max(0.0, due - self.clock.now()))
+            events = dict(poller.poll(0 if self.clock.fake and due is not None else int(wait * 1000)))
+            if not events and self.clock.fake and due is not None:
+                self.clock.advance(due - self.clock.now())
+            m: Message | None = None
+            if conn is not None and conn.sock in events:
+                m = conn.finish()
+            ready = [fn for source, fn in self.watched.items() if source in events]
+            timers_due = self._due_now()
+            if conn is not None and m is None and conn.sock not in events:
+                if not (ready or timers_due):
+                    if not events and wait >= KERNEL_CHECK_S and not conn.kernel_alive():
+                        raise KernelGone()
+                    continue
+                conn.cancel()
+                m = conn.finish()
+            elif conn is None and not (ready or timers_due):
+                continue
+            for fn in ready:
+                fn()
+            self._run_timers()
+            if m is None:
+                return None
+            if m.send_status not in (Err.OK, Err.EINTR):
+                self.counters["reply_failed"] += 1
+            return None if self._answered(m) else m
+
+    def run(self, handler: Handler) -> NoReturn:
+        """Serve forever: each kernel message to ``handler``; its returned Message is the reply."""
+        reply_to: int | None = None
+        reply: Message | None = None
+        while True:
+            m = self.turn(reply_to, reply)
+            reply_to = reply = None
+            if m is None:
+                continue
+            out = handler(m)
+            if out is None or m.kind != Kind.MESSAGE:
+                continue
+            if type(m.get("rid")) is int:  # an async requester: it may be busy, so queue it
+                self.reply(m, out)
+            else:
+                reply_to, reply = m.source, out

@@ -1,0 +1,199 @@
+"""The event loop (minikern/loop.py): timers on a fake clock, sends that never block, requests
+answered out of order, and descriptors that wake a loop whose RECEIVE is pending."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+import zmq
+
+from minikern.proto import Message
+from minikern.const import Err, Kind
+from minikern.loop import FakeClock, Loop
+from tests.conftest import SystemUnderTest, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def record(log: list[tuple[str, float]], clock: FakeClock, name: str) -> Callable[[], None]:
+    return lambda: log.append((name, clock.now()))
+
+
+def test_timers_fire_in_deadline_order_at_exact_fake_times() -> None:
+    clock = FakeClock(100.0)
+    loop, log = Loop(clock=clock), list[tuple[str, float]]()
+    loop.call_later(30.0, record(log, clock, "backoff"))  # a 30 s backoff, instantly
+    loop.call_later(1.0, record(log, clock, "first"))
+    doomed = loop.call_at(101.0, record(log, clock, "cancelled"))  # due with "first"
+    loop.call_at(101.0, record(log, clock, "same time, set later"))
+    loop.call_later(2.5, record(log, clock, "second"))
+    doomed.cancel()
+    started = time.monotonic()
+    while len(log) < 4:
+        loop.turn()
+    assert log == [("first", 101.0), ("same time, set later", 101.0), ("second", 102.5),
+                   ("backoff", 130.0)]
+    assert time.monotonic() - started < 1.0  # fake time: nothing was slept
+
+
+def test_a_timer_set_by_a_timer_runs_on_the_later_turn() -> None:
+    clock = FakeClock()
+    loop, log = Loop(clock=clock), list[tuple[str, float]]()
+    loop.call_later(1.0, lambda: loop.call_later(0.25, record(log, clock, "rearmed")))
+    while not log:
+        loop.turn()
+    assert log == [("rearmed", 1.25)]
+
+
+def test_an_unanswered_request_fails_with_etimedout_at_its_deadline(
+        system: SystemUnderTest) -> None:
+    a, b = system.connect("a", "client"), system.connect("b", "client")
+    clock = FakeClock()
+    loop = Loop(a, clock)
+    answers: list[tuple[int, float]] = []
+    taken = system.background(b.receive)  # b takes the request and never answers
+    wait_for(lambda: system.blocked(b.endpoint, "recv"))
+    assert loop.request(b.endpoint, Message(9), lambda m: answers.append((m.type, clock.now())),
+                        timeout=5.0) == Err.OK
+    assert taken.result(10).type == 9
+    while not answers:
+        loop.turn()
+    assert answers == [(Err.ETIMEDOUT, 5.0)]
+    assert not system.blocked(a.endpoint, "recv")  # the pending RECEIVE was cancelled
+
+
+def test_the_retry_queue_is_bounded_and_a_give_up_is_reported(system: SystemUnderTest) -> None:
+    a, b = system.connect("a", "client"), system.connect("b", "client")  # b never receives
+    clock = FakeClock()
+    loop = Loop(a, clock, queue_max=3, retry_for=2.0)
+    failed: list[tuple[int, int, float]] = []
+    for n in range(3):
+        assert loop.asend(b.endpoint, Message(n),
+                          on_fail=lambda st, n=n: failed.append((n, st, clock.now()))) \
+            == Err.ENOTREADY
+    assert loop.asend(b.endpoint, Message(3)) == Err.ENOSPC  # full: refused, not dropped
+    assert loop.counters["asend_queue_full"] == 1
+    while len(failed) < 3:
+        loop.turn()
+    assert [(n, st) for n, st, _ in failed] == [(0, Err.ENOTREADY), (1, Err.ENOTREADY),
+                                                (2, Err.ENOTREADY)]
+    assert all(2.0 <= t <= 2.1 for _, _, t in failed)  # given up once 2 s have passed, not later
+    assert loop.counters["asend_gave_up"] == 3 and not loop.queue
+
+
+def test_queued_sends_reach_a_busy_destination_in_order(system: SystemUnderTest) -> None:
+    a, b = system.connect("a", "client"), system.connect("b", "client")
+    loop = Loop(a, retry_for=30.0)
+    assert loop.asend(b.endpoint, Message(1)) == Err.ENOTREADY
+    assert loop.asend(b.endpoint, Message(2)) == Err.ENOTREADY  # queued behind the first
+    got = system.background(lambda: [b.receive().type for _ in range(2)])
+    while loop.queue:
+        loop.turn()
+    assert got.result(10) == [1, 2]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_requests_in_flight_are_answered_out_of_order(system: SystemUnderTest) -> None:
+    c, s = system.connect("c", "client"), system.connect("s", "client")
+    server = Loop(s)
+    held: list[Message] = []
+    order: list[int] = []
+
+    def handle(m: Message) -> Message | None:
+        if m.type == 99:
+            raise Stop
+        if m.type == 1:  # answered later: EDONTREPLY
+            held.append(m)
+            return None
+        reply = Message(Err.OK, {"n": m.get("n")})
+        server.reply(m, reply)  # the later request answered first
+        server.reply(held.pop(), Message(Err.OK, {"n": 1}))
+        order.append(2)
+        order.append(1)
+        return None
+
+    def serve() -> None:
+        try:
+            server.run(handle)
+        except Stop:
+            pass
+
+    running = system.background(serve)
+    client = Loop(c)
+    answers: list[tuple[int, int, object]] = []
+    for n in (1, 2):
+        st = client.request(s.endpoint, Message(n, {"n": n}),
+                            lambda m, n=n: answers.append((n, m.source, m.get("n"))))
+        assert st in (Err.OK, Err.ENOTREADY)
+    deadline = time.monotonic() + 10
+    while len(answers) < 2 and time.monotonic() < deadline:
+        client.turn()
+    # each answer reached the callback of its own request, in the order they were given
+    assert order == [2, 1] and answers == [(2, s.endpoint, 2), (1, s.endpoint, 1)]
+    assert not client.requests  # each answer matched its own request
+    assert client.asend(s.endpoint, Message(99)) in (Err.OK, Err.ENOTREADY)
+    while client.queue:
+        client.turn()
+    running.result(10)
+
+
+def test_a_pipe_and_a_zmq_socket_wake_a_loop_whose_receive_is_pending(
+        system: SystemUnderTest) -> None:
+    a, b = system.connect("a", "client"), system.connect("b", "client")
+    loop, woke = Loop(b), list[str]()
+    r, w = os.pipe()
+    ctx = zmq.Context.instance()
+    inside, outside = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    inside.bind("inproc://loop-test")
+    outside.connect("inproc://loop-test")
+    try:
+        loop.watch(r, lambda: woke.append(f"pipe {os.read(r, 10)!r}"))
+        loop.watch(inside, lambda: woke.append(f"zmq {inside.recv()!r}"))
+
+        def poke(fn: Callable[[], object]) -> None:
+            wait_for(lambda: system.blocked(b.endpoint, "recv"), what="RECEIVE pending")
+            fn()
+
+        for poker, expect in ((lambda: os.write(w, b"x"), "pipe b'x'"),
+                              (lambda: outside.send(b"y"), "zmq b'y'")):
+            fut = system.background(poke, poker)
+            assert loop.turn() is None  # woken by the source, not by a message
+            fut.result(10)
+            assert woke[-1] == expect
+            assert not system.blocked(b.endpoint, "recv")
+        fut = system.background(poke, lambda: a.notify(b.endpoint))
+        m = loop.turn()  # the kernel still gets through, and nothing was lost on the way
+        fut.result(10)
+        assert m is not None and (m.source, m.kind) == (a.endpoint, Kind.NOTIFY)
+        assert woke == ["pipe b'x'", "zmq b'y'"]
+    finally:
+        inside.close()
+        outside.close()
+        os.close(r)
+        os.close(w)
+
+
+def test_a_reply_given_to_a_turn_is_sent_even_when_the_queue_moved(
+        system: SystemUnderTest) -> None:
+    a, b, c = (system.connect(x, "client") for x in "abc")
+    loop = Loop(a, retry_for=30.0)
+    assert loop.asend(b.endpoint, Message(1)) == Err.ENOTREADY
+    asked = system.background(c.sendrec, a.endpoint, Message(5))
+    req = loop.turn()
+    while req is None:  # the queued send may get through first
+        req = loop.turn()
+    assert req.source == c.endpoint
+    taken = system.background(b.receive)
+    wait_for(lambda: system.blocked(b.endpoint, "recv"))
+    # the queue empties on this turn, which goes on to wait for the next message
+    turned = system.background(loop.turn, req.source, Message(Err.OK, {"answer": 42}))
+    assert taken.result(10).type == 1
+    assert asked.result(10).fields == {"answer": 42}
+    assert c.notify(a.endpoint) == Err.OK
+    m = turned.result(10)
+    assert m is not None and (m.source, m.kind) == (c.endpoint, Kind.NOTIFY)
