@@ -15,8 +15,6 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from minikern.proto import startup
 

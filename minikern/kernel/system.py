@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from minikern import params
@@ -78,7 +79,7 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
     if irq is None or op not in IrqOp._value2member_map_:
         return Err.EINVAL, {}
     if irq not in caller.priv.irq:
-        return k.refuse(caller, KCall.IRQCTL, irq)
+        return k.refuse(caller, KCall.IRQCTL, irq), {}
     holders = k.irq_holders.setdefault(irq, set())
     if op == IrqOp.SETPOLICY:
         holders.add(caller.endpoint)
@@ -91,11 +92,11 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
 def _forward_io(k: Kernel, caller: Proc, kind: bus.IoKind, ops: list[Any], extra: Args) -> Result:
     """Check every access, then every port against the caller's windows, then hand the batch
     to the board."""
-    if not all(_valid_op(op) for op in ops):
+    if not all(bus.decode_op(op) for op in ops):
         return Err.EINVAL, {}
     for port, size, _ in ops:
         if not caller.priv.holds_io(port, size):
-            return k.refuse(caller, KCall.DEVIO, port)
+            return k.refuse(caller, KCall.DEVIO, port), {}
     return _to_board(k, caller, bus.Io(caller.endpoint, kind, ops, extra))
 
 
@@ -107,11 +108,6 @@ def _to_board(k: Kernel, caller: Proc, msg: bus.FromKernel) -> Result:
     return None
 
 
-def _valid_op(op: object) -> bool:
-    return (type(op) is list and len(op) == 3 and type(op[0]) is int and 0 <= op[0] < 1 << 16
-            and op[1] in (1, 2, 4) and (op[2] is None or type(op[2]) is int))
-
-
 def do_devio(k: Kernel, caller: Proc, a: Args) -> Result:
     return _forward_io(k, caller, bus.IoKind.DEVIO,
                        [[a.get("port"), a.get("size", 1), a.get("value")]], {})
@@ -119,7 +115,7 @@ def do_devio(k: Kernel, caller: Proc, a: Args) -> Result:
 
 def do_vdevio(k: Kernel, caller: Proc, a: Args) -> Result:
     ops = a.get("ops")
-    if type(ops) is not list or not 0 < len(ops) <= 1024:
+    if type(ops) is not list or not 0 < len(ops) <= bus.MAX_OPS:
         return Err.EINVAL, {}
     return _forward_io(k, caller, bus.IoKind.VDEVIO, ops, {})
 
@@ -134,7 +130,7 @@ def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
 
 def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
     if not caller.priv.io:
-        return k.refuse(caller, KCall.IOMAP, 0)
+        return k.refuse(caller, KCall.IOMAP, 0), {}
     return _to_board(k, caller, bus.IoMap(caller.endpoint, caller.label, list(caller.priv.io),
                                           list(caller.priv.mem)))
 
@@ -152,7 +148,7 @@ def do_revoke(k: Kernel, caller: Proc, a: Args) -> Result:
     return grant.revoke(caller, int_arg(a, "grant") or 0), {}
 
 
-def _safecopy(k: Kernel, caller: Proc, a: Args, to_granter: bool) -> Result:
+def _safecopy(k: Kernel, caller: Proc, a: Args, *, to_granter: bool) -> Result:
     granter = k.table.lookup(int_arg(a, "granter") or 0)
     gid, goff = int_arg(a, "grant"), int_arg(a, "goffset", 0)
     off, length = int_arg(a, "offset", 0), int_arg(a, "length", 0)
@@ -163,16 +159,8 @@ def _safecopy(k: Kernel, caller: Proc, a: Args, to_granter: bool) -> Result:
     status = grant.safecopy(granter, gid, caller, goff, off, length, to_granter)
     if status == Err.EPERM:
         return k.refuse(caller, KCall.SAFECOPYTO if to_granter else KCall.SAFECOPYFROM,
-                        granter.endpoint, status)
+                        granter.endpoint, status), {}
     return status, {}
-
-
-def do_safecopyfrom(k: Kernel, caller: Proc, a: Args) -> Result:
-    return _safecopy(k, caller, a, to_granter=False)
-
-
-def do_safecopyto(k: Kernel, caller: Proc, a: Args) -> Result:
-    return _safecopy(k, caller, a, to_granter=True)
 
 
 def do_shutdown(k: Kernel, caller: Proc, a: Args) -> Result:
@@ -186,7 +174,8 @@ CALLS: dict[KCall, Callable[[Kernel, Proc, Args], Result]] = {
     KCall.SETALARM: do_setalarm, KCall.IRQCTL: do_irqctl, KCall.DEVIO: do_devio,
     KCall.VDEVIO: do_vdevio, KCall.SDEVIO: do_sdevio, KCall.IOMAP: do_iomap,
     KCall.SETGRANT: do_setgrant, KCall.REVOKE: do_revoke,
-    KCall.SAFECOPYFROM: do_safecopyfrom, KCall.SAFECOPYTO: do_safecopyto,
+    KCall.SAFECOPYFROM: partial(_safecopy, to_granter=False),
+    KCall.SAFECOPYTO: partial(_safecopy, to_granter=True),
     KCall.SHUTDOWN: do_shutdown,
 }
 
@@ -201,7 +190,7 @@ def kernel_call(k: Kernel, caller: Proc, body: bytes) -> None:
     if handler is None:
         return k.answer(caller, Err.EBADCALL)
     if number not in caller.priv.kcalls:
-        return k.deny(caller, KCall(number), SYSTEM, Err.ECALLDENIED)
+        return k.answer(caller, k.refuse(caller, KCall(number), SYSTEM))
     result = handler(k, caller, args)
     if result is not None:
         status, fields = result
