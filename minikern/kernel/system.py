@@ -12,7 +12,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from minikern import params
@@ -148,7 +147,7 @@ def do_revoke(k: Kernel, caller: Proc, a: Args) -> Result:
     return grant.revoke(caller, int_arg(a, "grant") or 0), {}
 
 
-def _safecopy(k: Kernel, caller: Proc, a: Args, *, to_granter: bool) -> Result:
+def _safecopy(k: Kernel, caller: Proc, a: Args, to_granter: bool) -> Result:
     granter = k.table.lookup(int_arg(a, "granter") or 0)
     gid, goff = int_arg(a, "grant"), int_arg(a, "goffset", 0)
     off, length = int_arg(a, "offset", 0), int_arg(a, "length", 0)
@@ -163,6 +162,14 @@ def _safecopy(k: Kernel, caller: Proc, a: Args, *, to_granter: bool) -> Result:
     return status, {}
 
 
+def do_safecopyfrom(k: Kernel, caller: Proc, a: Args) -> Result:
+    return _safecopy(k, caller, a, to_granter=False)
+
+
+def do_safecopyto(k: Kernel, caller: Proc, a: Args) -> Result:
+    return _safecopy(k, caller, a, to_granter=True)
+
+
 def do_shutdown(k: Kernel, caller: Proc, a: Args) -> Result:
     k.log(f"shutdown requested by {caller.label} ({a.get('reason', 'no reason')})")
     k.request_shutdown()
@@ -174,8 +181,7 @@ CALLS: dict[KCall, Callable[[Kernel, Proc, Args], Result]] = {
     KCall.SETALARM: do_setalarm, KCall.IRQCTL: do_irqctl, KCall.DEVIO: do_devio,
     KCall.VDEVIO: do_vdevio, KCall.SDEVIO: do_sdevio, KCall.IOMAP: do_iomap,
     KCall.SETGRANT: do_setgrant, KCall.REVOKE: do_revoke,
-    KCall.SAFECOPYFROM: partial(_safecopy, to_granter=False),
-    KCall.SAFECOPYTO: partial(_safecopy, to_granter=True),
+    KCall.SAFECOPYFROM: do_safecopyfrom, KCall.SAFECOPYTO: do_safecopyto,
     KCall.SHUTDOWN: do_shutdown,
 }
 
