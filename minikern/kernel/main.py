@@ -108,22 +108,16 @@ class Kernel:
         except zmq.ZMQError:
             self.count("reply_undeliverable")
 
-    def audit_denial(self, caller: Proc, call: str, target: int, err: Err) -> None:
+    def refuse(self, caller: Proc, call: Call | KCall, target: int,
+               err: Err = Err.ECALLDENIED) -> Err:
+        """Count and record a call outside the caller's capabilities; return the error to
+        answer it with."""
         self.count("denied_" + err.name)
         if self.audit_lines < params.MAX_DENIED_EVENTS:
             self.audit_lines += 1
-            self.events.write("denied", caller.label, caller=caller.endpoint, call=call,
+            self.events.write("denied", caller.label, caller=caller.endpoint, call=call.name,
                               target=target, error=err.name)
-
-    def deny(self, caller: Proc, call: Call | KCall, target: int, err: Err) -> None:
-        self.audit_denial(caller, call.name, target, err)
-        self.answer(caller, err)
-
-    def refuse(self, caller: Proc, call: KCall, target: int,
-               status: Err = Err.ECALLDENIED) -> system.Result:
-        """A kernel call whose argument is outside the caller's capabilities."""
-        self.audit_denial(caller, call.name, target, status)
-        return status, {}
+        return err
 
     # -- processes ------------------------------------------------------------------
 
