@@ -1,0 +1,370 @@
+"""bin/bench mutation: how many small planted bugs the tests catch, per module.
+
+Cosmic Ray's operators (``cosmic_ray``, a ``bench`` extra) make the mutants: each
+is one change (``==`` to ``!=``, ``and`` to ``or``, a number plus one, a loop that
+never runs...).  The kernel under test runs in a process the tests spawn, so
+in-process test selection cannot see it: each mutant is instead written into a
+private copy of the repository (its git-tracked and untracked, not ignored,
+files; the developer's tree is never touched) and the module's focused tests
+run there as a separate process group, ``-x`` so the first failure ends them.
+
+A mutant is *killed* when the tests fail, or when they run past the per-mutant
+timeout (a hang caught; counted in ``timeout`` too); it *survived* when they
+pass.  ``score`` is killed / mutants.  Mutations inside type annotations are not
+made: under ``from __future__ import annotations`` they are never evaluated.
+With ``--sample N`` each module's mutants are a seeded random N of them.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures
+import difflib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import positive
+from minikern.cli import REPO_ROOT
+
+KERNEL_TESTS = ["tests/kernel/test_ipc.py", "tests/kernel/test_caps.py",
+                "tests/kernel/test_death.py", "tests/kernel/test_semantics_extra.py",
+                "tests/kernel/test_wire.py", "tests/kernel"]  # quick, broad files first
+TESTS = {  # module (or folder of modules) -> the tests that exercise it
+    "minikern/kernel": KERNEL_TESTS,
+    "minikern/ipc.py": KERNEL_TESTS,
+    "minikern/sef.py": KERNEL_TESTS + ["tests/services/test_ds.py"],
+    "services/rs/policy.py": ["tests/services/test_rs_policy.py"],
+}
+KERNEL = "minikern/kernel"
+TAG = "MINIKERN_MUTATION_WORKER"  # in the environment of everything a test run starts
+
+
+@dataclass(frozen=True)
+class Mutant:
+    module: str       # path relative to the repository
+    operator: str     # Cosmic Ray's operator name
+    occurrence: int   # which place in the module the operator changes
+    line: int
+    before: str       # the changed line, before and after
+    after: str
+    source: str       # the whole mutated module
+
+
+@dataclass(frozen=True)
+class Outcome:
+    mutant: Mutant
+    status: str       # killed | survived | timeout
+    seconds: float
+
+
+def modules(selected: list[str]) -> list[str]:
+    """The .py files behind each selected entry of TESTS (a folder stands for its files)."""
+    out = []
+    for entry in selected:
+        path = REPO_ROOT / entry
+        files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+        out += [str(f.relative_to(REPO_ROOT)) for f in files]
+    return out
+
+
+def tests_for(module: str) -> list[str]:
+    return TESTS[module] if module in TESTS else TESTS[str(Path(module).parent)]
+
+
+def _annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        notes: list[ast.expr | None] = []
+        if isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+        elif isinstance(node, ast.arg):
+            notes.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            notes.append(node.returns)
+        spans += [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0))
+                  for n in notes if n is not None]
+    return spans
+
+
+@dataclass(frozen=True)
+class Place:
+    module: str
+    operator: str     # Cosmic Ray's full operator name
+    occurrence: int   # which place in the module the operator changes
+    line: int
+
+
+def places(module: str) -> list[Place]:
+    """Every place Cosmic Ray's operators change in one module, annotations left alone."""
+    import cosmic_ray.plugins
+    from cosmic_ray.ast import ast_nodes, get_ast
+
+    source = (REPO_ROOT / module).read_text()
+    spans = _annotation_spans(source)
+    tree = get_ast(source)
+    found = []
+    for name in cosmic_ray.plugins.operator_names():
+        op_class = cosmic_ray.plugins.get_operator(name)
+        if op_class.arguments():
+            continue  # operators that need configuring (none by default) are not used
+        op = op_class()
+        starts = [start for node in ast_nodes(tree) for start, _ in op.mutation_positions(node)]
+        found += [Place(module, name, i, start[0]) for i, start in enumerate(starts)
+                  if not any(a <= start < b for a, b in spans)]
+    return found
+
+
+def mutant(place: Place) -> Mutant | None:
+    """The module with that one change made (None if the operator finds nothing to change)."""
+    import cosmic_ray.plugins
+    from cosmic_ray.mutating import mutate_code
+
+    source = (REPO_ROOT / place.module).read_text()
+    mutated = mutate_code(source, cosmic_ray.plugins.get_operator(place.operator)(),
+                          place.occurrence)
+    if mutated is None:
+        return None
+    old_lines, new_lines = source.splitlines(), mutated.splitlines()
+    line = place.line
+    for tag, i1, _, _, _ in difflib.SequenceMatcher(a=old_lines, b=new_lines).get_opcodes():
+        if tag != "equal":
+            line = i1 + 1
+            break
+    after = new_lines[line - 1] if line - 1 < len(new_lines) else ""
+    return Mutant(place.module, place.operator.split("/", 1)[1], place.occurrence, line,
+                  old_lines[line - 1].strip(), after.strip(), mutated)
+
+
+def copy_repo(dest: Path) -> None:
+    """The repository's tracked and untracked-but-not-ignored files, as they are now."""
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO_ROOT, check=True, capture_output=True).stdout
+    for name in names.decode().split("\0"):
+        src = REPO_ROOT / name
+        if name and src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+class Worker:
+    """One private copy of the repository and the test run going on in it."""
+
+    def __init__(self, root: Path, tag: str) -> None:
+        self.root, self.tag = root, tag
+        self.proc: subprocess.Popen[bytes] | None = None
+        copy_repo(root)
+
+    def run_tests(self, tests: list[str], timeout: float) -> str:
+        """killed, survived or timeout; nothing the run started is left behind."""
+        env = {**os.environ, "PYTHONPATH": str(self.root), "PYTHONDONTWRITEBYTECODE": "1",
+               TAG: self.tag}
+        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly",
+               "-p", "no:cacheprovider", *tests]
+        self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            code = self.proc.wait(timeout=timeout)
+            return "survived" if code == 0 else "killed"
+        except subprocess.TimeoutExpired:
+            return "timeout"
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Kill the test run's process group, then whatever it started elsewhere (the kernel
+        starts its own session), found by this worker's tag."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        deadline = time.monotonic() + 10
+        while (left := tagged(self.tag)) and time.monotonic() < deadline:
+            for p in left:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            time.sleep(0.1)
+
+    def try_mutant(self, m: Mutant, timeout: float) -> Outcome:
+        path = self.root / m.module
+        original = path.read_text()
+        path.write_text(m.source)
+        t = time.monotonic()
+        try:
+            status = self.run_tests(tests_for(m.module), timeout)
+        finally:
+            path.write_text(original)
+        return Outcome(m, status, time.monotonic() - t)
+
+
+def tagged(tag: str) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(TAG) == tag and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--module", action="append", choices=list(TESTS),
+                   help="module or folder to mutate (repeatable; default: all four)")
+    p.add_argument("--sample", type=positive, help="try a seeded random N mutants per module")
+    p.add_argument("--seed", type=int, default=8, help="seed of --sample (default 8)")
+    p.add_argument("--max-line", type=positive,
+                   help="only mutants on lines up to this one (a quick look at a module's top)")
+    p.add_argument("--jobs", type=positive, default=2, help="test runs at once (default 2)")
+    p.add_argument("--timeout", type=float, help="seconds per mutant before it counts as a "
+                   "hang, killed (default: twice the unmutated run plus 30)")
+    p.add_argument("--survivors", type=Path, help="write the surviving mutants to this file")
+
+
+def select(args: argparse.Namespace) -> tuple[list[Mutant], dict[str, int]]:
+    chosen, generated = [], {}
+    for module in modules(args.module or list(TESTS)):
+        found = [p for p in places(module) if args.max_line is None or p.line <= args.max_line]
+        if not found:
+            continue
+        generated[module] = len(found)
+        if args.sample is not None and args.sample < len(found):
+            found = random.Random(f"{args.seed}:{module}").sample(found, args.sample)
+        chosen += [m for m in map(mutant, found) if m is not None]
+    return chosen, generated
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    chosen, generated = select(args)
+    tmp = Path(tempfile.mkdtemp(prefix="mk-mutation-"))
+    run_id = uuid.uuid4().hex[:8]
+    workers: list[Worker] = []
+    old_term = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        workers = [Worker(tmp / f"w{i}", f"{run_id}-{i}") for i in range(args.jobs)]
+        timeouts = baseline(workers, sorted({tuple(tests_for(m.module)) for m in chosen}),
+                            args.timeout)
+        outcomes = trial(workers, chosen, timeouts)
+    finally:
+        for w in workers:
+            w.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        signal.signal(signal.SIGTERM, old_term)
+    if args.survivors is not None:
+        args.survivors.write_text("".join(
+            f"{o.mutant.module}:{o.mutant.line}: {o.mutant.operator}\n"
+            f"    - {o.mutant.before}\n    + {o.mutant.after}\n"
+            for o in sorted(outcomes, key=lambda o: (o.mutant.module, o.mutant.line))
+            if o.status == "survived"))
+    return summarize(outcomes, generated, args, time.monotonic() - started)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
+
+
+def baseline(workers: list[Worker], commands: list[tuple[str, ...]],
+             fixed: float | None) -> dict[tuple[str, ...], float]:
+    """Run each test command unmutated once: it must pass (or every mutant would look killed),
+    and its time sets the per-mutant timeout."""
+    timeouts = {}
+    for tests in commands:
+        t = time.monotonic()
+        if workers[0].run_tests(list(tests), 1800) != "survived":
+            raise RuntimeError(f"the unmutated tests fail: {' '.join(tests)}")
+        took = time.monotonic() - t
+        timeouts[tests] = fixed if fixed is not None else 2 * took + 30
+        print(f"unmutated {' '.join(tests)}: {took:.0f} s", file=sys.stderr, flush=True)
+    return timeouts
+
+
+def trial(workers: list[Worker], chosen: list[Mutant],
+          timeouts: dict[tuple[str, ...], float]) -> list[Outcome]:
+    idle = list(workers)
+    lock = threading.Lock()
+
+    def one(m: Mutant) -> Outcome:
+        with lock:
+            w = idle.pop()
+        try:
+            return w.try_mutant(m, timeouts[tuple(tests_for(m.module))])
+        finally:
+            with lock:
+                idle.append(w)
+
+    worst = sum(timeouts[tuple(tests_for(m.module))] for m in chosen) / len(workers)
+    print(f"{len(chosen)} mutants on {len(workers)} workers; at most {worst / 60:.0f} min "
+          "(every mutant a hang), far less as most fail early", file=sys.stderr, flush=True)
+    outcomes = []
+    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+        futures = [pool.submit(one, m) for m in chosen]
+        try:
+            for n, f in enumerate(concurrent.futures.as_completed(futures), 1):
+                o = f.result()
+                outcomes.append(o)
+                print(f"[{n}/{len(chosen)}] {o.mutant.module}:{o.mutant.line} "
+                      f"{o.mutant.operator}: {o.status} ({o.seconds:.1f} s)",
+                      file=sys.stderr, flush=True)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            for w in workers:
+                w.stop()
+            raise
+    return outcomes
+
+
+def _counts(outs: list[Outcome]) -> dict[str, Any]:
+    n = len(outs)
+    killed = sum(o.status != "survived" for o in outs)
+    return {"mutants": n, "killed": killed, "survived": n - killed,
+            "timeout": sum(o.status == "timeout" for o in outs),
+            "score": round(killed / n, 3) if n else None}
+
+
+def summarize(outcomes: list[Outcome], generated: dict[str, int], args: argparse.Namespace,
+              seconds: float) -> dict[str, Any]:
+    per = {m: _counts([o for o in outcomes if o.mutant.module == m]) | {"generated": g}
+           for m, g in generated.items()}
+    kernel = _counts([o for o in outcomes if o.mutant.module.startswith(KERNEL + "/")])
+    return {"modules": per, "total": _counts(outcomes), "kernel": kernel,
+            "kernel_score": kernel["score"], "sampled": args.sample is not None,
+            "sample": args.sample, "seed": args.seed, "jobs": args.jobs,
+            "seconds": round(seconds), "survivors": [
+                f"{o.mutant.module}:{o.mutant.line}: {o.mutant.before} -> {o.mutant.after}"
+                for o in outcomes if o.status == "survived"]}
+
+
+def report(r: dict[str, Any]) -> str:
+    rows = [f"{'module':28} {'generated':>9} {'mutants':>7} {'killed':>6} {'timeout':>7} "
+            f"{'survived':>8} {'score':>6}"]
+
+    def row(name: str, c: dict[str, Any]) -> str:
+        score = "-" if c["score"] is None else f"{100 * c['score']:.1f}%"
+        return (f"{name:28} {c.get('generated', ''):>9} {c['mutants']:>7} {c['killed']:>6} "
+                f"{c['timeout']:>7} {c['survived']:>8} {score:>6}")
+
+    rows += [row(m, c) for m, c in r["modules"].items()]
+    rows += [row("kernel (minikern/kernel/)", r["kernel"]), row("all", r["total"])]
+    how = (f"a seeded sample of {r['sample']} mutants per module (seed {r['seed']})"
+           if r["sampled"] else "every mutant")
+    rows.append(f"{how}; a timeout is a hang caught, counted as killed; "
+                f"{r['jobs']} workers, {r['seconds'] / 60:.1f} min")
+    return "\n".join(rows)
