@@ -90,15 +90,14 @@ def tests_for(module: str) -> list[str]:
 def _annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     spans = []
     for node in ast.walk(ast.parse(source)):
-        notes: list[ast.expr | None] = []
-        if isinstance(node, ast.AnnAssign):
-            notes.append(node.annotation)
-        elif isinstance(node, ast.arg):
-            notes.append(node.annotation)
+        note: ast.expr | None = None
+        if isinstance(node, (ast.AnnAssign, ast.arg)):
+            note = node.annotation
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            notes.append(node.returns)
-        spans += [((n.lineno, n.col_offset), (n.end_lineno or n.lineno, n.end_col_offset or 0))
-                  for n in notes if n is not None]
+            note = node.returns
+        if note is not None:
+            spans.append(((note.lineno, note.col_offset),
+                          (note.end_lineno or note.lineno, note.end_col_offset or 0)))
     return spans
 
 
