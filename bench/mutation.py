@@ -167,6 +167,7 @@ class Worker:
     def __init__(self, root: Path, tag: str) -> None:
         self.root, self.tag = root, tag
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root.with_suffix(".log")
         copy_repo(root)
 
     def run_tests(self, tests: list[str], timeout: float) -> str:
@@ -175,8 +176,9 @@ class Worker:
                TAG: self.tag}
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly",
                "-p", "no:cacheprovider", *tests]
-        self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        with self.log.open("wb") as log:  # the last run's output, for a failing baseline
+            self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         try:
             code = self.proc.wait(timeout=timeout)
             return "survived" if code == 0 else "killed"
@@ -288,9 +290,14 @@ def baseline(workers: list[Worker], commands: list[tuple[str, ...]],
     and its time sets the per-mutant timeout."""
     timeouts = {}
     for tests in commands:
-        t = time.monotonic()
-        if workers[0].run_tests(list(tests), 1800) != "survived":
-            raise RuntimeError(f"the unmutated tests fail: {' '.join(tests)}")
+        for attempt in range(2):  # once more, in case a timing test lost to a loaded machine
+            t = time.monotonic()
+            if workers[0].run_tests(list(tests), 1800) == "survived":
+                break
+            if attempt == 1:
+                tail = workers[0].log.read_text(errors="replace").splitlines()[-15:]
+                raise RuntimeError(f"the unmutated tests fail: {' '.join(tests)}\n"
+                                   + "\n".join(tail))
         took = time.monotonic() - t
         timeouts[tests] = fixed if fixed is not None else 2 * took + 30
         print(f"unmutated {' '.join(tests)}: {took:.0f} s", file=sys.stderr, flush=True)
