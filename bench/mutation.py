@@ -33,18 +33,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import psutil
 
 from bench import positive
 from minikern.cli import REPO_ROOT
 
-FIRST = ["test_ipc.py", "test_caps.py", "test_death.py", "test_semantics_extra.py"]
-# Quick, broad files first, the slow boot tests last: -x ends a killed mutant's run sooner.
-# (pytest runs a folder's files in name order, whatever the order of its arguments.)
-KERNEL_TESTS = [f"tests/kernel/{n}" for n in FIRST] + sorted(
-    str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "tests" / "kernel").glob("test_*.py")
-    if p.name not in FIRST and p.name != "test_boot.py") + ["tests/kernel/test_boot.py"]
+# Files, not folders: pytest runs a folder's files in name order, and the files are run
+# quickest first (see baseline).
+KERNEL_TESTS = sorted(str(p.relative_to(REPO_ROOT))
+                      for p in (REPO_ROOT / "tests" / "kernel").glob("test_*.py"))
 TESTS = {  # module (or folder of modules) -> the tests that exercise it
     "minikern/kernel": KERNEL_TESTS,
     "minikern/ipc.py": KERNEL_TESTS,
@@ -64,6 +63,12 @@ class Mutant:
     before: str       # the changed line, before and after
     after: str
     source: str       # the whole mutated module
+
+
+@dataclass(frozen=True)
+class Plan:
+    tests: list[str]  # the command's test files, quickest first
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -170,12 +175,12 @@ class Worker:
         self.log = root.with_suffix(".log")
         copy_repo(root)
 
-    def run_tests(self, tests: list[str], timeout: float) -> str:
+    def run_tests(self, tests: list[str], timeout: float, *extra: str) -> str:
         """killed, survived or timeout; nothing the run started is left behind."""
         env = {**os.environ, "PYTHONPATH": str(self.root), "PYTHONDONTWRITEBYTECODE": "1",
                TAG: self.tag}
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly",
-               "-p", "no:cacheprovider", *tests]
+               "-p", "no:cacheprovider", *extra, *tests]
         with self.log.open("wb") as log:  # the last run's output, for a failing baseline
             self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -205,13 +210,13 @@ class Worker:
                     pass
             time.sleep(0.1)
 
-    def try_mutant(self, m: Mutant, timeout: float) -> Outcome:
+    def try_mutant(self, m: Mutant, plan: Plan) -> Outcome:
         path = self.root / m.module
         original = path.read_text()
         path.write_text(m.source)
         t = time.monotonic()
         try:
-            status = self.run_tests(tests_for(m.module), timeout)
+            status = self.run_tests(plan.tests, plan.timeout)
         finally:
             path.write_text(original)
         return Outcome(m, status, time.monotonic() - t)
@@ -263,9 +268,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     old_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
         workers = [Worker(tmp / f"w{i}", f"{run_id}-{i}") for i in range(args.jobs)]
-        timeouts = baseline(workers, sorted({tuple(tests_for(m.module)) for m in chosen}),
-                            args.timeout)
-        outcomes = trial(workers, chosen, timeouts)
+        plans = baseline(workers, sorted({tuple(tests_for(m.module)) for m in chosen}),
+                         args.timeout)
+        outcomes = trial(workers, chosen, plans)
     finally:
         for w in workers:
             w.stop()
@@ -285,27 +290,37 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def baseline(workers: list[Worker], commands: list[tuple[str, ...]],
-             fixed: float | None) -> dict[tuple[str, ...], float]:
+             fixed: float | None) -> dict[tuple[str, ...], Plan]:
     """Run each test command unmutated once: it must pass (or every mutant would look killed),
-    and its time sets the per-mutant timeout."""
-    timeouts = {}
+    its time sets the per-mutant timeout, and its files are then run quickest first (with
+    -x, a mutant the quick files catch costs only their time)."""
+    plans = {}
+    xml = workers[0].root.with_suffix(".xml")
     for tests in commands:
         for attempt in range(2):  # once more, in case a timing test lost to a loaded machine
             t = time.monotonic()
-            if workers[0].run_tests(list(tests), 1800) == "survived":
+            if workers[0].run_tests(list(tests), 1800, f"--junitxml={xml}") == "survived":
                 break
             if attempt == 1:
                 tail = workers[0].log.read_text(errors="replace").splitlines()[-15:]
                 raise RuntimeError(f"the unmutated tests fail: {' '.join(tests)}\n"
                                    + "\n".join(tail))
         took = time.monotonic() - t
-        timeouts[tests] = fixed if fixed is not None else 2 * took + 30
-        print(f"unmutated {' '.join(tests)}: {took:.0f} s", file=sys.stderr, flush=True)
-    return timeouts
+        spent = dict.fromkeys(tests, 0.0)
+        for case in ElementTree.parse(xml).iter("testcase"):
+            path = case.get("classname", "").replace(".", "/")
+            for f in tests:
+                if path == f[:-3] or path.startswith(f[:-3] + "/"):
+                    spent[f] += float(case.get("time", 0))
+        plans[tests] = Plan(sorted(tests, key=spent.__getitem__),
+                            fixed if fixed is not None else 2 * took + 30)
+        print(f"unmutated {' '.join(plans[tests].tests)}: {took:.0f} s",
+              file=sys.stderr, flush=True)
+    return plans
 
 
 def trial(workers: list[Worker], chosen: list[Mutant],
-          timeouts: dict[tuple[str, ...], float]) -> list[Outcome]:
+          plans: dict[tuple[str, ...], Plan]) -> list[Outcome]:
     idle = list(workers)
     lock = threading.Lock()
 
@@ -313,12 +328,12 @@ def trial(workers: list[Worker], chosen: list[Mutant],
         with lock:
             w = idle.pop()
         try:
-            return w.try_mutant(m, timeouts[tuple(tests_for(m.module))])
+            return w.try_mutant(m, plans[tuple(tests_for(m.module))])
         finally:
             with lock:
                 idle.append(w)
 
-    worst = sum(timeouts[tuple(tests_for(m.module))] for m in chosen) / len(workers)
+    worst = sum(plans[tuple(tests_for(m.module))].timeout for m in chosen) / len(workers)
     print(f"{len(chosen)} mutants on {len(workers)} workers; at most {worst / 60:.0f} min "
           "(every mutant a hang), far less as most fail early", file=sys.stderr, flush=True)
     outcomes = []
