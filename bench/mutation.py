@@ -30,9 +30,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from xml.etree import ElementTree
 
 import psutil
@@ -47,7 +48,8 @@ KERNEL_TESTS = sorted(str(p.relative_to(REPO_ROOT))
 TESTS = {  # module (or folder of modules) -> the tests that exercise it
     "minikern/kernel": KERNEL_TESTS,
     "minikern/ipc.py": KERNEL_TESTS,
-    "minikern/sef.py": KERNEL_TESTS + ["tests/services/test_ds.py"],
+    "minikern/sef.py": ["tests/kernel/test_ipc.py", "tests/kernel/test_death.py",
+                        "tests/services/test_ds.py"],  # the kernel's agents and DS run on SEF
     "services/rs/policy.py": ["tests/services/test_rs_policy.py"],
 }
 KERNEL = "minikern/kernel"
@@ -289,20 +291,52 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel(workers: list[Worker], items: list[T],
+             fn: Callable[[Worker, T], R]) -> Iterator[R]:
+    """fn(worker, item) for every item, each on a worker free at the time; results as they
+    come.  On an error or Ctrl-C the rest is cancelled and the running tests are killed."""
+    idle = list(workers)
+    lock = threading.Lock()
+
+    def one(item: T) -> R:
+        with lock:
+            w = idle.pop()
+        try:
+            return fn(w, item)
+        finally:
+            with lock:
+                idle.append(w)
+
+    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+        futures = [pool.submit(one, item) for item in items]
+        try:
+            for f in concurrent.futures.as_completed(futures):
+                yield f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            for w in workers:
+                w.stop()
+            raise
+
+
 def baseline(workers: list[Worker], commands: list[tuple[str, ...]],
              fixed: float | None) -> dict[tuple[str, ...], Plan]:
     """Run each test command unmutated once: it must pass (or every mutant would look killed),
     its time sets the per-mutant timeout, and its files are then run quickest first (with
     -x, a mutant the quick files catch costs only their time)."""
-    plans = {}
-    xml = workers[0].root.with_suffix(".xml")
-    for tests in commands:
-        for attempt in range(2):  # once more, in case a timing test lost to a loaded machine
+    def measure(w: Worker, tests: tuple[str, ...]) -> tuple[tuple[str, ...], Plan]:
+        xml = w.root.with_suffix(".xml")
+        for attempt in range(3):  # again, in case a timing test lost to a loaded machine
             t = time.monotonic()
-            if workers[0].run_tests(list(tests), 1800, f"--junitxml={xml}") == "survived":
+            if w.run_tests(list(tests), 1800, f"--junitxml={xml}") == "survived":
                 break
-            if attempt == 1:
-                tail = workers[0].log.read_text(errors="replace").splitlines()[-15:]
+            if attempt == 2:
+                tail = w.log.read_text(errors="replace").splitlines()[-15:]
                 raise RuntimeError(f"the unmutated tests fail: {' '.join(tests)}\n"
                                    + "\n".join(tail))
         took = time.monotonic() - t
@@ -312,46 +346,27 @@ def baseline(workers: list[Worker], commands: list[tuple[str, ...]],
             for f in tests:
                 if path == f[:-3] or path.startswith(f[:-3] + "/"):
                     spent[f] += float(case.get("time", 0))
-        plans[tests] = Plan(sorted(tests, key=spent.__getitem__),
-                            fixed if fixed is not None else 2 * took + 30)
-        print(f"unmutated {' '.join(plans[tests].tests)}: {took:.0f} s",
-              file=sys.stderr, flush=True)
-    return plans
+        plan = Plan(sorted(tests, key=spent.__getitem__),
+                    fixed if fixed is not None else 2 * took + 30)
+        print(f"unmutated {' '.join(plan.tests)}: {took:.0f} s", file=sys.stderr, flush=True)
+        return tests, plan
+
+    return dict(parallel(workers, commands, measure))
 
 
 def trial(workers: list[Worker], chosen: list[Mutant],
           plans: dict[tuple[str, ...], Plan]) -> list[Outcome]:
-    idle = list(workers)
-    lock = threading.Lock()
-
-    def one(m: Mutant) -> Outcome:
-        with lock:
-            w = idle.pop()
-        try:
-            return w.try_mutant(m, plans[tuple(tests_for(m.module))])
-        finally:
-            with lock:
-                idle.append(w)
-
     worst = sum(plans[tuple(tests_for(m.module))].timeout for m in chosen) / len(workers)
     print(f"{len(chosen)} mutants on {len(workers)} workers; at most {worst / 60:.0f} min "
           "(every mutant a hang), far less as most fail early", file=sys.stderr, flush=True)
     outcomes = []
-    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
-        futures = [pool.submit(one, m) for m in chosen]
-        try:
-            for n, f in enumerate(concurrent.futures.as_completed(futures), 1):
-                o = f.result()
-                outcomes.append(o)
-                print(f"[{n}/{len(chosen)}] {o.mutant.module}:{o.mutant.line} "
-                      f"{o.mutant.operator}: {o.status} ({o.seconds:.1f} s)",
-                      file=sys.stderr, flush=True)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            for w in workers:
-                w.stop()
-            raise
+    results = parallel(workers, chosen,
+                       lambda w, m: w.try_mutant(m, plans[tuple(tests_for(m.module))]))
+    for n, o in enumerate(results, 1):
+        outcomes.append(o)
+        print(f"[{n}/{len(chosen)}] {o.mutant.module}:{o.mutant.line} "
+              f"{o.mutant.operator}: {o.status} ({o.seconds:.1f} s)",
+              file=sys.stderr, flush=True)
     return outcomes
 
 
