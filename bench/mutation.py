@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -258,6 +258,7 @@ def select(args: argparse.Namespace) -> tuple[list[Mutant], dict[str, int]]:
         if args.sample is not None and args.sample < len(found):
             found = random.Random(f"{args.seed}:{module}").sample(found, args.sample)
         chosen += [m for m in map(mutant, found) if m is not None]
+    random.Random(args.seed).shuffle(chosen)  # modules interleaved: Ctrl-C leaves a fair share
     return chosen, generated
 
 
@@ -284,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"    - {o.mutant.before}\n    + {o.mutant.after}\n"
             for o in sorted(outcomes, key=lambda o: (o.mutant.module, o.mutant.line))
             if o.status == "survived"))
-    return summarize(outcomes, generated, args, time.monotonic() - started)
+    return summarize(outcomes, len(chosen), generated, args, time.monotonic() - started)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -296,7 +297,7 @@ R = TypeVar("R")
 
 
 def parallel(workers: list[Worker], items: list[T],
-             fn: Callable[[Worker, T], R]) -> Iterator[R]:
+             fn: Callable[[Worker, T], R]) -> Generator[R, None, None]:
     """fn(worker, item) for every item, each on a worker free at the time; results as they
     come.  On an error or Ctrl-C the rest is cancelled and the running tests are killed."""
     idle = list(workers)
@@ -362,11 +363,15 @@ def trial(workers: list[Worker], chosen: list[Mutant],
     outcomes = []
     results = parallel(workers, chosen,
                        lambda w, m: w.try_mutant(m, plans[tuple(tests_for(m.module))]))
-    for n, o in enumerate(results, 1):
-        outcomes.append(o)
-        print(f"[{n}/{len(chosen)}] {o.mutant.module}:{o.mutant.line} "
-              f"{o.mutant.operator}: {o.status} ({o.seconds:.1f} s)",
-              file=sys.stderr, flush=True)
+    try:
+        for n, o in enumerate(results, 1):
+            outcomes.append(o)
+            print(f"[{n}/{len(chosen)}] {o.mutant.module}:{o.mutant.line} "
+                  f"{o.mutant.operator}: {o.status} ({o.seconds:.1f} s)",
+                  file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the figures so far, marked as such
+        results.close()
+        print(f"interrupted after {len(outcomes)} of {len(chosen)} mutants", file=sys.stderr)
     return outcomes
 
 
@@ -378,14 +383,15 @@ def _counts(outs: list[Outcome]) -> dict[str, Any]:
             "score": round(killed / n, 3) if n else None}
 
 
-def summarize(outcomes: list[Outcome], generated: dict[str, int], args: argparse.Namespace,
-              seconds: float) -> dict[str, Any]:
+def summarize(outcomes: list[Outcome], planned: int, generated: dict[str, int],
+              args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     per = {m: _counts([o for o in outcomes if o.mutant.module == m]) | {"generated": g}
            for m, g in generated.items()}
     kernel = _counts([o for o in outcomes if o.mutant.module.startswith(KERNEL + "/")])
     return {"modules": per, "total": _counts(outcomes), "kernel": kernel,
             "kernel_score": kernel["score"], "sampled": args.sample is not None,
             "sample": args.sample, "seed": args.seed, "jobs": args.jobs,
+            "interrupted": len(outcomes) < planned,
             "seconds": round(seconds), "survivors": [
                 f"{o.mutant.module}:{o.mutant.line}: {o.mutant.before} -> {o.mutant.after}"
                 for o in outcomes if o.status == "survived"]}
@@ -404,6 +410,8 @@ def report(r: dict[str, Any]) -> str:
     rows += [row("kernel (minikern/kernel/)", r["kernel"]), row("all", r["total"])]
     how = (f"a seeded sample of {r['sample']} mutants per module (seed {r['seed']})"
            if r["sampled"] else "every mutant")
+    if r["interrupted"]:
+        how += ", INTERRUPTED before all were tried"
     rows.append(f"{how}; a timeout is a hang caught, counted as killed; "
                 f"{r['jobs']} workers, {r['seconds'] / 60:.1f} min")
     return "\n".join(rows)
