@@ -177,6 +177,8 @@ class Worker:
         self.root, self.tag = root, tag
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root.with_suffix(".log")
+        self.halted = threading.Event()  # set on Ctrl-C: no further test run may start
+        self.lock = threading.Lock()  # a run is started, or killed, not both at once
         copy_repo(root)
 
     def run_tests(self, tests: list[str], timeout: float, *extra: str) -> str:
@@ -185,11 +187,14 @@ class Worker:
                TAG: self.tag}
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly",
                "-p", "no:cacheprovider", *extra, *tests]
-        with self.log.open("wb") as log:  # the last run's output, for a failing baseline
-            self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+        with self.lock, self.log.open("wb") as log:  # the log: for a failing baseline
+            if self.halted.is_set():
+                raise KeyboardInterrupt
+            proc = self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log,
+                                                stderr=subprocess.STDOUT,
+                                                start_new_session=True)
         try:
-            code = self.proc.wait(timeout=timeout)
+            code = proc.wait(timeout=timeout)
             return "survived" if code == 0 else "killed"
         except subprocess.TimeoutExpired:
             return "timeout"
@@ -199,12 +204,13 @@ class Worker:
     def stop(self) -> None:
         """Kill the test run's process group, then whatever it started elsewhere (the kernel
         starts its own session), found by this worker's tag."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        with self.lock:
+            if self.proc is not None and self.proc.poll() is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
         deadline = time.monotonic() + 10
         while (left := tagged(self.tag)) and time.monotonic() < deadline:
             for p in left:
@@ -323,6 +329,7 @@ def parallel(workers: list[Worker], items: list[T],
             for f in futures:
                 f.cancel()
             for w in workers:
+                w.halted.set()
                 w.stop()
             raise
 
