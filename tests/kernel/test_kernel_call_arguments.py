@@ -82,3 +82,16 @@ def test_privctl_arguments(system: SystemUnderTest) -> None:
                    {"args": [1]}, {"priv": None}, {"priv": {**priv, "irq": [16]}}):
         assert status(c, KCall.PRIVCTL, **{**good, **change}) == Err.EINVAL, change
     assert len(system.info()["procs"]) == before  # nothing was started
+
+
+def test_privctl_into_a_slot_outside_the_table_is_refused(system: SystemUnderTest) -> None:
+    c = system.connect("client")
+    priv = {"sys_proc": True, "traps": [], "ipc": [], "kcalls": [], "io": [], "irq": [],
+            "mem": []}
+    before = len(system.info()["procs"])
+    for slot in (256, 1 << 20):  # slots are 0..255 (PROTOCOL section 2)
+        answer = system.background(lambda s: c.kcall_status(
+            KCall.PRIVCTL, label="x", module="tests.kernel.agent", args=["echo"], priv=priv,
+            slot=s), slot)
+        assert answer.result(10)[0] != Err.OK, slot  # answered, and refused
+    assert len(system.info()["procs"]) == before
