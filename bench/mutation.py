@@ -1,6 +1,6 @@
 """bin/bench mutation: how many small planted bugs the tests catch, per module.
 
-Cosmic Ray's operators (``cosmic_ray``, a ``bench`` extra) make the mutants: each
+Cosmic Ray's operators (``cosmic-ray``, in the ``test`` extra) make the mutants: each
 is one change (``==`` to ``!=``, ``and`` to ``or``, a number plus one, a loop that
 never runs...).  The kernel under test runs in a process the tests spawn, so
 in-process test selection cannot see it: each mutant is instead written into a
@@ -17,9 +17,7 @@ With ``--sample N`` each module's mutants are a seeded random N of them.
 from __future__ import annotations
 
 import argparse
-import ast
 import concurrent.futures
-import difflib
 import os
 import random
 import shutil
@@ -39,6 +37,7 @@ from xml.etree import ElementTree
 import psutil
 
 from bench import positive
+from bench.mutants import Mutant, mutant, places
 from minikern.cli import REPO_ROOT
 
 # Files, not folders: pytest runs a folder's files in name order, and the files are run
@@ -56,17 +55,6 @@ TESTS = {  # module (or folder of modules) -> the tests that exercise it
 }
 KERNEL = "minikern/kernel"
 TAG = "MINIKERN_MUTATION_WORKER"  # in the environment of everything a test run starts
-
-
-@dataclass(frozen=True)
-class Mutant:
-    module: str       # path relative to the repository
-    operator: str     # Cosmic Ray's operator name
-    occurrence: int   # which place in the module the operator changes
-    line: int
-    before: str       # the changed line, before and after
-    after: str
-    source: str       # the whole mutated module
 
 
 @dataclass(frozen=True)
@@ -94,69 +82,6 @@ def modules(selected: list[str]) -> list[str]:
 
 def tests_for(module: str) -> list[str]:
     return TESTS[module] if module in TESTS else TESTS[str(Path(module).parent)]
-
-
-def _annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    spans = []
-    for node in ast.walk(ast.parse(source)):
-        note: ast.expr | None = None
-        if isinstance(node, (ast.AnnAssign, ast.arg)):
-            note = node.annotation
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            note = node.returns
-        if note is not None:
-            spans.append(((note.lineno, note.col_offset),
-                          (note.end_lineno or note.lineno, note.end_col_offset or 0)))
-    return spans
-
-
-@dataclass(frozen=True)
-class Place:
-    module: str
-    operator: str     # Cosmic Ray's full operator name
-    occurrence: int   # which place in the module the operator changes
-    line: int
-
-
-def places(module: str) -> list[Place]:
-    """Every place Cosmic Ray's operators change in one module, annotations left alone."""
-    import cosmic_ray.plugins
-    from cosmic_ray.ast import ast_nodes, get_ast
-
-    source = (REPO_ROOT / module).read_text()
-    spans = _annotation_spans(source)
-    tree = get_ast(source)
-    found = []
-    for name in cosmic_ray.plugins.operator_names():
-        op_class = cosmic_ray.plugins.get_operator(name)
-        if op_class.arguments():
-            continue  # operators that need configuring (none by default) are not used
-        op = op_class()
-        starts = [start for node in ast_nodes(tree) for start, _ in op.mutation_positions(node)]
-        found += [Place(module, name, i, start[0]) for i, start in enumerate(starts)
-                  if not any(a <= start < b for a, b in spans)]
-    return found
-
-
-def mutant(place: Place) -> Mutant | None:
-    """The module with that one change made (None if the operator finds nothing to change)."""
-    import cosmic_ray.plugins
-    from cosmic_ray.mutating import mutate_code
-
-    source = (REPO_ROOT / place.module).read_text()
-    mutated = mutate_code(source, cosmic_ray.plugins.get_operator(place.operator)(),
-                          place.occurrence)
-    if mutated is None:
-        return None
-    old_lines, new_lines = source.splitlines(), mutated.splitlines()
-    line = place.line
-    for tag, i1, _, _, _ in difflib.SequenceMatcher(a=old_lines, b=new_lines).get_opcodes():
-        if tag != "equal":
-            line = i1 + 1
-            break
-    after = new_lines[line - 1] if line - 1 < len(new_lines) else ""
-    return Mutant(place.module, place.operator.split("/", 1)[1], place.occurrence, line,
-                  old_lines[line - 1].strip(), after.strip(), mutated)
 
 
 def copy_repo(dest: Path) -> None:
