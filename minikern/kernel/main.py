@@ -75,8 +75,9 @@ class Kernel:
             self.sock.setsockopt(opt, value)
         self.sock.bind(self.address)
         self.operator_key = secrets.token_bytes(32)
-        with open(run_dir / params.OPERATOR_KEY, "wb", opener=_owner_only) as f:
-            f.write(self.operator_key)
+        with open(run_dir / (params.OPERATOR_KEY + ".new"), "wb", opener=_owner_only) as f:
+            f.write(self.operator_key)  # then renamed: a tool never reads a key half written
+        os.replace(run_dir / (params.OPERATOR_KEY + ".new"), run_dir / params.OPERATOR_KEY)
         self.bus = Bus(self, self.ctx, "ipc://" + str(run_dir / params.BUS_SOCKET))
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
