@@ -48,10 +48,14 @@ KERNEL_TESTS = sorted(str(p.relative_to(REPO_ROOT))
     "tests/hw/test_board.py"]
 TESTS = {  # module (or folder of modules) -> the tests that exercise it
     "minikern/kernel": KERNEL_TESTS,
-    "minikern/ipc.py": KERNEL_TESTS,
-    "minikern/sef.py": ["tests/kernel/test_ipc.py", "tests/kernel/test_death.py",
-                        "tests/services/test_ds.py"],  # the kernel's agents and DS run on SEF
-    "services/rs/policy.py": ["tests/services/test_rs_policy.py"],
+    # The privilege map's validation moved into the protocol package: still the kernel's check.
+    "minikern/proto/priv.py": KERNEL_TESTS,
+    "minikern/ipc.py": KERNEL_TESTS + ["tests/lib/test_loop.py"],
+    "minikern/sef.py": ["tests/lib/test_loop.py", "tests/kernel/test_ipc.py",
+                        "tests/kernel/test_death.py", "tests/services/test_ds.py",
+                        "tests/services/test_commands.py"],  # agents, DS and bin/crash: SEF
+    "services/rs/policy.py": ["tests/services/test_rs_policy.py",
+                              "tests/services/test_rs_lifecycle.py"],
 }
 KERNEL = "minikern/kernel"
 TAG = "MINIKERN_MUTATION_WORKER"  # in the environment of everything a test run starts
