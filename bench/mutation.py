@@ -115,7 +115,7 @@ class Worker:
         env = {**os.environ, "PYTHONPATH": str(self.root), "PYTHONDONTWRITEBYTECODE": "1",
                TAG: self.tag}
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly",
-               "-p", "no:cacheprovider", *extra, *tests]
+               "-p", "no:cacheprovider", f"--basetemp={self.root / '.tmp'}", *extra, *tests]
         with self.lock, self.log.open("wb") as log:  # the log: for a failing baseline
             if self.halted.is_set():
                 raise KeyboardInterrupt
