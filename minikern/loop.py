@@ -145,6 +145,21 @@ class Loop:
         due = self._next_due()
         return due is not None and due <= self.clock.now()
 
+    def advance_to(self, when: float) -> int:
+        """Fake time only: let time pass up to ``when``, each timer and queued-send retry
+        running at its exact due time, earliest first; no kernel message is received (a test
+        plays the kernel's part).  Returns the number of timers run."""
+        if not self.clock.fake:
+            raise RuntimeError("advance_to needs a FakeClock")
+        ran = 0
+        while (due := self._next_due()) is not None and due <= when:
+            self.clock.advance(due - self.clock.now())
+            if self._retry_at is not None and self._retry_at <= self.clock.now():
+                self._retry()
+            ran += self._run_timers()
+        self.clock.advance(when - self.clock.now())
+        return ran
+
     def _run_timers(self) -> int:
         """Run every timer due now, earliest first (equal times: first set, first run)."""
         ran, now = 0, self.clock.now()
