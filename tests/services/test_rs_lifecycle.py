@@ -176,7 +176,8 @@ def test_operator_up_restart_and_refresh(tmp_path: Path) -> None:
     assert crash_loop(r, 1) == [0]  # up forgot the failures
     r.run_to(r.now + 0.5)
     r.crash()  # waits 1 s
-    assert r.rs.restart(x, r.request(RsReq.RESTART, label="x")) is None and r.state() is State.STARTING  # skips the wait
+    assert r.rs.restart(x, r.request(RsReq.RESTART, label="x")) is None  # skips the wait
+    assert r.state() is State.STARTING
 
 
 def test_resources_are_checked_each_second_and_a_hog_fails(tmp_path: Path) -> None:
