@@ -20,7 +20,7 @@ they run.  With nothing but the kernel to wait on, a turn is one blocking
 RECEIVE (or REPLYRECV), the fast path of every idle server.
 
 Sends that must not block go through ``asend``: SENDNB now, or on ENOTREADY
-into a bounded queue retried at every turn and every ``RETRY_EVERY`` until
+into a bounded queue retried at every turn and every ``retry_every`` until
 ``RETRY_FOR`` has passed.  A full queue is refused at once, a give-up is
 reported to the sender's ``on_fail``; both are counted, never silent.
 ``request`` sends one request of many in flight: it carries ``rid``, the
@@ -109,10 +109,12 @@ class _Queued:
 
 class Loop:
     def __init__(self, conn: Connection | None = None, clock: Clock | None = None,
-                 queue_max: int = QUEUE_MAX, retry_for: float = RETRY_FOR) -> None:
+                 queue_max: int = QUEUE_MAX, retry_for: float = RETRY_FOR,
+                 retry_every: float = RETRY_EVERY) -> None:
         self.conn = conn
         self.clock = clock or Clock()
         self.queue_max, self.retry_for = queue_max, retry_for
+        self.retry_every = retry_every  # a server may set its own (RS: params.RS_RETRY)
         self.counters: Counter[str] = Counter()
         self.timers: list[Timer] = []
         self.watched: dict[object, Callable[[], None]] = {}
@@ -212,7 +214,7 @@ class Loop:
             return Err.ENOSPC
         self.queue.append(_Queued(dst, m, self.clock.now(), on_fail))
         if self._retry_at is None:
-            self._retry_at = self.clock.now() + RETRY_EVERY
+            self._retry_at = self.clock.now() + self.retry_every
         self.counters["asend_queued"] += 1
         return Err.ENOTREADY
 
@@ -237,7 +239,7 @@ class Loop:
                 self._give_up(q, status)
         changed = gave_up or len(keep) < len(self.queue)
         self.queue = keep
-        self._retry_at = now + RETRY_EVERY if keep else None
+        self._retry_at = now + self.retry_every if keep else None
         return changed
 
     def _give_up(self, q: _Queued, status: int) -> None:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import sys
 
-from minikern import sef, sysconf
+from minikern import params, sef, sysconf
 from minikern.const import RS, KMsg
 from minikern.identity import Identity
 from minikern.proto import Message
@@ -57,6 +57,9 @@ from services.rs.operations import Supervisor
 class ReincarnationServer:
     def __init__(self, ctx: sef.Context, autostart: list[str]) -> None:
         self.ctx = ctx
+        # A publication DS was not ready for is retried as soon as RS's own sends always were:
+        # the endpoint DS publishes is what a recovering client waits for.
+        ctx.loop.retry_every = params.RS_RETRY
         conf = sysconf.load(ctx.run_dir / "system.conf")
         self.core = Supervisor(ctx.conn, conf, ctx.run_dir, ctx.loop, Identity(ctx.conn))
         self.core.adopt()
