@@ -23,6 +23,11 @@ Sends that must not block go through ``asend``: SENDNB now, or on ENOTREADY
 into a bounded queue retried at every turn and every ``retry_every`` until
 ``RETRY_FOR`` has passed.  A full queue is refused at once, a give-up is
 reported to the sender's ``on_fail``; both are counted, never silent.
+The kernel gives a process waiting in SENDREC the first message its peer
+sends it as the reply, so while a request's sender waits for this process's
+answer (from the turn that received the request until the next turn) a send
+to it is queued, never sent, and the answer goes out before the queue is
+retried: a queued send can never pass for the answer its destination waits for.
 ``request`` sends one request of many in flight: it carries ``rid``, the
 answer carries ``re`` (``reply`` adds it), and arrives as an ordinary
 message matched here to its callback, so a server answers its own clients
@@ -123,6 +128,8 @@ class Loop:
         self._seq = itertools.count()
         self._rid = itertools.count(1)
         self._retry_at: float | None = None
+        self._owed: int | None = None  # the sender of the request being handled: it waits
+        # in SENDREC for our answer, and would take any message from us as that answer
         self.poller: zmq.Poller | None = None  # made at the first turn that needs one
 
     # -- timers ------------------------------------------------------------------------
@@ -203,7 +210,7 @@ class Loop:
         ``on_fail`` with the last status.
         """
         assert self.conn is not None, "asend needs a kernel connection"
-        if not any(q.dst == dst for q in self.queue):
+        if dst != self._owed and not any(q.dst == dst for q in self.queue):
             status = self.conn.sendnb(dst, m)
             if status != Err.ENOTREADY:
                 if status != Err.OK:
@@ -230,7 +237,8 @@ class Loop:
         busy: set[int] = set()
         now, keep = self.clock.now(), deque[_Queued]()
         for q in self.queue:
-            status = Err.ENOTREADY if q.dst in busy else self.conn.sendnb(q.dst, q.m)
+            held = q.dst in busy or q.dst == self._owed
+            status = Err.ENOTREADY if held else self.conn.sendnb(q.dst, q.m)
             if status == Err.ENOTREADY and now - q.since < self.retry_for:
                 busy.add(q.dst)
                 keep.append(q)
@@ -299,9 +307,14 @@ class Loop:
 
         With ``reply``, the RECEIVE is a REPLYRECV answering ``reply_to``.
         """
-        if self._retry() and reply is None:  # (a reply to give goes out with this turn's RECEIVE)
+        conn, answered = self.conn, reply is not None
+        if conn is not None and reply is not None and reply_to is not None and self.queue:
+            if conn.sendnb(reply_to, reply) != Err.OK:  # the answer first (see the docstring)
+                self.counters["reply_failed"] += 1
+            reply_to = reply = None
+        self._owed = None
+        if self._retry() and not answered:  # (a turn that answers goes on to RECEIVE)
             return None
-        conn = self.conn
         if conn is not None and not self.watched and not self.queue and self._next_due() is None:
             if reply is not None and reply_to is not None:  # the fast path: nothing else to wait on
                 got = conn.reply_recv(reply_to, reply)
@@ -309,6 +322,7 @@ class Loop:
                     self.counters["reply_failed"] += 1
             else:
                 got = conn.receive()
+            self._owe(got)
             return None if self._answered(got) else got
         poller = self._poller()
         if conn is not None:
@@ -323,6 +337,7 @@ class Loop:
             m: Message | None = None
             if conn is not None and conn.sock in events:
                 m = conn.finish()
+                self._owe(m)
             ready = [fn for source, fn in self.watched.items() if source in events]
             timers_due = self._due_now()
             if conn is not None and m is None and conn.sock not in events:
@@ -332,6 +347,7 @@ class Loop:
                     continue
                 conn.cancel()
                 m = conn.finish()
+                self._owe(m)
             elif conn is None and not (ready or timers_due):
                 continue
             for fn in ready:
@@ -342,6 +358,12 @@ class Loop:
             if m.send_status not in (Err.OK, Err.EINTR):
                 self.counters["reply_failed"] += 1
             return None if self._answered(m) else m
+
+    def _owe(self, m: Message | None) -> None:
+        """Note the sender of a request it waits in SENDREC for (no ``rid``: not asynchronous)."""
+        if m is not None and m.kind == Kind.MESSAGE and m.type > 0 \
+                and type(m.get("rid")) is not int:
+            self._owed = m.source
 
     def run(self, handler: Handler) -> NoReturn:
         """Serve forever: each kernel message to ``handler``; its returned Message is the reply."""
