@@ -308,7 +308,8 @@ class Loop:
         With ``reply``, the RECEIVE is a REPLYRECV answering ``reply_to``.
         """
         conn, answered = self.conn, reply is not None
-        if conn is not None and reply is not None and reply_to is not None and self.queue:
+        if conn is not None and reply is not None and reply_to is not None \
+                and any(q.dst == reply_to for q in self.queue):
             if conn.sendnb(reply_to, reply) != Err.OK:  # the answer first (see the docstring)
                 self.counters["reply_failed"] += 1
             reply_to = reply = None
