@@ -20,9 +20,14 @@ they run.  With nothing but the kernel to wait on, a turn is one blocking
 RECEIVE (or REPLYRECV), the fast path of every idle server.
 
 Sends that must not block go through ``asend``: SENDNB now, or on ENOTREADY
-into a bounded queue retried at every turn and every ``RETRY_EVERY`` until
+into a bounded queue retried at every turn and every ``retry_every`` until
 ``RETRY_FOR`` has passed.  A full queue is refused at once, a give-up is
 reported to the sender's ``on_fail``; both are counted, never silent.
+The kernel gives a process waiting in SENDREC the first message its peer
+sends it as the reply, so while a request's sender waits for this process's
+answer (from the turn that received the request until the next turn) a send
+to it is queued, never sent, and the answer goes out before the queue is
+retried: a queued send can never pass for the answer its destination waits for.
 ``request`` sends one request of many in flight: it carries ``rid``, the
 answer carries ``re`` (``reply`` adds it), and arrives as an ordinary
 message matched here to its callback, so a server answers its own clients
@@ -109,10 +114,12 @@ class _Queued:
 
 class Loop:
     def __init__(self, conn: Connection | None = None, clock: Clock | None = None,
-                 queue_max: int = QUEUE_MAX, retry_for: float = RETRY_FOR) -> None:
+                 queue_max: int = QUEUE_MAX, retry_for: float = RETRY_FOR,
+                 retry_every: float = RETRY_EVERY) -> None:
         self.conn = conn
         self.clock = clock or Clock()
         self.queue_max, self.retry_for = queue_max, retry_for
+        self.retry_every = retry_every  # a server may set its own (RS: params.RS_RETRY)
         self.counters: Counter[str] = Counter()
         self.timers: list[Timer] = []
         self.watched: dict[object, Callable[[], None]] = {}
@@ -121,6 +128,8 @@ class Loop:
         self._seq = itertools.count()
         self._rid = itertools.count(1)
         self._retry_at: float | None = None
+        self._owed: int | None = None  # the sender of the request being handled: it waits
+        # in SENDREC for our answer, and would take any message from us as that answer
         self.poller: zmq.Poller | None = None  # made at the first turn that needs one
 
     # -- timers ------------------------------------------------------------------------
@@ -144,6 +153,21 @@ class Loop:
     def _due_now(self) -> bool:
         due = self._next_due()
         return due is not None and due <= self.clock.now()
+
+    def advance_to(self, when: float) -> int:
+        """Fake time only: let time pass up to ``when``, each timer and queued-send retry
+        running at its exact due time, earliest first; no kernel message is received (a test
+        plays the kernel's part).  Returns the number of timers run."""
+        if not self.clock.fake:
+            raise RuntimeError("advance_to needs a FakeClock")
+        ran = 0
+        while (due := self._next_due()) is not None and due <= when:
+            self.clock.advance(due - self.clock.now())
+            if self._retry_at is not None and self._retry_at <= self.clock.now():
+                self._retry()
+            ran += self._run_timers()
+        self.clock.advance(when - self.clock.now())
+        return ran
 
     def _run_timers(self) -> int:
         """Run every timer due now, earliest first (equal times: first set, first run)."""
@@ -186,7 +210,7 @@ class Loop:
         ``on_fail`` with the last status.
         """
         assert self.conn is not None, "asend needs a kernel connection"
-        if not any(q.dst == dst for q in self.queue):
+        if dst != self._owed and not any(q.dst == dst for q in self.queue):
             status = self.conn.sendnb(dst, m)
             if status != Err.ENOTREADY:
                 if status != Err.OK:
@@ -197,7 +221,7 @@ class Loop:
             return Err.ENOSPC
         self.queue.append(_Queued(dst, m, self.clock.now(), on_fail))
         if self._retry_at is None:
-            self._retry_at = self.clock.now() + RETRY_EVERY
+            self._retry_at = self.clock.now() + self.retry_every
         self.counters["asend_queued"] += 1
         return Err.ENOTREADY
 
@@ -213,7 +237,8 @@ class Loop:
         busy: set[int] = set()
         now, keep = self.clock.now(), deque[_Queued]()
         for q in self.queue:
-            status = Err.ENOTREADY if q.dst in busy else self.conn.sendnb(q.dst, q.m)
+            held = q.dst in busy or q.dst == self._owed
+            status = Err.ENOTREADY if held else self.conn.sendnb(q.dst, q.m)
             if status == Err.ENOTREADY and now - q.since < self.retry_for:
                 busy.add(q.dst)
                 keep.append(q)
@@ -222,7 +247,7 @@ class Loop:
                 self._give_up(q, status)
         changed = gave_up or len(keep) < len(self.queue)
         self.queue = keep
-        self._retry_at = now + RETRY_EVERY if keep else None
+        self._retry_at = now + self.retry_every if keep else None
         return changed
 
     def _give_up(self, q: _Queued, status: int) -> None:
@@ -282,9 +307,15 @@ class Loop:
 
         With ``reply``, the RECEIVE is a REPLYRECV answering ``reply_to``.
         """
-        if self._retry() and reply is None:  # (a reply to give goes out with this turn's RECEIVE)
+        conn, answered = self.conn, reply is not None
+        if conn is not None and reply is not None and reply_to is not None \
+                and any(q.dst == reply_to for q in self.queue):
+            if conn.sendnb(reply_to, reply) != Err.OK:  # the answer first (see the docstring)
+                self.counters["reply_failed"] += 1
+            reply_to = reply = None
+        self._owed = None
+        if self._retry() and not answered:  # (a turn that answers goes on to RECEIVE)
             return None
-        conn = self.conn
         if conn is not None and not self.watched and not self.queue and self._next_due() is None:
             if reply is not None and reply_to is not None:  # the fast path: nothing else to wait on
                 got = conn.reply_recv(reply_to, reply)
@@ -292,6 +323,7 @@ class Loop:
                     self.counters["reply_failed"] += 1
             else:
                 got = conn.receive()
+            self._owe(got)
             return None if self._answered(got) else got
         poller = self._poller()
         if conn is not None:
@@ -306,6 +338,7 @@ class Loop:
             m: Message | None = None
             if conn is not None and conn.sock in events:
                 m = conn.finish()
+                self._owe(m)
             ready = [fn for source, fn in self.watched.items() if source in events]
             timers_due = self._due_now()
             if conn is not None and m is None and conn.sock not in events:
@@ -315,6 +348,7 @@ class Loop:
                     continue
                 conn.cancel()
                 m = conn.finish()
+                self._owe(m)
             elif conn is None and not (ready or timers_due):
                 continue
             for fn in ready:
@@ -325,6 +359,12 @@ class Loop:
             if m.send_status not in (Err.OK, Err.EINTR):
                 self.counters["reply_failed"] += 1
             return None if self._answered(m) else m
+
+    def _owe(self, m: Message | None) -> None:
+        """Note the sender of a request it waits in SENDREC for (no ``rid``: not asynchronous)."""
+        if m is not None and m.kind == Kind.MESSAGE and m.type > 0 \
+                and type(m.get("rid")) is not int:
+            self._owed = m.source
 
     def run(self, handler: Handler) -> NoReturn:
         """Serve forever: each kernel message to ``handler``; its returned Message is the reply."""

@@ -197,3 +197,25 @@ def test_a_reply_given_to_a_turn_is_sent_even_when_the_queue_moved(
     assert c.notify(a.endpoint) == Err.OK
     m = turned.result(10)
     assert m is not None and (m.source, m.kind) == (c.endpoint, Kind.NOTIFY)
+
+
+def test_a_send_to_a_waiting_requester_never_passes_for_its_answer(
+        system: SystemUnderTest) -> None:
+    """The kernel hands a process in SENDREC the first message from its peer as the reply: a
+    send the server makes to its requester (a queued one, or one made by a timer or a handler
+    before the answer) must follow the answer, not replace it (RS publishing to DS while DS
+    waits for the answer to its heartbeat PING lost the publication that way)."""
+    a, c = system.connect("a", "client"), system.connect("c", "client")
+    loop = Loop(a, retry_for=30.0)
+    asked = system.background(c.sendrec, a.endpoint, Message(5))
+    wait_for(lambda: system.blocked(c.endpoint, "sendrec-send"), what="the request waiting")
+    loop.call_later(0.0, lambda: loop.asend(c.endpoint, Message(7, {"from": "timer"})))
+    req = loop.turn()  # takes the request, then runs the timer: c waits for its answer now
+    assert req is not None and req.source == c.endpoint
+    assert loop.asend(c.endpoint, Message(6, {"from": "handler"})) == Err.ENOTREADY
+    loop.turn(req.source, Message(Err.OK, {"answer": 42}))  # returns at the queue's retry
+    assert asked.result(10).fields == {"answer": 42}
+    later = system.background(lambda: [c.receive().fields["from"] for _ in range(2)])
+    while loop.queue:
+        loop.turn()
+    assert later.result(10) == ["timer", "handler"]  # after the answer, in the order sent
