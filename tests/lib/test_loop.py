@@ -110,11 +110,9 @@ def test_requests_in_flight_are_answered_out_of_order(system: SystemUnderTest) -
         if m.type == 1:  # answered later: EDONTREPLY
             held.append(m)
             return None
-        reply = Message(Err.OK, {"n": m.get("n")})
-        server.reply(m, reply)  # the later request answered first
+        order.extend([2, 1])  # before the replies: the client may see them before we return
+        server.reply(m, Message(Err.OK, {"n": m.get("n")}))  # the later request answered first
         server.reply(held.pop(), Message(Err.OK, {"n": 1}))
-        order.append(2)
-        order.append(1)
         return None
 
     def serve() -> None:
