@@ -24,7 +24,7 @@ OPERATOR = 500  # the endpoint of an operator tool in the fake kernel's table
 COMPONENT = 501  # a component's endpoint: not an operator
 
 CONF = """
-service rs {{ program services.rs.main; system PRIVCTL KILL GETINFO SETALARM SHUTDOWN; }};
+service rs {{ program services.rs.main; system PRIVCTL KILL GETINFO SHUTDOWN; }};
 service x {{ program drivers.hello; ipc ALL; {keys} }};
 service dep {{ program drivers.hello; depends x; period off; }};
 """
