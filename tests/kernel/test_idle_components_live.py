@@ -8,7 +8,7 @@ import time
 import pytest
 
 from minikern import ipc
-from minikern.codec import Message
+from minikern.proto import Message
 from tests.conftest import SystemUnderTest
 
 pytestmark = pytest.mark.timeout(60)
