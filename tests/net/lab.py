@@ -162,9 +162,10 @@ class Injector(threading.Thread):
     LANDING = 15.0  # seconds: a hang needs 2 heartbeat periods to be noticed, then a restart
 
     def __init__(self, node: Node, fault: str = "sigkill", interval: float = INTERVAL,
-                 label: str = DRIVER) -> None:
+                 label: str = DRIVER, most: int | None = None) -> None:
         super().__init__(name=f"inject-{fault}", daemon=True)
         self.node, self.fault, self.interval, self.label = node, fault, interval, label
+        self.most = most  # faults to inject at the most (None: until stopped)
         self.stopping = threading.Event()
         self.pids: list[int] = []    # the instances the faults replaced, in order
         self.errors: list[str] = []
@@ -175,6 +176,8 @@ class Injector(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
+            if self.most is not None and self.count >= self.most:
+                return
             try:
                 svc = self.node.service(self.label)
                 if svc["state"] != "up" or not svc.get("pid") or svc["pid"] in self.pids:
@@ -215,12 +218,13 @@ class Injector(threading.Thread):
 
 
 @contextlib.contextmanager
-def injecting(node: Node, fault: str | None, interval: float = INTERVAL) -> Iterator[Injector | None]:
+def injecting(node: Node, fault: str | None, interval: float = INTERVAL,
+              most: int | None = None) -> Iterator[Injector | None]:
     """Run an Injector for the body (none when ``fault`` is None); always stopped after it."""
     if fault is None:
         yield None
         return
-    inj = Injector(node, fault, interval)
+    inj = Injector(node, fault, interval, most=most)
     inj.start()
     try:
         yield inj

@@ -16,7 +16,8 @@ import subprocess
 import pytest
 
 from tests.net import lab
-from tests.net.conftest import FAULTS, check_recovered, check_transfer, transfer_bytes
+from tests.net.conftest import (FAULTS, check_recovered, check_transfer, most_faults,
+                                transfer_bytes)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -41,7 +42,7 @@ def test_20_mb_while_the_driver_fails_every_second(linux: lab.LinuxTap, directio
                                                    fault: str) -> None:
     seed = (11 if direction == "from-linux" else 21) + list(FAULTS).index(fault)
     reason, signal, interval = FAULTS[fault]
-    with lab.injecting(linux.node, fault, interval) as inj:
+    with lab.injecting(linux.node, fault, interval, most_faults(fault)) as inj:
         if direction == "from-linux":
             r = lab.linux_to_system(linux, transfer_bytes(fault), seed, 5000 + seed)
         else:
