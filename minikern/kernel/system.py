@@ -40,9 +40,10 @@ def do_privctl(k: Kernel, caller: Proc, a: Args) -> Result:
 
 
 def do_kill(k: Kernel, caller: Proc, a: Args) -> Result:
-    target, signo = k.table.lookup(int_arg(a, "endpoint") or 0), int_arg(a, "signal")
-    if signo not in _ALLOWED_SIGNALS:
+    endpoint, signo = int_arg(a, "endpoint"), int_arg(a, "signal")
+    if endpoint is None or signo not in _ALLOWED_SIGNALS:  # never a default: 0 is RS
         return Err.EINVAL, {}
+    target = k.table.lookup(endpoint)
     if target is None:
         return Err.ESRCH, {}
     try:

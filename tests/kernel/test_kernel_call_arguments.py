@@ -10,7 +10,10 @@ import pytest
 
 from minikern.const import Err, IrqOp, KCall
 from minikern.ipc import Connection
-from tests.conftest import SystemUnderTest
+from tests.conftest import TEST_CONF, SystemUnderTest
+
+# A process in RS's fixed slot, endpoint 0, in a system without RS.
+VICTIM = "service victim {{ program tests.kernel.agent; args echo; slot 0; ipc ALL; }};\n"
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,6 +33,18 @@ def test_kill_takes_only_the_documented_signals(system: SystemUnderTest) -> None
         Err.ESRCH  # a stale endpoint names no process
     assert status(c, KCall.KILL, endpoint=200, signal=int(signal.SIGTERM)) == Err.ESRCH
     assert status(c, KCall.KILL, endpoint=echo, signal=int(signal.SIGCONT)) == Err.OK
+
+
+def test_kill_without_a_valid_endpoint_kills_nobody(make_system: Any) -> None:
+    """A KILL whose endpoint is missing or not an integer is EINVAL; it must not fall back on
+    endpoint 0, which is RS's (here an agent holds slot 0 in its place)."""
+    s = make_system("echo victim", TEST_CONF + VICTIM)
+    c = s.connect("client")
+    victim = s.endpoint_of("victim")
+    assert victim == 0
+    for bad in ({}, {"endpoint": None}, {"endpoint": "0"}, {"endpoint": 1.0}):
+        assert status(c, KCall.KILL, signal=int(signal.SIGTERM), **bad) == Err.EINVAL, bad
+    assert s.proc(victim) is not None  # none of them reached it
 
 
 def test_setalarm_takes_a_non_negative_ms_and_tells_what_was_left(
