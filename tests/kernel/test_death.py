@@ -95,3 +95,14 @@ def test_unhandled_exception_exits_with_status_and_record(system: SystemUnderTes
     assert m.fields["pid"] == pid and m.fields["status"] == params.EXIT_EXCEPTION
     record = json.loads((system.run_dir / params.CRASH_DIR / f"{pid}.json").read_text())
     assert record["kind"] == "exception" and "unknown mode" in record["traceback"]
+
+
+def test_a_components_stdout_and_stderr_reach_the_console(system: SystemUnderTest) -> None:
+    """The kernel starts every component with its output on the console (console.log, as
+    README's 'Where the logs are' says), so a crash's traceback is there to read."""
+    mgr = system.connect("mgr", "client")
+    endpoint, _ = spawn(system, mgr, "no-such-mode", label="broken", wait=False)
+    wait_for(lambda: system.proc(endpoint) is None, what="the broken component's exit")
+    wait_for(lambda: "unknown mode 'no-such-mode'" in system.console(),
+             what="its traceback (stderr) on the console")
+    assert "Traceback" in system.console()
