@@ -19,6 +19,14 @@ back.  Callbacks and handlers may make any trap: none is in progress while
 they run.  With nothing but the kernel to wait on, a turn is one blocking
 RECEIVE (or REPLYRECV), the fast path of every idle server.
 
+A process whose callbacks never trap (the board: its work is its devices and
+sockets, and the kernel rarely speaks to it) sets ``hold_receive``: a turn
+that something else woke leaves its RECEIVE pending for the next turn
+instead of ending it with CANCEL, which would cost a round trip to the
+kernel on every wakeup.  The loop's own sends (``asend``, ``request``,
+``reply``) end a held RECEIVE first; a message that won that race is the
+next turn's.
+
 Sends that must not block go through ``asend``: SENDNB now, or on ENOTREADY
 into a bounded queue retried at every turn and every ``RETRY_EVERY`` until
 ``RETRY_FOR`` has passed.  A full queue is refused at once, a give-up is
@@ -122,6 +130,9 @@ class Loop:
         self._rid = itertools.count(1)
         self._retry_at: float | None = None
         self.poller: zmq.Poller | None = None  # made at the first turn that needs one
+        self.hold_receive = False  # callbacks never trap: a RECEIVE may outlive its turn
+        self._receiving = False  # a RECEIVE is started and its one reply not yet taken
+        self._early: Message | None = None  # that reply, taken early to make room for a send
 
     # -- timers ------------------------------------------------------------------------
 
@@ -186,6 +197,7 @@ class Loop:
         ``on_fail`` with the last status.
         """
         assert self.conn is not None, "asend needs a kernel connection"
+        self._release()
         if not any(q.dst == dst for q in self.queue):
             status = self.conn.sendnb(dst, m)
             if status != Err.ENOTREADY:
@@ -209,6 +221,7 @@ class Loop:
         if not self.queue or self.conn is None:
             self._retry_at = None
             return False
+        self._release()
         gave_up = False
         busy: set[int] = set()
         now, keep = self.clock.now(), deque[_Queued]()
@@ -231,6 +244,13 @@ class Loop:
               file=sys.stderr, flush=True)
         if q.on_fail is not None:
             q.on_fail(status)
+
+    def _release(self) -> None:
+        """End a held RECEIVE before a trap; the message that won the race waits in _early."""
+        if self._receiving and self.conn is not None:
+            self._receiving = False
+            self.conn.cancel()
+            self._early = self.conn.finish()
 
     # -- requests in flight --------------------------------------------------------------
 
@@ -282,10 +302,18 @@ class Loop:
 
         With ``reply``, the RECEIVE is a REPLYRECV answering ``reply_to``.
         """
+        if reply is not None:
+            self._release()  # a held RECEIVE cannot carry the reply: this turn's REPLYRECV will
         if self._retry() and reply is None:  # (a reply to give goes out with this turn's RECEIVE)
             return None
+        if self._early is not None:  # a send ended the held RECEIVE: its message is this turn's
+            early, self._early = self._early, None
+            if reply is not None and reply_to is not None:
+                self.asend(reply_to, reply)
+            return None if self._answered(early) else early
         conn = self.conn
-        if conn is not None and not self.watched and not self.queue and self._next_due() is None:
+        if (conn is not None and not self._receiving and not self.watched and not self.queue
+                and self._next_due() is None):
             if reply is not None and reply_to is not None:  # the fast path: nothing else to wait on
                 got = conn.reply_recv(reply_to, reply)
                 if got.send_status != Err.OK:
@@ -294,8 +322,9 @@ class Loop:
                 got = conn.receive()
             return None if self._answered(got) else got
         poller = self._poller()
-        if conn is not None:
+        if conn is not None and not self._receiving:
             conn.start_receive(ANY, reply_to, reply)
+            self._receiving = True
         while True:
             due = self._next_due()
             wait = KERNEL_CHECK_S if due is None else min(KERNEL_CHECK_S,
@@ -305,6 +334,7 @@ class Loop:
                 self.clock.advance(due - self.clock.now())
             m: Message | None = None
             if conn is not None and conn.sock in events:
+                self._receiving = False
                 m = conn.finish()
             ready = [fn for source, fn in self.watched.items() if source in events]
             timers_due = self._due_now()
@@ -313,8 +343,10 @@ class Loop:
                     if not events and wait >= KERNEL_CHECK_S and not conn.kernel_alive():
                         raise KernelGone()
                     continue
-                conn.cancel()
-                m = conn.finish()
+                if not self.hold_receive:
+                    self._receiving = False
+                    conn.cancel()
+                    m = conn.finish()
             elif conn is None and not (ready or timers_due):
                 continue
             for fn in ready:
