@@ -111,6 +111,7 @@ class Board:
     def __init__(self, ctx: sef.Context, args: argparse.Namespace, record: dict[str, Any]) -> None:
         self.loop = ctx.loop
         self.loop.hold_receive = True  # no callback here traps: the RECEIVE outlives each wakeup
+        self.loop.timer_slack = 0.001  # a PIT period may end under 1 ms late: sleep, never spin
         self.counters: Counter[str] = Counter()
         self.audit = Audit(ctx.run_dir)
         serial: SerialBackend = PtyBackend() if args.serial == "pty" else SocketBackend(ctx.run_dir)

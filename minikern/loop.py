@@ -27,6 +27,13 @@ kernel on every wakeup.  The loop's own sends (``asend``, ``request``,
 ``reply``) end a held RECEIVE first; a message that won that race is the
 next turn's.
 
+The loop sleeps in whole milliseconds (``zmq_poll``), so by default it
+busy-waits the last fraction of a millisecond before a timer, which then
+runs on time.  A process with frequent timers that can run a little late
+(the board's device deadlines) sets ``timer_slack``: a wait is rounded up
+to the next millisecond when that makes the timer at most this late, and
+the loop sleeps instead of spinning.
+
 Sends that must not block go through ``asend``: SENDNB now, or on ENOTREADY
 into a bounded queue retried at every turn and every ``RETRY_EVERY`` until
 ``RETRY_FOR`` has passed.  A full queue is refused at once, a give-up is
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import sys
 import time
 from collections import Counter, deque
@@ -131,6 +139,7 @@ class Loop:
         self._retry_at: float | None = None
         self.poller: zmq.Poller | None = None  # made at the first turn that needs one
         self.hold_receive = False  # callbacks never trap: a RECEIVE may outlive its turn
+        self.timer_slack = 0.0  # seconds a timer may run late so the loop need not spin
         self._receiving = False  # a RECEIVE is started and its one reply not yet taken
         self._early: Message | None = None  # that reply, taken early to make room for a send
 
@@ -329,7 +338,8 @@ class Loop:
             due = self._next_due()
             wait = KERNEL_CHECK_S if due is None else min(KERNEL_CHECK_S,
                                                           max(0.0, due - self.clock.now()))
-            events = dict(poller.poll(0 if self.clock.fake and due is not None else int(wait * 1000)))
+            events = dict(poller.poll(0 if self.clock.fake and due is not None
+                                      else self._poll_ms(wait)))
             if not events and self.clock.fake and due is not None:
                 self.clock.advance(due - self.clock.now())
             m: Message | None = None
@@ -357,6 +367,12 @@ class Loop:
             if m.send_status not in (Err.OK, Err.EINTR):
                 self.counters["reply_failed"] += 1
             return None if self._answered(m) else m
+
+    def _poll_ms(self, wait: float) -> int:
+        """``wait`` in whole milliseconds: rounded up if the slack allows, else down."""
+        ms = wait * 1000
+        up = math.ceil(ms)
+        return up if up - ms <= self.timer_slack * 1000 else int(ms)
 
     def run(self, handler: Handler) -> NoReturn:
         """Serve forever: each kernel message to ``handler``; its returned Message is the reply."""
