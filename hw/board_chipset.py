@@ -34,6 +34,9 @@ class Chipset:
     def __init__(self, loop: Loop, machine: Machine, raise_irq: Callable[[int], None]) -> None:
         self.loop, self.machine, self.raise_irq = loop, machine, raise_irq
         self.armed: dict[Device, Timer] = {}  # device -> its one live timer
+        # Only devices that keep time have deadlines; settle runs after every wakeup.
+        self.timed = [dev for dev in machine.devices
+                      if type(dev).next_deadline is not Device.next_deadline]
         self.irq_sent: Counter[int] = Counter()
         for dev in machine.devices:
             fd = dev.fileno()
@@ -54,7 +57,7 @@ class Chipset:
         self.run(dev)
 
     def settle(self) -> None:
-        for dev in self.machine.devices:
+        for dev in self.timed:
             deadline = dev.next_deadline()
             timer = self.armed.get(dev)
             if timer is not None:

@@ -346,10 +346,9 @@ class Loop:
             if conn is not None and conn.sock in events:
                 self._receiving = False
                 m = conn.finish()
-            ready = [fn for source, fn in self.watched.items() if source in events]
-            timers_due = self._due_now()
+            ready = [self.watched[s] for s in events if s in self.watched]
             if conn is not None and m is None and conn.sock not in events:
-                if not (ready or timers_due):
+                if not (ready or self._due_now()):
                     if not events and wait >= KERNEL_CHECK_S and not conn.kernel_alive():
                         raise KernelGone()
                     continue
@@ -357,7 +356,7 @@ class Loop:
                     self._receiving = False
                     conn.cancel()
                     m = conn.finish()
-            elif conn is None and not (ready or timers_due):
+            elif conn is None and not (ready or self._due_now()):
                 continue
             for fn in ready:
                 fn()
