@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from minikern.const import KCall, endpoint_slot
+from minikern.const import NONE, KCall, endpoint_slot
 from minikern.ipc import Connection, IpcError, KernelGone
 
 
@@ -31,6 +31,8 @@ class Who:
     operator: bool  # admitted with the operator key: its label is its own claim
     pid: int
     uptime: float
+    manager: int = NONE  # the endpoint told of its death (RS for a service it manages)
+    ready: bool = True  # it has reported its init done to the kernel
 
     def is_component(self, label: str) -> bool:
         """True if this is the component ``label`` started by the kernel (no operator tool)."""
@@ -44,11 +46,13 @@ def _parse(p: object) -> Who | None:
     ep, label, operator = p.get("endpoint"), p.get("label"), p.get("operator")
     inc, priv, pid, up = p.get("incarnation", 0), p.get("priv", {}), p.get("pid", 0), \
         p.get("uptime", 0.0)
+    manager, ready = p.get("manager", NONE), p.get("ready", True)
     if type(ep) is not int or type(label) is not str or not label or type(operator) is not bool:
         return None
     return Who(ep, label, inc if type(inc) is int else 0, priv if type(priv) is dict else {},
                operator, pid if type(pid) is int else 0,
-               float(up) if type(up) in (int, float) else 0.0)
+               float(up) if type(up) in (int, float) else 0.0,
+               manager if type(manager) is int else NONE, ready if type(ready) is bool else True)
 
 
 class Identity:
@@ -60,17 +64,21 @@ class Identity:
         self.by_slot: dict[int, int] = {}  # slot -> the endpoint cached for it
         self.refreshes = 0
         self.failures = 0
+        self.kernel_pid: int | None = None  # the kernel's host pid, as the last GETINFO said
         self.ok = True  # the last GETINFO answered (False: a miss may be the kernel's silence)
 
     def refresh(self) -> bool:
         """Replace the cache with the live table (one GETINFO); False if the kernel did not say."""
         self.refreshes += 1
         try:
-            procs = self.conn.kcall(KCall.GETINFO).get("procs")
+            info = self.conn.kcall(KCall.GETINFO)
         except KernelGone:
             raise
         except IpcError:
-            procs = None
+            info = {}
+        procs, kernel_pid = info.get("procs"), info.get("kernel_pid")
+        if type(kernel_pid) is int:
+            self.kernel_pid = kernel_pid
         self.ok = type(procs) is list
         if type(procs) is not list:
             self.failures += 1

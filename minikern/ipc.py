@@ -58,8 +58,13 @@ class Connection:
         self.sock.connect(address)
         self.kernel_pid = kernel_pid
         self.sock.send(codec.encode_hello(credential, os.getpid(), label, priv))
-        status, endpoint, _, _, _ = self._wait_reply(timeout=params.CALL_TIMEOUT)[0]
+        try:
+            status, endpoint, _, _, _ = self._wait_reply(timeout=params.CALL_TIMEOUT)[0]
+        except IpcError:
+            self.sock.close(linger=0)  # a caller that tries again must not pile up sockets
+            raise
         if status != Err.OK:
+            self.sock.close(linger=0)
             raise IpcError(status, "admission")
         self.endpoint = endpoint
         self.label = label

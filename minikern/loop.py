@@ -25,7 +25,7 @@ that something else woke leaves its RECEIVE pending for the next turn
 instead of ending it with CANCEL, which would cost a round trip to the
 kernel on every wakeup.  The loop's own sends (``asend``, ``request``,
 ``reply``) end a held RECEIVE first; a message that won that race is the
-next turn's.
+next turn's, and if it is a request its sender is waited for as below.
 
 The loop sleeps in whole milliseconds (``zmq_poll``), so by default it
 busy-waits the last fraction of a millisecond before a timer, which then
@@ -35,9 +35,14 @@ to the next millisecond when that makes the timer at most this late, and
 the loop sleeps instead of spinning.
 
 Sends that must not block go through ``asend``: SENDNB now, or on ENOTREADY
-into a bounded queue retried at every turn and every ``RETRY_EVERY`` until
+into a bounded queue retried at every turn and every ``retry_every`` until
 ``RETRY_FOR`` has passed.  A full queue is refused at once, a give-up is
 reported to the sender's ``on_fail``; both are counted, never silent.
+The kernel gives a process waiting in SENDREC the first message its peer
+sends it as the reply, so while a request's sender waits for this process's
+answer (from the turn that received the request until the next turn) a send
+to it is queued, never sent, and the answer goes out before the queue is
+retried: a queued send can never pass for the answer its destination waits for.
 ``request`` sends one request of many in flight: it carries ``rid``, the
 answer carries ``re`` (``reply`` adds it), and arrives as an ordinary
 message matched here to its callback, so a server answers its own clients
@@ -125,10 +130,12 @@ class _Queued:
 
 class Loop:
     def __init__(self, conn: Connection | None = None, clock: Clock | None = None,
-                 queue_max: int = QUEUE_MAX, retry_for: float = RETRY_FOR) -> None:
+                 queue_max: int = QUEUE_MAX, retry_for: float = RETRY_FOR,
+                 retry_every: float = RETRY_EVERY) -> None:
         self.conn = conn
         self.clock = clock or Clock()
         self.queue_max, self.retry_for = queue_max, retry_for
+        self.retry_every = retry_every  # a server may set its own (RS: params.RS_RETRY)
         self.counters: Counter[str] = Counter()
         self.timers: list[Timer] = []
         self.watched: dict[object, Callable[[], None]] = {}
@@ -137,6 +144,8 @@ class Loop:
         self._seq = itertools.count()
         self._rid = itertools.count(1)
         self._retry_at: float | None = None
+        self._owed: int | None = None  # the sender of the request being handled: it waits
+        # in SENDREC for our answer, and would take any message from us as that answer
         self.poller: zmq.Poller | None = None  # made at the first turn that needs one
         self.hold_receive = False  # callbacks never trap: a RECEIVE may outlive its turn
         self.timer_slack = 0.0  # seconds a timer may run late so the loop need not spin
@@ -164,6 +173,21 @@ class Loop:
     def _due_now(self) -> bool:
         due = self._next_due()
         return due is not None and due <= self.clock.now()
+
+    def advance_to(self, when: float) -> int:
+        """Fake time only: let time pass up to ``when``, each timer and queued-send retry
+        running at its exact due time, earliest first; no kernel message is received (a test
+        plays the kernel's part).  Returns the number of timers run."""
+        if not self.clock.fake:
+            raise RuntimeError("advance_to needs a FakeClock")
+        ran = 0
+        while (due := self._next_due()) is not None and due <= when:
+            self.clock.advance(due - self.clock.now())
+            if self._retry_at is not None and self._retry_at <= self.clock.now():
+                self._retry()
+            ran += self._run_timers()
+        self.clock.advance(when - self.clock.now())
+        return ran
 
     def _run_timers(self) -> int:
         """Run every timer due now, earliest first (equal times: first set, first run)."""
@@ -207,7 +231,7 @@ class Loop:
         """
         assert self.conn is not None, "asend needs a kernel connection"
         self._release()
-        if not any(q.dst == dst for q in self.queue):
+        if dst != self._owed and not any(q.dst == dst for q in self.queue):
             status = self.conn.sendnb(dst, m)
             if status != Err.ENOTREADY:
                 if status != Err.OK:
@@ -218,7 +242,7 @@ class Loop:
             return Err.ENOSPC
         self.queue.append(_Queued(dst, m, self.clock.now(), on_fail))
         if self._retry_at is None:
-            self._retry_at = self.clock.now() + RETRY_EVERY
+            self._retry_at = self.clock.now() + self.retry_every
         self.counters["asend_queued"] += 1
         return Err.ENOTREADY
 
@@ -235,7 +259,8 @@ class Loop:
         busy: set[int] = set()
         now, keep = self.clock.now(), deque[_Queued]()
         for q in self.queue:
-            status = Err.ENOTREADY if q.dst in busy else self.conn.sendnb(q.dst, q.m)
+            held = q.dst in busy or q.dst == self._owed
+            status = Err.ENOTREADY if held else self.conn.sendnb(q.dst, q.m)
             if status == Err.ENOTREADY and now - q.since < self.retry_for:
                 busy.add(q.dst)
                 keep.append(q)
@@ -244,7 +269,7 @@ class Loop:
                 self._give_up(q, status)
         changed = gave_up or len(keep) < len(self.queue)
         self.queue = keep
-        self._retry_at = now + RETRY_EVERY if keep else None
+        self._retry_at = now + self.retry_every if keep else None
         return changed
 
     def _give_up(self, q: _Queued, status: int) -> None:
@@ -260,6 +285,7 @@ class Loop:
             self._receiving = False
             self.conn.cancel()
             self._early = self.conn.finish()
+            self._owe(self._early)  # a request: the send that took it must not reach its sender first
 
     # -- requests in flight --------------------------------------------------------------
 
@@ -311,16 +337,22 @@ class Loop:
 
         With ``reply``, the RECEIVE is a REPLYRECV answering ``reply_to``.
         """
+        conn, answered = self.conn, reply is not None
         if reply is not None:
-            self._release()  # a held RECEIVE cannot carry the reply: this turn's REPLYRECV will
-        if self._retry() and reply is None:  # (a reply to give goes out with this turn's RECEIVE)
+            self._release()  # a held RECEIVE cannot carry the reply
+        if conn is not None and reply is not None and reply_to is not None \
+                and (self._early is not None or any(q.dst == reply_to for q in self.queue)):
+            # the answer first (see the docstring), on its own: this turn may not RECEIVE
+            if conn.sendnb(reply_to, reply) != Err.OK:
+                self.counters["reply_failed"] += 1
+            reply_to = reply = None
+        self._owed = None
+        self._owe(self._early)  # a message a send took early is still owed its answer
+        if self._retry() and not answered:  # (a turn that answers goes on to RECEIVE)
             return None
         if self._early is not None:  # a send ended the held RECEIVE: its message is this turn's
             early, self._early = self._early, None
-            if reply is not None and reply_to is not None:
-                self.asend(reply_to, reply)
             return None if self._answered(early) else early
-        conn = self.conn
         if (conn is not None and not self._receiving and not self.watched and not self.queue
                 and self._next_due() is None):
             if reply is not None and reply_to is not None:  # the fast path: nothing else to wait on
@@ -329,6 +361,7 @@ class Loop:
                     self.counters["reply_failed"] += 1
             else:
                 got = conn.receive()
+            self._owe(got)
             return None if self._answered(got) else got
         poller = self._poller()
         if conn is not None and not self._receiving:
@@ -346,6 +379,7 @@ class Loop:
             if conn is not None and conn.sock in events:
                 self._receiving = False
                 m = conn.finish()
+                self._owe(m)
             ready = [self.watched[s] for s in events if s in self.watched]
             if conn is not None and m is None and conn.sock not in events:
                 if not (ready or self._due_now()):
@@ -356,6 +390,7 @@ class Loop:
                     self._receiving = False
                     conn.cancel()
                     m = conn.finish()
+                    self._owe(m)
             elif conn is None and not (ready or self._due_now()):
                 continue
             for fn in ready:
@@ -372,6 +407,12 @@ class Loop:
         ms = wait * 1000
         up = math.ceil(ms)
         return up if up - ms <= self.timer_slack * 1000 else int(ms)
+
+    def _owe(self, m: Message | None) -> None:
+        """Note the sender of a request it waits in SENDREC for (no ``rid``: not asynchronous)."""
+        if m is not None and m.kind == Kind.MESSAGE and m.type > 0 \
+                and type(m.get("rid")) is not int:
+            self._owed = m.source
 
     def run(self, handler: Handler) -> NoReturn:
         """Serve forever: each kernel message to ``handler``; its returned Message is the reply."""

@@ -41,5 +41,4 @@ INTENSITY_RESTARTS = 10  # default intensity limit: more than this many restarts
 INTENSITY_WINDOW = 60.0  # ... within this many seconds marks the service FAILED
 RESOURCE_CHECK = 1.0  # seconds between psutil memory / CPU checks of limited services
 DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)
-RS_MAX_SLEEP = 1.0  # longest RS sleeps between ticks (SETALARM) when nothing is due sooner
 RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was not ready for

@@ -4,11 +4,12 @@ One row per process (and per configured service RS knows that is down or
 failed): label, endpoint, pid, state (starting, up, restarting, down,
 failed), incarnation (restarts so far), uptime, CPU (average since the
 process started, percent of one CPU) and resident memory, from psutil.
-The kernel's process table (GETINFO) says what runs; RS (STATUS) says how
-each service is doing.  User programs started from the shell (bin/nc,
-bin/echod: admitted with the operator key, holding user privileges and no
-kernel call) are listed with ``user`` true; operator tools, this one
-included, are not.  With --json: one JSON array of objects with the same keys.
+The kernel's process table says what runs (minikern/identity.py, the one
+answer to "who is this endpoint"); RS (STATUS) says how each service is
+doing.  User programs started from the shell (bin/nc, bin/echod: admitted
+with the operator key, holding user privileges and no kernel call) are
+listed with ``user`` true; operator tools, this one included, are not.
+With --json: one JSON array of objects with the same keys.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from typing import Any
 import psutil
 
 from minikern import cli, ipc, rsctl
-from minikern.const import NONE, RS, SYSTEM, KCall, RsReq
+from minikern.const import NONE, RS, SYSTEM, Err, RsReq
+from minikern.identity import Identity
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
 
@@ -41,30 +43,32 @@ def _usage(pid: int | None) -> tuple[float | None, float | None, float | None]:
 
 
 def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
-    info = conn.kcall(KCall.GETINFO)
+    identity = Identity(conn)
+    live = identity.live()
+    if live is None:
+        raise ipc.IpcError(Err.EIO, "the kernel did not list its processes (GETINFO)")
     services: dict[str, dict[str, Any]] = {}
     try:
         services = {s["label"]: s for s in rsctl.call(conn, RsReq.STATUS).get("services", [])}
     except rsctl.RsError:
         pass  # no RS in this system: the kernel's table alone
-    cpu, rss, up = _usage(info["kernel_pid"])
-    rows = [{"label": "kernel", "endpoint": SYSTEM, "pid": info["kernel_pid"], "state": "up",
+    cpu, rss, up = _usage(identity.kernel_pid)
+    rows = [{"label": "kernel", "endpoint": SYSTEM, "pid": identity.kernel_pid, "state": "up",
              "incarnation": 0, "uptime": up, "cpu": cpu, "rss_mb": rss, "manager": None,
              "user": False}]
-    for p in info["procs"]:
-        user = p["operator"] and not p["priv"]["sys_proc"] and not p["priv"]["kcalls"]
-        if p["operator"] and not user:
+    for p in live.values():
+        user = p.operator and not p.priv.get("sys_proc") and not p.priv.get("kcalls")
+        if p.operator and not user:
             continue  # an operator tool
-        svc = None if user else services.pop(p["label"], None)
-        state = "up" if p["ready"] or user else "starting"
-        if svc is not None and svc.get("pid") == p["pid"]:
+        svc = None if user else services.pop(p.label, None)
+        state = "up" if p.ready or user else "starting"
+        if svc is not None and svc.get("pid") == p.pid:
             state = svc["state"]
-        cpu, rss, _ = _usage(p["pid"])
-        rows.append({"label": p["label"], "endpoint": p["endpoint"], "pid": p["pid"],
-                     "state": state,
-                     "incarnation": svc["incarnation"] if svc else p["incarnation"],
-                     "uptime": p["uptime"], "cpu": cpu, "rss_mb": rss,
-                     "manager": p["manager"] if p["manager"] != NONE else None,
+        cpu, rss, _ = _usage(p.pid)
+        rows.append({"label": p.label, "endpoint": p.endpoint, "pid": p.pid, "state": state,
+                     "incarnation": svc["incarnation"] if svc else p.incarnation,
+                     "uptime": p.uptime, "cpu": cpu, "rss_mb": rss,
+                     "manager": p.manager if p.manager != NONE else None,
                      "user": user, "last_reason": svc.get("last_reason") if svc else None})
     for svc in services.values():  # known to RS but not running
         rows.append({"label": svc["label"], "endpoint": None, "pid": None,

@@ -31,7 +31,7 @@ def now_ms() -> int:
 def trap(k: Kernel, caller: Proc, call: int, a: int, b: int, body: bytes | None) -> None:
     """Entry point for every IPC trap of an admitted process (``call`` validated by the codec)."""
     if call not in caller.priv.traps:
-        return k.deny(caller, Call(call), a, Err.ETRAPDENIED)
+        return k.answer(caller, k.refuse(caller, Call(call), a, Err.ETRAPDENIED))
     if call == Call.RECEIVE:
         return receive(k, caller, a)
     status = check_send(k, caller, call, a)
@@ -64,15 +64,13 @@ def check_send(k: Kernel, caller: Proc, call: int, dst_e: int) -> Err | None:
         return Err.ELOCKED  # a blocking send to oneself can never complete
     if dst_e in _KERNEL_ENDPOINTS:
         if call != Call.SENDREC or dst_e != SYSTEM or not caller.priv.ipc_kernel:
-            k.audit_denial(caller, Call(call).name, dst_e, Err.ECALLDENIED)
-            return Err.ECALLDENIED
+            return k.refuse(caller, Call(call), dst_e)
         return None
     dst = k.table.lookup(dst_e)
     if dst is None:
         return Err.EDEADSRCDST
     if not caller.priv.may_send_to(dst.label, dst.priv.sys_proc):
-        k.audit_denial(caller, Call(call).name, dst_e, Err.ECALLDENIED)
-        return Err.ECALLDENIED
+        return k.refuse(caller, Call(call), dst_e)
     return None
 
 

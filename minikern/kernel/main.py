@@ -75,8 +75,9 @@ class Kernel:
             self.sock.setsockopt(opt, value)
         self.sock.bind(self.address)
         self.operator_key = secrets.token_bytes(32)
-        with open(run_dir / params.OPERATOR_KEY, "wb", opener=_owner_only) as f:
-            f.write(self.operator_key)
+        with open(run_dir / (params.OPERATOR_KEY + ".new"), "wb", opener=_owner_only) as f:
+            f.write(self.operator_key)  # then renamed: a tool never reads a key half written
+        os.replace(run_dir / (params.OPERATOR_KEY + ".new"), run_dir / params.OPERATOR_KEY)
         self.bus = Bus(self, self.ctx, "ipc://" + str(run_dir / params.BUS_SOCKET))
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
@@ -108,22 +109,16 @@ class Kernel:
         except zmq.ZMQError:
             self.count("reply_undeliverable")
 
-    def audit_denial(self, caller: Proc, call: str, target: int, err: Err) -> None:
+    def refuse(self, caller: Proc, call: Call | KCall, target: int,
+               err: Err = Err.ECALLDENIED) -> Err:
+        """Count and record a call outside the caller's capabilities; return the error to
+        answer it with."""
         self.count("denied_" + err.name)
         if self.audit_lines < params.MAX_DENIED_EVENTS:
             self.audit_lines += 1
-            self.events.write("denied", caller.label, caller=caller.endpoint, call=call,
+            self.events.write("denied", caller.label, caller=caller.endpoint, call=call.name,
                               target=target, error=err.name)
-
-    def deny(self, caller: Proc, call: Call | KCall, target: int, err: Err) -> None:
-        self.audit_denial(caller, call.name, target, err)
-        self.answer(caller, err)
-
-    def refuse(self, caller: Proc, call: KCall, target: int,
-               status: Err = Err.ECALLDENIED) -> system.Result:
-        """A kernel call whose argument is outside the caller's capabilities."""
-        self.audit_denial(caller, call.name, target, status)
-        return status, {}
+        return err
 
     # -- processes ------------------------------------------------------------------
 

@@ -78,7 +78,7 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
     if irq is None or op not in IrqOp._value2member_map_:
         return Err.EINVAL, {}
     if irq not in caller.priv.irq:
-        return k.refuse(caller, KCall.IRQCTL, irq)
+        return k.refuse(caller, KCall.IRQCTL, irq), {}
     holders = k.irq_holders.setdefault(irq, set())
     if op == IrqOp.SETPOLICY:
         holders.add(caller.endpoint)
@@ -91,11 +91,11 @@ def do_irqctl(k: Kernel, caller: Proc, a: Args) -> Result:
 def _forward_io(k: Kernel, caller: Proc, kind: bus.IoKind, ops: list[Any], extra: Args) -> Result:
     """Check every access, then every port against the caller's windows, then hand the batch
     to the board."""
-    if not all(_valid_op(op) for op in ops):
+    if not all(bus.decode_op(op) for op in ops):
         return Err.EINVAL, {}
     for port, size, _ in ops:
         if not caller.priv.holds_io(port, size):
-            return k.refuse(caller, KCall.DEVIO, port)
+            return k.refuse(caller, KCall.DEVIO, port), {}
     return _to_board(k, caller, bus.Io(caller.endpoint, kind, ops, extra))
 
 
@@ -107,11 +107,6 @@ def _to_board(k: Kernel, caller: Proc, msg: bus.FromKernel) -> Result:
     return None
 
 
-def _valid_op(op: object) -> bool:
-    return (type(op) is list and len(op) == 3 and type(op[0]) is int and 0 <= op[0] < 1 << 16
-            and op[1] in (1, 2, 4) and (op[2] is None or type(op[2]) is int))
-
-
 def do_devio(k: Kernel, caller: Proc, a: Args) -> Result:
     return _forward_io(k, caller, bus.IoKind.DEVIO,
                        [[a.get("port"), a.get("size", 1), a.get("value")]], {})
@@ -119,7 +114,7 @@ def do_devio(k: Kernel, caller: Proc, a: Args) -> Result:
 
 def do_vdevio(k: Kernel, caller: Proc, a: Args) -> Result:
     ops = a.get("ops")
-    if type(ops) is not list or not 0 < len(ops) <= 1024:
+    if type(ops) is not list or not 0 < len(ops) <= bus.MAX_OPS:
         return Err.EINVAL, {}
     return _forward_io(k, caller, bus.IoKind.VDEVIO, ops, {})
 
@@ -134,7 +129,7 @@ def do_sdevio(k: Kernel, caller: Proc, a: Args) -> Result:
 
 def do_iomap(k: Kernel, caller: Proc, a: Args) -> Result:
     if not caller.priv.io:
-        return k.refuse(caller, KCall.IOMAP, 0)
+        return k.refuse(caller, KCall.IOMAP, 0), {}
     return _to_board(k, caller, bus.IoMap(caller.endpoint, caller.label, list(caller.priv.io),
                                           list(caller.priv.mem)))
 
@@ -163,7 +158,7 @@ def _safecopy(k: Kernel, caller: Proc, a: Args, to_granter: bool) -> Result:
     status = grant.safecopy(granter, gid, caller, goff, off, length, to_granter)
     if status == Err.EPERM:
         return k.refuse(caller, KCall.SAFECOPYTO if to_granter else KCall.SAFECOPYFROM,
-                        granter.endpoint, status)
+                        granter.endpoint, status), {}
     return status, {}
 
 
@@ -201,7 +196,7 @@ def kernel_call(k: Kernel, caller: Proc, body: bytes) -> None:
     if handler is None:
         return k.answer(caller, Err.EBADCALL)
     if number not in caller.priv.kcalls:
-        return k.deny(caller, KCall(number), SYSTEM, Err.ECALLDENIED)
+        return k.answer(caller, k.refuse(caller, KCall(number), SYSTEM))
     result = handler(k, caller, args)
     if result is not None:
         status, fields = result

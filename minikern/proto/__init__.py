@@ -8,6 +8,7 @@
 - ``control``: the board's control socket;
 - ``startup``: the record the kernel hands a template process;
 - ``image``: ``run_dir/boot.image``, written by bin/boot and read by the kernel.
+- ``priv``: the privilege map, a field of a boot image entry, PRIVCTL and HELLO.
 
 No module outside this package imports msgpack or builds a frame by hand
 (tests/test_protocol_layer.py checks it).  Import ``Message`` from here.

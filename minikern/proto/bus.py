@@ -111,7 +111,8 @@ def _endpoint(v: object) -> bool:
     return type(v) is int and -_INT32 <= v < _INT32
 
 
-def _op(o: object) -> Op | None:
+def decode_op(o: object) -> Op | None:
+    """One port access of an Io, or None (the kernel checks a driver's request with it too)."""
     if (type(o) is list and len(o) == 3 and type(o[0]) is int and 0 <= o[0] < 1 << 16
             and o[1] in (1, 2, 4) and type(o[1]) is int and (o[2] is None or type(o[2]) is int)):
         return (o[0], o[1], o[2])
@@ -157,7 +158,7 @@ def _decode_io(msg: list[Any]) -> Io | None:
         return None
     ops = []
     for o in msg[3]:
-        op = _op(o)
+        op = decode_op(o)
         if op is None:
             return None
         ops.append(op)

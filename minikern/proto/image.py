@@ -5,7 +5,7 @@ once by the kernel before it listens.  Frame: ``["MKIMAGE", 1, 1,
 [entry, ...]]``.  The kernel refuses to boot from an image that does not
 decode (it says so on the console and exits): nothing else would make sense
 of a half-read machine.  Each entry's ``priv`` is checked again by the
-kernel (``Priv.from_wire``), as from any other source.
+kernel (``Privileges.from_wire``, minikern.proto.priv), as from any other source.
 """
 from __future__ import annotations
 

@@ -16,10 +16,17 @@ Runs inside RS.
 ``Lifecycle.fire`` is the only code that assigns ``Svc.state``.  The failure
 of a core server (ds, the board) is no transition: the system shuts down.
 
-The lifecycle takes its kernel connection and a clock (monotonic seconds)
-as parameters, so tests drive it with a recording connection and a fake clock.
-Timers (heartbeat, init timeout, backoff, grace, resources) come from one
-function, services/rs/service.py's ``next_due``; ``tick`` fires what is due.
+The lifecycle runs on RS's loop (minikern/loop.py) and takes it, with the
+kernel connection, as a parameter: tests drive it with a recording
+connection and a loop on a ``FakeClock``.  Every service has one loop timer,
+set by ``rearm`` to the time services/rs/service.py's ``next_due`` gives (the
+one place that knows the heartbeat, init timeout, backoff, grace and resource
+timers); when it rings ``on_due`` fires what is due and sets it again.  Each
+transition rearms its service; what only puts a time later (a ping's answer)
+does not, so a timer may ring early, finds nothing due and is set again, but
+never rings late.  DS publications and late answers to operator tools are
+sends that never block (the loop's ``asend`` and ``reply``); a recovery
+script's end is a watched pidfd (services/rs/scripts.py).
 """
 from __future__ import annotations
 
@@ -31,29 +38,29 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from minikern import params
-from minikern.proto import Message
 from minikern.const import Err, KCall
+from minikern.identity import Identity
+from minikern.loop import Loop
+from minikern.loop import Timer as Alarm
+from minikern.proto import Message
 from minikern.sysconf import SystemConf
 from services.rs import resources
-from services.rs.policy import Policy
 from services.rs.journal import Journal, classify_exit
+from services.rs.policy import Policy
 from services.rs.publish import Announcer, Publisher
 from services.rs.scripts import Running, ScriptRunner
 from services.rs.service import (BadTransition, Cause, Event, Instance, State, Svc, Timer,
                                  next_due)
 
-Clock = Callable[[], float]
 Info = dict[str, Any]
 SCRIPT_REASON = {"heartbeat": "no-heartbeat"}  # MINIX's name in a script's arguments
-SCRIPT_POLL = 0.02  # seconds between checks of a running recovery script
 
 
 class Kernel(Protocol):
-    """The part of minikern.ipc.Connection RS uses (tests pass a recording fake)."""
+    """The kernel calls RS makes itself (its sends go through the loop; tests pass a fake)."""
 
     def kcall(self, call: KCall, **args: Any) -> dict[str, Any]: ...
     def kcall_status(self, call: KCall, **args: Any) -> tuple[int, dict[str, Any]]: ...
-    def sendnb(self, dst: int, m: Message) -> int: ...
     def notify(self, dst: int) -> int: ...
 
 
@@ -66,15 +73,18 @@ class Step(NamedTuple):
 
 
 class Lifecycle:
-    def __init__(self, conn: Kernel, conf: SystemConf, run_dir: Path, clock: Clock,
-                 journal: Journal | None = None, scripts: ScriptRunner | None = None,
-                 ds: Announcer | None = None) -> None:
-        self.conn, self.conf, self.run_dir, self.clock = conn, conf, run_dir, clock
+    def __init__(self, conn: Kernel, conf: SystemConf, run_dir: Path, loop: Loop,
+                 identity: Identity, journal: Journal | None = None,
+                 scripts: ScriptRunner | None = None, ds: Announcer | None = None) -> None:
+        self.conn, self.conf, self.run_dir, self.loop = conn, conf, run_dir, loop
+        self.clock = loop.clock.now
+        self.identity = identity
         self.journal = journal or Journal(run_dir)
-        self.scripts = scripts or ScriptRunner(run_dir)
-        self.ds: Announcer = ds or Publisher(conn)
+        self.scripts = scripts or ScriptRunner(run_dir, loop)
+        self.ds: Announcer = ds or Publisher(loop)
         self.services: dict[str, Svc] = {}
         self.by_endpoint: dict[int, Svc] = {}
+        self.alarms: dict[str, Alarm] = {}  # label -> its one loop timer (rearm)
         self.shutting_down = False
         self.waiting: list[str] = []  # services to start once every core server is up
 
@@ -86,6 +96,7 @@ class Lifecycle:
         step = transition(prev, event)
         svc.state = step.state
         step.effect(self, svc, prev, info)
+        self.rearm(svc)
 
     def _spawned(self, svc: Svc, prev: State, info: Info) -> None:
         now = self.clock()
@@ -200,6 +211,7 @@ class Lifecycle:
                                detail=f"PRIVCTL failed: {status}", pid=None)
             if svc.state is State.RESTARTING:
                 svc.restart_at = self.clock() + params.BACKOFF_BASE
+                self.rearm(svc)
             return False
         self.fire(svc, Event.SPAWNED, endpoint=r["endpoint"], pid=r["pid"])
         return True
@@ -215,9 +227,11 @@ class Lifecycle:
         self.conn.kcall_status(KCall.KILL, endpoint=inst.endpoint, signal=int(signo))
 
     def answer(self, svc: Svc, status: int, fields: Info) -> None:
-        """Reply to the operator tools waiting on ``svc`` (they wait in SENDREC)."""
-        for e in svc.waiters:
-            self.conn.sendnb(e, Message(status, dict(fields)))
+        """The late reply to the operator requests waiting on ``svc``: a tool waiting in
+        SENDREC takes it at once; one that asked with the loop's ``request`` gets it with
+        its ``re``, queued if it is busy (docs/PROTOCOL.md, section 15)."""
+        for request in svc.waiters:
+            self.loop.reply(request, Message(status, dict(fields)))
         svc.waiters.clear()
 
     def fail(self, svc: Svc, info: Info) -> None:
@@ -252,7 +266,8 @@ class Lifecycle:
                                    "MINIKERN_SIGNAL": str(last.get("signal", "")),
                                    "MINIKERN_DETAIL": svc.last_detail,
                                    "MINIKERN_FAILURES": str(svc.tracker.failures),
-                                   "MINIKERN_DEPENDENTS": " ".join(dependents)})
+                                   "MINIKERN_DEPENDENTS": " ".join(dependents)},
+                               on_done=self.script_done)
         if isinstance(r, Running):
             self.journal.write("script", svc.label, phase="start", script=script, args=r.args,
                                pid=r.proc.pid)
@@ -311,22 +326,40 @@ class Lifecycle:
                 return
         self.fire(svc, Event.EXITED, pid=inst.pid)
 
-    def tick(self) -> None:
-        """Collect finished scripts, fire every timer that is due, retry DS publications."""
-        for r, status, output in self.scripts.finished():
-            self.journal.write("script", r.label, phase="done", script=r.script, status=status,
-                               output=output)
-            svc = self.services.get(r.label)
-            if svc is not None and svc.state is State.RESTARTING and svc.instance is None:
-                self.fire(svc, Event.SCRIPT_DONE)  # the script left it down
+    def script_done(self, r: Running, status: int, output: str) -> None:
+        """A recovery script ended (its pidfd rang): log it; if it left its service down
+        (neither restart nor up), the service is DOWN."""
+        self.journal.write("script", r.label, phase="done", script=r.script, status=status,
+                           output=output)
+        svc = self.services.get(r.label)
+        if svc is not None and svc.state is State.RESTARTING and svc.instance is None \
+                and not self.shutting_down:
+            self.fire(svc, Event.SCRIPT_DONE)
+
+    # -- timers ------------------------------------------------------------------------
+
+    def rearm(self, svc: Svc) -> None:
+        """Set ``svc``'s one loop timer to its next due time (none if nothing is due)."""
+        due = next_due(svc)
+        alarm = self.alarms.get(svc.label)
+        if alarm is not None:
+            if due is not None and alarm.when == due[0] and not alarm.cancelled:
+                return
+            alarm.cancel()
+            del self.alarms[svc.label]
+        if due is not None and not self.shutting_down:
+            self.alarms[svc.label] = self.loop.call_at(due[0], lambda: self.on_due(svc))
+
+    def on_due(self, svc: Svc) -> None:
+        """``svc``'s timer rang: fire everything due for it by now, then set it again."""
+        self.alarms.pop(svc.label, None)
         now = self.clock()
-        for svc in list(self.services.values()):
-            for _ in Timer:  # each timer handled moves its own due time on
-                due = next_due(svc)
-                if due is None or due[0] > now or self.shutting_down:
-                    break
-                self.on_timer(svc, due[1], now)
-        self.ds.retry()
+        for _ in Timer:  # each timer handled moves its own due time on
+            due = next_due(svc)
+            if due is None or due[0] > now or self.shutting_down:
+                break
+            self.on_timer(svc, due[1], now)
+        self.rearm(svc)
 
     def on_timer(self, svc: Svc, timer: Timer, now: float) -> None:
         inst, period = svc.instance, svc.policy.period or 0.0
@@ -349,20 +382,6 @@ class Lifecycle:
             detail = resources.over_limit(svc.policy, inst, now)
             if detail is not None:
                 self.fail(svc, {"reason": "resource", "detail": detail})
-
-    def next_wakeup(self) -> float:
-        """The earliest time RS has something to do (its alarm)."""
-        now = self.clock()
-        due = now + params.RS_MAX_SLEEP
-        if self.ds.pending:
-            due = now + params.RS_RETRY
-        if self.scripts.running:
-            due = min(due, now + SCRIPT_POLL)
-        for svc in self.services.values():
-            d = next_due(svc)
-            if d is not None:
-                due = min(due, d[0])
-        return due
 
 
 

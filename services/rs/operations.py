@@ -4,20 +4,23 @@ services/rs/requests.py checks a request (who asks, the label, the
 arguments) and calls one of these; they answer what the state machine
 allows (services/rs/lifecycle.py's table: an event it has no entry for is
 EBUSY) and fire its events.  A reply that must wait for the service (up,
-down, restart, refresh) is owed to the caller, who waits in SENDREC: the
-transition's effect answers it (``Lifecycle.answer``) and the method
-returns None.
+down, restart, refresh) is owed to the caller: the request is kept with the
+service, the transition's effect answers it (``Lifecycle.answer``, through
+the loop) and the method returns None.
+
+Who the caller is comes from the kernel's process table through
+minikern/identity.py (cached per endpoint, never answering for a dead
+endpoint's successor).
 """
 from __future__ import annotations
 
 import signal
 from typing import Any
 
-from minikern.proto import Message
 from minikern.const import RS, Err, KCall
+from minikern.proto import Message
 from services.rs.lifecycle import Lifecycle
 from services.rs.service import BadTransition, Cause, Event, State, Svc
-
 
 
 def _busy(svc: Svc, why: str = "") -> Message:
@@ -40,12 +43,15 @@ class Supervisor(Lifecycle):
         """Take over the boot-image servers the kernel started with RS as manager."""
         now = self.clock()
         adoptable = [x for x in self.conf.boot if x != "rs"]  # as minikern.boot
-        for p in self.conn.kcall(KCall.GETINFO)["procs"]:
-            if p["manager"] != RS or p["label"] not in adoptable or p["endpoint"] == RS:
+        live = self.identity.live()
+        if live is None:
+            self.fatal("the kernel did not list its processes (GETINFO)")
+            return
+        for p in live.values():
+            if p.manager != RS or p.label not in adoptable or p.endpoint == RS:
                 continue
-            svc = self.make_service(p["label"], core=True)
-            self.fire(svc, Event.SPAWNED, endpoint=p["endpoint"], pid=p["pid"],
-                      started=now - p["uptime"])
+            svc = self.make_service(p.label, core=True)
+            self.fire(svc, Event.SPAWNED, endpoint=p.endpoint, pid=p.pid, started=now - p.uptime)
         for label in adoptable:  # not running: it died before RS could adopt it
             if label not in self.services:
                 self.fail(self.make_service(label, core=True),
@@ -58,13 +64,14 @@ class Supervisor(Lifecycle):
         self.start_waiting()
 
     def is_operator(self, endpoint: int) -> bool:
-        procs = self.conn.kcall(KCall.GETINFO)["procs"]
-        return any(p["endpoint"] == endpoint and p["operator"] for p in procs)
+        """True if ``endpoint`` is a tool admitted with the operator key (never a component)."""
+        who = self.identity.who(endpoint)
+        return who is not None and who.operator
 
     def pid_of(self, endpoint: int) -> int | None:
         """The host pid behind ``endpoint`` (from the kernel's table), if it is alive."""
-        procs = self.conn.kcall(KCall.GETINFO)["procs"]
-        return next((int(p["pid"]) for p in procs if p["endpoint"] == endpoint), None)
+        who = self.identity.who(endpoint)
+        return who.pid if who is not None else None
 
     def pong(self, endpoint: int) -> Message:
         """A heartbeat's answer; the reply hands over any fault the operator injected."""
@@ -92,17 +99,17 @@ class Supervisor(Lifecycle):
                                        if svc.restart_at is not None else None)})
         return out
 
-    def up(self, svc: Svc, caller: int) -> Message | None:
+    def up(self, svc: Svc, request: Message) -> Message | None:
         """Start a stopped or failed service; its failure history starts again."""
         if svc.instance is not None:
             return _busy(svc)
         try:
-            self.fire(svc, Event.OP_START, reset=True, cause=Cause.FRESH, waiter=caller)
+            self.fire(svc, Event.OP_START, reset=True, cause=Cause.FRESH, waiter=request)
         except BadTransition:
             return _busy(svc)
         return None
 
-    def restart(self, svc: Svc, caller: int) -> Message | None:
+    def restart(self, svc: Svc, request: Message) -> Message | None:
         """Start a terminated service now (skipping a backoff wait: a script's way to restart).
         A running one is EBUSY, as in MINIX."""
         if svc.instance is not None:
@@ -110,29 +117,30 @@ class Supervisor(Lifecycle):
         cause = Cause.RECOVERY if svc.last_exit else Cause.FRESH
         try:
             self.fire(svc, Event.OP_START, reset=svc.state is State.FAILED, cause=cause,
-                      waiter=caller)
+                      waiter=request)
         except BadTransition:
             return _busy(svc)
         return None
 
-    def refresh(self, svc: Svc, caller: int) -> Message | None:
+    def refresh(self, svc: Svc, request: Message) -> Message | None:
         """Replace a live copy with a fresh one (not counted as a failure)."""
         if svc.instance is None:
-            return self.restart(svc, caller)
+            return self.restart(svc, request)
         if svc.core:
             return Message(Err.EPERM, {"error": f"{svc.label} is a core server"})
         try:
-            self.fire(svc, Event.OP_REFRESH, waiter=caller)
+            self.fire(svc, Event.OP_REFRESH, waiter=request)
         except BadTransition:
-            svc.waiters.append(caller)  # already being replaced or stopped: answer when done
+            svc.waiters.append(request)  # already being replaced or stopped: answer when done
         return None
 
-    def down(self, svc: Svc, caller: int) -> Message | None:
+    def down(self, svc: Svc, request: Message) -> Message | None:
         """Stop it, no restart; the reply comes once it has exited."""
         if svc.core:
             return Message(Err.EPERM, {"error": f"{svc.label} is a core server"})
-        script = self.scripts.of(self.pid_of(caller))  # rs.single takes its service down itself
-        self.fire(svc, Event.OP_DOWN, waiter=caller, script=script,
+        # rs.single takes its service down itself: that script is spared
+        script = self.scripts.of(self.pid_of(request.source))
+        self.fire(svc, Event.OP_DOWN, waiter=request, script=script,
                   by="script" if script is not None else "operator")
         return None
 

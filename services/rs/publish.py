@@ -2,10 +2,14 @@
 
 RS must never block on another server (a hung DS would hang recovery, and DS
 itself sends INIT_DONE to RS, so a blocking SENDREC could close a cycle), so
-every publication is a SENDNB of DsReq.PUBLISH; when DS is busy the
-publication stays queued (newest value per key) and is retried on RS's next
-tick.  DS's replies come back to RS as messages whose type is an Err code;
-RS drops them unanswered.
+every publication is a DsReq.PUBLISH handed to RS's loop (``Loop.asend``,
+minikern/loop.py): sent at once if DS is receiving, else queued behind the
+earlier ones (publications keep their order, so the last value written is
+the newest) and retried at every turn of the loop, within the loop's bound
+(queue size, RETRY_FOR).  A publication the loop gives up is logged on the
+console and counted (``gave_up``).  DS's replies come back to RS as messages
+whose type is an Err code: services/rs/requests.py logs a refusal and never
+answers them.
 
 Two entries per service, both written with OVERWRITE (services/ds, minikern/ds.py):
 
@@ -19,35 +23,32 @@ Two entries per service, both written with OVERWRITE (services/ds, minikern/ds.p
 
 Dependents subscribe to either and re-resolve the endpoint on a change.
 
-RS's lifecycle sees only ``Announcer`` (announce, retry, pending), so the way
-publications travel (today SENDNB and a retry on the tick) can change beneath it.
+RS's lifecycle sees only ``Announcer``, so the way publications travel can
+change beneath it.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Protocol
 
+from minikern.const import DS, DsFlag, DsReq, Err, err_name
+from minikern.loop import Loop
 from minikern.proto import Message
-from minikern.const import DS, DsFlag, DsReq, Err
-
-
-class Sender(Protocol):
-    def sendnb(self, dst: int, m: Message) -> int: ...
 
 
 class Announcer(Protocol):
     """What RS's lifecycle needs from DS publication."""
 
     def announce(self, label: str, key: str, state: str, endpoint: int | None) -> None: ...
-    def retry(self) -> None: ...
-    @property
-    def pending(self) -> bool: ...
+    def refused(self, status: int, error: str) -> None: ...
 
 
 class Publisher:
-    def __init__(self, conn: Sender) -> None:
-        self.conn = conn
-        self.queue: dict[str, tuple[str, Any]] = {}  # key -> (type, value), oldest first
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
         self.dead = False  # DS is gone (or absent from this system): stop trying
+        self.gave_up = 0  # publications the loop could not deliver in time
+        self.refusals = 0  # publications DS answered with an error
 
     def announce(self, label: str, key: str, state: str, endpoint: int | None) -> None:
         """``label``'s state under ``key``; with an endpoint, also where it runs now."""
@@ -55,32 +56,24 @@ class Publisher:
             self.publish(label, "label", endpoint)
         self.publish(key, "str", state)
 
-    def retry(self) -> None:
-        if self.queue:
-            self.flush()
-
     def publish(self, key: str, vtype: str, value: Any) -> None:
         if self.dead:
             return
-        self.queue.pop(key, None)
-        self.queue[key] = (vtype, value)
-        self.flush()
+        m = Message(DsReq.PUBLISH, {"key": key, "type": vtype, "value": value,
+                                    "flags": int(DsFlag.OVERWRITE)})
+        status = self.loop.asend(DS, m, on_fail=lambda st: self.lost(key, st))
+        if status in (Err.EDEADSRCDST, Err.ECALLDENIED):
+            self.dead = True  # no DS in this system, or it died (then RS is shutting down)
+        elif status not in (Err.OK, Err.ENOTREADY):
+            self.lost(key, status)  # ENOSPC: the loop's queue is full
 
-    def flush(self) -> bool:
-        """Try every queued publication; True if some remain (retry later)."""
-        for key in list(self.queue):
-            vtype, value = self.queue[key]
-            status = self.conn.sendnb(DS, Message(DsReq.PUBLISH, {
-                "key": key, "type": vtype, "value": value, "flags": int(DsFlag.OVERWRITE)}))
-            if status == Err.ENOTREADY:
-                return True
-            del self.queue[key]
-            if status in (Err.EDEADSRCDST, Err.ECALLDENIED):
-                self.dead = True
-                self.queue.clear()
-                return False
-        return False
+    def lost(self, key: str, status: int) -> None:
+        self.gave_up += 1
+        print(f"rs: gave up publishing {key} to DS: {err_name(status)}", file=sys.stderr,
+              flush=True)
 
-    @property
-    def pending(self) -> bool:
-        return bool(self.queue)
+    def refused(self, status: int, error: str) -> None:
+        """DS answered a publication with an error (its reply names no key: say what it says)."""
+        self.refusals += 1
+        print(f"rs: DS refused a publication: {err_name(status)} {error[:200]}",
+              file=sys.stderr, flush=True)

@@ -16,11 +16,14 @@ The RS protocol (type RsReq.*, fields; the reply's type is an Err code):
                                                 exception, panic, hang -> OK once sent
     SHUTDOWN   {reason?}             operator   shut the whole system down
 
-"Operator" means a caller whose GETINFO entry has ``operator`` set: a tool
-admitted with the run directory's operator key (a person's shell or a
-recovery script), never a component.  Others get EPERM.  A message whose
-type is an Err code (a reply, e.g. DS answering a publication) is dropped
-unanswered, so two servers can never bounce errors at each other.
+"Operator" means a caller the kernel lists with ``operator`` set
+(minikern/identity.py): a tool admitted with the run directory's operator
+key (a person's shell or a recovery script), never a component.  Others get
+EPERM.  A message whose type is an Err code (a reply, e.g. DS answering a
+publication) is never answered, so two servers can never bounce errors at
+each other; a refusal from DS is logged.  A late reply goes out through
+RS's loop (``Loop.reply``): a request that carried ``rid`` gets it back as
+``re`` (docs/PROTOCOL.md, section 15).
 
 A handler only checks the request (who asks, the label, the arguments) and
 calls the supervisor (services/rs/operations.py, on services/rs/lifecycle.py),
@@ -30,8 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from minikern.const import DS, Err, RsReq
 from minikern.proto import Message
-from minikern.const import Err, RsReq
 from minikern.rsctl import FAULTS
 from services.rs.operations import Supervisor
 from services.rs.service import Svc
@@ -66,22 +69,22 @@ def do_status(rs: Supervisor, m: Message) -> Message | None:
 
 def do_up(rs: Supervisor, m: Message) -> Message | None:
     svc = _service(rs, m)
-    return svc if isinstance(svc, Message) else rs.up(svc, m.source)
+    return svc if isinstance(svc, Message) else rs.up(svc, m)
 
 
 def do_down(rs: Supervisor, m: Message) -> Message | None:
     svc = _service(rs, m)
-    return svc if isinstance(svc, Message) else rs.down(svc, m.source)
+    return svc if isinstance(svc, Message) else rs.down(svc, m)
 
 
 def do_restart(rs: Supervisor, m: Message) -> Message | None:
     svc = _service(rs, m)
-    return svc if isinstance(svc, Message) else rs.restart(svc, m.source)
+    return svc if isinstance(svc, Message) else rs.restart(svc, m)
 
 
 def do_refresh(rs: Supervisor, m: Message) -> Message | None:
     svc = _service(rs, m)
-    return svc if isinstance(svc, Message) else rs.refresh(svc, m.source)
+    return svc if isinstance(svc, Message) else rs.refresh(svc, m)
 
 
 def do_crash(rs: Supervisor, m: Message) -> Message | None:
@@ -105,25 +108,25 @@ _HANDLERS: dict[RsReq, Callable[[Supervisor, Message], Message | None]] = {
 }
 
 
-def table(rs: Supervisor, after: Callable[[], None] = lambda: None) -> dict[int, Handler]:
-    """The dispatch table sef.serve uses, each entry checking who may ask; ``after`` runs
-    after each request (RS sets its alarm for what the request changed)."""
+def table(rs: Supervisor) -> dict[int, Handler]:
+    """The dispatch table sef.serve uses, each entry checking who may ask."""
     def bind(req: RsReq, fn: Callable[[Supervisor, Message], Message | None]) -> Handler:
         def handle(m: Message) -> Message | None:
             if req in OPERATOR_ONLY and not rs.is_operator(m.source):
                 print(f"rs: refused {req.name} from endpoint {m.source} (not an operator)",
                       flush=True)
                 return Message(Err.EPERM, {"error": "operator tools only"})
-            reply = fn(rs, m)
-            after()
-            return reply
+            return fn(rs, m)
         return handle
     return {int(req): bind(req, fn) for req, fn in _HANDLERS.items()}
 
 
 def default(rs: Supervisor) -> Handler:
     def handle(m: Message) -> Message | None:
-        if m.type <= 0:
-            return None  # a reply (DS answering a publication): never answer a reply
-        return Message(Err.EBADREQUEST)
+        if m.type > 0:
+            return Message(Err.EBADREQUEST)
+        if m.source == DS and m.type != Err.OK:  # DS refused a publication: count, log
+            error = m.get("error")
+            rs.ds.refused(m.type, error if type(error) is str else "")
+        return None  # a reply (DS answering a publication): never answer a reply
     return handle

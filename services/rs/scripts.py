@@ -12,7 +12,10 @@ a hang) or resource.  The environment adds what MINIX left out:
     MINIKERN_DEPENDENTS                                 labels whose `depends` names this one
 
 stdout and stderr go to run_dir/scripts/<label>.<n>.out; when the script ends
-RS copies the output (up to OUTPUT_MAX bytes) into its script event.  The
+RS copies the output (up to OUTPUT_MAX bytes) into its script event.  RS
+learns that a script ended from its pidfd, a descriptor that becomes
+readable when the process exits, watched by RS's loop (``Loop.watch``):
+nothing is polled, and the script's ``on_done`` runs at once.  The
 script acts through bin/service like a person would (it connects with the run
 directory's operator key).  RS kills scripts still running when it shuts down,
 and a label's scripts when the operator takes that service down (a script must
@@ -25,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -32,6 +36,7 @@ from typing import IO
 import psutil
 
 from minikern import cli, params
+from minikern.loop import Loop
 
 # The scripts' folder; tests point MINIKERN_RECOVERY_SCRIPTS at their own.
 SCRIPTS = Path(os.environ.get("MINIKERN_RECOVERY_SCRIPTS", cli.REPO_ROOT / "recovery_scripts"))
@@ -45,19 +50,23 @@ class Running:
     script: str
     args: list[str]
     proc: subprocess.Popen[bytes]
+    pidfd: int  # readable once the script has exited (watched by RS's loop)
     out_path: Path
     out: IO[bytes]
+    on_done: Callable[[Running, int, str], None]
 
 
 class ScriptRunner:
-    def __init__(self, run_dir: Path, scripts_dir: Path = SCRIPTS) -> None:
-        self.run_dir, self.scripts_dir = run_dir, scripts_dir
+    def __init__(self, run_dir: Path, loop: Loop, scripts_dir: Path = SCRIPTS) -> None:
+        self.run_dir, self.loop, self.scripts_dir = run_dir, loop, scripts_dir
         self.running: list[Running] = []
         self.seq = 0
 
     def start(self, script: str, label: str, reason: str, incarnation: int,
-              env_extra: dict[str, str]) -> Running | str:
-        """Start a script; returns it, or an error text."""
+              env_extra: dict[str, str],
+              on_done: Callable[[Running, int, str], None]) -> Running | str:
+        """Start a script; returns it, or an error text.  When it has ended, ``on_done``
+        gets it, its exit status and its output."""
         path = self.scripts_dir / script
         if not path.is_file():
             return f"no such recovery script: {path}"
@@ -77,25 +86,34 @@ class ScriptRunner:
         except OSError as e:
             out.close()
             return f"cannot run {path}: {e}"
-        r = Running(label, script, args, proc, out_path, out)
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError as e:  # no pidfd (a kernel before 5.3, or no descriptor left)
+            _end(proc)
+            out.close()
+            return f"cannot watch {path}: {e}"
+        r = Running(label, script, args, proc, pidfd, out_path, out, on_done)
         self.running.append(r)
+        self.loop.watch(pidfd, lambda: self._exited(r))
         return r
 
-    def finished(self) -> list[tuple[Running, int, str]]:
-        """Scripts that ended since the last call, with exit status and output."""
-        done = []
-        for r in list(self.running):
-            status = r.proc.poll()
-            if status is None:
-                continue
-            self.running.remove(r)
-            r.out.close()
-            try:
-                output = r.out_path.read_bytes()[:OUTPUT_MAX].decode(errors="replace")
-            except OSError:
-                output = ""
-            done.append((r, status, output))
-        return done
+    def _exited(self, r: Running) -> None:
+        """Its pidfd is readable: the script has ended; reap it and hand it to ``on_done``."""
+        status = r.proc.poll()
+        if status is None or r not in self.running:
+            return
+        self._forget(r)
+        try:
+            output = r.out_path.read_bytes()[:OUTPUT_MAX].decode(errors="replace")
+        except OSError:
+            output = ""
+        r.on_done(r, status, output)
+
+    def _forget(self, r: Running) -> None:
+        self.running.remove(r)
+        self.loop.unwatch(r.pidfd)
+        os.close(r.pidfd)
+        r.out.close()
 
     def of(self, pid: int | None) -> Running | None:
         """The running script whose session process ``pid`` belongs to (its own bin/service)."""
@@ -106,15 +124,18 @@ class ScriptRunner:
         """End the scripts running for ``label`` (all of them for None), with their children;
         never ``spare`` (the script that is asking RS)."""
         for r in [r for r in self.running if label is None or r.label == label]:
-            if r is spare:
-                continue
-            try:
-                os.killpg(r.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            r.proc.wait()
-            r.out.close()
-            self.running.remove(r)
+            if r is not spare:
+                _end(r.proc)
+                self._forget(r)
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a script's session (the script and what it started) and reap the script."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
 
 
 def _session(pid: int) -> int | None:

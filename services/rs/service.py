@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minikern import params
+from minikern.proto import Message
 from services.rs.policy import Policy, Tracker
 
 
@@ -98,7 +99,7 @@ class Svc:
     last_reason: str | None = None
     last_detail: str = ""
     last_exit: dict[str, Any] = field(default_factory=dict)  # old pid / endpoint, status, signal
-    waiters: list[int] = field(default_factory=list)  # operator endpoints owed a late reply
+    waiters: list[Message] = field(default_factory=list)  # operator requests owed a late reply
 
     def __post_init__(self) -> None:
         self.tracker = Tracker(self.policy)
@@ -111,8 +112,8 @@ class Svc:
 def next_due(svc: Svc) -> tuple[float, Timer] | None:
     """The earliest thing due for ``svc`` and when (monotonic), or None.
 
-    The one place that knows every timer: RS's tick fires what is due and its
-    alarm is set to the earliest of these.  A hang is due HEARTBEAT_MISSES
+    The one place that knows every timer: RS keeps one loop timer per service
+    at this time (``Lifecycle.rearm``) and fires what is due when it rings.  A hang is due HEARTBEAT_MISSES
     periods after the last answer (MINIX's do_period counts missed periods from
     the last answer), so a live service answering within a period is never due.
     """

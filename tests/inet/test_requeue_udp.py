@@ -32,7 +32,7 @@ WINDOW = 48  # datagrams ahead of the reader at most: B's socket holds 128 (udp.
 
 def kills_with_frames_in_flight(node: lab.Node) -> int:
     """INET's own count of what this test needs to happen (whatever INET then does)."""
-    return sum(1 for e in node.events() if e["event"] == "driver-gone"
+    return sum(1 for e in node.events() if e["kind"] == "driver-gone"
                and e.get("kept_frames", 0) > 0)
 
 
@@ -90,7 +90,7 @@ def test_a_udp_burst_across_driver_kills_arrives_whole(
         missing = sorted(expected - set(received))
         assert not missing, (f"{len(missing)} of {sent} datagrams lost across "
                              f"{len(killed)} driver kills")
-        restarts = [e for e in a.events() if e["event"] == "restart" and e["label"] == lab.DRIVER]
+        restarts = [e for e in a.events() if e["kind"] == "restart" and e["label"] == lab.DRIVER]
         assert {e["old_pid"] for e in restarts} >= set(killed)  # every kill was a real death
     finally:
         pa.close()

@@ -18,7 +18,7 @@ from minikern.kernel import ipc as kipc
 from minikern.kernel.main import Kernel
 from minikern.kernel.priv import Priv
 from minikern.kernel.proc import ProcTable
-from tests.conftest import TEST_CONF, SystemUnderTest
+from tests.conftest import TEST_CONF, SystemUnderTest, wait_for
 from tests.kernel.agent import REQ_KCALL
 from tests.kernel.test_death import spawn
 from tests.kernel.test_wire import getinfo, raw_socket
@@ -106,6 +106,9 @@ def test_a_full_process_table_refuses_and_frees_a_slot_on_exit(system: SystemUnd
         status = codec.decode_body(mgr.recv_multipart()[1])[0]  # type: ignore[index]
         assert status in (Err.ENOSPC, Err.EAGAIN)
         socks.pop().send(codec.encode_bye())
+        # Frames from two connections have no order between them: wait until the BYE has
+        # freed its slot before the refused connection asks again.
+        wait_for(lambda: len(getinfo(mgr)["procs"]) < TABLE_SLOTS, 10, "the BYE to free a slot")
         assert admitted(full, codec.encode_hello(key, os.getpid(), "after", priv))
         socks.append(full)
     finally:

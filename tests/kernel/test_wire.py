@@ -197,3 +197,22 @@ def test_the_kernel_refuses_to_boot_from_an_image_it_cannot_read(tmp_path: Path)
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "MKIMAGE:protocol" in r.stderr
     assert not (run / params.KERNEL_PIDFILE).exists() and not (run / params.KERNEL_SOCKET).exists()
+
+
+def test_a_wrong_operator_key_is_refused_whatever_else_the_hello_gets_right(
+        system: SystemUnderTest) -> None:
+    """Admission rests on the key alone (PROTOCOL, Admission): a HELLO whose label, pid and
+    privileges would all pass, but whose key is one bit off, gets no answer and no slot."""
+    key = (system.run_dir / params.OPERATOR_KEY).read_bytes()
+    wrong = bytes([key[0] ^ 1]) + key[1:]
+    priv = system.conf.services["client"].priv()
+    s = raw_socket(system)
+    try:
+        s.send(codec.encode_hello(wrong, os.getpid(), "forger", priv))
+        assert not s.poll(500), "a wrong key was answered"
+        assert "forger" not in {p["label"] for p in system.info()["procs"]}
+        s.send(codec.encode_hello(key, os.getpid(), "keeper", priv))  # the same HELLO, right key
+        assert s.poll(5000), "the right key was not answered"
+    finally:
+        s.send(codec.encode_bye())
+        s.close()

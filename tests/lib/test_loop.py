@@ -110,11 +110,9 @@ def test_requests_in_flight_are_answered_out_of_order(system: SystemUnderTest) -
         if m.type == 1:  # answered later: EDONTREPLY
             held.append(m)
             return None
-        reply = Message(Err.OK, {"n": m.get("n")})
-        server.reply(m, reply)  # the later request answered first
+        order.extend([2, 1])  # before the replies: the client may see them before we return
+        server.reply(m, Message(Err.OK, {"n": m.get("n")}))  # the later request answered first
         server.reply(held.pop(), Message(Err.OK, {"n": 1}))
-        order.append(2)
-        order.append(1)
         return None
 
     def serve() -> None:
@@ -300,3 +298,55 @@ def test_with_a_timer_slack_the_loop_sleeps_past_a_fraction_of_a_millisecond() -
     spun = [(timeout, t) for timeout, t in recorder.calls
             if timeout == 0 and t < dues[sum(r <= t for r in ran)]]
     assert spun == []  # a busy poll only ever when a timer was already due
+
+
+def test_a_send_to_a_waiting_requester_never_passes_for_its_answer(
+        system: SystemUnderTest) -> None:
+    """The kernel hands a process in SENDREC the first message from its peer as the reply: a
+    send the server makes to its requester (a queued one, or one made by a timer or a handler
+    before the answer) must follow the answer, not replace it (RS publishing to DS while DS
+    waits for the answer to its heartbeat PING lost the publication that way)."""
+    a, c = system.connect("a", "client"), system.connect("c", "client")
+    loop = Loop(a, retry_for=30.0)
+    asked = system.background(c.sendrec, a.endpoint, Message(5))
+    wait_for(lambda: system.blocked(c.endpoint, "sendrec-send"), what="the request waiting")
+    loop.call_later(0.0, lambda: loop.asend(c.endpoint, Message(7, {"from": "timer"})))
+    req = loop.turn()  # takes the request, then runs the timer: c waits for its answer now
+    assert req is not None and req.source == c.endpoint
+    assert loop.asend(c.endpoint, Message(6, {"from": "handler"})) == Err.ENOTREADY
+    loop.turn(req.source, Message(Err.OK, {"answer": 42}))  # returns at the queue's retry
+    assert asked.result(10).fields == {"answer": 42}
+    later = system.background(lambda: [c.receive().fields["from"] for _ in range(2)])
+    while loop.queue:
+        loop.turn()
+    assert later.result(10) == ["timer", "handler"]  # after the answer, in the order sent
+
+
+def test_a_request_a_send_takes_from_a_held_receive_is_answered_before_that_send(
+        system: SystemUnderTest) -> None:
+    """hold_receive and the requester rule together: the send that ends a held RECEIVE, and
+    any queued send, wait while the request that RECEIVE took waits for its answer."""
+    a, c = system.connect("a", "client"), system.connect("c", "client")
+    loop = Loop(a, retry_for=30.0)
+    loop.hold_receive = True
+    r, w = os.pipe()
+    try:
+        loop.watch(r, lambda: None if os.read(r, 10) else None)
+        fut = system.background(poke_when_receiving, system, a.endpoint, lambda: os.write(w, b"x"))
+        assert loop.turn() is None
+        fut.result(10)
+        asked = system.background(c.sendrec, a.endpoint, Message(5))
+        wait_for(lambda: system.blocked(c.endpoint, "sendrec-recv"), what="the request taken")
+        assert loop.asend(c.endpoint, Message(7, {"from": "callback"})) == Err.ENOTREADY
+        req = loop.turn()  # the request the held RECEIVE took; the queued send still waits
+        assert req is not None and (req.source, req.type) == (c.endpoint, 5)
+        assert system.blocked(c.endpoint, "sendrec-recv")
+        loop.turn(req.source, Message(Err.OK, {"answer": 42}))
+        assert asked.result(10).fields == {"answer": 42}
+        later = system.background(c.receive)
+        while loop.queue:
+            loop.turn()
+        assert later.result(10).fields == {"from": "callback"}
+    finally:
+        os.close(r)
+        os.close(w)

@@ -1,34 +1,33 @@
-"""RS's core without processes: a kernel connection that records what RS asks of it and a fake
-clock, so its timing rules are tested exactly and instantly."""
+"""RS's core without processes: a kernel connection that records what RS asks of it, and RS's
+loop (minikern/loop.py) on a FakeClock, so its timing rules are tested exactly and instantly.
+
+The test plays the kernel's part: it calls what a kernel message would (``exited``,
+``init_done``, a request's handler) and lets fake time pass with ``Loop.advance_to``, which
+runs RS's loop timers and queued-send retries at their exact due times."""
 from __future__ import annotations
 
+import select
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from minikern import events, sysconf
+from minikern.const import RS, Err, KCall, RsReq
+from minikern.identity import Identity
+from minikern.loop import FakeClock, Loop
 from minikern.proto import Message
-from minikern.const import RS, Err, KCall
 from services.rs.operations import Supervisor
 from services.rs.scripts import ScriptRunner
-from services.rs.service import State, Svc
+from services.rs.service import State, Svc, next_due
 
 OPERATOR = 500  # the endpoint of an operator tool in the fake kernel's table
 COMPONENT = 501  # a component's endpoint: not an operator
 
 CONF = """
-service rs {{ program services.rs.main; system PRIVCTL KILL GETINFO SETALARM SHUTDOWN; }};
+service rs {{ program services.rs.main; system PRIVCTL KILL GETINFO SHUTDOWN; }};
 service x {{ program drivers.hello; ipc ALL; {keys} }};
 service dep {{ program drivers.hello; depends x; period off; }};
 """
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -46,6 +45,7 @@ class FakeKernel:
     privctl_status: int = Err.OK
     next_endpoint: int = 10
     pid: int | None = None  # the pid every started copy gets (else a made-up one)
+    busy: set[int] = field(default_factory=set)  # endpoints not receiving: SENDNB is ENOTREADY
 
     def kcall(self, call: KCall, **args: Any) -> dict[str, Any]:
         return self.kcall_status(call, **args)[1]
@@ -63,6 +63,8 @@ class FakeKernel:
         return Err.OK, {}
 
     def sendnb(self, dst: int, m: Message) -> int:
+        if dst in self.busy:
+            return Err.ENOTREADY
         self.sends.append((dst, m))
         return Err.OK
 
@@ -78,13 +80,21 @@ class FakeKernel:
 
 
 class Rig:
-    """One Supervisor over a FakeKernel and a FakeClock; service ``x`` has ``keys``."""
+    """One Supervisor on a Loop over a FakeKernel and a FakeClock; service ``x`` has ``keys``."""
 
-    def __init__(self, tmp: Path, keys: str, scripts_dir: Path | None = None) -> None:
-        self.tmp, self.clock, self.kernel = tmp, FakeClock(), FakeKernel()
+    def __init__(self, tmp: Path, keys: str, scripts_dir: Path | None = None,
+                 **loop_args: Any) -> None:
+        self.tmp, self.clock, self.kernel = tmp, FakeClock(1000.0), FakeKernel()
+        # The loop uses only its connection's sendnb outside turn(), which the test plays.
+        self.loop = Loop(self.kernel, self.clock, **loop_args)  # type: ignore[arg-type]
         conf = sysconf.parse(CONF.format(keys=keys))
-        scripts = ScriptRunner(tmp, scripts_dir) if scripts_dir else None
-        self.rs = Supervisor(self.kernel, conf, tmp, self.clock, scripts=scripts)
+        scripts = ScriptRunner(tmp, self.loop, scripts_dir) if scripts_dir else None
+        self.rs = Supervisor(self.kernel, conf, tmp, self.loop,
+                             Identity(self.kernel), scripts=scripts)  # type: ignore[arg-type]
+
+    @property
+    def now(self) -> float:
+        return self.clock.now()
 
     @property
     def x(self) -> Svc | None:
@@ -103,17 +113,31 @@ class Rig:
         assert self.x is not None and self.x.instance is not None
         self.rs.init_done(self.x.instance.endpoint)
 
+    def request(self, req: RsReq, source: int = OPERATOR, **fields: Any) -> Message:
+        """A request as RS receives it (``rid``: one sent with the loop's request)."""
+        return Message(int(req), dict(fields), source=source)
+
     def run_to(self, t: float) -> None:
-        """Let fake time pass up to ``t`` as RS's alarm would: wake at each due time, tick."""
-        for _ in range(100_000):
-            due = self.rs.next_wakeup()
-            if due > t:
-                self.clock.now = t
-                self.rs.tick()
-                return
-            self.clock.now = max(self.clock.now, due)
-            self.rs.tick()
-        raise AssertionError(f"RS is always due before {t}: a timer that never moves on")
+        """Let fake time pass up to ``t``: RS's loop runs each timer at its due time."""
+        self.loop.advance_to(t)
+
+    def next_due(self) -> float:
+        """When x is next due (services/rs/service.py's next_due: the one place that says)."""
+        assert self.x is not None
+        due = next_due(self.x)
+        assert due is not None, "nothing is due for x"
+        return due[0]
+
+    def serve_watched(self) -> int:
+        """Run the callbacks of the descriptors RS's loop watches that are readable now (as a
+        turn of the loop would); returns how many ran."""
+        fds = [fd for fd in self.loop.watched if isinstance(fd, int)]
+        ready = select.select(fds, [], [], 0)[0] if fds else []
+        for fd in ready:
+            fn = self.loop.watched.get(fd)
+            if fn is not None:
+                fn()
+        return len(ready)
 
     def crash(self, signo: int = 9) -> None:
         """The kernel reports x's instance dead by a signal."""

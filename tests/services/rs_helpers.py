@@ -14,7 +14,7 @@ boot {boot};
 service operator {{ user yes; system GETINFO KILL SHUTDOWN; ipc ALL; }};
 service user {{ user yes; ipc ALL; }};
 service rs {{ program services.rs.main; args {start};
-             system PRIVCTL KILL GETINFO SETALARM SHUTDOWN; ipc ALL; }};
+             system PRIVCTL KILL GETINFO SHUTDOWN; ipc ALL; }};
 service ds {{ program services.ds; system GETINFO; ipc ALL; }};
 service hello {{ program drivers.hello; ipc SYSTEM USER rs ds; {hello} }};
 service agent {{ program tests.services.rs_agent; ipc ALL; {agent} }};

@@ -39,7 +39,7 @@ def test_a_stable_run_resets_the_failure_count(make_system: Make) -> None:
 
 
 PERIOD = 1.0  # seconds: long beside the scheduling noise of a loaded machine
-LOAD_SLACK = 0.5 * PERIOD  # RS's tick and the journal write may run late under load
+LOAD_SLACK = 0.5 * PERIOD  # RS's timer and the journal write may run late under load
 
 
 def test_a_hang_is_noticed_within_two_periods_of_the_last_answer(make_system: Make) -> None:
