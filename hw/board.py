@@ -2,8 +2,7 @@
 
 It owns the I/O port space, physical memory for DMA, the 8259 pair, the 8254
 and the devices (hw.board_machine), and talks to three kinds of peers, all
-from one loop (a ``zmq.Poller`` over every socket and device fd, woken no
-later than the devices' next deadline):
+on the one loop every component runs (minikern.loop, through SEF):
 
 * the kernel, over the bus (``ipc://run_dir/bus.sock``, joined with the
   one-time ``bus_credential`` from its start-up record; minikern.proto.bus,
@@ -15,28 +14,25 @@ later than the devices' next deadline):
 * drivers, over their fast-path channels (hw.board_fastpath).
 * tests and the operator, over the control socket (hw.board_ctl).
 
-Interrupts follow MINIX: after every loop turn the board runs the PIC's
-INTA cycle, ends the interrupt (specific EOI) and, except for the clock's
-IRQ 0, masks the line until the kernel passes on the driver's IRQCTL ENABLE
-(``IrqCtl(n, True)``); an edge that arrives meanwhile waits in the IRR.
-A device's ``poll`` runs on the turns its host fd has input or its deadline
-has come: those are the only times it has work, and skipping it on the other
-turns keeps the fast path's round trip short.
+Each of these sockets, and each device's host fd, is a watched source of the
+loop; device timing (the PIT's periods, the UART's character timeout) is
+loop timers on the loop's clock, which is also the devices' clock.  After
+every callback the chipset (hw.board_chipset) re-arms the device timers and
+runs the PIC's interrupt cycle.
 
-The board is also an admitted IPC process (``Connection.from_boot``) so that
-GETINFO lists it.  Once it has said hello on the bus it reports its init done
-to RS, as SEF does (RS starts the drivers only then, so none runs before the
-machine is there); then it sits in RECEIVE, which marks it ready and brings
-the kernel's SHUTDOWN message and RS's heartbeat.  It never traps otherwise.
+The board is also an admitted IPC process, a plain SEF component: it builds
+the machine and says hello on the bus in its SEF init, so SEF reports its
+init done to RS only once the machine is there (RS starts the drivers only
+then); SEF answers RS's heartbeat, takes a fault from bin/crash and ends the
+board on the kernel's SHUTDOWN.  No callback of the board traps, so its
+loop keeps one RECEIVE pending across wakeups (``Loop.hold_receive``): port
+I/O and fast-path requests never cost a round trip to the kernel.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
-import math
-import os
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -44,16 +40,16 @@ from typing import Any
 
 import zmq
 
+from hw.board_chipset import Chipset
 from hw.board_ctl import Control
 from hw.board_fastpath import FastPath
 from hw.board_machine import Audit, Machine
-from hw.device import Device
 from hw.uart import PtyBackend, SerialBackend, SocketBackend
 from hw.wire import TapWire, UdpWire, Wire, WireUnavailable
 from minikern import ipc, sef
+from minikern.const import Err
+from minikern.proto import Message, codec
 from minikern.proto import bus as wire
-from minikern.proto import codec
-from minikern.const import ANY, RS, Call, Err, Kind, KMsg, RsReq
 
 DISK_SIZE = 4 * 1024 * 1024  # the zero-filled image made when --disk names no file
 MAX_SDEVIO_BYTES = 256 * 1024  # string I/O answered on the bus (the kernel caps messages at 1 MiB)
@@ -110,79 +106,42 @@ def make_disk(path: Path) -> Path:
 
 
 class Board:
-    def __init__(self, run_dir: Path, args: argparse.Namespace, record: dict[str, Any]) -> None:
-        self.run_dir = run_dir
+    """The machine and its three kinds of peers, on the component's one loop (``ctx.loop``)."""
+
+    def __init__(self, ctx: sef.Context, args: argparse.Namespace, record: dict[str, Any]) -> None:
+        self.loop = ctx.loop
+        self.loop.hold_receive = True  # no callback here traps: the RECEIVE outlives each wakeup
+        self.loop.timer_slack = 0.001  # a PIT period may end under 1 ms late: sleep, never spin
         self.counters: Counter[str] = Counter()
-        self.irq_sent: Counter[int] = Counter()
-        self.handlers: dict[Any, Callable[[], None]] = {}
-        self.poller = zmq.Poller()
-        self.stopping = False
-        self.asking: int | None = None  # the request of an outstanding SENDREC to RS
-        self.audit = Audit(run_dir)
-        serial: SerialBackend = PtyBackend() if args.serial == "pty" else SocketBackend(run_dir)
-        self.machine = Machine(run_dir, make_disk(Path(args.disk)), make_wire(args.nic),
-                               serial, self.audit, mac=args.mac)
+        self.audit = Audit(ctx.run_dir)
+        serial: SerialBackend = PtyBackend() if args.serial == "pty" else SocketBackend(ctx.run_dir)
+        self.machine = Machine(ctx.run_dir, make_disk(Path(args.disk)), make_wire(args.nic),
+                               serial, self.audit, clock=self.loop.clock.now, mac=args.mac)
         self.machine.firmware(args.hz)
-        self.fast = FastPath(run_dir, self.machine, self.audit, self.watch, self.unwatch)
-        self.ctl = Control(run_dir, self.machine, self.stats, self.watch, self.unwatch)
-        self.woken: set[Device] = set()  # devices whose host fd has input this turn
-        for dev in self.machine.devices:
-            fd = dev.fileno()
-            if fd is not None:
-                self.watch(fd, lambda dev=dev: self.woken.add(dev))  # type: ignore[misc]
         self.bus: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.bus.setsockopt(zmq.LINGER, 0)
-        self.bus.connect(record["bus"])
-        self.bus.send(wire.encode(wire.Hello(record["bus_credential"])))
+        self.chipset = Chipset(self.loop, self.machine, self.raise_irq)
+        self.fast = FastPath(ctx.run_dir, self.machine, self.audit, self.watch, self.unwatch)
+        self.ctl = Control(ctx.run_dir, self.machine, self.stats, self.watch, self.unwatch)
         self.watch(self.bus, self.on_bus)
-        self.conn = ipc.Connection.from_boot()
-        self.watch(self.conn.sock, self.on_kernel_message)
-        self._ask_rs(RsReq.INIT_DONE)  # after the hello: the machine is there for drivers
+        self.bus.connect(record["bus"])
+        self.bus.send(wire.encode(wire.Hello(record["bus_credential"])))  # the machine is there
         print(f"hw: board up: serial {getattr(serial, 'path', '?')}, NIC at "
               f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk}, {args.hz} Hz",
               flush=True)
 
-    def watch(self, fd: Any, handler: Callable[[], None]) -> None:
-        self.handlers[fd] = handler
-        self.poller.register(fd, zmq.POLLIN)
+    def watch(self, source: Any, fn: Callable[[], None]) -> None:
+        """Watch ``source`` on the loop; after ``fn`` the chipset settles (timers, interrupts)."""
+        def run() -> None:
+            fn()
+            self.chipset.settle()
+        self.loop.watch(source, run)
 
-    def unwatch(self, fd: Any) -> None:
-        if self.handlers.pop(fd, None) is not None:
-            self.poller.unregister(fd)
+    def unwatch(self, source: Any) -> None:
+        self.loop.unwatch(source)
 
-    # -- the loop -----------------------------------------------------------------
-
-    def run(self) -> None:
-        timeout: int | None = 0
-        while not self.stopping:
-            for fd, _ in self.poller.poll(timeout):
-                handler = self.handlers.get(fd)
-                if handler is not None:
-                    handler()
-            now, soonest = time.monotonic(), math.inf
-            for dev in self.machine.devices:  # poll() only has work on input or at a deadline
-                deadline = dev.next_deadline()
-                if dev in self.woken or deadline is not None and deadline <= now:
-                    try:
-                        dev.poll()
-                    except Exception:  # a model bug: counted, and the machine runs on
-                        self.machine.device_fault(dev)
-                    deadline = dev.next_deadline()
-                if deadline is not None and deadline < soonest:
-                    soonest = deadline
-            self.woken.clear()
-            self.raise_interrupts()
-            timeout = (None if soonest == math.inf
-                       else max(0, math.ceil((soonest - time.monotonic()) * 1000)))
-
-    def raise_interrupts(self) -> None:
-        m = self.machine
-        while (irq := m.pic.pending_irq()) is not None:
-            m.end_of_interrupt(irq)
-            if irq != 0:
-                m.set_masked(irq, True)  # until the driver's IRQCTL ENABLE
-            self.irq_sent[irq] += 1
-            self._to_kernel(wire.Irq(irq))
+    def raise_irq(self, irq: int) -> None:
+        self._to_kernel(wire.Irq(irq))
 
     def _to_kernel(self, msg: wire.FromBoard) -> None:
         try:
@@ -190,43 +149,16 @@ class Board:
         except zmq.ZMQError:
             self.counters["bus_send_failed"] += 1
 
-    # -- the kernel's side ------------------------------------------------------------
+    # -- the kernel's IPC: SEF answers RS's heartbeat and SHUTDOWN, nothing else is expected --
 
-    def _receive(self) -> None:
-        self.conn.sock.send(codec.encode_request(Call.RECEIVE, ANY))
+    def on_unexpected(self, m: Message) -> None:
+        self.counters["kernel_message_ignored"] += 1
 
-    def _ask_rs(self, req: RsReq) -> None:
-        self.asking = req
-        self.conn.sock.send_multipart([codec.encode_request(Call.SENDREC, RS),
-                                       codec.encode_body(req, {})])
+    def refuse(self, m: Message) -> Message:
+        self.counters["request_refused"] += 1
+        return Message(Err.EBADREQUEST)
 
-    def on_kernel_message(self) -> None:
-        """The answer to the board's pending trap, never waited for (the board's loop is its
-        devices'): the kernel's SHUTDOWN, RS's heartbeat NOTIFY, which the board answers as
-        SEF does (SENDREC PING, whose reply may hand over a fault from bin/crash), and the
-        replies to that and to its INIT_DONE (an error when there is no RS: nobody to tell).
-        Anything else is counted and ignored."""
-        while int(self.conn.sock.get(zmq.EVENTS)) & _POLLIN:
-            frames = self.conn.sock.recv_multipart()
-            hdr = codec.decode_reply(frames[0])
-            body = codec.decode_body(frames[1]) if len(frames) == 2 else None
-            kind = hdr[2] if hdr is not None else None
-            if kind == Kind.KERNEL and body and body[0] == KMsg.SHUTDOWN:
-                self.stopping = True
-                return
-            if self.asking is not None:  # the one trap outstanding was to RS: it ended so
-                pinged, self.asking = self.asking == RsReq.PING, None
-                self.counters["heartbeats"] += pinged
-                if pinged and hdr is not None and hdr[0] == Err.OK and body and body[0] == Err.OK:
-                    fault = body[1].get("fault")
-                    if fault:
-                        sef.inject_fault(str(fault))
-            elif hdr is not None and kind == Kind.NOTIFY and hdr[1] == RS:
-                self._ask_rs(RsReq.PING)
-                continue
-            else:
-                self.counters["kernel_message_ignored"] += 1
-            self._receive()
+    # -- the bus ----------------------------------------------------------------------
 
     def on_bus(self) -> None:
         while int(self.bus.get(zmq.EVENTS)) & _POLLIN:
@@ -291,22 +223,24 @@ class Board:
         return True
 
     def do_shutdown(self, msg: wire.Shutdown) -> bool:
-        self.stopping = True
+        """The kernel halts: its SHUTDOWN message, sent right after, ends the board (SEF)."""
         return True
 
     def stats(self) -> dict[str, Any]:
         return {**self.machine.stats(), "board": dict(self.counters),
-                "refused": dict(codec.refused),
+                "refused": dict(codec.refused), "loop": dict(self.loop.counters),
                 "fastpath": dict(self.fast.counters), "channels": len(self.fast.channels),
-                "irq_sent": {str(k): v for k, v in sorted(self.irq_sent.items())}}
+                "irq_sent": {str(k): v for k, v in sorted(self.chipset.irq_sent.items())}}
 
     def close(self) -> None:
+        self.unwatch(self.bus)
+        self.chipset.close()
         self.ctl.close()
         self.fast.close()
         self.machine.close()
         self.bus.close(0)
-        self.conn.sock.close(0)
         self.audit.close()
+        print("hw: board halted", flush=True)
 
 
 BUS_CALLS: dict[type, Callable[[Board, Any], bool]] = {
@@ -317,12 +251,17 @@ BUS_CALLS: dict[type, Callable[[Board, Any], bool]] = {
 
 
 def main() -> None:
-    record = ipc.boot_record
-    run_dir = Path(record["run_dir"])
-    board = Board(run_dir, parse_args(sys.argv[1:], run_dir), record)
-    try:
-        board.run()
-    finally:
-        board.close()
-    print("hw: board halted", flush=True)
-    os._exit(0)
+    """SEF's skeleton: the machine is built and on the bus before SEF reports the init done to
+    RS (so RS starts no driver before it), then SEF serves: RS's heartbeat, a fault from
+    bin/crash and the kernel's SHUTDOWN are SEF's; the board's own work is all callbacks."""
+    boards: list[Board] = []
+
+    def init(ctx: sef.Context) -> None:
+        args = parse_args(sys.argv[1:], ctx.run_dir)
+        boards.append(Board(ctx, args, ipc.boot_record))
+        ctx.on_shutdown.append(boards[0].close)
+
+    ctx = sef.startup(init)
+    board = boards[0]
+    sef.serve(ctx, {}, on_notify=board.on_unexpected, on_kernel=board.on_unexpected,
+              default=board.refuse)

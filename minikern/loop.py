@@ -19,6 +19,21 @@ back.  Callbacks and handlers may make any trap: none is in progress while
 they run.  With nothing but the kernel to wait on, a turn is one blocking
 RECEIVE (or REPLYRECV), the fast path of every idle server.
 
+A process whose callbacks never trap (the board: its work is its devices and
+sockets, and the kernel rarely speaks to it) sets ``hold_receive``: a turn
+that something else woke leaves its RECEIVE pending for the next turn
+instead of ending it with CANCEL, which would cost a round trip to the
+kernel on every wakeup.  The loop's own sends (``asend``, ``request``,
+``reply``) end a held RECEIVE first; a message that won that race is the
+next turn's, and if it is a request its sender is waited for as below.
+
+The loop sleeps in whole milliseconds (``zmq_poll``), so by default it
+busy-waits the last fraction of a millisecond before a timer, which then
+runs on time.  A process with frequent timers that can run a little late
+(the board's device deadlines) sets ``timer_slack``: a wait is rounded up
+to the next millisecond when that makes the timer at most this late, and
+the loop sleeps instead of spinning.
+
 Sends that must not block go through ``asend``: SENDNB now, or on ENOTREADY
 into a bounded queue retried at every turn and every ``retry_every`` until
 ``RETRY_FOR`` has passed.  A full queue is refused at once, a give-up is
@@ -38,6 +53,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import sys
 import time
 from collections import Counter, deque
@@ -131,6 +147,10 @@ class Loop:
         self._owed: int | None = None  # the sender of the request being handled: it waits
         # in SENDREC for our answer, and would take any message from us as that answer
         self.poller: zmq.Poller | None = None  # made at the first turn that needs one
+        self.hold_receive = False  # callbacks never trap: a RECEIVE may outlive its turn
+        self.timer_slack = 0.0  # seconds a timer may run late so the loop need not spin
+        self._receiving = False  # a RECEIVE is started and its one reply not yet taken
+        self._early: Message | None = None  # that reply, taken early to make room for a send
 
     # -- timers ------------------------------------------------------------------------
 
@@ -210,6 +230,7 @@ class Loop:
         ``on_fail`` with the last status.
         """
         assert self.conn is not None, "asend needs a kernel connection"
+        self._release()
         if dst != self._owed and not any(q.dst == dst for q in self.queue):
             status = self.conn.sendnb(dst, m)
             if status != Err.ENOTREADY:
@@ -233,6 +254,7 @@ class Loop:
         if not self.queue or self.conn is None:
             self._retry_at = None
             return False
+        self._release()
         gave_up = False
         busy: set[int] = set()
         now, keep = self.clock.now(), deque[_Queued]()
@@ -256,6 +278,14 @@ class Loop:
               file=sys.stderr, flush=True)
         if q.on_fail is not None:
             q.on_fail(status)
+
+    def _release(self) -> None:
+        """End a held RECEIVE before a trap; the message that won the race waits in _early."""
+        if self._receiving and self.conn is not None:
+            self._receiving = False
+            self.conn.cancel()
+            self._early = self.conn.finish()
+            self._owe(self._early)  # a request: the send that took it must not reach its sender first
 
     # -- requests in flight --------------------------------------------------------------
 
@@ -308,15 +338,23 @@ class Loop:
         With ``reply``, the RECEIVE is a REPLYRECV answering ``reply_to``.
         """
         conn, answered = self.conn, reply is not None
+        if reply is not None:
+            self._release()  # a held RECEIVE cannot carry the reply
         if conn is not None and reply is not None and reply_to is not None \
-                and any(q.dst == reply_to for q in self.queue):
-            if conn.sendnb(reply_to, reply) != Err.OK:  # the answer first (see the docstring)
+                and (self._early is not None or any(q.dst == reply_to for q in self.queue)):
+            # the answer first (see the docstring), on its own: this turn may not RECEIVE
+            if conn.sendnb(reply_to, reply) != Err.OK:
                 self.counters["reply_failed"] += 1
             reply_to = reply = None
         self._owed = None
+        self._owe(self._early)  # a message a send took early is still owed its answer
         if self._retry() and not answered:  # (a turn that answers goes on to RECEIVE)
             return None
-        if conn is not None and not self.watched and not self.queue and self._next_due() is None:
+        if self._early is not None:  # a send ended the held RECEIVE: its message is this turn's
+            early, self._early = self._early, None
+            return None if self._answered(early) else early
+        if (conn is not None and not self._receiving and not self.watched and not self.queue
+                and self._next_due() is None):
             if reply is not None and reply_to is not None:  # the fast path: nothing else to wait on
                 got = conn.reply_recv(reply_to, reply)
                 if got.send_status != Err.OK:
@@ -326,30 +364,34 @@ class Loop:
             self._owe(got)
             return None if self._answered(got) else got
         poller = self._poller()
-        if conn is not None:
+        if conn is not None and not self._receiving:
             conn.start_receive(ANY, reply_to, reply)
+            self._receiving = True
         while True:
             due = self._next_due()
             wait = KERNEL_CHECK_S if due is None else min(KERNEL_CHECK_S,
                                                           max(0.0, due - self.clock.now()))
-            events = dict(poller.poll(0 if self.clock.fake and due is not None else int(wait * 1000)))
+            events = dict(poller.poll(0 if self.clock.fake and due is not None
+                                      else self._poll_ms(wait)))
             if not events and self.clock.fake and due is not None:
                 self.clock.advance(due - self.clock.now())
             m: Message | None = None
             if conn is not None and conn.sock in events:
+                self._receiving = False
                 m = conn.finish()
                 self._owe(m)
-            ready = [fn for source, fn in self.watched.items() if source in events]
-            timers_due = self._due_now()
+            ready = [self.watched[s] for s in events if s in self.watched]
             if conn is not None and m is None and conn.sock not in events:
-                if not (ready or timers_due):
+                if not (ready or self._due_now()):
                     if not events and wait >= KERNEL_CHECK_S and not conn.kernel_alive():
                         raise KernelGone()
                     continue
-                conn.cancel()
-                m = conn.finish()
-                self._owe(m)
-            elif conn is None and not (ready or timers_due):
+                if not self.hold_receive:
+                    self._receiving = False
+                    conn.cancel()
+                    m = conn.finish()
+                    self._owe(m)
+            elif conn is None and not (ready or self._due_now()):
                 continue
             for fn in ready:
                 fn()
@@ -359,6 +401,12 @@ class Loop:
             if m.send_status not in (Err.OK, Err.EINTR):
                 self.counters["reply_failed"] += 1
             return None if self._answered(m) else m
+
+    def _poll_ms(self, wait: float) -> int:
+        """``wait`` in whole milliseconds: rounded up if the slack allows, else down."""
+        ms = wait * 1000
+        up = math.ceil(ms)
+        return up if up - ms <= self.timer_slack * 1000 else int(ms)
 
     def _owe(self, m: Message | None) -> None:
         """Note the sender of a request it waits in SENDREC for (no ``rid``: not asynchronous)."""

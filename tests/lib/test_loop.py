@@ -197,6 +197,109 @@ def test_a_reply_given_to_a_turn_is_sent_even_when_the_queue_moved(
     assert m is not None and (m.source, m.kind) == (c.endpoint, Kind.NOTIFY)
 
 
+def poke_when_receiving(system: SystemUnderTest, endpoint: int, fn: Callable[[], object]) -> None:
+    wait_for(lambda: system.blocked(endpoint, "recv"), what="RECEIVE pending")
+    fn()
+
+
+def test_a_held_receive_outlives_a_wakeup_and_still_brings_the_kernels_message(
+        system: SystemUnderTest) -> None:
+    """hold_receive: a wakeup by a descriptor ends no RECEIVE (no CANCEL, no round trip);
+    the same RECEIVE still brings the next message."""
+    a, b = system.connect("a", "client"), system.connect("b", "client")
+    loop, woke = Loop(b), list[bytes]()
+    loop.hold_receive = True
+    r, w = os.pipe()
+    try:
+        loop.watch(r, lambda: woke.append(os.read(r, 10)))
+        for _ in range(3):
+            fut = system.background(poke_when_receiving, system, b.endpoint,
+                                     lambda: os.write(w, b"x"))
+            assert loop.turn() is None
+            fut.result(10)
+            assert system.blocked(b.endpoint, "recv")  # the RECEIVE is still the kernel's
+        fut = system.background(poke_when_receiving, system, b.endpoint,
+                                lambda: a.notify(b.endpoint))
+        m = loop.turn()
+        fut.result(10)
+        assert m is not None and (m.source, m.kind) == (a.endpoint, Kind.NOTIFY)
+        assert woke == [b"x"] * 3
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_send_ends_a_held_receive_and_the_message_that_won_is_the_next_turns(
+        system: SystemUnderTest) -> None:
+    a, b, c = (system.connect(x, "client") for x in "abc")
+    loop = Loop(b, retry_for=30.0)
+    loop.hold_receive = True
+    r, w = os.pipe()
+    try:
+        loop.watch(r, lambda: None if os.read(r, 10) else None)
+        fut = system.background(poke_when_receiving, system, b.endpoint, lambda: os.write(w, b"x"))
+        assert loop.turn() is None
+        fut.result(10)
+        assert a.notify(b.endpoint) == Err.OK  # taken by the held RECEIVE, not yet read
+        wait_for(lambda: not system.blocked(b.endpoint, "recv"), what="the notification taken")
+        got = system.background(c.receive)
+        wait_for(lambda: system.blocked(c.endpoint, "recv"))
+        assert loop.asend(c.endpoint, Message(7)) == Err.OK  # the send is made, in order
+        assert got.result(10).type == 7
+        fallback = loop.call_later(5.0, lambda: None)
+        m = loop.turn()  # the notification that won the race, not lost and not late
+        assert m is not None and (m.source, m.kind) == (a.endpoint, Kind.NOTIFY)
+        fallback.cancel()
+        got = system.background(c.receive)  # again, with nothing waiting: CANCEL ends it
+        wait_for(lambda: system.blocked(c.endpoint, "recv"))
+        fut = system.background(poke_when_receiving, system, b.endpoint, lambda: os.write(w, b"y"))
+        assert loop.turn() is None
+        fut.result(10)
+        assert loop.asend(c.endpoint, Message(8)) == Err.OK
+        assert got.result(10).type == 8
+        fut = system.background(poke_when_receiving, system, b.endpoint,
+                                lambda: a.notify(b.endpoint))
+        m = loop.turn()
+        fut.result(10)
+        assert m is not None and (m.source, m.kind) == (a.endpoint, Kind.NOTIFY)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+class RecordingPoller(zmq.Poller):
+    """A poller that notes each wait it is asked for, and when."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.calls: list[tuple[int | None, float]] = []
+
+    def poll(self, timeout: int | None = None) -> list[tuple[object, int]]:
+        self.calls.append((timeout, self.clock()))
+        return super().poll(timeout)
+
+
+def test_with_a_timer_slack_the_loop_sleeps_past_a_fraction_of_a_millisecond() -> None:
+    """zmq_poll sleeps in whole milliseconds: with 1 ms of slack a timer 2.5 ms away is slept
+    for (3 ms), never spun for, and still never runs early."""
+    loop = Loop()
+    loop.timer_slack = 0.001
+    recorder = RecordingPoller(loop.clock.now)
+    loop.poller = recorder
+    start = loop.clock.now()
+    dues = [start + 0.0025 * k for k in range(1, 11)]
+    ran: list[float] = []
+    for due in dues:
+        loop.call_at(due, lambda: ran.append(loop.clock.now()))
+    while len(ran) < len(dues):
+        loop.turn()
+    assert all(t >= due for t, due in zip(ran, dues, strict=True))  # never early
+    spun = [(timeout, t) for timeout, t in recorder.calls
+            if timeout == 0 and t < dues[sum(r <= t for r in ran)]]
+    assert spun == []  # a busy poll only ever when a timer was already due
+
+
 def test_a_send_to_a_waiting_requester_never_passes_for_its_answer(
         system: SystemUnderTest) -> None:
     """The kernel hands a process in SENDREC the first message from its peer as the reply: a
@@ -217,3 +320,33 @@ def test_a_send_to_a_waiting_requester_never_passes_for_its_answer(
     while loop.queue:
         loop.turn()
     assert later.result(10) == ["timer", "handler"]  # after the answer, in the order sent
+
+
+def test_a_request_a_send_takes_from_a_held_receive_is_answered_before_that_send(
+        system: SystemUnderTest) -> None:
+    """hold_receive and the requester rule together: the send that ends a held RECEIVE, and
+    any queued send, wait while the request that RECEIVE took waits for its answer."""
+    a, c = system.connect("a", "client"), system.connect("c", "client")
+    loop = Loop(a, retry_for=30.0)
+    loop.hold_receive = True
+    r, w = os.pipe()
+    try:
+        loop.watch(r, lambda: None if os.read(r, 10) else None)
+        fut = system.background(poke_when_receiving, system, a.endpoint, lambda: os.write(w, b"x"))
+        assert loop.turn() is None
+        fut.result(10)
+        asked = system.background(c.sendrec, a.endpoint, Message(5))
+        wait_for(lambda: system.blocked(c.endpoint, "sendrec-recv"), what="the request taken")
+        assert loop.asend(c.endpoint, Message(7, {"from": "callback"})) == Err.ENOTREADY
+        req = loop.turn()  # the request the held RECEIVE took; the queued send still waits
+        assert req is not None and (req.source, req.type) == (c.endpoint, 5)
+        assert system.blocked(c.endpoint, "sendrec-recv")
+        loop.turn(req.source, Message(Err.OK, {"answer": 42}))
+        assert asked.result(10).fields == {"answer": 42}
+        later = system.background(c.receive)
+        while loop.queue:
+            loop.turn()
+        assert later.result(10).fields == {"from": "callback"}
+    finally:
+        os.close(r)
+        os.close(w)
