@@ -37,6 +37,7 @@ from xml.etree import ElementTree
 import psutil
 
 from bench import positive
+from bench.procs import marked
 from bench.mutants import Mutant, mutant, places
 from minikern.cli import REPO_ROOT
 
@@ -141,7 +142,7 @@ class Worker:
                     pass
                 self.proc.wait()
         deadline = time.monotonic() + 10
-        while (left := tagged(self.tag)) and time.monotonic() < deadline:
+        while (left := marked(TAG, self.tag)) and time.monotonic() < deadline:
             for p in left:
                 try:
                     p.kill()
@@ -159,17 +160,6 @@ class Worker:
         finally:
             path.write_text(original)
         return Outcome(m, status, time.monotonic() - t)
-
-
-def tagged(tag: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(TAG) == tag and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
+from bench.procs import marked
+
 from minikern import cli
 from tests.conftest import wait_for
 
@@ -28,14 +30,7 @@ TAG = "MINIKERN_BENCH_TEST"  # in the environment of every process a bench run s
 
 def tagged(tag: str) -> list[psutil.Process]:
     """Live processes that inherited this run's tag: the bench, its systems, its relays."""
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(TAG) == tag and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
+    return marked(TAG, tag)
 
 
 def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
