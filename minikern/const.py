@@ -32,19 +32,35 @@ class Err(IntEnum):
 
     OK = 0
     EPERM = -1
+    ENOENT = -2
     ESRCH = -3
     EINTR = -4  # a RECEIVE ended by the receiver's own CANCEL
     EIO = -5
+    ENXIO = -6
     E2BIG = -7
     EBADF = -9
     EAGAIN = -35
     ENOMEM = -12
+    EACCES = -13
     EFAULT = -14
     EBUSY = -16
     EEXIST = -17
+    EXDEV = -18
     ENODEV = -19
+    ENOTDIR = -20
+    EISDIR = -21
     EINVAL = -22
+    ENFILE = -23
+    EMFILE = -24
+    ENOTTY = -25
+    EFBIG = -27
     ENOSPC = -28
+    ESPIPE = -29
+    EROFS = -30
+    EMLINK = -31
+    ELOOP = -62
+    ENAMETOOLONG = -63
+    ENOTEMPTY = -66
     ENOSYS = -78
     EPIPE = -32
     EADDRINUSE = -48
@@ -113,6 +129,94 @@ class CharReq(IntEnum):
     CLOSE = 0x401
     READ = 0x402
     WRITE = 0x403
+
+
+class BdevReq(IntEnum):
+    """Requests to a block driver (MINIX BDEV_*; drivers/block, docs/PROTOCOL.md section 19)."""
+    OPEN = 0xA00
+    CLOSE = 0xA01
+    READ = 0xA02
+    WRITE = 0xA03
+    GATHER = 0xA04  # read into a vector of grants
+    SCATTER = 0xA05  # write from a vector of grants
+    IOCTL = 0xA06  # DIOCGETP (geometry), DIOCFLUSH
+
+
+class FsReq(IntEnum):
+    """VFS -> a file server (MINIX REQ_*; services/mfs, docs/PROTOCOL.md section 20)."""
+    READSUPER = 0xB00
+    UNMOUNT = 0xB01
+    LOOKUP = 0xB02
+    GETNODE = 0xB03
+    PUTNODE = 0xB04
+    CREATE = 0xB05
+    MKDIR = 0xB06
+    UNLINK = 0xB07
+    RMDIR = 0xB08
+    RENAME = 0xB09
+    LINK = 0xB0A
+    SLINK = 0xB0B
+    RDLINK = 0xB0C
+    READ = 0xB0D
+    WRITE = 0xB0E
+    GETDENTS = 0xB0F
+    STAT = 0xB10
+    CHMOD = 0xB11
+    CHOWN = 0xB12
+    FTRUNC = 0xB13
+    UTIME = 0xB14
+    SYNC = 0xB15
+    STATVFS = 0xB16
+
+
+class VfsReq(IntEnum):
+    """User programs -> VFS: the file API (services/vfs, docs/PROTOCOL.md section 21)."""
+    OPEN = 0xC00
+    CLOSE = 0xC01
+    READ = 0xC02
+    WRITE = 0xC03
+    LSEEK = 0xC04
+    STAT = 0xC05
+    FSTAT = 0xC06
+    GETDENTS = 0xC07
+    MKDIR = 0xC08
+    RMDIR = 0xC09
+    UNLINK = 0xC0A
+    RENAME = 0xC0B
+    LINK = 0xC0C
+    SYMLINK = 0xC0D
+    READLINK = 0xC0E
+    TRUNCATE = 0xC0F
+    FSYNC = 0xC10
+    SYNC = 0xC11
+    CHMOD = 0xC12
+    UTIMES = 0xC13
+    CHDIR = 0xC14
+    STATVFS = 0xC15
+    MOUNT = 0xC16
+    UMOUNT = 0xC17
+
+
+# Bounds of the storage protocols (docs/PROTOCOL.md sections 19 to 21).
+SECTOR_SIZE = 512  # a block driver's unit of position and count
+BDEV_MAX_IO = 128 * 1024  # bytes one block request moves at most (256 sectors: one ATA command)
+BDEV_MAX_IOV = 64  # grants in one GATHER or SCATTER
+FS_MAX_IO = 32 * 1024  # bytes of data one READ or WRITE message carries (VFS and file servers)
+NAME_MAX = 60  # longest file name component (MINIX v3 directory entry)
+OPEN_MAX = 256  # file descriptors per process
+SYMLOOP_MAX = 40  # symlinks followed in one path lookup
+
+# Open flags (NetBSD's values, as MINIX 3 uses them).
+O_RDONLY = 0
+O_WRONLY = 1
+O_RDWR = 2
+O_ACCMODE = 3
+O_APPEND = 0x8
+O_NOFOLLOW = 0x100
+O_CREAT = 0x200
+O_TRUNC = 0x400
+O_EXCL = 0x800
+O_DIRECTORY = 0x200000
 
 
 class DsReq(IntEnum):

@@ -42,3 +42,9 @@ INTENSITY_WINDOW = 60.0  # ... within this many seconds marks the service FAILED
 RESOURCE_CHECK = 1.0  # seconds between psutil memory / CPU checks of limited services
 DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)
 RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was not ready for
+
+# Storage (minikern/bdev.py, services/mfs, services/vfs)
+BDEV_EIO_RETRIES = 3  # an EIO from a block driver is retried this many times, then returned
+BDEV_RECOVERY_WAIT = 30.0  # seconds a file server waits for a dead block driver's successor
+BDEV_RECOVERY_CHECK = 0.05  # seconds between DS checks while waiting (besides DS's notifications)
+FS_REQUEST_TIMEOUT = 120.0  # seconds VFS waits for a file server's answer (covers a driver recovery)
