@@ -154,9 +154,11 @@ class Mfs:
             except KernelGone:
                 raise
             except FsError as e:
-                self.counts[f"refused {req.name} {err_name(e.code)}"] += 1
-                if e.code in (Err.EINVAL, Err.EPERM):
-                    self.once(f"refused {req.name} {err_name(e.code)}", str(e))
+                key = f"refused {req.name} {err_name(e.code)}"
+                if e.code in (Err.EINVAL, Err.EPERM):  # a caller's mistake: worth a line, once
+                    self.once(key, str(e))
+                else:
+                    self.counts[key] += 1
                 return Message(e.code, {"error": str(e)})
             except Exception as e:  # noqa: BLE001 (this request fails, not MFS)
                 self.once(f"failed {req.name} {type(e).__name__}",

@@ -1,4 +1,4 @@
-"""FileSystem's requests (PROTOCOL.md 20): results, link counts and MINIX error names, judged by fsck.minix."""
+"""FileSystem requests (PROTOCOL.md 20): results, link counts and MINIX error names, by fsck.minix."""
 from __future__ import annotations
 
 import stat
