@@ -54,7 +54,7 @@ from minikern.const import Err
 from minikern.proto import Message, codec
 from minikern.proto import bus as wire
 
-DISK_SIZE = 64 * 1024 * 1024  # the image made (sparse, then formatted) when --disk names no file
+DISK_SIZE = 64 * 1024 * 1024  # the image made (sparse) when --disk names no file
 MAX_SDEVIO_BYTES = 256 * 1024  # string I/O answered on the bus (the kernel caps messages at 1 MiB)
 _POLLIN = int(zmq.POLLIN)
 
