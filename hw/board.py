@@ -51,7 +51,7 @@ from minikern.const import Err
 from minikern.proto import Message, codec
 from minikern.proto import bus as wire
 
-DISK_SIZE = 4 * 1024 * 1024  # the zero-filled image made when --disk names no file
+DISK_SIZE = 64 * 1024 * 1024  # the image made (sparse) when --disk names no file
 MAX_SDEVIO_BYTES = 256 * 1024  # string I/O answered on the bus (the kernel caps messages at 1 MiB)
 _POLLIN = int(zmq.POLLIN)
 
@@ -127,7 +127,8 @@ class Board:
         self.bus.connect(record["bus"])
         self.bus.send(wire.encode(wire.Hello(record["bus_credential"])))  # the machine is there
         print(f"hw: board up: serial {getattr(serial, 'path', '?')}, NIC at "
-              f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk}, {args.hz} Hz",
+              f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk} (bus master at "
+              f"{self.machine.ide.bar_base(4):#x}), {args.hz} Hz",
               flush=True)
 
     def watch(self, source: Any, fn: Callable[[], None]) -> None:
