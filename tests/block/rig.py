@@ -32,13 +32,21 @@ service bdevclient {{ program tests.block.client; system SETGRANT REVOKE;
 """
 
 
-def at_wini_entry() -> str:
-    """etc/system.conf's at_wini service, with the test client added to its ipc mask."""
+BMIDE_WINDOW = " 0xc100:16"  # the bus-master registers in at_wini's io line (etc/system.conf)
+
+
+def at_wini_entry(pio: bool = False) -> str:
+    """etc/system.conf's at_wini service, with the test client added to its ipc mask; with
+    ``pio``, without the bus-master registers in its io window (so it falls back on PIO)."""
     text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
     found = re.search(r"^service at_wini \{.*?^\};", text, re.S | re.M)
     if found is None:
         raise AssertionError("etc/system.conf has no at_wini service")
     entry = re.sub(r"(\n\s*ipc [^;]*)", r"\1 bdevclient", found.group(0), count=1)
+    if pio:
+        if BMIDE_WINDOW + ";" not in entry:
+            raise AssertionError(f"at_wini's io window does not end with{BMIDE_WINDOW}")
+        entry = entry.replace(BMIDE_WINDOW + ";", ";")
     return entry.replace("{", "{{").replace("}", "}}")
 
 
@@ -49,8 +57,9 @@ def make_disk(path: Path, size: int, head: bytes = b"") -> Path:
     return path
 
 
-def boot_disk(make_system: Callable[..., SystemUnderTest], disk: Path) -> SystemUnderTest:
-    conf = DISK_CONF.replace("{disk}", str(disk)) + at_wini_entry()
+def boot_disk(make_system: Callable[..., SystemUnderTest], disk: Path,
+              pio: bool = False) -> SystemUnderTest:
+    conf = DISK_CONF.replace("{disk}", str(disk)) + at_wini_entry(pio)
     s = make_system("hw rs ds", conf)
     for label in ("at_wini", "bdevclient"):
         wait_state(s, label, "up", timeout=30)
