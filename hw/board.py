@@ -146,7 +146,8 @@ class Board:
         self.bus.connect(record["bus"])
         self.bus.send(wire.encode(wire.Hello(record["bus_credential"])))  # the machine is there
         print(f"hw: board up: serial {getattr(serial, 'path', '?')}, NIC at "
-              f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk}, {args.hz} Hz",
+              f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk} (bus master at "
+              f"{self.machine.ide.bar_base(4):#x}), {args.hz} Hz",
               flush=True)
 
     def watch(self, source: Any, fn: Callable[[], None]) -> None:
