@@ -62,7 +62,18 @@ class MountOps:
         """The root file system (start-up): a chain whose reply says if it worked."""
         if self.st.mounts.root is not None:
             raise Fail(Err.EBUSY, "the root is mounted")
-        return self.readsuper(self.server(fs_label), driver, minor, readonly, None)
+        return self._mount_root(self.server(fs_label), driver, minor, readonly)
+
+    def _mount_root(self, fs: FileServer, driver: str, minor: int, readonly: bool) -> Op:
+        try:
+            return (yield from self.readsuper(fs, driver, minor, readonly, None))
+        except Fail as e:
+            if e.code != Err.EBUSY:
+                raise
+        # The file server has it mounted already: this VFS was restarted, and what the old
+        # one held (references, open files) died with it.  Start again from a clean mount.
+        yield Call(fs, FsReq.UNMOUNT, {})
+        return (yield from self.readsuper(fs, driver, minor, readonly, None))
 
     def do_mount(self, proc: Proc, f: dict[str, Any]) -> Reply:
         path, driver = want_str(f, "path"), want_str(f, "driver", NAME_MAX)

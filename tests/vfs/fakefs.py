@@ -89,6 +89,8 @@ class FakeFs:
 
     def handle(self, req: FsReq, f: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 PLR0911 PLR0912
         if req == FsReq.READSUPER:
+            if self.mounted:
+                raise FsFail(Err.EBUSY)
             self.mounted = True
             return {"root": self.stat(self.inodes[1]), "statvfs": {}}
         if req == FsReq.UNMOUNT:

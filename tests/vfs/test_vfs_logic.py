@@ -10,6 +10,7 @@ import pytest
 from minikern.const import (FS_MAX_IO, NAME_MAX, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL,
                             O_NOFOLLOW, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, OPEN_MAX,
                             SYMLOOP_MAX, Err, VfsReq)
+from services.vfs.server import Vfs
 from services.vfs.tables import FIRST_FD
 from tests.vfs.fakefs import Harness
 
@@ -301,3 +302,15 @@ def test_requests_before_the_root_wait_for_it() -> None:
     h.run()
     assert h.mounted[-1][0] == Err.OK
     assert h.result(m) is not None and h.result(m).type == Err.OK  # type: ignore[union-attr]
+
+
+def test_a_restarted_vfs_remounts_a_root_its_file_server_still_has() -> None:
+    h = Harness()
+    write_file(h, "/f", b"before")
+    h.vfs = Vfs(h.send, h.reply, h.find_label, lambda e: e in h.operator)  # a fresh VFS
+    h.vfs.mount_root("mfs", "at_wini", 0, False, lambda s, w: h.mounted.append((s, w)))
+    h.run()
+    assert h.mounted[-1] == (Err.OK, "")
+    assert [name for name, _ in h.servers["mfs"].log[-3:]] == ["READSUPER", "UNMOUNT",
+                                                                "READSUPER"]
+    assert read_file(h, "/f") == b"before"
