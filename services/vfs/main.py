@@ -25,7 +25,7 @@ import argparse
 import sys
 
 from minikern import ds, params, sef
-from minikern.const import Err, VfsReq, err_name
+from minikern.const import Err, KCall, VfsReq, err_name
 from minikern.identity import Identity
 from minikern.ipc import IpcError, KernelGone
 from minikern.proto import Message
@@ -58,8 +58,13 @@ class VfsServer:
             return None
 
     def is_operator(self, endpoint: int) -> bool:
+        """Admitted with the operator key AND given the operator's privileges (system.conf's
+        ``service operator`` holds SHUTDOWN): user programs come with the key too, but with
+        ``service user``'s privileges, and may not mount."""
         who = self.identity.who(endpoint)
-        return who is not None and who.operator
+        kcalls = who.priv.get("kcalls") if who is not None else None
+        return who is not None and who.operator and type(kcalls) is list \
+            and KCall.SHUTDOWN.name in kcalls  # GETINFO names kernel calls
 
     def mount_root(self) -> None:
         self.tries += 1

@@ -5,7 +5,9 @@ block driver's label and minor, read-only or not); its answer's ``root`` is
 the mounted file system's root inode.  The root file system is mounted at
 start-up from VFS's arguments (services/vfs/main.py retries until the file
 server and its driver answer).  MOUNT and UMOUNT come from operator
-processes only (EPERM otherwise: the kernel's GETINFO says who is one).
+processes only (EPERM otherwise): the kernel's GETINFO must list the caller
+as admitted with the operator key and holding the operator's privileges
+(SHUTDOWN); user programs have the key but ``service user``'s privileges.
 
 MOUNT's directory must be a directory (ENOTDIR) that is neither the root
 of a mount nor already covered (EBUSY), and the file server must not be

@@ -1,0 +1,236 @@
+"""VFS end to end: user processes' file calls (userland/fs.py) through VFS, MFS and at_wini on a
+fresh mkfs.minix -3 image; each call's semantics and error names (PROTOCOL.md section 21),
+many processes served while one waits on a slow file server, a dead process's files closed,
+bad requests refused, and fsck.minix -f clean after the halt."""
+from __future__ import annotations
+
+import errno
+import os
+import stat as S
+import subprocess
+import sys
+
+import pytest
+
+from minikern import cli
+from minikern.const import (FS_MAX_IO, NAME_MAX, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL,
+                            O_NOFOLLOW, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, Err, FsReq, VfsReq)
+from minikern.deadline import wait_for
+from minikern.ipc import IpcError
+from minikern.proto import Message
+from tests.storage.conftest import MakeStorage, Storage
+from tests.storage.slowfs import HELD, RELEASE
+from userland.fs import SEEK_CUR, SEEK_END, Files, FsError
+
+
+def fails(code: Err, fn: object, *args: object) -> FsError:
+    """Call ``fn(*args)``; it must raise FsError with ``code`` and the host errno of its name."""
+    with pytest.raises(FsError) as info:
+        fn(*args)  # type: ignore[operator]
+    assert info.value.code == code, f"{info.value} is not {code.name}"
+    assert info.value.errno == getattr(errno, code.name)
+    return info.value
+
+
+@pytest.mark.timeout(180)
+def test_the_file_api_against_the_real_stack(storage: Storage) -> None:
+    f = storage.files()
+    big = os.urandom(5 * FS_MAX_IO + 123)
+    f.write_file("/big", big)
+    assert f.read_file("/big") == big, "reads and writes of many FS_MAX_IO pieces"
+    assert f.stat("/big").st_size == len(big)
+
+    fd = f.open("/big", O_RDWR)
+    assert f.pread(fd, 10, 100) == big[100:110]
+    assert f.lseek(fd, 0, SEEK_CUR) == 0, "pread keeps the offset"
+    assert f.pwrite(fd, b"XYZ", 1) == 3
+    assert f.read(fd, 4) == big[:1] + b"XYZ"
+    assert f.lseek(fd, -2, SEEK_END) == len(big) - 2
+    assert f.read(fd, 100) == big[-2:] and f.read(fd, 100) == b""
+    f.ftruncate(fd, 50)
+    assert f.fstat(fd).st_size == 50
+    f.fsync(fd)
+    f.close(fd)
+    fails(Err.EBADF, f.read, fd, 1)
+
+    fails(Err.EEXIST, f.open, "/big", O_WRONLY | O_CREAT | O_EXCL)
+    fails(Err.ENOENT, f.open, "/missing", O_RDONLY)
+    fails(Err.ENOTDIR, f.open, "/big", O_RDONLY | O_DIRECTORY)
+    fails(Err.ENOTDIR, f.stat, "/big/x")
+    ro = f.open("/big")
+    fails(Err.EBADF, f.write, ro, b"x")
+    f.close(ro)
+    fd = f.open("/big", O_WRONLY | O_APPEND)
+    f.write(fd, b"++")
+    f.close(fd)
+    assert f.stat("/big").st_size == 52
+    f.close(f.open("/big", O_WRONLY | O_TRUNC))
+    assert f.stat("/big").st_size == 0
+
+    f.mkdir("/d")
+    fails(Err.EEXIST, f.mkdir, "/d")
+    fails(Err.EISDIR, f.open, "/d", O_WRONLY)
+    fails(Err.EPERM, f.unlink, "/d")  # MINIX's answer for unlinking a directory
+    f.write_file("/d/one", b"1")
+    fails(Err.ENOTEMPTY, f.rmdir, "/d")
+    f.chdir("/d")
+    assert f.read_file("one") == b"1" and f.read_file("../d/./one") == b"1"
+    f.rename("one", "two")
+    assert sorted(f.listdir(".")) == ["two"]
+    f.link("two", "/three")
+    assert f.stat("/three").st_nlink == 2
+    f.symlink("d/two", "/ln")
+    assert f.readlink("/ln") == "d/two"
+    assert S.S_ISLNK(f.lstat("/ln").st_mode) and S.S_ISREG(f.stat("/ln").st_mode)
+    assert f.read_file("/ln") == b"1"
+    fails(Err.ELOOP, f.open, "/ln", O_RDONLY | O_NOFOLLOW)
+    fails(Err.EINVAL, f.readlink, "/three")
+    f.symlink("/loop", "/loop")
+    fails(Err.ELOOP, f.stat, "/loop")
+    fails(Err.ENAMETOOLONG, f.open, "/" + "n" * (NAME_MAX + 1), O_WRONLY | O_CREAT)
+    f.chmod("/three", 0o600)
+    f.utimes("/three", (1000.0, 2000.0))
+    st = f.stat("/three")
+    assert (st.st_mode & 0o7777, int(st.st_mtime)) == (0o600, 2000)
+    f.truncate("/three", 3000)
+    assert f.stat("/d/two").st_size == 3000, "a hard link is the same inode"
+    f.unlink("two")
+    f.unlink("/three")
+    f.chdir("/")
+    f.rmdir("/d")
+    assert sorted(f.listdir("/")) == ["big", "ln", "loop"]
+    vfs = f.statvfs("/")
+    assert vfs.f_namemax == NAME_MAX and 0 < vfs.f_bfree <= vfs.f_blocks
+
+    many = [f"f{n:04d}" for n in range(300)]
+    f.mkdir("/many")
+    for name in many:
+        f.close(f.open(f"/many/{name}", O_WRONLY | O_CREAT))
+    assert sorted(f.listdir("/many")) == many, "GETDENTS until empty"
+
+    fails(Err.EPERM, f.mount, "/many", "at_wini", 1, "mfs")
+    fails(Err.EPERM, f.umount, "/")
+    f.sync()
+    storage.halt()
+    storage.assert_clean()
+
+
+def slow_storage(make_storage: MakeStorage) -> Storage:
+    conf = ("service slowfs {{ program tests.storage.slowfs; "
+            "system GETINFO; ipc SYSTEM USER vfs rs ds; period 5s; }};\n")
+    return make_storage(extra_conf=conf, rs_args="at_wini mfs vfs slowfs")
+
+
+def held(storage: Storage, release: bool = False) -> int:
+    conn = storage.connect("ctl", "operator")
+    r = conn.sendrec(storage.s.endpoint_of("slowfs"), Message(RELEASE if release else HELD))
+    assert r.type == Err.OK
+    return int(r["held"])
+
+
+@pytest.mark.timeout(180)
+def test_many_processes_are_served_while_one_waits_on_a_slow_file_server(
+        make_storage: MakeStorage) -> None:
+    storage = slow_storage(make_storage)
+    op = storage.files("op", "operator")
+    op.mkdir("/slow")
+    op.mount("/slow", "none", 0, "slowfs")
+
+    def stat_slow(n: int) -> int:
+        try:
+            storage.files(f"slow{n}").stat("/slow/x")
+        except FsError as e:
+            return e.code
+        return 0
+    first = storage.s.background(stat_slow, 1)
+    wait_for(lambda: held(storage) == 1, 20, "slowfs holds the first lookup")
+    second = storage.s.background(stat_slow, 2)
+
+    def busy(n: int) -> bool:
+        f = storage.files(f"busy{n}")
+        data = os.urandom(3 * FS_MAX_IO) + bytes([n])
+        f.write_file(f"/busy{n}", data)
+        return f.read_file(f"/busy{n}") == data
+    others = [storage.s.background(busy, n) for n in range(6)]
+    for n, fut in enumerate(others):
+        assert fut.result(timeout=60), f"process {n} was served, its data intact"
+    assert not first.done() and not second.done(), "they still wait for slowfs"
+    assert held(storage) == 1, "one request at a time: the second waits in VFS's queue"
+    assert held(storage, release=True) == 1
+    assert first.result(timeout=20) == Err.ENOENT
+    wait_for(lambda: held(storage) == 1, 20, "the second lookup reaches slowfs")
+    held(storage, release=True)
+    assert second.result(timeout=20) == Err.ENOENT
+    op.umount("/slow")
+    op.sync()
+    storage.halt()
+    storage.assert_clean()
+
+
+def free_inodes(f: Files) -> int:
+    return f.statvfs("/").f_ffree
+
+
+VICTIM = """
+import sys
+from minikern import cli
+from minikern.const import O_RDWR, O_CREAT
+from userland.fs import Files
+f = Files(cli.operator_connection(sys.argv[1], "victim", privileges="user"))
+fds = [f.open("/victim", O_RDWR | O_CREAT) for _ in range(3)]
+f.write(fds[0], b"v" * 5000)
+f.unlink("/victim")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_dead_process_files_are_closed(storage: Storage) -> None:
+    f = storage.files()
+    before = free_inodes(f)
+    other = storage.files("other")
+    fd = other.open("/held", O_RDWR | O_CREAT)
+    other.unlink("/held")
+    assert free_inodes(f) == before - 1, "an unlinked file lives while it is open"
+    other.conn.close()  # the process leaves: the sweep closes its file, MFS frees the inode
+    storage.s.conns.remove(other.conn)
+    wait_for(lambda: free_inodes(f) == before, 20, "its inode freed")
+    del fd
+
+    victim = subprocess.Popen([sys.executable, "-c", VICTIM, str(storage.s.run_dir)],
+                              cwd=cli.REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
+        assert free_inodes(f) == before - 1
+        victim.kill()
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
+    wait_for(lambda: free_inodes(f) == before, 20, "the killed process's inode freed")
+    f.sync()
+    storage.halt()
+    storage.assert_clean()
+
+
+@pytest.mark.timeout(120)
+def test_bad_requests_never_take_vfs_down(storage: Storage) -> None:
+    f = storage.files()
+    conn = f.conn
+    for req, fields in [(VfsReq.OPEN, {"path": 7}), (VfsReq.READ, {"fd": "x", "count": 1}),
+                        (VfsReq.WRITE, {"fd": 3, "data": 5}), (0xCFF, {}),
+                        (VfsReq.LSEEK, {"fd": 3, "offset": 1.5, "whence": 0}),
+                        (VfsReq.STAT, {"path": "/" + "a/" * 2000, "follow": True}),
+                        (VfsReq.UTIMES, {"path": "/", "atime": None, "mtime": 0})]:
+        r = conn.sendrec(f.vfs, Message(req, fields))
+        assert r.type in (Err.EINVAL, Err.EBADF, Err.EBADREQUEST, Err.ENAMETOOLONG), (req, r)
+    with pytest.raises(IpcError) as denied:  # a user process may not speak to MFS at all
+        conn.sendrec(storage.s.endpoint_of("mfs"), Message(FsReq.STAT, {"ino": 1}))
+    assert denied.value.code == Err.ECALLDENIED
+    f.write_file("/still", b"here")
+    assert f.read_file("/still") == b"here"
+    assert "vfs" in [p["label"] for p in storage.s.info()["procs"]]
+    f.sync()
+    storage.halt()
+    storage.assert_clean()
