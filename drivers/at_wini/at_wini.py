@@ -262,7 +262,11 @@ class AtWini:
             (bm + R.BM_STATUS, 1, R.BM_ST_DRIVE0_DMA | R.BM_ST_ERROR | R.BM_ST_INTR)])
         if (status or 0) & (R.ST_ERR | R.ST_DF) or (bms or 0) & R.BM_ST_ERROR:
             at = ((sel or 0) & 0x0F) << 24 | (lba2 or 0) << 16 | (lba1 or 0) << 8 | (lba0 or 0)
-            raise Fault(status or 0, error or 0, min(max(at, sector), sector + count - 1))
+            at = min(max(at, sector), sector + count - 1)
+            if not write:  # the sectors before the failing one have reached memory
+                done = (at - sector) * SECTOR_SIZE
+                buf[:done] = self.dma_buf[:done]
+            raise Fault(status or 0, error or 0, at)
         if not write:
             buf[:] = self.dma_buf[:nbytes]
 
