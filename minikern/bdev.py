@@ -24,7 +24,9 @@ EIO.  An EIO from the driver (a bad sector) is tried BDEV_EIO_RETRIES more
 times and then raised as ``DeviceError`` (an ``IpcError`` with code EIO and
 the failing ``sector``).  Any other refusal is raised as ``IpcError``.
 
-While it waits for a new driver the client receives messages; any that is
+While it waits for a new driver, and every BDEV_HEARTBEAT_CHECK during a
+long run of requests (a caller blocked in SENDREC takes no notification, so
+RS would take it for hung), the client receives messages; any that is
 neither RS's nor DS's nor the kernel's is kept in ``deferred``, in order, for
 its owner to serve afterwards (a file server that VFS sends one request at
 a time never sees one there).  ``subscribe`` replaces the caller's DS
@@ -68,6 +70,7 @@ class BlockDevice:
         self.grant: int | None = None  # our buffer, granted to ``driver``
         self.opens = 0  # our opens of ``minor``, to be redone on a new driver
         self.deferred: list[Message] = []
+        self.looked = time.monotonic()  # when we last looked for RS's heartbeat
         self.requests = 0  # requests sent (each resend counts)
         self.retries = 0  # requests sent again (after EIO or a driver restart)
         self.driver_restarts_seen = 0  # new driver endpoints taken over
@@ -142,6 +145,8 @@ class BlockDevice:
             if self.driver is None:
                 self.find_driver(dead=None)
             driver = self.driver or 0
+            if time.monotonic() - self.looked > params.BDEV_HEARTBEAT_CHECK:
+                self.pause(0)  # a long run of requests must not pass for a hang
             if grant:
                 m.fields["grant"] = self.granted(driver)
             self.requests += 1
@@ -232,6 +237,7 @@ class BlockDevice:
     def pause(self, seconds: float) -> None:
         """Receive for up to ``seconds``: RS's heartbeat is answered, DS's news ends the wait."""
         conn, end = self.ctx.conn, time.monotonic() + seconds
+        self.looked = time.monotonic()
         while True:
             conn.start_receive()
             left = end - time.monotonic()
