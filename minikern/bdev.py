@@ -67,7 +67,9 @@ class BlockDevice:
         self.offset = buffer_offset
         self.buffer = memoryview(ctx.memory)[buffer_offset:buffer_offset + BDEV_MAX_IO]
         self.driver: int | None = None  # the driver's endpoint as we last knew it
-        self.grant: int | None = None  # our buffer, granted to ``driver``
+        self.grant: int | None = None  # our buffer, granted to ``grant_to``
+        self.grant_to: int | None = None
+        self.access = CPF_READ | CPF_WRITE  # as the caller opened the minor (reopened alike)
         self.opens = 0  # our opens of ``minor``, to be redone on a new driver
         self.deferred: list[Message] = []
         self.looked = time.monotonic()  # when we last looked for RS's heartbeat
@@ -196,7 +198,7 @@ class BlockDevice:
         if reopen:
             for _ in range(self.opens):
                 self.call(Message(BdevReq.OPEN, {"minor": self.minor,
-                                                 "access": getattr(self, "access", 3)}))
+                                                 "access": self.access}))
 
     def find_driver(self, dead: int | None) -> None:
         """Block until DS says the driver is up at an endpoint other than ``dead``."""

@@ -4,11 +4,13 @@ byte written, no request fails, and the client took over each new driver once.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,10 +50,13 @@ class Injector(threading.Thread):
                         status = crash.main(["--run-dir", str(self.s.run_dir), "at_wini", fault])
                     assert status == 0, f"bin/crash at_wini {fault} exited {status}"
                 self.pids.append(pid)
-                wait_for(lambda: (lambda v: v["state"] == "up" and v["pid"] != pid)(
-                    service(self.s, "at_wini")), 30, f"at_wini back after {fault} of {pid}")
+                wait_for(functools.partial(self.replaced, pid), 30, f"at_wini back after {pid}")
         except Exception as e:  # noqa: BLE001 (reported by the test)
             self.errors.append(f"{type(e).__name__}: {e}")
+
+    def replaced(self, pid: int) -> bool:
+        svc = service(self.s, "at_wini")
+        return bool(svc["state"] == "up" and svc["pid"] != pid)
 
 
 def test_writes_and_reads_survive_driver_kills_and_a_hang(
@@ -60,7 +65,7 @@ def test_writes_and_reads_survive_driver_kills_and_a_hang(
     s = rig.boot_disk(make_system, disk)
     inj = Injector(s, FAULTS)
     inj.start()
-    runs = []
+    runs: list[dict[str, Any]] = []
     try:
         while inj.is_alive() or not runs:
             i = len(runs)
@@ -82,6 +87,6 @@ def test_writes_and_reads_survive_driver_kills_and_a_hang(
     # The client adopted every new driver exactly once, and said nothing about any of it.
     assert last["driver_restarts_seen"] == len(FAULTS), last
     assert last["retries"] >= len(FAULTS)
-    crashes = [e for e in events(s, "crash", "at_wini")]
+    crashes = events(s, "crash", "at_wini")
     assert sorted(e["pid"] for e in crashes) == sorted(inj.pids)
     assert any(e["reason"] == "heartbeat" for e in crashes), crashes
