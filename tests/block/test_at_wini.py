@@ -2,6 +2,7 @@
 file holds, a bad sector is EIO naming the sector, a silent drive is reset and retried."""
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Callable
@@ -11,8 +12,9 @@ import pytest
 
 from minikern import params
 from minikern.const import CPF_WRITE, BdevReq, Err
+from minikern.proto import Message
 from tests.block import client, rig
-from tests.conftest import SystemUnderTest
+from tests.conftest import SystemUnderTest, wait_for
 from tests.services.rs_helpers import events
 
 pytestmark = pytest.mark.timeout(180)
@@ -97,12 +99,29 @@ def test_a_drive_that_never_interrupts_is_reset_and_retried_then_eio_and_the_dri
     """Each attempt waits ATA_TIMEOUT for the interrupt, answering RS's heartbeat meanwhile
     (the 1 s period is far shorter than the attempts), resets the channel and tries again."""
     s = boot(make_system, disk, "dma")
-    pid = rig.at_wini_pid(s)
+    pid, driver = rig.at_wini_pid(s), s.endpoint_of("at_wini")
     assert rig.raw(s, BdevReq.OPEN, {"minor": 0, "access": 3})["status"] == Err.OK
+    other = s.connect("other", "operator")
+    assert other.sendrec(driver, Message(BdevReq.OPEN, {"minor": 0, "access": 1})).type == Err.OK
     with rig.board(s) as ctl:
         ctl.set("ata.irq_disabled", True)
-    r = rig.raw(s, BdevReq.READ, {"minor": 0, "pos": 0, "count": 4096, "grant": "$0"},
-                grants=[[0, 4096, CPF_WRITE]])
+    read = s.background(functools.partial(
+        rig.raw, s, BdevReq.READ, {"minor": 0, "pos": 0, "count": 4096, "grant": "$0"},
+        grants=[[0, 4096, CPF_WRITE]]))
+    client_ep = s.endpoint_of("bdevclient")
+
+    def client_waits_for_driver() -> bool:
+        return s.blocked(client_ep, "sendrec-recv") and s.proc(client_ep)["peer"] == driver
+
+    wait_for(client_waits_for_driver, 10, "the client's READ taken by at_wini")
+    # A request that comes while the driver waits for its drive is kept, and answered after
+    # the one in hand: here a READ that fails as long (its bogus grant is never reached).
+    later = s.background(lambda: other.sendrec(driver, Message(BdevReq.READ, {
+        "minor": 0, "pos": 0, "count": 4096, "grant": 12345})))
+    wait_for(lambda: s.blocked(other.endpoint, "sendrec-recv"), 10, "the second READ taken")
+    r = read.result(timeout=3 * params.ATA_MAX_ERRORS * params.ATA_TIMEOUT)
+    assert not later.done(), "the request that waited was answered first"
+    assert later.result(timeout=3 * params.ATA_MAX_ERRORS * params.ATA_TIMEOUT).type == Err.EIO
     assert r["status"] == Err.EIO and "no interrupt" in r["fields"]["error"], r
     assert f"{params.ATA_MAX_ERRORS} attempts" in r["fields"]["error"]
     with rig.board(s) as ctl:
