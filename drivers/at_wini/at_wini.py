@@ -144,8 +144,11 @@ class AtWini:
             time.sleep(0.001)
 
     def identify(self) -> list[int]:
+        """Reset the channel first: a driver killed in mid-command leaves the drive in its
+        data phase, where it ignores commands (and DRQ would pass for IDENTIFY's)."""
         ch = self.chan
-        ch.vec([(R.SELECT, 1, R.SEL_MASTER), (R.CTL, 1, R.CTL_NIEN)])
+        ch.vec([(R.SELECT, 1, R.SEL_MASTER), (R.CTL, 1, R.CTL_SRST | R.CTL_NIEN),
+                (R.CTL, 1, R.CTL_NIEN)])
         status = self.poll(R.ST_DRDY)
         if status in (0, 0xFF) or status & R.ST_BSY:
             sef.panic(f"no drive on the primary channel (status {status:#04x})")
