@@ -29,9 +29,13 @@ long run of requests (a caller blocked in SENDREC takes no notification, so
 RS would take it for hung), the client receives messages; any that is
 neither RS's nor DS's nor the kernel's is kept in ``deferred``, in order, for
 its owner to serve afterwards (a file server that VFS sends one request at
-a time never sees one there).  ``subscribe`` replaces the caller's DS
-subscription (DS keeps one per label): a caller that needs its own must
-subscribe to a regex that also covers ``drv\\.blk\\.<label>``.
+a time never sees one there).  DS's notifications about the driver may also
+reach the caller's own loop, between requests: it ignores them (the next
+wait drains DS's queue).  ``open`` replaces the caller's DS
+subscription (DS keeps one per label); a caller that needs one of its own
+passes ``subscribe=False`` and subscribes to a regex that also covers
+``drv\\.blk\\.<label>`` (without a subscription the wait still looks
+every BDEV_RECOVERY_CHECK).
 """
 from __future__ import annotations
 
@@ -59,11 +63,13 @@ class DeviceError(IpcError):
 
 
 class BlockDevice:
-    def __init__(self, ctx: sef.Context, label: str, minor: int, *, buffer_offset: int = 0) -> None:
+    def __init__(self, ctx: sef.Context, label: str, minor: int, *, buffer_offset: int = 0,
+                 subscribe: bool = True) -> None:
         if ctx.memory is None or buffer_offset < 0 or buffer_offset + BDEV_MAX_IO > len(ctx.memory):
             raise ValueError("a block device needs BDEV_MAX_IO bytes of the memory segment")
         self.ctx, self.label, self.minor = ctx, label, minor
         self.key = f"drv.blk.{label}"
+        self.subscribe = subscribe
         self.offset = buffer_offset
         self.buffer = memoryview(ctx.memory)[buffer_offset:buffer_offset + BDEV_MAX_IO]
         self.driver: int | None = None  # the driver's endpoint as we last knew it
@@ -81,7 +87,8 @@ class BlockDevice:
 
     def open(self, access: int = CPF_READ | CPF_WRITE) -> None:
         """Open the minor (subscribing to the driver's state in DS first)."""
-        ds.subscribe(self.ctx.conn, self.key.replace(".", r"\."), DsFlag.OVERWRITE)
+        if self.subscribe:
+            ds.subscribe(self.ctx.conn, self.key.replace(".", r"\."), DsFlag.OVERWRITE)
         if self.driver is None:
             self.find_driver(dead=None)
         self.access = access
@@ -119,14 +126,21 @@ class BlockDevice:
             done += n
 
     def flush(self) -> None:
+        self.opened()
         self.call(Message(BdevReq.IOCTL, {"minor": self.minor, "request": "DIOCFLUSH"}))
 
     def geometry(self) -> dict[str, int]:
         """DIOCGETP: ``base``, ``size`` (bytes), ``cylinders``, ``heads``, ``sectors``."""
+        self.opened()
         r = self.call(Message(BdevReq.IOCTL, {"minor": self.minor, "request": "DIOCGETP"}))
         return {k: int(r.fields[k]) for k in ("base", "size", "cylinders", "heads", "sectors")}
 
     # -- requests, retried ---------------------------------------------------------------
+
+    def opened(self) -> None:
+        """The driver answers only the minors a caller opened: open it on first use."""
+        if not self.opens:
+            self.open()
 
     @staticmethod
     def aligned(pos: int, count: int) -> None:
@@ -134,6 +148,7 @@ class BlockDevice:
             raise IpcError(Err.EINVAL, "block I/O: position and length must be whole sectors")
 
     def transfer(self, req: BdevReq, pos: int, n: int) -> int:
+        self.opened()
         r = self.call(Message(req, {"minor": self.minor, "pos": pos, "count": n}), grant=True)
         count = r.get("count")
         if type(count) is not int or not 0 <= count <= n:
