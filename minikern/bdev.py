@@ -24,12 +24,18 @@ EIO.  An EIO from the driver (a bad sector) is tried BDEV_EIO_RETRIES more
 times and then raised as ``DeviceError`` (an ``IpcError`` with code EIO and
 the failing ``sector``).  Any other refusal is raised as ``IpcError``.
 
-While it waits for a new driver the client receives messages; any that is
+While it waits for a new driver, and every BDEV_HEARTBEAT_CHECK during a
+long run of requests (a caller blocked in SENDREC takes no notification, so
+RS would take it for hung), the client receives messages; any that is
 neither RS's nor DS's nor the kernel's is kept in ``deferred``, in order, for
 its owner to serve afterwards (a file server that VFS sends one request at
-a time never sees one there).  ``subscribe`` replaces the caller's DS
-subscription (DS keeps one per label): a caller that needs its own must
-subscribe to a regex that also covers ``drv\\.blk\\.<label>``.
+a time never sees one there).  DS's notifications about the driver may also
+reach the caller's own loop, between requests: it ignores them (the next
+wait drains DS's queue).  ``open`` replaces the caller's DS
+subscription (DS keeps one per label); a caller that needs one of its own
+passes ``subscribe=False`` and subscribes to a regex that also covers
+``drv\\.blk\\.<label>`` (without a subscription the wait still looks
+every BDEV_RECOVERY_CHECK).
 """
 from __future__ import annotations
 
@@ -57,17 +63,22 @@ class DeviceError(IpcError):
 
 
 class BlockDevice:
-    def __init__(self, ctx: sef.Context, label: str, minor: int, *, buffer_offset: int = 0) -> None:
+    def __init__(self, ctx: sef.Context, label: str, minor: int, *, buffer_offset: int = 0,
+                 subscribe: bool = True) -> None:
         if ctx.memory is None or buffer_offset < 0 or buffer_offset + BDEV_MAX_IO > len(ctx.memory):
             raise ValueError("a block device needs BDEV_MAX_IO bytes of the memory segment")
         self.ctx, self.label, self.minor = ctx, label, minor
         self.key = f"drv.blk.{label}"
+        self.subscribe = subscribe
         self.offset = buffer_offset
         self.buffer = memoryview(ctx.memory)[buffer_offset:buffer_offset + BDEV_MAX_IO]
         self.driver: int | None = None  # the driver's endpoint as we last knew it
-        self.grant: int | None = None  # our buffer, granted to ``driver``
+        self.grant: int | None = None  # our buffer, granted to ``grant_to``
+        self.grant_to: int | None = None
+        self.access = CPF_READ | CPF_WRITE  # as the caller opened the minor (reopened alike)
         self.opens = 0  # our opens of ``minor``, to be redone on a new driver
         self.deferred: list[Message] = []
+        self.looked = time.monotonic()  # when we last looked for RS's heartbeat
         self.requests = 0  # requests sent (each resend counts)
         self.retries = 0  # requests sent again (after EIO or a driver restart)
         self.driver_restarts_seen = 0  # new driver endpoints taken over
@@ -76,7 +87,8 @@ class BlockDevice:
 
     def open(self, access: int = CPF_READ | CPF_WRITE) -> None:
         """Open the minor (subscribing to the driver's state in DS first)."""
-        ds.subscribe(self.ctx.conn, self.key.replace(".", r"\."), DsFlag.OVERWRITE)
+        if self.subscribe:
+            ds.subscribe(self.ctx.conn, self.key.replace(".", r"\."), DsFlag.OVERWRITE)
         if self.driver is None:
             self.find_driver(dead=None)
         self.access = access
@@ -114,14 +126,21 @@ class BlockDevice:
             done += n
 
     def flush(self) -> None:
+        self.opened()
         self.call(Message(BdevReq.IOCTL, {"minor": self.minor, "request": "DIOCFLUSH"}))
 
     def geometry(self) -> dict[str, int]:
         """DIOCGETP: ``base``, ``size`` (bytes), ``cylinders``, ``heads``, ``sectors``."""
+        self.opened()
         r = self.call(Message(BdevReq.IOCTL, {"minor": self.minor, "request": "DIOCGETP"}))
         return {k: int(r.fields[k]) for k in ("base", "size", "cylinders", "heads", "sectors")}
 
     # -- requests, retried ---------------------------------------------------------------
+
+    def opened(self) -> None:
+        """The driver answers only the minors a caller opened: open it on first use."""
+        if not self.opens:
+            self.open()
 
     @staticmethod
     def aligned(pos: int, count: int) -> None:
@@ -129,6 +148,7 @@ class BlockDevice:
             raise IpcError(Err.EINVAL, "block I/O: position and length must be whole sectors")
 
     def transfer(self, req: BdevReq, pos: int, n: int) -> int:
+        self.opened()
         r = self.call(Message(req, {"minor": self.minor, "pos": pos, "count": n}), grant=True)
         count = r.get("count")
         if type(count) is not int or not 0 <= count <= n:
@@ -142,6 +162,8 @@ class BlockDevice:
             if self.driver is None:
                 self.find_driver(dead=None)
             driver = self.driver or 0
+            if time.monotonic() - self.looked > params.BDEV_HEARTBEAT_CHECK:
+                self.pause(0)  # a long run of requests must not pass for a hang
             if grant:
                 m.fields["grant"] = self.granted(driver)
             self.requests += 1
@@ -191,7 +213,7 @@ class BlockDevice:
         if reopen:
             for _ in range(self.opens):
                 self.call(Message(BdevReq.OPEN, {"minor": self.minor,
-                                                 "access": getattr(self, "access", 3)}))
+                                                 "access": self.access}))
 
     def find_driver(self, dead: int | None) -> None:
         """Block until DS says the driver is up at an endpoint other than ``dead``."""
@@ -232,6 +254,7 @@ class BlockDevice:
     def pause(self, seconds: float) -> None:
         """Receive for up to ``seconds``: RS's heartbeat is answered, DS's news ends the wait."""
         conn, end = self.ctx.conn, time.monotonic() + seconds
+        self.looked = time.monotonic()
         while True:
             conn.start_receive()
             left = end - time.monotonic()

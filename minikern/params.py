@@ -46,6 +46,7 @@ RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was n
 # Storage (drivers/block, drivers/at_wini, minikern/bdev.py, services/mfs, services/vfs)
 ATA_TIMEOUT = 2.0  # seconds at_wini waits for the drive's interrupt before resetting it
 ATA_MAX_ERRORS = 4  # attempts at one command (MINIX max_errors); a bad sector gets one only
+BDEV_HEARTBEAT_CHECK = 0.5  # seconds of back-to-back block requests before bdev looks for RS's ping
 BDEV_RESTART_RETRIES = 10  # driver restarts one request may live through before it fails EIO
 BDEV_EIO_RETRIES = 3  # an EIO from a block driver is retried this many times, then returned
 BDEV_RECOVERY_WAIT = 30.0  # seconds a file server waits for a dead block driver's successor

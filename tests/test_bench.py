@@ -93,3 +93,12 @@ def test_bench_recovery(tmp_path: Path) -> None:
     positive(r, "median_ms", "p95_ms", "max_ms", "hang_detect_ms")
     assert r["median_ms"] <= r["p95_ms"] <= r["max_ms"]
     assert r["hang_reason"] == "heartbeat"  # the hang was found by missed pings
+
+
+def test_bench_blockdev(tmp_path: Path) -> None:
+    r = bench(tmp_path, "blockdev", "--mb", "1", "--pio-mb", "1")
+    assert [x["mode"] for x in r["runs"]] == ["dma", "pio"]
+    for run in r["runs"]:
+        assert run["sha256_ok"] is True and run["bytes"] == 1 << 20, run
+        assert run["request_bytes"] == 128 * 1024
+        positive(run, "write_MBps", "read_MBps", "requests")

@@ -144,8 +144,11 @@ class AtWini:
             time.sleep(0.001)
 
     def identify(self) -> list[int]:
+        """Reset the channel first: a driver killed in mid-command leaves the drive in its
+        data phase, where it ignores commands (and DRQ would pass for IDENTIFY's)."""
         ch = self.chan
-        ch.vec([(R.SELECT, 1, R.SEL_MASTER), (R.CTL, 1, R.CTL_NIEN)])
+        ch.vec([(R.SELECT, 1, R.SEL_MASTER), (R.CTL, 1, R.CTL_SRST | R.CTL_NIEN),
+                (R.CTL, 1, R.CTL_NIEN)])
         status = self.poll(R.ST_DRDY)
         if status in (0, 0xFF) or status & R.ST_BSY:
             sef.panic(f"no drive on the primary channel (status {status:#04x})")
@@ -262,7 +265,11 @@ class AtWini:
             (bm + R.BM_STATUS, 1, R.BM_ST_DRIVE0_DMA | R.BM_ST_ERROR | R.BM_ST_INTR)])
         if (status or 0) & (R.ST_ERR | R.ST_DF) or (bms or 0) & R.BM_ST_ERROR:
             at = ((sel or 0) & 0x0F) << 24 | (lba2 or 0) << 16 | (lba1 or 0) << 8 | (lba0 or 0)
-            raise Fault(status or 0, error or 0, min(max(at, sector), sector + count - 1))
+            at = min(max(at, sector), sector + count - 1)
+            if not write:  # the sectors before the failing one have reached memory
+                done = (at - sector) * SECTOR_SIZE
+                buf[:done] = self.dma_buf[:done]
+            raise Fault(status or 0, error or 0, at)
         if not write:
             buf[:] = self.dma_buf[:nbytes]
 

@@ -180,12 +180,18 @@ class Framework:
         out = self.dispatch(m)
         if not self.deferred:
             return out
-        loop = self.ctx.loop
-        loop.reply(m, out)
+        self.answer(m, out)  # in order: this one first, then those that waited behind it
         while self.deferred:
             later = self.deferred.popleft()
-            loop.reply(later, self.dispatch(later))
+            self.answer(later, self.dispatch(later))
         return None
+
+    def answer(self, m: Message, out: Message) -> None:
+        """Answer now: a SENDREC caller waits for it; an async one (``rid``) through the loop."""
+        if type(m.get("rid")) is int:
+            self.ctx.loop.reply(m, out)
+        elif self.ctx.conn.sendnb(m.source, out) != Err.OK:
+            self.refused["answer not taken"] += 1  # the caller died meanwhile
 
     def dispatch(self, m: Message) -> Message:
         handler = self.handlers.get(m.type)
