@@ -234,3 +234,34 @@ def test_bad_requests_never_take_vfs_down(storage: Storage) -> None:
     f.sync()
     storage.halt()
     storage.assert_clean()
+
+
+def driver_pid(storage: Storage) -> int | None:
+    return next((p["pid"] for p in storage.s.info()["procs"] if p["label"] == "at_wini"), None)
+
+
+@pytest.mark.timeout(240)
+def test_no_error_reaches_a_process_while_at_wini_is_killed(storage: Storage) -> None:
+    data = os.urandom(4 * 1024 * 1024)
+
+    def copy_in() -> bytes:
+        f = storage.files("copier")
+        fd = f.open("/copy", O_WRONLY | O_CREAT | O_TRUNC)
+        for at in range(0, len(data), 4 * FS_MAX_IO):
+            f.write(fd, data[at:at + 4 * FS_MAX_IO])
+        f.fsync(fd)
+        f.close(fd)
+        return f.read_file("/copy")
+    copier = storage.s.background(copy_in)
+    kills = 0
+    while not copier.done() and kills < 3:
+        pid = driver_pid(storage)
+        if pid is not None:
+            os.kill(pid, 9)
+            kills += 1
+            wait_for(lambda: driver_pid(storage) not in (None, pid), 30, "at_wini restarted")
+    assert copier.result(timeout=200) == data, "the same bytes, no error"
+    assert kills >= 1
+    storage.files().sync()
+    storage.halt()
+    storage.assert_clean()
