@@ -4,9 +4,11 @@ file servers, one request at a time per file server, and bad requests (PROTOCOL.
 from __future__ import annotations
 
 import stat as S
+from collections.abc import Callable
 
 import pytest
 
+from minikern.proto import Message
 from minikern.const import (FS_MAX_IO, NAME_MAX, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL,
                             O_NOFOLLOW, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, OPEN_MAX,
                             SYMLOOP_MAX, Err, VfsReq)
@@ -314,3 +316,41 @@ def test_a_restarted_vfs_remounts_a_root_its_file_server_still_has() -> None:
     assert [name for name, _ in h.servers["mfs"].log[-3:]] == ["READSUPER", "UNMOUNT",
                                                                 "READSUPER"]
     assert read_file(h, "/f") == b"before"
+
+
+def test_appends_of_two_processes_never_overwrite_each_other() -> None:
+    h = Harness()
+    write_file(h, "/log", b"")
+    fds = {who: h.ok(who, VfsReq.OPEN, path="/log", flags=O_WRONLY | O_APPEND, mode=0)["fd"]
+           for who in (P, Q)}
+    h.held.add(h.servers["mfs"].endpoint)  # both appends wait together, then interleave
+    waiting = [h.start(who, VfsReq.WRITE, fd=fds[who], data=bytes([who]) * 10) for who in (P, Q)]
+    h.held.clear()
+    h.run()
+    assert all(h.result(m) is not None for m in waiting)
+    assert sorted(read_file(h, "/log")) == sorted(bytes([P]) * 10 + bytes([Q]) * 10)
+
+
+def test_a_process_that_dies_mid_open_leaves_no_reference() -> None:
+    h = Harness()
+    write_file(h, "/f", b"x")
+    h.held.add(h.servers["mfs"].endpoint)
+    m = h.start(P, VfsReq.OPEN, path="/f", flags=O_RDONLY, mode=0)
+    h.vfs.sweep(set())  # P is gone before its OPEN is done
+    h.dead.add(P)
+    h.held.clear()
+    h.run()
+    assert h.result(m) is None and P not in h.vfs.st.procs
+    assert refs(h) == 0, "the GETNODE of a dead process's OPEN was given back"
+
+
+def test_a_file_server_that_does_not_answer_is_eio() -> None:
+    h = Harness()
+
+    def lost(dst: int, m: Message, on_answer: Callable[[Message], None], timeout: float) -> int:
+        on_answer(Message(Err.ETIMEDOUT))  # the loop's own failure: no source
+        return Err.OK
+    for fs in h.vfs.st.mounts.servers():
+        fs.send = lost
+    assert h.err(P, VfsReq.STAT, path="/", follow=True) == Err.EIO
+    assert any("ETIMEDOUT" in k for k in h.vfs.guard.counts)
