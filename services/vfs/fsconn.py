@@ -54,6 +54,8 @@ class FileServer:
         self.queue: deque[_Pending] = deque()
         self.busy: _Pending | None = None
         self._answering = False  # inside an answer's callback: its next request goes first
+        self.recovering: object | None = None  # a restart's recovery chain: only it is served
+        self.stale = False  # a recovery failed: try again at the next check
         self.sent = 0
 
     def __repr__(self) -> str:
@@ -73,12 +75,30 @@ class FileServer:
                                 f"PUTNODE {ino} on {self.label} answered {err_name(m.type)}")
         self.submit(None, FsReq.PUTNODE, {"ino": ino, "count": count}, answered)
 
+    def restarted(self, endpoint: int, recovery: object) -> None:
+        """The file server runs again at ``endpoint`` (RS restarted it) and knows nothing of
+        us: the request in flight is lost (EIO), the references queued to give back are
+        void, and only the chain ``recovery`` is served until ``recovered``."""
+        self.endpoint, self.recovering = endpoint, recovery
+        self.queue = type(self.queue)(p for p in self.queue if p.req != FsReq.PUTNODE)
+        lost, self.busy = self.busy, None
+        if lost is not None:
+            self._deliver(lost, self._lost(lost, Err.EDEADSRCDST))
+
+    def recovered(self) -> None:
+        self.recovering = None
+        self._pump(None)
+
     def _pump(self, prefer: object | None) -> None:
         """Send the next request if none is in flight (the chain ``prefer``'s first)."""
         while self.busy is None and self.queue:
-            pick = self.queue[0]
+            ready = [p for p in self.queue
+                     if self.recovering is None or p.owner is self.recovering]
+            if not ready:
+                return
+            pick = ready[0]
             if prefer is not None:
-                pick = next((p for p in self.queue if p.owner is prefer), pick)
+                pick = next((p for p in ready if p.owner is prefer), pick)
             self.queue.remove(pick)
             self.busy = pick
             self.sent += 1

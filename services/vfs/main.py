@@ -14,7 +14,10 @@ At start-up VFS mounts the root file system named by its arguments, trying
 again every ``params.VFS_MOUNT_RETRY`` until the file server is in DS and
 answers READSUPER (the file server itself waits for its block driver);
 requests that come meanwhile wait.  Every ``params.VFS_SWEEP`` it asks the
-kernel which processes live (GETINFO) and closes the files of the dead.
+kernel which processes live (GETINFO) and closes the files of the dead, and
+asks DS where each mounted file server runs: one that RS restarted (a new
+endpoint) is mounted again and given back the references VFS holds, and the
+request it lost is EIO (what it had not written back is lost with it).
 
 Arguments (system.conf ``args``): --root DRIVER:MINOR (the block device of
 the root file system), --fs LABEL (its file server), --readonly.
@@ -82,6 +85,9 @@ class VfsServer:
         self.loop.call_later(params.VFS_MOUNT_RETRY, self.mount_root)
 
     def sweep(self) -> None:
+        """Now and then: the files of dead processes, and file servers RS restarted."""
+        if self.vfs.ready:
+            self.vfs.check_servers()
         if self.vfs.st.procs:
             alive = self.identity.live()
             self.vfs.sweep(None if alive is None else set(alive))

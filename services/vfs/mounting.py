@@ -77,6 +77,30 @@ class MountOps:
         yield Call(fs, FsReq.UNMOUNT, {})
         return (yield from self.readsuper(fs, driver, minor, readonly, None))
 
+    def recover(self, mount: Mount) -> Op:
+        """Mount again on a restarted file server, and take again the references VFS holds
+        (the caller made them void: ``fs_refs`` 0).  A vnode whose inode is gone keeps no
+        reference; its holder gets the file server's errors."""
+        fs = mount.fs
+        try:
+            answer = yield Call(fs, FsReq.READSUPER, {"driver": mount.driver, "minor": mount.minor,
+                                                      "readonly": mount.readonly})
+            if checked_stat(answer.get("root"))["ino"] != mount.root.ino:
+                raise Fail(Err.EIO, "the restarted file server has another root")
+        except Fail as e:
+            if e.code != Err.EBUSY:  # EBUSY: it mounted by itself; the same file system
+                raise
+        lost = 0
+        for v in self.st.vnodes.of(fs):
+            if v.refs <= 0 or v is mount.root:
+                continue  # let go of meanwhile, or held by the mount itself
+            try:
+                yield Call(fs, FsReq.GETNODE, {"ino": v.ino})
+                v.fs_refs += 1
+            except Fail:
+                lost += 1
+        return Message(Err.OK, {"lost": lost})
+
     def do_mount(self, proc: Proc, f: dict[str, Any]) -> Reply:
         path, driver = want_str(f, "path"), want_str(f, "driver", NAME_MAX)
         minor, label = want_int(f, "minor", 0, 255), want_str(f, "fs", NAME_MAX)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from minikern import params
-from minikern.const import Err, VfsReq
+from minikern.const import Err, VfsReq, err_name
 from minikern.ipc import KernelGone
 from minikern.proto import Message
 from services.vfs.files import FileOps
@@ -33,7 +33,7 @@ from services.vfs.guard import Guard
 from services.vfs.mounting import FindLabel, IsOperator, MountOps
 from services.vfs.paths import PathOps
 from services.vfs.state import State
-from services.vfs.tables import Proc
+from services.vfs.tables import Mount, Proc
 from services.vfs.task import Fail, Reply, Task
 
 Answer = Callable[[Message, Message], int]
@@ -140,6 +140,38 @@ class Vfs:
             finished(op)
             return
         task = Task(op, finished, lambda e: self.guard.failed("mount root", e))
+        out = task.start()
+        if out is not None:
+            finished(out)
+
+    def check_servers(self) -> None:
+        """Mount again on every mounted file server that RS restarted (DS names a new endpoint
+        for its label), or whose last recovery failed."""
+        for mount in list(self.st.mounts.all):
+            fs = mount.fs
+            if fs.recovering is not None:
+                continue
+            endpoint = self.mounts.find_label(fs.label)
+            if endpoint is not None and (endpoint != fs.endpoint or fs.stale):
+                self._recover(mount, endpoint)
+
+    def _recover(self, mount: Mount, endpoint: int) -> None:
+        fs = mount.fs
+        print(f"vfs: file server {fs.label} is back at endpoint {endpoint} (was "
+              f"{fs.endpoint}): mounting {mount.driver} minor {mount.minor} again", flush=True)
+
+        def finished(reply: Message) -> None:
+            fs.stale = reply.type != Err.OK
+            fs.recovered()
+            print(f"vfs: file server {fs.label}: "
+                  + (f"mounted again, {reply.get('lost', 0)} vnode(s) lost" if not fs.stale
+                     else f"mounting again failed: {err_name(reply.type)}; trying again"),
+                  flush=True)
+        for v in self.st.vnodes.of(fs):
+            v.fs_refs = 0  # the old instance's references died with it
+        task = Task(self.mounts.recover(mount), finished,
+                    lambda e: self.guard.failed(f"recovery of {fs.label}", e))
+        fs.restarted(endpoint, task)
         out = task.start()
         if out is not None:
             finished(out)

@@ -303,3 +303,31 @@ def test_a_restarted_vfs_mounts_the_root_again(storage: Storage) -> None:
     f.sync()
     storage.halt()
     storage.assert_clean()
+
+
+@pytest.mark.timeout(180)
+def test_vfs_mounts_a_restarted_mfs_again(storage: Storage) -> None:
+    f = storage.files()
+    f.mkdir("/d")
+    f.write_file("/d/kept", b"written back before the crash")
+    fd = f.open("/d/kept")
+    f.chdir("/d")
+    f.sync()
+    old = pid_of(storage, "mfs")
+    assert old is not None
+    os.kill(old, 9)
+    wait_for(lambda: pid_of(storage, "mfs") not in (None, old), 30, "mfs restarted")
+
+    def back() -> bool:
+        try:
+            return f.read_file("kept") == b"written back before the crash"
+        except FsError as e:
+            assert e.code == Err.EIO, e  # what reached the dead instance
+            return False
+    wait_for(back, 30, "the restarted MFS serves the files, the working directory kept")
+    assert f.pread(fd, 7, 0) == b"written", "a descriptor open across the restart"
+    f.write_file("/after", b"new")
+    f.close(fd)
+    f.sync()
+    storage.halt()
+    storage.assert_clean()

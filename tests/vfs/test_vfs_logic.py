@@ -354,3 +354,34 @@ def test_a_file_server_that_does_not_answer_is_eio() -> None:
         fs.send = lost
     assert h.err(P, VfsReq.STAT, path="/", follow=True) == Err.EIO
     assert any("ETIMEDOUT" in k for k in h.vfs.guard.counts)
+
+
+def test_a_restarted_file_server_is_mounted_again_with_vfs_references() -> None:
+    h = Harness()
+    write_file(h, "/f", b"kept")
+    fd = h.ok(P, VfsReq.OPEN, path="/f", flags=O_RDONLY, mode=0)["fd"]
+    h.ok(Q, VfsReq.MKDIR, path="/d", mode=0o755)
+    h.ok(Q, VfsReq.CHDIR, path="/d")
+    fs = h.servers["mfs"]
+    assert refs(h) == 2
+    h.held.add(fs.endpoint)
+    lost = h.start(P, VfsReq.FSTAT, fd=fd)  # in flight when the file server dies
+    del h.by_endpoint[fs.endpoint]  # RS restarts it: a new endpoint, nothing mounted or held
+    h.in_flight.clear()
+    fs.endpoint, fs.mounted = 3000, False
+    for i in fs.inodes.values():
+        i.refs = 0
+    h.by_endpoint[fs.endpoint] = fs
+    h.held.clear()
+    h.vfs.check_servers()
+    h.run()
+    assert h.result(lost) is not None and h.result(lost).type == Err.EIO  # type: ignore[union-attr]
+    assert fs.mounted and refs(h) == 2, "READSUPER, then a GETNODE per held vnode"
+    assert h.ok(P, VfsReq.READ, fd=fd, count=10)["data"] == b"kept"
+    write_file(h, "x", b"in d", who=Q)
+    assert read_file(h, "/d/x") == b"in d"
+    h.ok(P, VfsReq.CLOSE, fd=fd)
+    h.ok(Q, VfsReq.CHDIR, path="/")
+    assert refs(h) == 0
+    h.vfs.check_servers()
+    assert [n for n, _ in fs.log].count("READSUPER") == 2, "no second recovery"
