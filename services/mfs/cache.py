@@ -39,6 +39,9 @@ from services.mfs.device import Device
 from services.mfs.layout import BLOCK, FsError
 
 
+PREFETCH_GAP = 2  # uncached blocks a prefetch run may read through
+
+
 class Kind(IntEnum):
     DATA = 0
     INODE = 1
@@ -127,19 +130,26 @@ class BufferCache:
         buf.kind = kind
 
     def prefetch(self, blocks: Iterable[int]) -> None:
-        """Read the missing ones of ``blocks`` (0 is a hole: skipped), one request per run."""
+        """Read the missing ones of ``blocks`` (0 is a hole: skipped), one request per run.
+
+        A run bridges a gap of up to ``PREFETCH_GAP`` blocks (an indirect block between two
+        stretches of a file): reading them costs less than another request.  Blocks already
+        cached are never replaced (they may be dirty)."""
         missing = sorted({b for b in blocks if b and b not in self.bufs})
         i = 0
         while i < len(missing):
             j = i + 1
-            while j < len(missing) and missing[j] == missing[j - 1] + 1 and j - i < self.run_max:
+            while j < len(missing) and missing[j] - missing[j - 1] <= PREFETCH_GAP + 1 \
+                    and missing[j] - missing[i] < self.run_max:
                 j += 1
-            first, n = missing[i], j - i
+            first, n = missing[i], missing[j - 1] - missing[i] + 1
             data = self._dev_read(first, n)
             for k in range(n):
-                self.bufs[first + k] = Buf(first + k, bytearray(data[k * BLOCK:(k + 1) * BLOCK]),
-                                           Kind.DATA)
-            self.stats["misses"] += n
+                if first + k not in self.bufs:
+                    self.bufs[first + k] = Buf(first + k,
+                                               bytearray(data[k * BLOCK:(k + 1) * BLOCK]),
+                                               Kind.DATA)
+            self.stats["misses"] += j - i
             i = j
 
     def mark_dirty(self, buf: Buf) -> None:

@@ -238,19 +238,20 @@ class Core:
     def _read(self, ip: Inode, pos: int, count: int) -> bytes:
         """Up to ``count`` bytes at ``pos`` (short at the end of the file); holes read as zeros.
 
-        A read that continues the previous one also reads ahead ``MFS_READAHEAD`` blocks,
-        in one device request per contiguous run, when the window runs low."""
+        A read that continues the previous one, and whose next block is not cached yet, also
+        reads ahead ``MFS_READAHEAD`` blocks: with the blocks of this read that are missing,
+        in one device request per contiguous run (the device moves 128 KiB at a time, so a
+        sequential reader costs one request per 128 KiB)."""
         count = min(count, ip.size - pos)
         if count <= 0:
             return b""
         first, last = pos // BLOCK, (pos + count - 1) // BLOCK
         zones = [self.zones.bmap(ip, fb) for fb in range(first, last + 1)]
         wanted = list(zones)
-        if self.next_read.get(ip.ino) == pos:
-            end = min(ceil_div(ip.size, BLOCK), last + 1 + params.MFS_READAHEAD)
-            probe = min(end - 1, last + params.MFS_READAHEAD // 2)
-            if probe > last and self.zones.bmap(ip, probe) not in self.cache.bufs:
-                wanted += [self.zones.bmap(ip, fb) for fb in range(last + 1, end)]
+        end = min(ceil_div(ip.size, BLOCK), last + 1 + params.MFS_READAHEAD)
+        if self.next_read.get(ip.ino) == pos and end > last + 1 \
+                and self.zones.bmap(ip, last + 1) not in self.cache.bufs:
+            wanted += [self.zones.bmap(ip, fb) for fb in range(last + 1, end)]
         self.cache.prefetch(wanted)
         self.next_read[ip.ino] = pos + count
         out = bytearray()

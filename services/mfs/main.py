@@ -121,7 +121,9 @@ class Mfs:
         if self.fs is not None:
             try:
                 self.fs.unmount()
-            except FsError as e:
+            except KernelGone:
+                raise
+            except Exception as e:  # noqa: BLE001 (the device may be gone already: say so, exit)
                 _log(f"unmount at shutdown failed: {e}")
             self.fs = None
 

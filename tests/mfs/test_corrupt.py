@@ -17,7 +17,7 @@ from tests.mfs.conftest import fsck
 ROOT = 1
 
 
-def poke(path: Path, offset: int, fmt: str, *values: int) -> None:
+def poke(path: Path, offset: int, fmt: str, *values: int | bytes) -> None:
     with path.open("r+b") as f:
         f.seek(offset)
         f.write(struct.pack(fmt, *values))
@@ -102,7 +102,7 @@ def test_bad_mode_and_dot_entries(image: Callable[..., Path]) -> None:
     for fn, args in ((fs.stat, (inos["file"],)), (fs.lookup, (inos["dir"], ["a"])),
                      (fs.create, (inos["dir"], "a", 0o644, 0, 0)), (fs.stat, (10**6,))):
         with pytest.raises(FsError) as e:
-            fn(*args)  # type: ignore[operator]
+            fn(*args)
         assert e.value.code == Err.EIO
     assert fs.lookup(ROOT, ["ok"])[0] == 1
     fs.unmount()
