@@ -16,7 +16,7 @@ from minikern.boot import System
 from minikern.proto import Message
 from minikern.const import Err
 from minikern.events import boot_id, validate
-from tests.conftest import SystemUnderTest
+from tests.conftest import BOOT_DEADLINE, SystemUnderTest
 from tests.services.rs_helpers import wait_event, wait_state
 
 pytestmark = pytest.mark.timeout(120)
@@ -48,7 +48,7 @@ def test_a_boot_crash_recovery_and_halt_is_one_valid_stream_in_time_order(
     assert s.system.halt()  # the kernel ends every process, then itself
     second = System(s.run_dir, s.run_dir.parent / "system.conf")
     try:
-        assert second.wait_ready(), s.console()
+        assert second.wait_ready(timeout=BOOT_DEADLINE), s.console()
         assert boot_id(s.run_dir) != first
     finally:
         assert second.halt()

@@ -43,6 +43,7 @@ from minikern import cli, params
 from minikern.boot import System
 from minikern.commands import crash
 from minikern.events import read_all
+from tests.conftest import BOOT_DEADLINE
 from minikern.const import RsReq
 from minikern.deadline import wait_for
 from minikern import rsctl as ctl
@@ -120,7 +121,7 @@ class Node:
         self.system = System(self.run_dir, conf, nic=nic)
 
     def boot(self) -> None:
-        if not self.system.wait_ready():
+        if not self.system.wait_ready(timeout=BOOT_DEADLINE):
             raise RuntimeError(f"system {self.name} did not come up:\n{self.console()}")
         for label in ("inet", DRIVER):
             wait_for(lambda label=label: self.service(label)["state"] == "up", 30, f"{label} up")
