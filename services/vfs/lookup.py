@@ -41,7 +41,9 @@ Walk = Generator[Call, dict[str, Any], "Node"]
 
 @dataclass
 class Node:
-    """An inode met in a lookup: where it is, and its stat if known."""
+    """An inode met in a lookup: where it is, and its stat if known.  A node without a stat
+    is a directory by construction: the root, a mount's root, a covered directory, or a
+    working directory (CHDIR takes only directories)."""
 
     fs: FileServer
     ino: int
