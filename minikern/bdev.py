@@ -66,6 +66,7 @@ class BlockDevice:
         self.buffer = memoryview(ctx.memory)[buffer_offset:buffer_offset + BDEV_MAX_IO]
         self.driver: int | None = None  # the driver's endpoint as we last knew it
         self.grant: int | None = None  # our buffer, granted to ``driver``
+        self.grant_to: int | None = None  # the endpoint ``grant`` was made for
         self.opens = 0  # our opens of ``minor``, to be redone on a new driver
         self.deferred: list[Message] = []
         self.requests = 0  # requests sent (each resend counts)
