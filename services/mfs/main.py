@@ -29,7 +29,7 @@ from typing import Any
 from minikern import params, sef
 from minikern.const import FS_MAX_IO, FsReq, Err, err_name
 from minikern.identity import Identity
-from minikern.ipc import KernelGone
+from minikern.ipc import IpcError, KernelGone
 from minikern.proto import Message
 from services.mfs.device import Device
 from services.mfs.fs import UTIME_NOW, FileSystem
@@ -186,8 +186,11 @@ class Mfs:
         if self.devices is None:
             raise FsError(Err.EIO, "no block devices")
         try:
-            fs = FileSystem(self.devices(driver, minor, readonly), readonly=readonly, minor=minor,
-                            log=_log)
+            try:
+                dev = self.devices(driver, minor, readonly)
+            except (ValueError, IpcError) as e:
+                raise FsError(Err.EIO, f"no block device {driver} minor {minor}: {e}") from e
+            fs = FileSystem(dev, readonly=readonly, minor=minor, log=_log)
         except FsError as e:
             _log(f"mount of {driver} minor {minor} refused: {e}")
             raise

@@ -88,3 +88,12 @@ def test_a_bad_image_is_refused_and_the_server_stays(server: tuple[Mfs, Path]) -
         f.write(b"\0\0")
     r = ask(mfs, FsReq.READSUPER, driver="at_wini", minor=0, readonly=False)
     assert r.type == Err.EINVAL and "bad magic" in r["error"] and mfs.fs is None
+
+
+def test_a_device_that_cannot_open_is_eio(image: Callable[..., Path]) -> None:
+    def broken(driver: str, minor: int, ro: bool) -> FileDevice:
+        return FileDevice(image(4 * 1024 * 1024).parent / "missing.img")
+    mfs = Mfs(devices=broken, is_vfs=lambda ep: ep == VFS)
+    r = ask(mfs, FsReq.READSUPER, driver="at_wini", minor=0, readonly=False)
+    assert r.type == Err.EIO and "cannot open" in r["error"] and mfs.fs is None
+    assert not any(k.startswith("failed") for k in mfs.counts)  # foreseen: no traceback
