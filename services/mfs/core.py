@@ -27,6 +27,7 @@ the server, when the oldest is ``MFS_DIRTY_AGE`` old (``due``).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -78,12 +79,13 @@ class Core:
 
     def __init__(self, dev: Device, readonly: bool = False, minor: int = 0,
                  cache_blocks: int = params.MFS_CACHE_BLOCKS,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """Mount: read and check the superblock, load the maps, check the root directory."""
         self.dev, self.readonly, self.minor = dev, readonly, minor
         self.log = log or (lambda text: print(f"mfs: {text}", file=sys.stderr, flush=True))
         self.logged: set[str] = set()
-        self.cache = BufferCache(dev, cache_blocks)
+        self.cache = BufferCache(dev, cache_blocks, clock=clock)
         try:
             dev.open()
         except (FsError, KernelGone):
