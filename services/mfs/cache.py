@@ -73,7 +73,8 @@ class BufferCache:
 
     # -- device requests ---------------------------------------------------------------
 
-    def _dev_read(self, block: int, n: int) -> bytes:
+    def read_blocks(self, block: int, n: int) -> bytes:
+        """``n`` blocks from ``block`` straight from the device (one request: n <= run_max)."""
         try:
             data = self.dev.read(block * BLOCK, n * BLOCK)
         except (FsError, KernelGone):
@@ -104,7 +105,7 @@ class BufferCache:
             self.stats["hits"] += 1
         else:
             self.stats["misses"] += 1
-            buf = Buf(block, bytearray(self._dev_read(block, 1)), kind)
+            buf = Buf(block, bytearray(self.read_blocks(block, 1)), kind)
             self.bufs[block] = buf
         if buf.kind != kind:
             self._rekind(buf, kind)
@@ -143,7 +144,7 @@ class BufferCache:
                     and missing[j] - missing[i] < self.run_max:
                 j += 1
             first, n = missing[i], missing[j - 1] - missing[i] + 1
-            data = self._dev_read(first, n)
+            data = self.read_blocks(first, n)
             for k in range(n):
                 if first + k not in self.bufs:
                     self.bufs[first + k] = Buf(first + k,

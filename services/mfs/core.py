@@ -27,11 +27,13 @@ the server, when the oldest is ``MFS_DIRTY_AGE`` old (``due``).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from minikern import params
 from minikern.const import NAME_MAX, Err
+from minikern.ipc import KernelGone
 from services.mfs.bitmap import Bitmap
 from services.mfs.cache import BufferCache, Kind
 from services.mfs.device import Device
@@ -77,13 +79,19 @@ class Core:
 
     def __init__(self, dev: Device, readonly: bool = False, minor: int = 0,
                  cache_blocks: int = params.MFS_CACHE_BLOCKS,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """Mount: read and check the superblock, load the maps, check the root directory."""
         self.dev, self.readonly, self.minor = dev, readonly, minor
         self.log = log or (lambda text: print(f"mfs: {text}", file=sys.stderr, flush=True))
         self.logged: set[str] = set()
-        self.cache = BufferCache(dev, cache_blocks)
-        dev.open()
+        self.cache = BufferCache(dev, cache_blocks, clock=clock)
+        try:
+            dev.open()
+        except (FsError, KernelGone):
+            raise
+        except Exception as e:  # noqa: BLE001 (whatever the device raises is an I/O error)
+            raise FsError(Err.EIO, f"cannot open the device: {e}") from e
         try:
             self._mount()
         except FsError:
@@ -100,11 +108,11 @@ class Core:
             raise FsError(Err.EINVAL, f"not a MINIX v3 file system: {why}")
         self.imap = Bitmap("inode", sb.imap_start, sb.imap_blocks, sb.ninodes + 1)
         self.zmap = Bitmap("zone", sb.zmap_start, sb.zmap_blocks, sb.data_zones() + 1)
+        step = self.cache.run_max
         for bitmap in (self.imap, self.zmap):
-            bitmap.load(b"".join(self.cache._dev_read(b, min(self.cache.run_max, bitmap.start
-                                                              + bitmap.nblocks - b))
-                                 for b in range(bitmap.start, bitmap.start + bitmap.nblocks,
-                                                self.cache.run_max)))
+            end = bitmap.start + bitmap.nblocks
+            bitmap.load(b"".join(self.cache.read_blocks(b, min(step, end - b))
+                                 for b in range(bitmap.start, end, step)))
             bitmap.reclaim = self.write_back
         self.cache.write_back = self.write_back
         self.inodes = InodeTable(sb, self.cache, self.imap, params.MFS_INODE_CACHE, self.corrupt)

@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from typing import Any
 from minikern import params, sef
 from minikern.const import FS_MAX_IO, FsReq, Err, err_name
 from minikern.identity import Identity
-from minikern.ipc import KernelGone
+from minikern.ipc import IpcError, KernelGone
+from minikern.loop import Timer
 from minikern.proto import Message
 from services.mfs.device import Device
 from services.mfs.fs import UTIME_NOW, FileSystem
@@ -97,6 +99,7 @@ class Mfs:
         self.is_vfs = is_vfs
         self.fs: FileSystem | None = None
         self.counts: Counter[str] = Counter()
+        self.timer: Timer | None = None  # the write-back check, armed while anything is dirty
 
     def init(self, ctx: sef.Context) -> None:
         self.ctx = ctx
@@ -106,16 +109,25 @@ class Mfs:
         if self.devices is None:
             self.devices = bdev_factory(ctx)
         ctx.on_shutdown.append(self.shutdown)
-        ctx.loop.call_later(params.MFS_SYNC_CHECK, self.tick)
+
+    def arm(self) -> None:
+        """After a request: if anything is dirty, make sure the write-back timer runs.
+
+        No timer while everything is clean, so an idle MFS waits in one plain RECEIVE
+        (the loop's fast path)."""
+        if self.timer is None and self.fs is not None and self.fs.dirty() \
+                and hasattr(self, "ctx"):
+            self.timer = self.ctx.loop.call_later(params.MFS_SYNC_CHECK, self.tick)
 
     def tick(self) -> None:
         """Write back once the oldest dirty block is old enough (MINIX's periodic sync)."""
+        self.timer = None
         if self.fs is not None and self.fs.due(self.ctx.loop.clock.now()):
             try:
                 self.fs.sync()
             except FsError as e:
                 self.once(f"sync failed: {err_name(e.code)}", str(e))
-        self.ctx.loop.call_later(params.MFS_SYNC_CHECK, self.tick)
+        self.arm()
 
     def shutdown(self) -> None:
         if self.fs is not None:
@@ -152,7 +164,9 @@ class Mfs:
             try:
                 if self.is_vfs is None or not self.is_vfs(m.source):
                     raise FsError(Err.EPERM, f"endpoint {m.source} is not the component vfs")
-                return Message(Err.OK, handler(Fields(m)))
+                fields = handler(Fields(m))
+                self.arm()
+                return Message(Err.OK, fields)
             except KernelGone:
                 raise
             except FsError as e:
@@ -186,8 +200,12 @@ class Mfs:
         if self.devices is None:
             raise FsError(Err.EIO, "no block devices")
         try:
-            fs = FileSystem(self.devices(driver, minor, readonly), readonly=readonly, minor=minor,
-                            log=_log)
+            try:
+                dev = self.devices(driver, minor, readonly)
+            except (ValueError, IpcError) as e:
+                raise FsError(Err.EIO, f"no block device {driver} minor {minor}: {e}") from e
+            fs = FileSystem(dev, readonly=readonly, minor=minor, log=_log,
+                            clock=self.ctx.loop.clock.now if hasattr(self, "ctx") else time.monotonic)
         except FsError as e:
             _log(f"mount of {driver} minor {minor} refused: {e}")
             raise

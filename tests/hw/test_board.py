@@ -182,7 +182,7 @@ def test_string_io_reads_the_identify_block(machine: Machine) -> None:
     words = struct.unpack("<256H", data)
     image = Path(machine.system.run_dir / "disk.img").stat()
     assert words[60] | words[61] << 16 == image.st_size // 512 == 64 * 2048  # 64 MiB
-    assert image.st_blocks * 512 < 1 << 20  # made sparse
+    assert image.st_blocks * 512 < 4 << 20  # made sparse (mkfs.minix writes only its tables)
     assert inp(disk, 0x1F7) == 0x50  # the block is read: idle
 
 

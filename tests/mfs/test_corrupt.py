@@ -122,3 +122,23 @@ def test_python_mkfs_matches_mkfs_minix(image: Callable[..., Path], tmp_path: Pa
         assert a[table:table + 12] == b[table:table + 12]  # root inode up to its times
         assert a[table + 24:] == b[table + 24:]  # zones, the rest of the table, the root block
         assert fsck(ours).returncode == 0
+
+
+def test_corrupt_indirect_block_gives_eio_for_that_file(image: Callable[..., Path]) -> None:
+    path = image(4 * 1024 * 1024)
+    fs = FileSystem(FileDevice(path))
+    ino = fs.create(ROOT, "long", 0o644, 0, 0)["ino"]
+    fs.write(ino, 0, b"y" * 20 * 1024)
+    indirect = fs.inodes.get(ino).zones[7]
+    fs.unmount()
+    poke(path, indirect * BLOCK + 4, "<I", 3)  # file block 8 -> block 3, inside the maps
+    lines: list[str] = []
+    fs = FileSystem(FileDevice(path), log=lines.append)
+    assert fs.read(ino, 0, 1024) == b"y" * 1024  # the direct zones are fine
+    with pytest.raises(FsError) as e:
+        fs.read(ino, 8 * 1024, 10)
+    assert e.value.code == Err.EIO and len(lines) == 1
+    with pytest.raises(FsError) as e:
+        fs.write(ino, 8 * 1024, b"z")
+    assert e.value.code == Err.EIO
+    fs.unmount()

@@ -152,3 +152,24 @@ def test_crash_after_sync_leaves_a_clean_image(image: Callable[..., Path], tmp_p
         fs.dev.close()
         shutil.copy(path, tmp_path / "after-crash.img")
         assert_clean(tmp_path / "after-crash.img")
+
+
+def test_triple_indirect_and_the_largest_file(image: Callable[..., Path]) -> None:
+    path = image(4 * 1024 * 1024)
+    fs = FileSystem(FileDevice(path))
+    ino = fs.create(ROOT, "far", 0o644, 0, 0)["ino"]
+    far = (7 + 256 + 256 * 256 + 5) * 1024 + 100  # a block the triple indirect zone maps
+    fs.write(ino, far, b"end")
+    assert fs.read(ino, far - 2, 10) == b"\0\0end"
+    assert fs.stat(ino)["blocks"] == 2 * 4  # the data zone and three levels of indirection
+    with pytest.raises(FsError) as e:
+        fs.write(ino, 2**31 - 2, b"xyz")  # past s_max_size
+    assert e.value.code == Err.EFBIG
+    fs.unmount()
+    assert_clean(path)
+    fs = FileSystem(FileDevice(path))
+    assert fs.read(ino, far, 10) == b"end"
+    fs.ftrunc(ino, 10)
+    assert fs.stat(ino)["blocks"] == 0
+    fs.unmount()
+    assert_clean(path)

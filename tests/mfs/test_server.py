@@ -88,3 +88,34 @@ def test_a_bad_image_is_refused_and_the_server_stays(server: tuple[Mfs, Path]) -
         f.write(b"\0\0")
     r = ask(mfs, FsReq.READSUPER, driver="at_wini", minor=0, readonly=False)
     assert r.type == Err.EINVAL and "bad magic" in r["error"] and mfs.fs is None
+
+
+def test_a_device_that_cannot_open_is_eio(image: Callable[..., Path]) -> None:
+    def broken(driver: str, minor: int, ro: bool) -> FileDevice:
+        return FileDevice(image(4 * 1024 * 1024).parent / "missing.img")
+    mfs = Mfs(devices=broken, is_vfs=lambda ep: ep == VFS)
+    r = ask(mfs, FsReq.READSUPER, driver="at_wini", minor=0, readonly=False)
+    assert r.type == Err.EIO and "cannot open" in r["error"] and mfs.fs is None
+    assert not any(k.startswith("failed") for k in mfs.counts)  # foreseen: no traceback
+
+
+def test_the_timer_writes_back_aged_blocks(server: tuple[Mfs, Path]) -> None:
+    from types import SimpleNamespace
+
+    from minikern import params
+    from minikern.loop import FakeClock, Loop
+    from tests.mfs.conftest import fsck
+    mfs, path = server
+    loop = Loop(None, FakeClock(100.0))
+    mfs.init(SimpleNamespace(conn=None, loop=loop, on_shutdown=[]))  # type: ignore[arg-type]
+    ask(mfs, FsReq.READSUPER, driver="at_wini", minor=0, readonly=False)
+    assert mfs.timer is None  # clean: no timer, the loop's fast path
+    ask(mfs, FsReq.CREATE, dir=1, name="late", mode=0o644, uid=0, gid=0)
+    assert mfs.timer is not None and mfs.fs is not None and mfs.fs.dirty()
+    loop.advance_to(100.0 + params.MFS_DIRTY_AGE / 2)
+    assert mfs.fs.dirty()  # not old enough yet
+    loop.advance_to(100.0 + params.MFS_DIRTY_AGE + params.MFS_SYNC_CHECK)
+    assert not mfs.fs.dirty() and mfs.timer is None
+    listed = fsck(path, "-l")  # on the disk without an UNMOUNT
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1:] == ["/late"]
+    mfs.shutdown()

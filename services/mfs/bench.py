@@ -1,6 +1,6 @@
-"""MFS in-process throughput: a sequential write then read through FileSystem on an image file.
+"""MFS in-process throughput, run by hand: a sequential write, then a read, through FileSystem.
 
-    .venv/bin/python -m bench.mfs_fs [--mb 20] [--profile]
+    .venv/bin/python -m services.mfs.bench [--mb 20] [--profile]
 
 The file is written and read in FS_MAX_IO (32 KiB) requests, as VFS sends them; the
 read comes after an unmount and a fresh mount, so it is from the disk (the host's page
@@ -54,7 +54,7 @@ def run(mb: int, folder: Path) -> dict[str, float | int | bool]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="bench.mfs_fs", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="services.mfs.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mb", type=int, default=20)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
