@@ -8,28 +8,31 @@ What is modelled (spec sheet 2, QEMU ``hw/ide/core.c`` semantics): the task
 file registers, LBA28 and CHS addressing, IDENTIFY DEVICE, READ SECTORS,
 WRITE SECTORS, READ DMA, WRITE DMA, FLUSH CACHE, INITIALIZE DEVICE
 PARAMETERS, RECALIBRATE; any other command aborts (status 0x41, error ABRT).
-A DMA command puts the drive in its DMA phase (status 0x58, no IRQ) and the
-bus master (``hw.ata_dma``, the PIIX3 IDE function) moves the bytes through
-the ``dma_*`` methods below; the drive ends the command as PIO does, with
-INTRQ, once its last sector is done (or at a bad sector, or when the bus
-master reports a bus error).  The drive tells the bus master of each
-interrupt it drives (the bus-master status Interrupt bit).  The BSY/DRQ/ERR protocol and
-its IRQ points follow sheet 2.4: a data-in block is announced by DRQ + IRQ and
-the last word of the last block ends the command without an IRQ; WRITE's first
-block needs no IRQ, every written block is followed by one.  INTRQ is a level
-set at those points and cleared by reading Status (0x1F7, not 0x3F6) or
-writing a command; the line carries it unless nIEN is set.  Register writes
-other than Command are ignored while BSY or DRQ is set, and so are commands.
-The address registers advance (and the count drops) as each sector completes,
-so after an error they name the failing sector.  SRST on 0x3F6 holds the
-drive BSY while set; clearing it posts the diagnostic signature (count 1,
-sector 1, cylinder 0, error 0x01, status 0x50) and an IRQ.
+The BSY/DRQ/ERR protocol and its IRQ points follow sheet 2.4: a data-in
+block is announced by DRQ + IRQ and the last word of the last block ends the
+command without an IRQ; WRITE's first block needs no IRQ, every written block
+is followed by one.  INTRQ is a level set at those points and cleared by
+reading Status (0x1F7, not 0x3F6) or writing a command; the line carries it
+unless nIEN is set.  Register writes other than Command are ignored while BSY
+or DRQ is set, and so are commands.  The address registers advance (and the
+count drops) as each sector completes, so after an error they name the
+failing sector.  SRST on 0x3F6 holds the drive BSY while set; clearing it
+posts the diagnostic signature (count 1, sector 1, cylinder 0, error 0x01,
+status 0x50) and an IRQ.
+
+DMA (sheet 2.8): READ DMA and WRITE DMA put the drive in its DMA phase
+(status 0x58, no IRQ) and its channel's bus master (``bus_master``, set by
+``hw.ata_dma.PiixIde``; without one they abort) moves the bytes through the
+``dma_*`` methods; the drive ends the command with INTRQ and status 0x50 once
+its last sector is done, or with ERR and an IRQ at a bad sector (UNC) or when
+the bus master reports a bus error (ABRT).  The drive tells the bus master of
+every interrupt it drives, for the bus-master status Interrupt bit.
 
 Choices:
 
 * BSY is instantaneous: media access happens inside the register access
   that starts it, so a driver never sees BSY except while SRST is held; the
-  phases (idle, data-in, data-out, reset) are still an explicit state machine;
+  phases (idle, data-in, data-out, DMA, reset) are an explicit state machine;
 * writes go to the image with ``pwrite`` (the host page cache acts as the
   drive's write cache); FLUSH CACHE calls ``fsync``, which makes them durable;
 * geometry: the largest heads x sectors-per-track (<= 16 x 63) that divides the
@@ -38,20 +41,21 @@ Choices:
   INITIALIZE DEVICE PARAMETERS sets the current geometry (words 54-58) used
   by CHS translation, as on a real drive (QEMU ignores it); SRST keeps it,
   power-on restores the default (UNCONFIRMED: what ATA-6 requires on SRST);
-* word 47 reports no READ/WRITE MULTIPLE, word 49 LBA and DMA, word 63
-  multiword DMA modes 0-2 supported and mode 2 selected (no Ultra DMA);
+* IDENTIFY (``hw.ata_identify``) reports no READ/WRITE MULTIPLE (word 47),
+  LBA and DMA (word 49), multiword DMA modes 0-2 supported and mode 2
+  selected (word 63), no Ultra DMA;
 * fault knobs: ``bad_sectors`` (reads fail with ERR and error UNC, with the
   usual IRQ, for PIO and DMA alike; writes to them succeed, the drive
-  "remaps") and
-  ``irq_disabled`` (the drive never drives INTRQ, for driver timeout paths).
+  "remaps") and ``irq_disabled`` (the drive never drives INTRQ, for driver
+  timeout paths).
 """
 from __future__ import annotations
 
 import enum
 import os
-import struct
 from typing import Protocol
 
+from hw.ata_identify import LBA28_LIMIT, default_geometry, identify_block
 from hw.device import Device, IrqLine
 
 ATA_PRIMARY_BASE = 0x1F0
@@ -59,7 +63,6 @@ ATA_PRIMARY_CONTROL = 0x3F6
 ATA_PRIMARY_IRQ = 14
 SECTOR_SIZE = 512
 WORDS_PER_SECTOR = SECTOR_SIZE // 2
-LBA28_LIMIT = (1 << 28) - 1
 
 # Command block registers (offsets from 0x1F0)
 REG_DATA = 0
@@ -103,12 +106,6 @@ CMD_WRITE_DMA = 0xCA
 CMD_FLUSH_CACHE = 0xE7
 CMD_IDENTIFY = 0xEC
 
-MAX_CHS_CYLINDERS = 16383
-MAX_HEADS = 16
-MAX_SPT = 63
-SERIAL = "MK0001"
-FIRMWARE = "0.1"
-MODEL = "MINIKERN HARDDISK"
 
 
 class Phase(enum.Enum):
@@ -127,26 +124,6 @@ class BusMasterLink(Protocol):
 
     def drive_interrupt(self) -> None:
         """The drive has driven INTRQ."""
-
-
-def ata_string(text: str, length: int) -> list[int]:
-    """IDENTIFY string words: space padded, first character in the high byte."""
-    raw = text.ljust(length)[:length].encode("ascii")
-    return [raw[i] << 8 | raw[i + 1] for i in range(0, length, 2)]
-
-
-def default_geometry(sectors: int) -> tuple[int, int, int]:
-    """(cylinders, heads, sectors per track) for a disk of ``sectors`` sectors."""
-    best: tuple[int, int, int] | None = None
-    for spt in range(MAX_SPT, 0, -1):
-        for heads in range(MAX_HEADS, 0, -1):
-            cylinders, rest = divmod(sectors, heads * spt)
-            if rest == 0 and 1 <= cylinders <= MAX_CHS_CYLINDERS and (
-                    best is None or heads * spt > best[1] * best[2]):
-                best = (cylinders, heads, spt)
-    if best is not None:
-        return best
-    return max(1, min(MAX_CHS_CYLINDERS, sectors // (MAX_HEADS * MAX_SPT))), MAX_HEADS, MAX_SPT
 
 
 class AtaChannel(Device):
@@ -413,29 +390,8 @@ class AtaChannel(Device):
             self._enter(Phase.IDLE, STATUS_IDLE, interrupt=True)
 
     def identify_data(self) -> bytes:
-        words = [0] * 256
-        words[0] = 0x0040  # ATA device, fixed
-        words[1], words[3], words[6] = self.cylinders, self.heads, self.spt
-        words[10:20] = ata_string(SERIAL, 20)
-        words[23:27] = ata_string(FIRMWARE, 8)
-        words[27:47] = ata_string(MODEL, 40)
-        words[47] = 0x8000  # READ/WRITE MULTIPLE not supported
-        words[49] = 0x0300  # LBA, DMA
-        words[50] = 0x4000
-        words[51] = 0x0200  # PIO timing mode 2
-        words[53] = 0x0003  # words 54-58 and 64-70 valid
-        words[54], words[55], words[56] = self.cur_cylinders, self.cur_heads, self.cur_spt
-        current = self.cur_cylinders * self.cur_heads * self.cur_spt
-        words[57], words[58] = current & 0xFFFF, current >> 16
-        lba28 = min(self.sectors, LBA28_LIMIT)
-        words[60], words[61] = lba28 & 0xFFFF, lba28 >> 16
-        words[63] = 0x0407  # multiword DMA modes 0-2 supported, mode 2 selected
-        words[64] = 0x0003  # PIO modes 3 and 4
-        words[65:69] = [120, 120, 120, 120]  # minimum cycle times, ns
-        words[80] = 0x0070  # ATA/ATAPI-4..6
-        words[82], words[83], words[84] = 0x4000, 0x5000, 0x4000  # 83: FLUSH CACHE
-        words[85], words[86], words[87] = 0x4000, 0x1000, 0x4000
-        return struct.pack("<256H", *words)
+        return identify_block(self.sectors, (self.cylinders, self.heads, self.spt),
+                              (self.cur_cylinders, self.cur_heads, self.cur_spt))
 
     # Port access
     def io_read(self, port: int, size: int) -> int:

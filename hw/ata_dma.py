@@ -1,4 +1,4 @@
-"""PCI IDE bus-master DMA: the PIIX3 IDE function and its bus-master engine (runs in the board process).
+"""PCI IDE bus-master DMA: the PIIX3 IDE function and its engine (runs in the board process).
 
 Role: the part of the disk controller that moves sector data to and from
 memory by itself (devices sheet 2.8, SFF-8038i, as QEMU's ``hw/ide/piix.c``
@@ -22,12 +22,13 @@ every region, must be granted, or the transfer stops with a bus error.
 
 End of a transfer (sheet 2.8): the drive raises INTRQ, which sets Interrupt.
 Active clears when the table's last (EOT) region is used up; so Interrupt 1 /
-Active 0 means the table covered the transfer exactly, Interrupt 1 /
-Active 1 that it was larger (both normal); a table smaller than the transfer
-leaves Interrupt 0 / Active 0 and the drive waiting in its DMA phase (a new
-Start continues from there; SRST ends it).  A bad sector ends the command
-with ERR and UNC in the drive's registers, which name that sector; sectors
-before it have reached memory; Active clears, Error stays clear.
+Active 0 means the table covered the transfer exactly, Interrupt 1 / Active 1
+that it was larger (both normal); a table smaller than the transfer leaves
+Interrupt 0 / Active 0 and the drive waiting in its DMA phase (clearing and
+setting Start again feeds it the rest from the table's start; SRST ends it).
+A bad sector ends the command with ERR and UNC in the drive's registers, which
+name that sector; sectors before it have reached memory; Active clears,
+Error stays clear.
 
 Choices where the sheet is silent or UNCONFIRMED:
 

@@ -154,6 +154,16 @@ def test_table_smaller_than_the_transfer_leaves_the_drive_waiting(rig: Rig) -> N
     assert rig.ports.inb(STATUS) == 0x50 and rig.ports.inb(ERROR) == 0x01
 
 
+def test_a_new_start_feeds_a_waiting_drive_the_rest(rig: Rig) -> None:
+    assert rig.dma(READ_DMA, 60, 3, [(BUF, 1000)]) == 0  # short by 536 bytes
+    rig.table([(BUF + 1000, 536)])
+    rig.bm.outb(BM_CMD, TO_MEMORY)
+    rig.bm.outb(BM_CMD, TO_MEMORY | START)
+    assert rig.bm.inb(BM_STATUS) == INTR
+    assert rig.memory.read(BUF, 1536) == rig.disk(60, 3)
+    assert rig.ports.inb(STATUS) == 0x50 and rig.irq.rises == 1
+
+
 def test_still_running_until_the_command_comes(rig: Rig) -> None:
     rig.table([(BUF, 512)])
     rig.start(to_memory=True)
