@@ -48,3 +48,8 @@ BDEV_EIO_RETRIES = 3  # an EIO from a block driver is retried this many times, t
 BDEV_RECOVERY_WAIT = 30.0  # seconds a file server waits for a dead block driver's successor
 BDEV_RECOVERY_CHECK = 0.05  # seconds between DS checks while waiting (besides DS's notifications)
 FS_REQUEST_TIMEOUT = 120.0  # seconds VFS waits for a file server's answer (covers a driver recovery)
+
+# The host's FUSE mounts (bin/mount, minikern/mounts.py)
+UNMOUNT_TIMEOUT = 30.0  # seconds an unmounted mount's process may take to write back and end
+MOUNT_TIMEOUT = 30.0  # seconds bin/mount waits for its mount process to be serving
+FUSE_MAX_IO = 128 * 1024  # bytes of one FUSE read or write (the kernel's largest by default)
