@@ -231,6 +231,7 @@ class SystemFs(mfusepy.Operations):  # type: ignore[misc]
         """The kernel sent INIT: ask for requests of FUSE_MAX_IO bytes, then say we serve."""
         if conn is not None:
             conn.max_write = FUSE_MAX_IO
+            conn.max_read = FUSE_MAX_IO  # as the mount option max_read: libfuse wants both
             conn.max_readahead = FUSE_MAX_IO
         if config is not None:
             config.use_ino = 1  # the system's inode numbers, as `ls -i` and tar's link check see

@@ -160,5 +160,5 @@ def test_init_asks_for_large_requests() -> None:
     ops.on_ready = lambda: ready.append(True)
     conn, config = mfusepy.fuse_conn_info(), mfusepy.fuse_config()
     ops.init_with_config(conn, config)
-    assert conn.max_write == conn.max_readahead == 128 * 1024
+    assert conn.max_write == conn.max_read == conn.max_readahead == 128 * 1024
     assert config.use_ino == 1 and ready == [True]
