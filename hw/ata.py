@@ -1,4 +1,4 @@
-"""ATA/IDE primary channel, PIO only, 0x1F0-0x1F7 and 0x3F6, IRQ 14 (runs in the board process).
+"""ATA/IDE primary channel, PIO and DMA, 0x1F0-0x1F7 and 0x3F6, IRQ 14 (runs in the board process).
 
 Role: the disk.  A master drive backed by a disk image file (512-byte
 sectors; a partial last sector is not addressable); the slave is absent and
@@ -6,8 +6,14 @@ every register reads 0 while it is selected.
 
 What is modelled (spec sheet 2, QEMU ``hw/ide/core.c`` semantics): the task
 file registers, LBA28 and CHS addressing, IDENTIFY DEVICE, READ SECTORS,
-WRITE SECTORS, FLUSH CACHE, INITIALIZE DEVICE PARAMETERS, RECALIBRATE; any
-other command aborts (status 0x41, error ABRT).  The BSY/DRQ/ERR protocol and
+WRITE SECTORS, READ DMA, WRITE DMA, FLUSH CACHE, INITIALIZE DEVICE
+PARAMETERS, RECALIBRATE; any other command aborts (status 0x41, error ABRT).
+A DMA command puts the drive in its DMA phase (status 0x58, no IRQ) and the
+bus master (``hw.ata_dma``, the PIIX3 IDE function) moves the bytes through
+the ``dma_*`` methods below; the drive ends the command as PIO does, with
+INTRQ, once its last sector is done (or at a bad sector, or when the bus
+master reports a bus error).  The drive tells the bus master of each
+interrupt it drives (the bus-master status Interrupt bit).  The BSY/DRQ/ERR protocol and
 its IRQ points follow sheet 2.4: a data-in block is announced by DRQ + IRQ and
 the last word of the last block ends the command without an IRQ; WRITE's first
 block needs no IRQ, every written block is followed by one.  INTRQ is a level
@@ -32,9 +38,11 @@ Choices:
   INITIALIZE DEVICE PARAMETERS sets the current geometry (words 54-58) used
   by CHS translation, as on a real drive (QEMU ignores it); SRST keeps it,
   power-on restores the default (UNCONFIRMED: what ATA-6 requires on SRST);
-* word 47 reports no READ/WRITE MULTIPLE, word 49 LBA without DMA;
+* word 47 reports no READ/WRITE MULTIPLE, word 49 LBA and DMA, word 63
+  multiword DMA modes 0-2 supported and mode 2 selected (no Ultra DMA);
 * fault knobs: ``bad_sectors`` (reads fail with ERR and error UNC, with the
-  usual IRQ; writes to them succeed, the drive "remaps") and
+  usual IRQ, for PIO and DMA alike; writes to them succeed, the drive
+  "remaps") and
   ``irq_disabled`` (the drive never drives INTRQ, for driver timeout paths).
 """
 from __future__ import annotations
@@ -42,6 +50,7 @@ from __future__ import annotations
 import enum
 import os
 import struct
+from typing import Protocol
 
 from hw.device import Device, IrqLine
 
@@ -89,6 +98,8 @@ CMD_RECALIBRATE = 0x10
 CMD_READ_SECTORS = 0x20
 CMD_WRITE_SECTORS = 0x30
 CMD_INIT_DEV_PARAMS = 0x91
+CMD_READ_DMA = 0xC8
+CMD_WRITE_DMA = 0xCA
 CMD_FLUSH_CACHE = 0xE7
 CMD_IDENTIFY = 0xEC
 
@@ -105,6 +116,17 @@ class Phase(enum.Enum):
     DATA_IN = "data-in"  # DRQ: the host reads the buffer
     DATA_OUT = "data-out"  # DRQ: the host fills the buffer
     RESET = "reset"  # SRST held: BSY
+    DMA = "dma"  # DRQ: the bus master moves the data
+
+
+class BusMasterLink(Protocol):
+    """What the drive tells its channel's bus master (``hw.ata_dma.BusMaster``)."""
+
+    def drive_request(self) -> None:
+        """A DMA command is waiting for data to move (DMARQ)."""
+
+    def drive_interrupt(self) -> None:
+        """The drive has driven INTRQ."""
 
 
 def ata_string(text: str, length: int) -> list[int]:
@@ -142,6 +164,8 @@ class AtaChannel(Device):
         self.bad_sectors: set[int] = set()
         self._irq_disabled = False
         self.bad_accesses = 0
+        self.bus_master: BusMasterLink | None = None  # set by the PCI IDE function
+        self._dma_to_memory = False  # READ DMA (True) or WRITE DMA
         self.reset()
 
     # State
@@ -173,8 +197,14 @@ class AtaChannel(Device):
         self.phase = phase
         self.status = status
         if interrupt:
-            self._intrq = True
+            self._interrupt()
         self._update_irq()
+
+    def _interrupt(self) -> None:
+        """An interrupt point: INTRQ, which the bus master's status also records if driven."""
+        self._intrq = True
+        if self.bus_master is not None and not self.control & CTL_NIEN and not self._irq_disabled:
+            self.bus_master.drive_interrupt()
 
     def _update_irq(self) -> None:
         self._irq.set_level(self._intrq and not self.control & CTL_NIEN and not self._irq_disabled)
@@ -245,6 +275,8 @@ class AtaChannel(Device):
             else:
                 self._buffer, self._pos = bytearray(SECTOR_SIZE), 0
                 self._enter(Phase.DATA_OUT, STATUS_DATA, interrupt=False)
+        elif command in (CMD_READ_DMA, CMD_WRITE_DMA):
+            self._start_dma(command == CMD_READ_DMA)
         elif command == CMD_FLUSH_CACHE:
             try:
                 os.fsync(self._fd)
@@ -307,6 +339,79 @@ class AtaChannel(Device):
             self._buffer = bytearray()
             self._enter(Phase.IDLE, STATUS_IDLE, interrupt=True)
 
+    # DMA data phase: the bus master's side of the transfer
+    def _start_dma(self, to_memory: bool) -> None:
+        self._remaining = self.nsector or 256
+        if self.bus_master is None or not self._in_range(self._current_sector()):
+            self._abort()
+            return
+        self._dma_to_memory = to_memory
+        self._buffer, self._pos = bytearray(), 0
+        self._enter(Phase.DMA, STATUS_DATA, interrupt=False)
+        self.bus_master.drive_request()
+
+    @property
+    def dma_pending(self) -> bool:
+        """The drive waits for the bus master (a DMA command has data left to move)."""
+        return self.phase is Phase.DMA
+
+    @property
+    def dma_to_memory(self) -> bool:
+        """The pending command is READ DMA (data flows to memory)."""
+        return self._dma_to_memory
+
+    def dma_peek(self, limit: int) -> bytes:
+        """READ DMA: up to ``limit`` bytes of the current sector, read from the image when
+        it starts; b"" if the command has ended (a bad sector ends it with ERR, UNC)."""
+        if self.phase is not Phase.DMA or not self._dma_to_memory:
+            return b""
+        if self._pos >= len(self._buffer):
+            lba = self._current_sector()
+            if lba is None or not self._in_range(lba):
+                self._abort()
+                return b""
+            if lba in self.bad_sectors:
+                self._abort(ER_UNC)
+                return b""
+            self._buffer, self._pos = bytearray(os.pread(self._fd, SECTOR_SIZE,
+                                                         lba * SECTOR_SIZE)), 0
+        return bytes(self._buffer[self._pos:self._pos + limit])
+
+    def dma_take(self, count: int) -> None:
+        """READ DMA: ``count`` peeked bytes reached memory; a finished sector advances."""
+        self._pos += count
+        if self._pos >= len(self._buffer):
+            self._dma_sector_done()
+
+    def dma_room(self) -> int:
+        """WRITE DMA: bytes the current sector still needs (0 if no WRITE DMA is pending)."""
+        if self.phase is not Phase.DMA or self._dma_to_memory:
+            return 0
+        return SECTOR_SIZE - len(self._buffer)
+
+    def dma_give(self, data: bytes) -> None:
+        """WRITE DMA: bytes from memory; a full sector is written to the image."""
+        self._buffer += data[:self.dma_room()]
+        if len(self._buffer) < SECTOR_SIZE:
+            return
+        lba = self._current_sector()
+        if lba is None or not self._in_range(lba):
+            self._abort()
+            return
+        os.pwrite(self._fd, bytes(self._buffer), lba * SECTOR_SIZE)
+        self._dma_sector_done()
+
+    def dma_bus_error(self) -> None:
+        """The bus master could not move the data: the command ends with ABRT."""
+        if self.phase is Phase.DMA:
+            self._abort()
+
+    def _dma_sector_done(self) -> None:
+        self._advance()
+        self._buffer, self._pos = bytearray(), 0
+        if self._remaining == 0:
+            self._enter(Phase.IDLE, STATUS_IDLE, interrupt=True)
+
     def identify_data(self) -> bytes:
         words = [0] * 256
         words[0] = 0x0040  # ATA device, fixed
@@ -315,7 +420,7 @@ class AtaChannel(Device):
         words[23:27] = ata_string(FIRMWARE, 8)
         words[27:47] = ata_string(MODEL, 40)
         words[47] = 0x8000  # READ/WRITE MULTIPLE not supported
-        words[49] = 0x0200  # LBA; no DMA
+        words[49] = 0x0300  # LBA, DMA
         words[50] = 0x4000
         words[51] = 0x0200  # PIO timing mode 2
         words[53] = 0x0003  # words 54-58 and 64-70 valid
@@ -324,6 +429,7 @@ class AtaChannel(Device):
         words[57], words[58] = current & 0xFFFF, current >> 16
         lba28 = min(self.sectors, LBA28_LIMIT)
         words[60], words[61] = lba28 & 0xFFFF, lba28 >> 16
+        words[63] = 0x0407  # multiword DMA modes 0-2 supported, mode 2 selected
         words[64] = 0x0003  # PIO modes 3 and 4
         words[65:69] = [120, 120, 120, 120]  # minimum cycle times, ns
         words[80] = 0x0070  # ATA/ATAPI-4..6
@@ -425,7 +531,7 @@ class AtaChannel(Device):
             self._enter(Phase.RESET, ST_BSY, interrupt=False)
         elif was_reset and not value & CTL_SRST:
             self._post_diagnostic()
-            self._intrq = True
+            self._interrupt()
         self._update_irq()
 
     def close(self) -> None:

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -51,7 +54,7 @@ from minikern.const import Err
 from minikern.proto import Message, codec
 from minikern.proto import bus as wire
 
-DISK_SIZE = 4 * 1024 * 1024  # the zero-filled image made when --disk names no file
+DISK_SIZE = 64 * 1024 * 1024  # the image made (sparse) when --disk names no file
 MAX_SDEVIO_BYTES = 256 * 1024  # string I/O answered on the bus (the kernel caps messages at 1 MiB)
 _POLLIN = int(zmq.POLLIN)
 
@@ -99,10 +102,26 @@ def make_wire(spec: str) -> Wire | None:
 
 
 def make_disk(path: Path) -> Path:
+    """The disk image; one that does not exist yet is made and given a MINIX v3 file system
+    (mkfs.minix -3 if the host has it, else services/mfs/mkfs.py).  An existing one is never
+    touched."""
     if not path.exists():
         with open(path, "wb") as f:
             f.truncate(DISK_SIZE)
+        format_disk(path)
     return path
+
+
+def format_disk(path: Path) -> None:
+    tool = shutil.which("mkfs.minix") or next(
+        (p for p in ("/usr/sbin/mkfs.minix", "/sbin/mkfs.minix") if os.access(p, os.X_OK)), None)
+    if tool is not None:
+        done = subprocess.run([tool, "-3", str(path)], capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        print(f"hw: {tool} -3 {path} failed ({done.stderr.strip()}); using MFS's mkfs", flush=True)
+    from services.mfs.mkfs import mkfs
+    mkfs(path)
 
 
 class Board:
@@ -127,7 +146,8 @@ class Board:
         self.bus.connect(record["bus"])
         self.bus.send(wire.encode(wire.Hello(record["bus_credential"])))  # the machine is there
         print(f"hw: board up: serial {getattr(serial, 'path', '?')}, NIC at "
-              f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk}, {args.hz} Hz",
+              f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk} (bus master at "
+              f"{self.machine.ide.bar_base(4):#x}), {args.hz} Hz",
               flush=True)
 
     def watch(self, source: Any, fn: Callable[[], None]) -> None:

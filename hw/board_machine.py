@@ -3,12 +3,13 @@
 Runs only in the board (hw.board).  ``Machine`` owns every device model and
 routes each port access to the device whose window holds the first byte of
 the access; ports no device decodes read as all 1s and swallow writes, as on
-an ISA bus.  The NIC's window follows its BAR0, so the map is rebuilt after
-every write to the PCI configuration ports.  The machine checks nothing
+an ISA bus.  The NIC's window follows its BAR0 and the IDE bus master's
+(hw.ata_dma) its BAR4, so the map is rebuilt after every write to the PCI
+configuration ports.  The machine checks nothing
 about *who* accesses a port: the kernel (DEVIO) and the fast path
 (hw.board_fastpath) check the caller's windows before calling ``read`` /
 ``write``; ``who`` is only recorded, so a refused DMA can be blamed on the
-driver that last programmed the device.
+driver that last programmed the bus master (``dma_masters``).
 
 Physical memory is not one big segment but one ``PhysicalMemory`` (memfd)
 per memory window named in some driver's privileges, created at that
@@ -35,6 +36,7 @@ from typing import Any
 from hw import pic as pic_regs
 from hw import pit as pit_regs
 from hw.ata import ATA_PRIMARY_IRQ, AtaChannel
+from hw.ata_dma import PiixIde, isa_bridge
 from hw.device import Clock, Device, IrqLine
 from hw.lpt import LPT1_IRQ, ParallelPrinter
 from hw.memory import Iommu, PhysicalMemory
@@ -48,11 +50,12 @@ from hw.wire import Wire
 from minikern import params
 from minikern.events import EventLog
 
+PIIX_PCI_SLOT = 1  # 00:01.0 the PIIX3's ISA bridge, 00:01.1 its IDE function (as on a PC)
 NIC_PCI_SLOT = 3
 MAX_WINDOW = 64 * 1024 * 1024  # largest physical memory window the board backs
 MAX_MEMORY = 256 * 1024 * 1024  # all windows together
 PIC_EOI = 0x60  # OCW2 specific EOI, level in bits 2:0
-DMA_DEVICES = ("rtl8139",)  # devices a driver may grant memory to
+DMA_DEVICES = ("rtl8139", "ata")  # devices a driver may grant memory to
 
 
 class Audit:
@@ -154,11 +157,15 @@ class Machine:
         self.ata = AtaChannel(self._gate("ata", ATA_PRIMARY_IRQ), disk)
         self.nic = Rtl8139(self._gate("nic", 11), self.iommu.port_for("rtl8139"), wire, clock,
                            mac=mac)
+        self.ide = PiixIde(self.ata, self.iommu.port_for("ata"))
         self.pci = PciBus()
         self.pci.attach(0, 0, host_bridge())
+        self.pci.attach(PIIX_PCI_SLOT, 0, isa_bridge())
+        self.pci.attach(PIIX_PCI_SLOT, 1, self.ide)
         self.pci.attach(NIC_PCI_SLOT, 0, self.nic)
         self.devices: list[Device] = [self.pic, self.pit, self.uart, self.lpt, self.ata,
-                                      self.pci, self.nic]
+                                      self.pci, self.nic, self.ide]
+        self.dma_masters: dict[str, Device] = {"rtl8139": self.nic, "ata": self.ide}
         self.users: dict[str, tuple[int, str]] = {}  # device name -> last (endpoint, label)
         self.faults: dict[str, int] = {}  # device name -> exceptions its model raised
         self.port_map: dict[int, Device] = {}
@@ -171,7 +178,8 @@ class Machine:
     def remap(self) -> None:
         """Rebuild port -> device; fixed ISA devices win over a BAR moved onto them."""
         ports: dict[int, Device] = {}
-        for dev in (self.nic, *(d for d in self.devices if d is not self.nic)):
+        moving: tuple[Device, ...] = (self.nic, self.ide)  # their windows follow a BAR
+        for dev in (*moving, *(d for d in self.devices if d not in moving)):
             for base, length in dev.ports:
                 for port in range(base, min(base + length, 1 << 16)):
                     ports[port] = dev
@@ -242,7 +250,8 @@ class Machine:
 
     def _dma_refused(self, record: dict[str, object]) -> None:
         device = str(record.get("device"))
-        endpoint, label = self.users.get(device, (0, "?"))  # who last programmed it
+        master = self.dma_masters.get(device)  # whose registers aim the transfer
+        endpoint, label = self.users.get(master.name if master else device, (0, "?"))
         address = record.get("address")
         self.audit.write(endpoint, label, "DMA", address if isinstance(address, int) else -1,
                          "EPERM", device=device, length=record.get("length"),
@@ -262,7 +271,9 @@ class Machine:
                      "path": getattr(self.uart.backend, "path", None)},
             "lpt": {"printed": self.lpt.printed, "refused": self.lpt.refused,
                     "paper_out": self.lpt.paper_out, "offline": self.lpt.offline},
-            "ata": {"sectors": self.ata.sectors, "bad_sectors": sorted(self.ata.bad_sectors)},
+            "ata": {"sectors": self.ata.sectors, "bad_sectors": sorted(self.ata.bad_sectors),
+                    "bm_base": self.ide.bar_base(4), "bm_status": self.ide.primary.status,
+                    "dma": asdict(self.ide.primary.counters)},
             "nic": {**asdict(self.nic.counters), "link_up": self.nic.link_up,
                     "io_base": self.nic.bar_base(0),
                     "wire": asdict(wire) if wire is not None else None},

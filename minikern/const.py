@@ -205,6 +205,7 @@ FS_MAX_IO = 32 * 1024  # bytes of data one READ or WRITE message carries (VFS an
 NAME_MAX = 60  # longest file name component (MINIX v3 directory entry)
 OPEN_MAX = 256  # file descriptors per process
 SYMLOOP_MAX = 40  # symlinks followed in one path lookup
+PATH_MAX = 1024  # longest path in a VFS request or a symlink's target, in bytes (MINIX's)
 
 # Open flags (NetBSD's values, as MINIX 3 uses them).
 O_RDONLY = 0

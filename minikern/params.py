@@ -43,11 +43,23 @@ RESOURCE_CHECK = 1.0  # seconds between psutil memory / CPU checks of limited se
 DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)
 RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was not ready for
 
-# Storage (minikern/bdev.py, services/mfs, services/vfs)
+# Storage (drivers/block, drivers/at_wini, minikern/bdev.py, services/mfs, services/vfs)
+ATA_TIMEOUT = 2.0  # seconds at_wini waits for the drive's interrupt before resetting it
+ATA_MAX_ERRORS = 4  # attempts at one command (MINIX max_errors); a bad sector gets one only
+BDEV_RESTART_RETRIES = 10  # driver restarts one request may live through before it fails EIO
 BDEV_EIO_RETRIES = 3  # an EIO from a block driver is retried this many times, then returned
 BDEV_RECOVERY_WAIT = 30.0  # seconds a file server waits for a dead block driver's successor
 BDEV_RECOVERY_CHECK = 0.05  # seconds between DS checks while waiting (besides DS's notifications)
 FS_REQUEST_TIMEOUT = 120.0  # seconds VFS waits for a file server's answer (covers a driver recovery)
+VFS_SWEEP = 1.0  # seconds between VFS's looks (GETINFO) for dead processes holding descriptors
+VFS_MOUNT_RETRY = 0.5  # seconds between VFS's tries to mount the root (file server or driver not up)
+VFS_NR_FILPS = 1024  # open files in the whole system (ENFILE beyond; MINIX NR_FILPS)
+VFS_MAX_PARKED = 256  # requests VFS holds while the root is not mounted yet (EAGAIN beyond)
+MFS_CACHE_BLOCKS = 4096  # MFS's buffer cache bound, in 1 KiB blocks (LRU; dirty blocks written on eviction)
+MFS_INODE_CACHE = 1024  # unreferenced inodes MFS keeps in memory
+MFS_READAHEAD = 128  # blocks MFS reads ahead of a sequential reader (one 128 KiB device request)
+MFS_DIRTY_AGE = 2.0  # seconds a dirty block may wait before MFS's timer writes everything back
+MFS_SYNC_CHECK = 0.5  # seconds between MFS's checks of the oldest dirty block's age
 
 # The host's FUSE mounts (bin/mount, minikern/mounts.py)
 UNMOUNT_TIMEOUT = 30.0  # seconds an unmounted mount's process may take to write back and end

@@ -97,7 +97,8 @@ def test_identify_capacity_geometry_and_strings(ata: AtaChannel, irq: NullIrq,
     assert 1 <= heads <= 16 and 1 <= spt <= 63
     assert words[54:57] == [cylinders, heads, spt]
     assert words[57] | words[58] << 16 == DISK_SECTORS
-    assert words[49] & 0x0200 and not words[49] & 0x0100  # LBA, no DMA
+    assert words[49] & 0x0300 == 0x0300  # LBA, DMA
+    assert words[63] == 0x0407  # multiword DMA 0-2 supported, mode 2 selected
     assert words[83] & 0xC000 == 0x4000 and words[83] & 0x1000  # valid, FLUSH CACHE
     assert not words[83] & 0x0400  # no LBA48
     assert ata_text(words[27:47]) == "MINIKERN HARDDISK"

@@ -93,8 +93,9 @@ def outp(conn: ipc.Connection, port: int, value: int, size: int = 1) -> None:
     conn.kcall(KCall.DEVIO, port=port, size=size, value=value)
 
 
-def pci_read(conn: ipc.Connection, dev: int, reg: int) -> int:
-    values = conn.kcall(KCall.VDEVIO, ops=[[0xCF8, 4, 0x80000000 | dev << 11 | reg], [0xCFC, 4, None]])
+def pci_read(conn: ipc.Connection, dev: int, reg: int, fn: int = 0) -> int:
+    address = 0x80000000 | dev << 11 | fn << 8 | reg
+    values = conn.kcall(KCall.VDEVIO, ops=[[0xCF8, 4, address], [0xCFC, 4, None]])
     return int(values["values"][1])
 
 
@@ -104,13 +105,17 @@ def test_board_is_an_admitted_process(machine: Machine) -> None:
     assert "board attached to the bus" in machine.system.console()
 
 
-def test_pci_scan_finds_the_rtl8139(machine: Machine) -> None:
+def test_pci_scan_finds_the_rtl8139_and_the_ide_controller(machine: Machine) -> None:
     pci = machine.driver("pci")
-    found = {dev: pci_read(pci, dev, 0) for dev in range(32)}
-    nics = [dev for dev, ids in found.items() if ids == 0x8139 << 16 | 0x10EC]
+    found = {(dev, fn): pci_read(pci, dev, 0, fn) for dev in range(32) for fn in range(8)}
+    nics = [dev for (dev, _), ids in found.items() if ids == 0x8139 << 16 | 0x10EC]
     assert len(nics) == 1
-    assert found[0] == 0x1237 << 16 | 0x8086  # the host bridge
-    assert sum(ids != 0xFFFFFFFF for ids in found.values()) == 2  # nothing else answers
+    assert found[(0, 0)] == 0x1237 << 16 | 0x8086  # the host bridge
+    assert found[(1, 0)] == 0x7000 << 16 | 0x8086  # the PIIX3: ISA bridge, then IDE
+    assert found[(1, 1)] == 0x7010 << 16 | 0x8086
+    assert pci_read(pci, 1, 0x08, fn=1) >> 8 == 0x010180  # IDE, bus-master capable
+    assert pci_read(pci, 1, 0x20, fn=1) == 0xC101  # BAR4: bus-master registers at 0xC100
+    assert sum(ids != 0xFFFFFFFF for ids in found.values()) == 4  # nothing else answers
     assert pci_read(pci, nics[0], 0x10) == 0xC001  # BAR0: I/O space at 0xC000
     assert pci_read(pci, nics[0], 0x3C) & 0xFF == 11  # interrupt line
 
@@ -175,8 +180,9 @@ def test_string_io_reads_the_identify_block(machine: Machine) -> None:
     assert inp(disk, 0x1F7) & 0x08  # DRQ
     data = disk.kcall(KCall.SDEVIO, port=0x1F0, size=2, count=256)["data"]
     words = struct.unpack("<256H", data)
-    image = Path(machine.system.run_dir / "disk.img").stat().st_size
-    assert words[60] | words[61] << 16 == image // 512 == 8192
+    image = Path(machine.system.run_dir / "disk.img").stat()
+    assert words[60] | words[61] << 16 == image.st_size // 512 == 64 * 2048  # 64 MiB
+    assert image.st_blocks * 512 < 1 << 20  # made sparse
     assert inp(disk, 0x1F7) == 0x50  # the block is read: idle
 
 

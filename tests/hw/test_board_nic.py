@@ -66,7 +66,7 @@ def test_dma_outside_the_grants_is_refused(machine: Machine) -> None:
             ch.dma_grant("rtl8139", 0x200000, 0x100, False)  # outside my windows
         assert e.value.code == Err.EPERM
         with pytest.raises(devio.ChannelError):
-            ch.dma_grant("ata", TXBUF, 0x100, False)  # not a DMA device
+            ch.dma_grant("uart", TXBUF, 0x100, False)  # not a DMA device
         ch.dma_grant("rtl8139", TXBUF, 0x800, False)  # now the same frame may go
         ch.outl(NIC + regs.TSAD0 + 8, TXBUF)
         ch.outl(NIC + regs.TSD0 + 8, len(FRAME))

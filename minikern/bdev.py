@@ -1,0 +1,249 @@
+"""The block device client (MINIX libbdev), with transparent recovery from driver restarts.
+
+Runs in the process that uses a block device (the MFS file server, test
+components).  ``BlockDevice(ctx, label, minor)`` speaks docs/PROTOCOL.md
+section 19 to the driver ``label`` (for example ``at_wini``): reads and
+writes of any length are split into requests of at most BDEV_MAX_IO bytes.
+
+Data moves through one grant: the first BDEV_MAX_IO bytes of the caller's
+memory segment from ``buffer_offset`` (``ctx.memory``) are granted, read and
+write, to the driver's current endpoint, and each request's data is staged
+there.  The caller needs the SETGRANT and REVOKE kernel calls, and DS and
+the driver in its ipc mask (and its label in the driver's).
+
+Recovery (section 19, "Recovery"): a request that fails because the driver
+died (EDEADSRCDST) or was restarted under it (ERESTART) is not lost.  The
+client waits until DS names a new endpoint for ``label`` with
+``drv.blk.<label>`` = ``up`` (it subscribes to that key: DS's notification
+wakes it, and it looks every BDEV_RECOVERY_CHECK anyway), answering RS's
+heartbeat meanwhile; then it grants its buffer to the new endpoint, reopens
+every minor it had open and sends the request again (block I/O is
+idempotent).  A driver ``failed``, or not back within BDEV_RECOVERY_WAIT,
+or restarted more than BDEV_RESTART_RETRIES times under one request, gives
+EIO.  An EIO from the driver (a bad sector) is tried BDEV_EIO_RETRIES more
+times and then raised as ``DeviceError`` (an ``IpcError`` with code EIO and
+the failing ``sector``).  Any other refusal is raised as ``IpcError``.
+
+While it waits for a new driver the client receives messages; any that is
+neither RS's nor DS's nor the kernel's is kept in ``deferred``, in order, for
+its owner to serve afterwards (a file server that VFS sends one request at
+a time never sees one there).  ``subscribe`` replaces the caller's DS
+subscription (DS keeps one per label): a caller that needs its own must
+subscribe to a regex that also covers ``drv\\.blk\\.<label>``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import zmq
+
+from minikern import ds, params, sef
+from minikern.const import (BDEV_MAX_IO, CPF_READ, CPF_WRITE, DS, SECTOR_SIZE, BdevReq, DsFlag,
+                            Err, KCall, Kind)
+from minikern.ipc import IpcError, KernelGone
+from minikern.proto import Message
+
+RECOVERABLE = (Err.EDEADSRCDST, Err.ERESTART)
+
+
+class DeviceError(IpcError):
+    """The device failed a transfer (EIO) after the retries; ``sector`` is the first bad one
+    (on the minor device) when the driver said so."""
+
+    def __init__(self, what: str, sector: int | None) -> None:
+        super().__init__(Err.EIO, what)
+        self.sector = sector
+
+
+class BlockDevice:
+    def __init__(self, ctx: sef.Context, label: str, minor: int, *, buffer_offset: int = 0) -> None:
+        if ctx.memory is None or buffer_offset < 0 or buffer_offset + BDEV_MAX_IO > len(ctx.memory):
+            raise ValueError("a block device needs BDEV_MAX_IO bytes of the memory segment")
+        self.ctx, self.label, self.minor = ctx, label, minor
+        self.key = f"drv.blk.{label}"
+        self.offset = buffer_offset
+        self.buffer = memoryview(ctx.memory)[buffer_offset:buffer_offset + BDEV_MAX_IO]
+        self.driver: int | None = None  # the driver's endpoint as we last knew it
+        self.grant: int | None = None  # our buffer, granted to ``driver``
+        self.opens = 0  # our opens of ``minor``, to be redone on a new driver
+        self.deferred: list[Message] = []
+        self.requests = 0  # requests sent (each resend counts)
+        self.retries = 0  # requests sent again (after EIO or a driver restart)
+        self.driver_restarts_seen = 0  # new driver endpoints taken over
+
+    # -- the interface -------------------------------------------------------------------
+
+    def open(self, access: int = CPF_READ | CPF_WRITE) -> None:
+        """Open the minor (subscribing to the driver's state in DS first)."""
+        ds.subscribe(self.ctx.conn, self.key.replace(".", r"\."), DsFlag.OVERWRITE)
+        if self.driver is None:
+            self.find_driver(dead=None)
+        self.access = access
+        self.call(Message(BdevReq.OPEN, {"minor": self.minor, "access": access}))
+        self.opens += 1
+
+    def close(self) -> None:
+        if self.opens:
+            self.opens -= 1
+            self.call(Message(BdevReq.CLOSE, {"minor": self.minor}))
+
+    def read(self, pos: int, count: int) -> bytes:
+        """``count`` bytes from ``pos`` (shorter at the end of the device)."""
+        self.aligned(pos, count)
+        out = bytearray()
+        while count > 0:
+            n = min(count, BDEV_MAX_IO)
+            got = self.transfer(BdevReq.READ, pos, n)
+            out += self.buffer[:got]
+            if got < n:
+                break
+            pos, count = pos + n, count - n
+        return bytes(out)
+
+    def write(self, pos: int, data: bytes | bytearray | memoryview) -> None:
+        """Write all of ``data`` at ``pos``; EIO if the device ends before it does."""
+        self.aligned(pos, len(data))
+        view, done = memoryview(data), 0
+        while done < len(view):
+            n = min(len(view) - done, BDEV_MAX_IO)
+            self.buffer[:n] = view[done:done + n]
+            if self.transfer(BdevReq.WRITE, pos + done, n) < n:
+                raise DeviceError(f"write past the end of {self.label} minor {self.minor}",
+                                  (pos + done) // SECTOR_SIZE)
+            done += n
+
+    def flush(self) -> None:
+        self.call(Message(BdevReq.IOCTL, {"minor": self.minor, "request": "DIOCFLUSH"}))
+
+    def geometry(self) -> dict[str, int]:
+        """DIOCGETP: ``base``, ``size`` (bytes), ``cylinders``, ``heads``, ``sectors``."""
+        r = self.call(Message(BdevReq.IOCTL, {"minor": self.minor, "request": "DIOCGETP"}))
+        return {k: int(r.fields[k]) for k in ("base", "size", "cylinders", "heads", "sectors")}
+
+    # -- requests, retried ---------------------------------------------------------------
+
+    @staticmethod
+    def aligned(pos: int, count: int) -> None:
+        if pos < 0 or count < 0 or pos % SECTOR_SIZE or count % SECTOR_SIZE:
+            raise IpcError(Err.EINVAL, "block I/O: position and length must be whole sectors")
+
+    def transfer(self, req: BdevReq, pos: int, n: int) -> int:
+        r = self.call(Message(req, {"minor": self.minor, "pos": pos, "count": n}), grant=True)
+        count = r.get("count")
+        if type(count) is not int or not 0 <= count <= n:
+            raise IpcError(Err.EIO, f"{self.label}: a reply with a bad count")
+        return count
+
+    def call(self, m: Message, grant: bool = False) -> Message:
+        """Send ``m`` until it gets an answer that is not a driver restart; raise refusals."""
+        eio = restarts = 0
+        while True:
+            if self.driver is None:
+                self.find_driver(dead=None)
+            driver = self.driver or 0
+            if grant:
+                m.fields["grant"] = self.granted(driver)
+            self.requests += 1
+            try:
+                r = self.ctx.conn.sendrec(driver, m)
+                status = r.type
+            except KernelGone:
+                raise
+            except IpcError as e:
+                r, status = Message(e.code), e.code
+            if status == Err.OK:
+                return r
+            if status in RECOVERABLE:
+                restarts += 1
+                if restarts > params.BDEV_RESTART_RETRIES:
+                    raise IpcError(Err.EIO, f"{self.label} restarted {restarts - 1} times "
+                                   f"under one request")
+                self.recover(dead=driver if status == Err.EDEADSRCDST else None,
+                             reopen=m.type != BdevReq.OPEN)
+            elif status == Err.EIO and eio < params.BDEV_EIO_RETRIES:
+                eio += 1
+            elif status == Err.EIO:
+                sector = r.get("sector")
+                raise DeviceError(f"{self.label} minor {self.minor}: {r.get('error', 'EIO')}",
+                                  sector if type(sector) is int else None)
+            else:
+                raise IpcError(status, f"{self.label}: {r.get('error', 'refused')}")
+            self.retries += 1
+
+    def granted(self, driver: int) -> int:
+        """Our buffer's grant to ``driver``, made anew for each new driver endpoint."""
+        if self.grant is not None and self.grant_to == driver:
+            return self.grant
+        if self.grant is not None:
+            self.ctx.conn.kcall_status(KCall.REVOKE, grant=self.grant)
+            self.grant = None
+        r = self.ctx.conn.kcall(KCall.SETGRANT, grantee=driver, offset=self.offset,
+                                length=BDEV_MAX_IO, access=CPF_READ | CPF_WRITE)
+        self.grant, self.grant_to = int(r["grant"]), driver
+        return self.grant
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def recover(self, dead: int | None, reopen: bool) -> None:
+        """Wait for a driver that is not ``dead``, then reopen what we had open on it."""
+        self.find_driver(dead)
+        if reopen:
+            for _ in range(self.opens):
+                self.call(Message(BdevReq.OPEN, {"minor": self.minor,
+                                                 "access": getattr(self, "access", 3)}))
+
+    def find_driver(self, dead: int | None) -> None:
+        """Block until DS says the driver is up at an endpoint other than ``dead``."""
+        deadline = time.monotonic() + params.BDEV_RECOVERY_WAIT
+        while True:
+            state, endpoint = self.lookup()
+            if state == "failed":
+                raise IpcError(Err.EIO, f"{self.label} has failed (RS gave up on it)")
+            if state == "up" and endpoint is not None and endpoint != dead:
+                if self.driver is not None and endpoint != self.driver:
+                    self.driver_restarts_seen += 1
+                self.driver = endpoint
+                return
+            if time.monotonic() > deadline:
+                raise IpcError(Err.EIO, f"{self.label} not back within "
+                               f"{params.BDEV_RECOVERY_WAIT:g} s")
+            self.pause(params.BDEV_RECOVERY_CHECK)
+
+    def lookup(self) -> tuple[str | None, int | None]:
+        """The driver's state and endpoint as DS has them (None where DS has nothing)."""
+        conn = self.ctx.conn
+        try:
+            state: Any = ds.retrieve(conn, self.key, vtype="str")
+        except KernelGone:
+            raise
+        except IpcError as e:
+            if e.code != Err.ESRCH:
+                raise IpcError(Err.EIO, f"cannot ask DS about {self.label}: {e}") from None
+            state = None
+        try:
+            endpoint: int | None = ds.retrieve_label(conn, self.label)
+        except KernelGone:
+            raise
+        except IpcError:
+            endpoint = None
+        return (state if type(state) is str else None), endpoint
+
+    def pause(self, seconds: float) -> None:
+        """Receive for up to ``seconds``: RS's heartbeat is answered, DS's news ends the wait."""
+        conn, end = self.ctx.conn, time.monotonic() + seconds
+        while True:
+            conn.start_receive()
+            left = end - time.monotonic()
+            if not conn.sock.poll(max(0, int(left * 1000)), zmq.POLLIN):
+                conn.cancel()
+            m = conn.finish()
+            if m is not None and not sef.filtered(self.ctx, m):
+                if m.kind == Kind.NOTIFY and m.source == DS:
+                    while ds.check(conn) is not None:
+                        pass
+                    return
+                if m.kind == Kind.MESSAGE and m.type > 0:
+                    self.deferred.append(m)
+            if m is None or time.monotonic() >= end:
+                return

@@ -1,0 +1,134 @@
+"""VFS's mount table operations: the root at start-up, MOUNT and UMOUNT (runs in VFS).
+
+A file server is found by its label in DS and mounted with READSUPER (the
+block driver's label and minor, read-only or not); its answer's ``root`` is
+the mounted file system's root inode.  The root file system is mounted at
+start-up from VFS's arguments (services/vfs/main.py retries until the file
+server and its driver answer).  MOUNT and UMOUNT come from operator
+processes only (EPERM otherwise: the kernel's GETINFO says who is one).
+
+MOUNT's directory must be a directory (ENOTDIR) that is neither the root
+of a mount nor already covered (EBUSY), and the file server must not be
+mounted already (EBUSY).  UMOUNT names a mount's root (EINVAL otherwise;
+the root file system: EBUSY) and is refused EBUSY while anything but the
+mount itself holds one of its vnodes (an open file, a working directory)
+or something is mounted inside it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from minikern.const import NAME_MAX, Err, FsReq
+from minikern.proto import Message
+from services.vfs.fields import want_bool, want_int, want_str
+from services.vfs.fsconn import FileServer
+from services.vfs.lookup import checked_stat
+from services.vfs.state import State
+from services.vfs.tables import Mount, Proc, Vnode
+from services.vfs.task import Call, Fail, Op, Reply
+
+FindLabel = Callable[[str], "int | None"]  # a label's endpoint from DS (None: not published)
+MakeServer = Callable[[str, int], FileServer]
+IsOperator = Callable[[int], bool]
+
+
+class MountOps:
+    def __init__(self, st: State, find_label: FindLabel, make_server: MakeServer,
+                 is_operator: IsOperator) -> None:
+        self.st = st
+        self.find_label, self.make_server, self.is_operator = find_label, make_server, \
+            is_operator
+
+    def server(self, label: str) -> FileServer:
+        if self.st.mounts.by_label(label) is not None:
+            raise Fail(Err.EBUSY, f"{label} is mounted already")
+        endpoint = self.find_label(label)
+        if endpoint is None:
+            raise Fail(Err.ENXIO, f"no file server {label!r} in DS")
+        return self.make_server(label, endpoint)
+
+    def readsuper(self, fs: FileServer, driver: str, minor: int, readonly: bool,
+                  covered: Vnode | None) -> Op:
+        """READSUPER, then the mount in the table (its root held by the mount)."""
+        answer = yield Call(fs, FsReq.READSUPER, {"driver": driver, "minor": minor,
+                                                  "readonly": readonly})
+        stat = checked_stat(answer.get("root"))
+        root = self.st.vnodes.hold(fs, stat["ino"], stat["mode"], getnode=False)
+        self.st.mounts.all.append(Mount(fs, root, covered, driver, minor, readonly))
+        return Message(Err.OK, {"root": stat})
+
+    def mount_root(self, fs_label: str, driver: str, minor: int, readonly: bool) -> Reply:
+        """The root file system (start-up): a chain whose reply says if it worked."""
+        if self.st.mounts.root is not None:
+            raise Fail(Err.EBUSY, "the root is mounted")
+        return self._mount_root(self.server(fs_label), driver, minor, readonly)
+
+    def _mount_root(self, fs: FileServer, driver: str, minor: int, readonly: bool) -> Op:
+        try:
+            return (yield from self.readsuper(fs, driver, minor, readonly, None))
+        except Fail as e:
+            if e.code != Err.EBUSY:
+                raise
+        # The file server has it mounted already: this VFS was restarted, and what the old
+        # one held (references, open files) died with it.  Start again from a clean mount.
+        yield Call(fs, FsReq.UNMOUNT, {})
+        return (yield from self.readsuper(fs, driver, minor, readonly, None))
+
+    def do_mount(self, proc: Proc, f: dict[str, Any]) -> Reply:
+        path, driver = want_str(f, "path"), want_str(f, "driver", NAME_MAX)
+        minor, label = want_int(f, "minor", 0, 255), want_str(f, "fs", NAME_MAX)
+        readonly = want_bool(f, "readonly")
+        if not self.is_operator(proc.endpoint):
+            raise Fail(Err.EPERM, "MOUNT from a process without the operator key")
+        return self._mount(proc, path, driver, minor, label, readonly)
+
+    def _mount(self, proc: Proc, path: str, driver: str, minor: int, label: str,
+               readonly: bool) -> Op:
+        node = yield from self.st.resolver.resolve(path, proc.cwd)
+        if not node.is_dir:
+            raise Fail(Err.ENOTDIR)
+        m = self.st.mounts
+        if m.rooted_at(node.fs, node.ino) is not None or m.on(node.fs, node.ino) is not None:
+            raise Fail(Err.EBUSY)
+        fs = self.server(label)
+        covered = yield from self.st.resolver.acquire(node)
+        try:
+            yield from self.readsuper(fs, driver, minor, readonly, covered)
+        except Fail:
+            self.st.vnodes.release(covered)
+            raise
+        return Message(Err.OK)
+
+    def do_umount(self, proc: Proc, f: dict[str, Any]) -> Reply:
+        path = want_str(f, "path")
+        if not self.is_operator(proc.endpoint):
+            raise Fail(Err.EPERM, "UMOUNT from a process without the operator key")
+        return self._umount(proc, path)
+
+    def _umount(self, proc: Proc, path: str) -> Op:
+        node = yield from self.st.resolver.resolve(path, proc.cwd)
+        mount = self.st.mounts.rooted_at(node.fs, node.ino)
+        if mount is None:
+            raise Fail(Err.EINVAL, "not a mount's root")
+        self.check_idle(mount)
+        # Gone from the table first: no lookup crosses into it while UNMOUNT is in flight.
+        self.st.mounts.all.remove(mount)
+        try:
+            yield Call(mount.fs, FsReq.UNMOUNT, {})
+        except Fail:
+            self.st.mounts.all.append(mount)
+            raise
+        self.st.vnodes.release(mount.root)  # READSUPER's root: no PUTNODE (fs_refs 0)
+        if mount.covered is not None:
+            self.st.vnodes.release(mount.covered)
+        return Message(Err.OK)
+
+    def check_idle(self, mount: Mount) -> None:
+        if mount.covered is None:
+            raise Fail(Err.EBUSY, "the root file system")
+        held = self.st.vnodes.of(mount.fs)
+        if any(v is not mount.root for v in held) or mount.root.refs > 1:
+            raise Fail(Err.EBUSY, "files are open on it")
+        if any(m.covered is not None and m.covered.fs is mount.fs for m in self.st.mounts.all):
+            raise Fail(Err.EBUSY, "something is mounted inside it")
