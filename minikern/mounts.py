@@ -37,9 +37,17 @@ class Mount:
     log: str
 
 
+def resolve(mount_point: str | Path) -> str:
+    """``mount_point`` absolute, its directory's symlinks resolved, without a stat of the
+    mount point itself: a stat of a mount from inside its own server waits for itself
+    (and one of a dead mount answers ENOTCONN)."""
+    path = os.path.abspath(mount_point)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
 def record_path(run_dir: str | Path, mount_point: str | Path) -> Path:
     """Where the record of ``mount_point`` lives (a name made from the resolved path)."""
-    key = hashlib.sha256(os.fsencode(os.path.realpath(mount_point))).hexdigest()[:16]
+    key = hashlib.sha256(os.fsencode(resolve(mount_point))).hexdigest()[:16]
     return Path(run_dir) / MOUNTS_DIR / f"{key}.json"
 
 
@@ -48,7 +56,7 @@ def write_record(run_dir: str | Path, mount_point: str | Path, log: str | Path =
     path = record_path(run_dir, mount_point)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"dir": os.path.realpath(mount_point), "pid": os.getpid(),
+    tmp.write_text(json.dumps({"dir": resolve(mount_point), "pid": os.getpid(),
                                "log": str(log)}))
     tmp.replace(path)
 
@@ -99,7 +107,7 @@ def alive(pid: int) -> bool:
 def is_fuse_mount(mount_point: str | Path) -> bool:
     """True if ``mount_point`` is a FUSE mount point now (read from /proc/self/mounts, which
     does not touch the mount: a stat of a dead one would answer ENOTCONN)."""
-    target = os.path.realpath(mount_point)
+    target = resolve(mount_point)
     try:
         with open("/proc/self/mounts") as f:
             for line in f:
@@ -125,7 +133,7 @@ def fusermount(mount_point: str | Path, lazy: bool = False) -> tuple[bool, str]:
     tool = shutil.which(FUSERMOUNT)
     if tool is None:
         return False, f"{FUSERMOUNT} is not installed (Debian: apt-get install fuse3)"
-    argv = [tool, "-u", *(["-z"] if lazy else []), os.path.realpath(mount_point)]
+    argv = [tool, "-u", *(["-z"] if lazy else []), resolve(mount_point)]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     return r.returncode == 0, r.stderr.strip()
 

@@ -90,7 +90,7 @@ def start(cmd: cli.Command, a: argparse.Namespace) -> int:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, str(cli.REPO_ROOT / "bin" / "mount"), "--run-dir", str(a.run_dir),
-             "--root", a.root, "-f", os.path.realpath(a.dir)],
+             "--root", a.root, "-f", mounts.resolve(a.dir)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     try:
         wait_for(lambda: proc.poll() is not None or _serving(a, proc.pid),
@@ -103,7 +103,7 @@ def start(cmd: cli.Command, a: argparse.Namespace) -> int:
     if proc.poll() is not None:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         return cmd.fail(f"the mount process exited ({proc.returncode}): " + " / ".join(tail))
-    print(f"mount: the system's {a.root} on {os.path.realpath(a.dir)} (pid {proc.pid})")
+    print(f"mount: the system's {a.root} on {mounts.resolve(a.dir)} (pid {proc.pid})")
     return cli.EXIT_OK
 
 
@@ -117,7 +117,7 @@ def serve(a: argparse.Namespace) -> int:
     from userland.fusefs import MountFuse, SystemFs  # here: -u and the list need no libfuse
 
     logging.basicConfig(level=logging.WARNING, format="mount: %(message)s")
-    point = os.path.realpath(a.dir)
+    point = mounts.resolve(a.dir)
     conn = cli.operator_connection(a.run_dir, "mount", privileges="user")
     stopping = threading.Event()
     lost_once = threading.Lock()
