@@ -18,14 +18,17 @@ boot: $(STAMP)
 	$(PY) bin/boot
 
 # The Linux-peer tests use ping(8) and ip(8), the disk tests util-linux's mkfs.minix and
-# fsck.minix; as root, install them when missing.
+# fsck.minix, bin/mount and its tests fuse3's libfuse3 and fusermount3; as root, install
+# them when missing.
 host-tools:
 	@PATH="$$PATH:/sbin:/usr/sbin"; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	    ! { command -v ping && command -v ip && command -v mkfs.minix; } >/dev/null; then \
-	    echo "installing iputils-ping, iproute2 and util-linux for the host-tool tests"; \
+	    ! { command -v ping && command -v ip && command -v mkfs.minix && \
+	        command -v fusermount3; } >/dev/null; then \
+	    echo "installing iputils-ping, iproute2, util-linux and fuse3 for the host-tool tests"; \
 	    (timeout 300 apt-get update -qq && \
-	     timeout 300 apt-get install -y -qq iputils-ping iproute2 util-linux) >/dev/null 2>&1 || \
+	     timeout 300 apt-get install -y -qq iputils-ping iproute2 util-linux fuse3) \
+	     >/dev/null 2>&1 || \
 	    echo "could not install them: those tests will be skipped"; \
 	fi
 

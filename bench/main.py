@@ -22,6 +22,8 @@ BENCHMARKS = {  # subcommand -> (module, one-line help)
     "recovery": ("bench.recovery", "time from SIGKILL of a driver to its replacement answering"),
     "net": ("bench.net", "20 MB TCP out of the system, without and with its NIC driver SIGKILLed"),
     "blockdev": ("bench.blockdev", "sequential MB/s of a bdev client to at_wini, by DMA and PIO"),
+    "disk": ("bench.disk", "20 MB cp and sha256sum through bin/mount, without and with at_wini "
+                           "SIGKILLed"),
     "mutation": ("bench.mutation", "share of planted bugs (mutants) the tests catch, per module"),
 }
 

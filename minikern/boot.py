@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from minikern import cli, params, sysconf
+from minikern import cli, mounts, params, sysconf
 from minikern.proto import image
 from minikern.const import DS, HW, RS
 
@@ -140,6 +140,7 @@ class System:
             sys.stdout.flush()
 
     def halt(self, timeout: float = 10.0) -> bool:
+        unmount_all(self.run_dir)
         ok = self.kernel.poll() is not None or stop(self.kernel.pid, timeout=timeout)
         self.kernel.wait()
         return ok
@@ -147,8 +148,16 @@ class System:
 
 def halt(run_dir: str | Path, timeout: float = 10.0) -> bool:
     """Stop the system in ``run_dir`` (not our child), as ``stop`` does."""
+    unmount_all(run_dir)
     pid = cli.kernel_pid(run_dir)
     return True if pid is None else stop(pid, timeout=timeout)
+
+
+def unmount_all(run_dir: str | Path) -> None:
+    """Unmount the host's FUSE mounts of the system first (bin/mount): each has VFS write
+    everything back, so the data are on the disk before its drivers stop."""
+    for problem in mounts.unmount_all(run_dir):
+        print(f"halt: {problem}", file=sys.stderr)
 
 
 def stop(kernel_pid: int, grace: float = params.SHUTDOWN_GRACE, timeout: float = 10.0) -> bool:
@@ -278,7 +287,9 @@ def _boot(args: argparse.Namespace) -> int:
 def halt_main(argv: list[str] | None = None) -> int:
     """bin/halt: shut a running minikern system down; returns once every process of it is gone.
 
-    The kernel gets SIGTERM and takes the system down; a kernel not gone within
+    The host's mounts of it (bin/mount) are unmounted first, each once the system has
+    written its files back.  The kernel gets SIGTERM and takes the system down; a kernel
+    not gone within
     10 s is killed, and halt exits 1.
     """
     cmd = cli.Command("halt", halt_main.__doc__)

@@ -61,3 +61,8 @@ MFS_INODE_CACHE = 1024  # unreferenced inodes MFS keeps in memory
 MFS_READAHEAD = 128  # blocks MFS reads ahead of a sequential reader (one 128 KiB device request)
 MFS_DIRTY_AGE = 2.0  # seconds a dirty block may wait before MFS's timer writes everything back
 MFS_SYNC_CHECK = 0.5  # seconds between MFS's checks of the oldest dirty block's age
+
+# The host's FUSE mounts (bin/mount, minikern/mounts.py)
+UNMOUNT_TIMEOUT = 30.0  # seconds an unmounted mount's process may take to write back and end
+MOUNT_TIMEOUT = 30.0  # seconds bin/mount waits for its mount process to be serving
+FUSE_MAX_IO = 128 * 1024  # bytes of one FUSE read or write (the kernel's largest by default)

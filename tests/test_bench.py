@@ -22,6 +22,7 @@ import pytest
 from bench.procs import marked
 
 from minikern import cli
+from tests.storage.mountlab import unavailable as disk_unavailable
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,7 +34,7 @@ def tagged(tag: str) -> list[psutil.Process]:
     return marked(TAG, tag)
 
 
-def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+def bench(tmp_path: Path, *args: str, timeout: float = 45) -> dict[str, Any]:
     """Run `bin/bench ARGS --json`; return its last line, parsed.  Every process the run
     started is gone when this returns, or the test fails (and they are killed)."""
     tag = uuid.uuid4().hex
@@ -44,7 +45,7 @@ def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=45)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -102,3 +103,22 @@ def test_bench_blockdev(tmp_path: Path) -> None:
         assert run["sha256_ok"] is True and run["bytes"] == 1 << 20, run
         assert run["request_bytes"] == 128 * 1024
         positive(run, "write_MBps", "read_MBps", "requests")
+
+
+DISK_KEYS = ["client", "bytes", "sha256_ok", "kills", "nokill_write_MBps", "kill_write_MBps",
+             "nokill_read_MBps", "kill_read_MBps", "ratio", "fsck_clean"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(disk_unavailable() is not None, reason=str(disk_unavailable()))
+def test_bench_disk(tmp_path: Path) -> None:
+    r = bench(tmp_path, "disk", "--bytes", "3000000", timeout=280)
+    assert list(r) == DISK_KEYS  # exactly the figures the README quotes, in that order
+    assert r["client"] == "fuse" and r["bytes"] == 3_000_000
+    assert r["sha256_ok"] is True and r["fsck_clean"] is True
+    assert isinstance(r["kills"], int) and r["kills"] >= 1
+    positive(r, "nokill_write_MBps", "kill_write_MBps", "nokill_read_MBps", "kill_read_MBps",
+             "ratio")
+    assert math.isclose(r["ratio"], min(r["kill_write_MBps"] / r["nokill_write_MBps"],
+                                        r["kill_read_MBps"] / r["nokill_read_MBps"]),
+                        abs_tol=0.01)

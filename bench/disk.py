@@ -1,0 +1,130 @@
+"""bin/bench disk: a 20 MB file through bin/mount, without and with the disk driver SIGKILLed.
+
+One system on a fresh MINIX v3 image (mkfs.minix -3), its file tree on the
+host through bin/mount (client "fuse").  Twice, once with nothing injected and
+once with at_wini SIGKILLed every second (in both directions): ``cp`` a file
+of --bytes random bytes in and ``sync`` it (its fsync: the data on the disk);
+drop the mount and mount again so nothing is in the host's page cache; read
+it back with ``sha256sum``.  Rates are bytes over each command's time.  Then
+bin/halt (which unmounts first) and ``fsck.minix -f`` on the image (never -a
+or -r: on a v3 image they corrupt it).
+
+Last line with --json: client, bytes, sha256_ok (both read-backs identical to
+the file written), kills (SIGKILLs that replaced at_wini during the writes and
+reads), nokill_write_MBps, kill_write_MBps, nokill_read_MBps, kill_read_MBps,
+ratio (the lower of write and read, kill over no kill), fsck_clean.
+Targets: sha256_ok and fsck_clean true, ratio at least 0.8, each no-kill rate at
+least 5 MB/s.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.storage import mountlab
+
+TARGET_RATIO = 0.8
+TARGET_MBPS = 5.0
+STEP_TIMEOUT = 600.0  # seconds one cp or sha256sum may take, recoveries included
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bytes", type=int, default=20_000_000,
+                   help="bytes of the file copied (default %(default)s)")
+    p.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between SIGKILLs of at_wini (default %(default)s)")
+
+
+def _timed(argv: list[str]) -> tuple[float, str, str]:
+    """Run ``argv``; (seconds, stdout, the error if it failed)."""
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT,
+                       stdin=subprocess.DEVNULL)
+    secs = time.monotonic() - t0
+    return secs, r.stdout, "" if r.returncode == 0 else f"{argv[0]}: {r.stderr.strip()}"
+
+
+def _round(node: mountlab.StorageNode, src: Path, mnt: Path, name: str, kills: bool,
+           interval: float) -> dict[str, Any]:
+    """Write ``src`` in as ``name``, remount, read it back; with at_wini killed if ``kills``."""
+    node.mount(mnt)
+    with mountlab.at_wini_killer(node, kills, interval) as inj_w:
+        write_s, _, werr = _timed(["sh", "-c", 'cp "$1" "$2" && sync "$2"', "cp",
+                                   str(src), str(mnt / name)])
+    node.unmount(mnt)  # the host's page cache goes with the mount: the read comes from below
+    node.mount(mnt)
+    with mountlab.at_wini_killer(node, kills, interval) as inj_r:
+        read_s, out, rerr = _timed(["sha256sum", str(mnt / name)])
+    node.unmount(mnt)
+    return {"write_s": write_s, "read_s": read_s, "sha256": out.split()[0] if out else None,
+            "kills": sum(i.count for i in (inj_w, inj_r) if i is not None),
+            "errors": [e for e in (werr, rerr) if e]
+            + [e for i in (inj_w, inj_r) if i is not None for e in i.errors]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    missing = mountlab.unavailable()
+    if missing is not None:
+        raise SystemExit(f"bench disk: {missing}")
+    work = Path(tempfile.mkdtemp(prefix="mk-bench-disk-"))
+    try:
+        src = work / "source.bin"
+        with open(src, "wb") as f:
+            left = args.bytes
+            while left:
+                piece = min(left, 1 << 20)
+                f.write(os.urandom(piece))
+                left -= piece
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()
+        node = mountlab.StorageNode(work / "rig", megabytes=max(64, 3 * args.bytes // 2**20 + 16))
+        try:
+            node.boot()
+            quiet = _round(node, src, work / "mnt", "quiet.bin", False, args.interval)
+            killed = _round(node, src, work / "mnt", "killed.bin", True, args.interval)
+        finally:
+            node.close()
+        clean, said = node.fsck()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def rate(seconds: float, errors: list[str]) -> float:
+        return 0.0 if errors else round(args.bytes / 1e6 / seconds, 2)
+
+    r = {"client": "fuse", "bytes": args.bytes,
+         "sha256_ok": quiet["sha256"] == killed["sha256"] == digest,
+         "kills": killed["kills"],
+         "nokill_write_MBps": rate(quiet["write_s"], quiet["errors"]),
+         "kill_write_MBps": rate(killed["write_s"], killed["errors"]),
+         "nokill_read_MBps": rate(quiet["read_s"], quiet["errors"]),
+         "kill_read_MBps": rate(killed["read_s"], killed["errors"]),
+         "fsck_clean": clean}
+    ratios = [r[f"kill_{d}_MBps"] / r[f"nokill_{d}_MBps"] if r[f"nokill_{d}_MBps"] else 0.0
+              for d in ("write", "read")]
+    r["ratio"] = round(min(ratios), 3)
+    order = ["client", "bytes", "sha256_ok", "kills", "nokill_write_MBps", "kill_write_MBps",
+             "nokill_read_MBps", "kill_read_MBps", "ratio", "fsck_clean"]
+    # what went wrong goes to stderr: the JSON carries exactly the figures the README quotes
+    for e in quiet["errors"] + killed["errors"] + ([] if clean else [f"fsck.minix -f: {said}"]):
+        print(f"bench disk: {e}", file=sys.stderr)
+    return {k: r[k] for k in order}
+
+
+def report(r: dict[str, Any]) -> str:
+    met = (r["sha256_ok"] and r["fsck_clean"] and r["ratio"] >= TARGET_RATIO
+           and min(r["nokill_write_MBps"], r["nokill_read_MBps"]) >= TARGET_MBPS)
+    return (f"disk: {r['bytes']} bytes through bin/mount (FUSE): write (cp + sync) "
+            f"{r['nokill_write_MBps']} MB/s without kills, {r['kill_write_MBps']} MB/s with "
+            f"at_wini SIGKILLed every second; read (sha256sum after a remount) "
+            f"{r['nokill_read_MBps']} MB/s and {r['kill_read_MBps']} MB/s; {r['kills']} kills; "
+            f"ratio {r['ratio']}; sha256 {'identical' if r['sha256_ok'] else 'DIFFERENT'}; "
+            f"fsck.minix -f {'clean' if r['fsck_clean'] else 'NOT CLEAN'} "
+            f"(targets: identical, clean, ratio >= {TARGET_RATIO}, >= {TARGET_MBPS:g} MB/s "
+            f"without kills: {'met' if met else 'MISSED'})")
