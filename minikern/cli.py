@@ -92,8 +92,13 @@ class Command(argparse.ArgumentParser):
 
     def fail(self, why: str) -> int:
         """Say on stderr, in one line, why the command failed; its exit status (1)."""
-        print(f"{self.prog}: {why}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(self.prog, why)
+
+
+def fail(prog: str, why: str) -> int:
+    """``PROG: why`` on stderr, one line; the exit status of a failed command (1)."""
+    print(f"{prog}: {why}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def add_run_dir(parser: argparse.ArgumentParser) -> None:

@@ -95,6 +95,8 @@ class Lifecycle:
         prev = svc.state
         step = transition(prev, event)
         svc.state = step.state
+        if step.state is not prev or not svc.since:
+            svc.since = time.time()
         step.effect(self, svc, prev, info)
         self.rearm(svc)
 
@@ -377,6 +379,8 @@ class Lifecycle:
         elif timer is Timer.PING:
             self.conn.notify(inst.endpoint)
             inst.next_ping = now + period
+            if inst.ping_sent is None:  # the latency is that of the oldest unanswered ping
+                inst.ping_sent = now
         elif timer is Timer.RESOURCES:
             inst.next_check = now + params.RESOURCE_CHECK
             detail = resources.over_limit(svc.policy, inst, now)

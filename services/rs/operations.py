@@ -80,21 +80,31 @@ class Supervisor(Lifecycle):
         if inst is None:
             return Message(Err.ESRCH)
         inst.last_pong = self.clock()
+        if inst.ping_sent is not None:
+            inst.latency, inst.ping_sent = inst.last_pong - inst.ping_sent, None
         fault, inst.pending_fault = inst.pending_fault, None
         return Message(Err.OK, {"fault": fault})
 
     def status(self) -> list[dict[str, Any]]:
+        """One map per service: its state and instance, its policy, its failures
+        (docs/PROTOCOL.md, section 16, names every field)."""
         now, out = self.clock(), []
         for svc in self.services.values():
-            inst = svc.instance
+            inst, p = svc.instance, svc.policy
             out.append({"label": svc.label, "state": svc.state.value, "core": svc.core,
+                        "since": svc.since or None, "program": svc.module, "args": svc.args,
                         "endpoint": inst.endpoint if inst else None,
                         "pid": inst.pid if inst else None,
                         "uptime": round(now - inst.started, 3) if inst else None,
                         "started": inst.started_wall if inst else None,
                         "incarnation": svc.incarnation, "failures": svc.tracker.failures,
-                        "last_reason": svc.last_reason, "period": svc.policy.period,
-                        "script": svc.policy.script, "publish": svc.policy.publish,
+                        "window_failures": svc.tracker.in_window(now),
+                        "last_reason": svc.last_reason, "last_detail": svc.last_detail or None,
+                        "period": p.period, "backoff": p.backoff, "backoff_cap": p.cap,
+                        "stable": p.stable, "restarts": p.restarts, "window": p.window,
+                        "script": p.script, "depends": list(p.depends), "publish": p.publish,
+                        "heartbeat_ms": (round(inst.latency * 1000, 3)
+                                         if inst and inst.latency is not None else None),
                         "restart_in": (round(max(0.0, svc.restart_at - now), 3)
                                        if svc.restart_at is not None else None)})
         return out

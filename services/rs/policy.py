@@ -139,6 +139,10 @@ class Tracker:
         self.failures += 1
         return Decision(giveup=False, delay=delay, failures=self.failures)
 
+    def in_window(self, now: float) -> int:
+        """The failures the intensity limit counts at ``now`` (those of the last window)."""
+        return sum(1 for t in self.history if now - t <= self.policy.window)
+
     def reset(self) -> None:
         """An operator revived the service: forget its failures."""
         self.failures, self.up_since = 0, None
