@@ -4,6 +4,7 @@ shutdown did to the server it was talking to.  And bin/hwctl's knobs."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,10 +14,11 @@ import pytest
 
 from hw.board_ctl import KNOBS as BOARD_KNOBS
 from minikern import cli, ipc, rsctl
+from minikern.boot import halt
 from minikern.const import Err
 from minikern.proto.control import KNOBS
 from tests.conftest import SystemUnderTest, wait_for
-from tests.services.rs_helpers import wait_state
+from tests.services.rs_helpers import boot_rs, service, wait_state
 from tests.services.test_commands import BIN, run, vanished_system
 from userland.socket import INET_GONE, SocketError
 
@@ -130,3 +132,63 @@ def test_hwctl_refuses_an_unknown_knob_and_a_value_that_is_not_json(
     r = run("hwctl", *rd, "stats")  # a kernel pid alive, but no board: one line
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("hwctl: cannot reach the board's control socket (")
+
+
+def test_crash_refuses_a_core_server_without_force(make_system: Make) -> None:
+    s = boot_rs(make_system, ds=True)
+    rd = ["--run-dir", str(s.run_dir)]
+    ds_pid = service(s, "ds")["pid"]
+    r = run("crash", *rd, "ds", "kill")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == ("crash: ds is a core server: RS cannot restart it, and its failure "
+                        "shuts the whole system down; --force to do it\n")
+    assert service(s, "ds")["pid"] == ds_pid  # nothing was done
+    assert run("crash", *rd, "hello", "kill").returncode == 0  # a service needs no --force
+    r = run("crash", *rd, "ds", "kill", "--force")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "crash: ds is a core server: the system will shut down\n"
+    assert s.system.kernel.wait(30) == 0  # the system shut itself down, in order
+
+
+CRASH_LOOP = """
+service boom { program tests.services.nosuchmodule; ipc ALL; backoff off; restarts 2 60s; };
+"""
+
+
+def test_boot_detach_reports_a_crash_loop_and_leaves_the_system_to_look_at(
+        tmp_path: Path) -> None:
+    text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
+    start = re.search(r"service rs \{[^}]*args ([^;]*);", text)
+    assert start is not None
+    conf = tmp_path / "system.conf"
+    conf.write_text(text[:start.start(1)] + "hello boom" + text[start.end(1):] + CRASH_LOOP)
+    run_dir = tmp_path / "run"
+    try:
+        r = subprocess.run([sys.executable, str(BIN / "boot"), "--run-dir", str(run_dir),
+                            "--config", str(conf), "--detach"], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 1 and "system up" not in r.stdout
+        problems = r.stderr.splitlines()
+        assert problems[0].startswith("boot: boom failed: RS gave up after ")
+        assert problems[0].endswith(" failure(s) in a row, the last: exception")
+        assert problems[1] == (f"boot: the system is up in {run_dir} without them; see "
+                               "bin/status LABEL, bin/halt to stop it")
+        assert len(problems) == 2
+        assert cli.kernel_pid(run_dir) is not None  # left running, for bin/status
+        st = run("status", "--run-dir", str(run_dir), "boom")
+        assert st.returncode == 3 and "failed" in st.stdout.splitlines()[1]
+    finally:
+        halt(run_dir)
+
+
+def test_a_service_still_restarting_at_the_deadline_is_a_crash_loop(make_system: Make) -> None:
+    """Not given up on (its backoff waits 20 s), but not up either: reported, not waited for."""
+    s = boot_rs(make_system, start="hello agent", agent="period off;")
+    loop_conf = s.conf_text.replace("program tests.services.rs_agent;",
+                                    "program tests.services.nosuchmodule; backoff 20s;")
+    assert loop_conf != s.conf_text
+    t = make_system("rs", loop_conf.replace("{", "{{").replace("}", "}}"))
+    troubled = t.system.wait_services(timeout=3.0)
+    assert [(x["label"], x["state"]) for x in troubled] == [("agent", "restarting")]
+    assert troubled[0]["failures"] >= 2 and troubled[0]["restart_in"] > 0
+    assert s.system.wait_services(timeout=10.0) == []  # the healthy system settles
