@@ -113,7 +113,6 @@ MEANINGS: dict[str, str] = {
     "ECALLDENIED": "the kernel refused the call: the caller's privileges do not allow it",
     "ETRAPDENIED": "the kernel refused the trap: the caller's privileges do not allow it",
     "ELOCKED": "the call would deadlock (the other end is sending to the caller)",
-    "ESRCH": "no such process",
     "ENOTREADY": "the other end is not ready yet",
 }
 

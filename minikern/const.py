@@ -228,6 +228,7 @@ class DsReq(IntEnum):
     SUBSCRIBE = 0x603
     CHECK = 0x604
     PURGE = 0x605  # minikern: RS only; drop every entry and subscription a label owns
+    LIST = 0x606  # minikern: the entries a caller may see, a page at a time (bin/ds)
 
 
 class DsFlag(IntFlag):
