@@ -17,8 +17,10 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from minikern import programs
 from minikern.const import RS, Err, KCall
 from minikern.proto import Message
+from minikern.sysconf import Service
 from services.rs.lifecycle import Lifecycle
 from services.rs.service import BadTransition, Cause, Event, State, Svc
 
@@ -91,8 +93,11 @@ class Supervisor(Lifecycle):
         now, out = self.clock(), []
         for svc in self.services.values():
             inst, p = svc.instance, svc.policy
+            program, args = svc.module, svc.args
+            if program == programs.EXTERNAL and args:  # a file: show it, not its runner
+                program, args = args[0], args[1:]
             out.append({"label": svc.label, "state": svc.state.value, "core": svc.core,
-                        "since": svc.since or None, "program": svc.module, "args": svc.args,
+                        "since": svc.since or None, "program": program, "args": args,
                         "endpoint": inst.endpoint if inst else None,
                         "pid": inst.pid if inst else None,
                         "uptime": round(now - inst.started, 3) if inst else None,
@@ -114,10 +119,30 @@ class Supervisor(Lifecycle):
         if svc.instance is not None:
             return _busy(svc)
         try:
-            self.fire(svc, Event.OP_START, reset=True, cause=Cause.FRESH, waiter=request)
+            self.fire(svc, Event.OP_START, reset=True, cause=Cause.FRESH, waiter=request,
+                      fresh=svc.state is State.DOWN)
         except BadTransition:
             return _busy(svc)
         return None
+
+    def define(self, entry: Service) -> Svc | Message:
+        """Take ``entry`` (an operator's ``service up PROGRAM``) as the definition of its label:
+        a new service, or a new definition of one that is not running (EBUSY if it is; EPERM
+        for a core server).  The service is DOWN until ``up`` starts it."""
+        old, conf = self.services.get(entry.label), self.conf.services.get(entry.label)
+        if entry.label in self.conf.boot or (old is not None and old.core):
+            return Message(Err.EPERM, {"error": f"{entry.label} is a core server"})
+        if conf is not None and conf.get("user") == "yes":
+            return Message(Err.EPERM, {"error": f"{entry.label} names the privileges of "
+                                                "operator tools or user programs"})
+        if old is not None and (old.instance is not None or old.state is not State.DOWN
+                                and old.state is not State.FAILED):
+            return _busy(old, f"{entry.label} is {old.state.value}; service down it first")
+        self.conf.services[entry.label] = entry
+        svc = self.make_service(entry.label)
+        if old is not None:
+            svc.state, svc.since = old.state, old.since  # the definition changes, not its past
+        return svc
 
     def restart(self, svc: Svc, request: Message) -> Message | None:
         """Start a terminated service now (skipping a backoff wait: a script's way to restart).
