@@ -22,6 +22,8 @@ BENCHMARKS = {  # subcommand -> (module, one-line help)
     "recovery": ("bench.recovery", "time from SIGKILL of a driver to its replacement answering"),
     "net": ("bench.net", "20 MB TCP out of the system, without and with its NIC driver SIGKILLed"),
     "mutation": ("bench.mutation", "share of planted bugs (mutants) the tests catch, per module"),
+    "cli": ("bench.cli", "median wall time of each operator command, from a shell"),
+    "idle": ("bench.idle", "CPU an idle booted system uses, over --seconds"),
 }
 
 

@@ -67,7 +67,7 @@ def test_bench_has_help_for_itself_and_each_benchmark() -> None:
     """bench boots private systems in temporary directories, so it has no --run-dir."""
     r = run("bench", "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: bench ")
-    for name in ("ipc", "devio", "recovery", "net"):
+    for name in ("ipc", "devio", "recovery", "net", "cli", "idle"):
         assert name in r.stdout
         sub = run("bench", name, "--help")
         assert sub.returncode == 0 and sub.stdout.startswith(f"usage: bench {name} ")
