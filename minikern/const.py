@@ -254,6 +254,11 @@ class RsReq(IntEnum):
     PING = 0x708  # SEF's answer to RS's heartbeat NOTIFY; RS's reply carries a pending fault
 
 
+# The faults RsReq.CRASH injects (its ``fault`` field): kill and segv are signals RS sends
+# through the kernel; the others the component does to itself (minikern/sef.py).
+FAULTS = ("kill", "segv", "exit", "exception", "panic", "hang")
+
+
 class NetReq(IntEnum):
     """Between a network driver and INET.  Drivers call INET (SENDREC); INET only notifies
     drivers, so a hung or dead driver can never block INET (see drivers/net/framework.py)."""

@@ -17,20 +17,21 @@ import argparse
 import json
 import sys
 
-from minikern import cli, rsctl
-from minikern.const import RsReq
+from minikern import cli
+from minikern.const import FAULTS, RsReq
 
 
 def main(argv: list[str] | None = None) -> int:
     cmd = cli.Command("crash", __doc__, json="print RS's answer as one JSON object")
     cmd.add_argument("label", help="the component, as bin/ps lists it")
-    cmd.add_argument("fault", choices=rsctl.FAULTS, metavar="fault", help="one of those below")
+    cmd.add_argument("fault", choices=FAULTS, metavar="fault", help="one of those below")
     cmd.add_argument("--force", action="store_true",
                      help="crash a core server too (the whole system shuts down)")
     return cmd.run(argv, crash)
 
 
 def crash(args: argparse.Namespace) -> int:
+    from minikern import rsctl  # here: `crash --help` loads no ZeroMQ
     with cli.connected(args.run_dir, "crash") as conn:
         services = {s["label"]: s for s in rsctl.call(conn, RsReq.STATUS)["services"]}
         core = services.get(args.label, {}).get("core", False)

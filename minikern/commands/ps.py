@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
-
-from minikern import cli, ipc, rsctl
+from minikern import cli
 from minikern.const import ANY, NONE, RS, SYSTEM, Err, RsReq
-from minikern.identity import Identity
+
+if TYPE_CHECKING:  # the rest is imported where it is used: `ps --help` loads no ZeroMQ
+    from minikern import ipc
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
 LONG = (*COLUMNS, "ipc", "last_reason")
@@ -48,6 +48,7 @@ def ipc_state(wait: str, peer: int, names: dict[int, str]) -> str:
 
 def _usage(pid: int | None) -> tuple[float | None, float | None, float | None]:
     """(cpu percent since start, rss in MiB, uptime s) of a host process."""
+    import psutil
     if pid is None:
         return None, None, None
     try:
@@ -62,6 +63,8 @@ def _usage(pid: int | None) -> tuple[float | None, float | None, float | None]:
 
 
 def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
+    from minikern import ipc, rsctl
+    from minikern.identity import Identity
     identity = Identity(conn)
     live = identity.live()
     if live is None:

@@ -37,11 +37,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from minikern import cli, programs, rsctl
-from minikern.const import RsReq
+from minikern import cli, programs
 
-ACTIONS = {"up": RsReq.UP, "down": RsReq.DOWN, "restart": RsReq.RESTART,
-           "refresh": RsReq.REFRESH}
+ACTIONS = ("down", "refresh", "restart", "up")
 # option -> system.conf key, for the words of a value given as one string
 WORDS = {"args": "args", "ipc": "ipc", "system": "system", "io": "io", "irq": "irq",
          "restarts": "restarts", "mem": "mem"}
@@ -51,7 +49,7 @@ SINGLE = {"period": "period", "backoff": "backoff", "stable": "stable",
 
 def main(argv: list[str] | None = None) -> int:
     cmd = cli.Command("service", __doc__, json="print RS's answer as one JSON object")
-    cmd.add_argument("action", choices=sorted(ACTIONS), help="one of those below")
+    cmd.add_argument("action", choices=ACTIONS, help="one of those below")
     cmd.add_argument("label", metavar="LABEL|PROGRAM",
                      help="the service, as system.conf names it (up: or a program)")
     define = cmd.add_argument_group("up PROGRAM: the service's system.conf keys")
@@ -117,7 +115,9 @@ def service(args: argparse.Namespace) -> int:
                                            for o in (*WORDS, *SINGLE, "script", "depends")):
         return cli.fail("service", f"{args.action} takes a label alone; options are for "
                         "up PROGRAM")
-    r = rsctl.request(args.run_dir, ACTIONS[args.action], **fields)
+    from minikern import rsctl  # here: `service --help` loads no ZeroMQ
+    from minikern.const import RsReq
+    r = rsctl.request(args.run_dir, RsReq[args.action.upper()], **fields)
     if args.json:
         print(json.dumps(r))
         return cli.EXIT_OK

@@ -28,13 +28,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from minikern import cli, events, ipc, rsctl
+from minikern import cli, events
 from minikern.commands.logs import format_event
 from minikern.commands.ps import ipc_state
 from minikern.const import Err, RsReq
-from minikern.identity import Identity, Who
+
+if TYPE_CHECKING:  # imported where used: `status --help` loads no ZeroMQ
+    from minikern import ipc
+    from minikern.identity import Who
 
 EXIT_NOT_UP = 3  # systemctl's "unit is not active"
 COLOURS = {"up": "32", "starting": "33", "restarting": "33", "failed": "1;31", "down": "2"}
@@ -83,6 +86,8 @@ def privileges(priv: dict[str, Any] | None) -> str:
 
 def gather(conn: ipc.Connection, run_dir: str, lines: int) -> list[Row]:
     """One row per service RS knows and per other process the kernel runs (no tools)."""
+    from minikern import ipc, rsctl
+    from minikern.identity import Identity
     identity = Identity(conn)
     live = identity.live()
     if live is None:

@@ -180,7 +180,7 @@ class Supervisor(Lifecycle):
         return None
 
     def crash(self, svc: Svc, fault: str) -> Message:
-        """Inject ``fault`` (one of minikern.rsctl.FAULTS) into the running copy."""
+        """Inject ``fault`` (one of minikern.const.FAULTS) into the running copy."""
         inst = svc.instance
         if inst is None:
             return Message(Err.ESRCH, {"error": f"{svc.label} is not running"})

@@ -35,9 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minikern.const import DS, Err, RsReq
+from minikern.const import DS, FAULTS, Err, RsReq
 from minikern.proto import Message
-from minikern.rsctl import FAULTS
 from services.rs import define
 from services.rs.operations import Supervisor
 from services.rs.service import Svc
