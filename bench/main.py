@@ -25,6 +25,8 @@ BENCHMARKS = {  # subcommand -> (module, one-line help)
     "disk": ("bench.disk", "20 MB cp and sha256sum through bin/mount, without and with at_wini "
                            "SIGKILLed"),
     "mutation": ("bench.mutation", "share of planted bugs (mutants) the tests catch, per module"),
+    "cli": ("bench.cli", "median wall time of each operator command, from a shell"),
+    "idle": ("bench.idle", "CPU an idle booted system uses, over --seconds"),
 }
 
 

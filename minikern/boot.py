@@ -119,6 +119,34 @@ class System:
         m = conn.sendrec(RS, Message(RsReq.STATUS))
         return m.type == Err.OK and all(s["state"] != "starting" for s in m["services"])
 
+    def wait_services(self, timeout: float = params.INIT_TIMEOUT) -> list[dict[str, Any]]:
+        """Wait until every service RS supervises is up and has stayed up, not restarted, for
+        ``params.BOOT_SETTLE`` s; [] then, else the services that are not (one RS gave up on,
+        at once; at ``timeout``, those still starting or restarting: a crash loop)."""
+        from minikern import rsctl
+        from minikern.const import RsReq
+        deadline = time.monotonic() + timeout
+        seen: dict[str, int] = {}  # label -> incarnation when it was last seen up
+        settled_at: float | None = None
+        with cli.connected(self.run_dir, "boot") as conn:
+            while True:
+                services = rsctl.call(conn, RsReq.STATUS)["services"]
+                failed = [s for s in services if s["state"] == "failed"]
+                if failed:
+                    return failed
+                now = time.monotonic()
+                current = {s["label"]: s["incarnation"] for s in services if s["state"] == "up"}
+                if len(current) == len(services) and current == seen:
+                    settled_at = settled_at or now
+                    if now - settled_at >= params.BOOT_SETTLE:
+                        return []
+                else:
+                    seen, settled_at = current, None
+                if now >= deadline:
+                    return [s for s in services if s["state"] != "up"
+                            or s["incarnation"] != seen.get(s["label"])]
+                time.sleep(0.05)
+
     def follow(self) -> None:
         """Copy new events to stdout as bin/logs prints them, then new console output."""
         from minikern import events
@@ -240,14 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     Starts the kernel, which starts the boot image named in the configuration.
     In the foreground it prints the boot log and every later event; Ctrl-C or
     SIGTERM shuts the whole system down cleanly.  With --detach it returns 0
-    once every boot process has finished its initialization.
+    once every service is up and has stayed up, not restarted, for a second; a
+    service RS gave up on, or one still not up after 10 s (a crash loop), is
+    named on stderr and boot exits 1, leaving the system running for
+    bin/status and bin/logs (bin/halt stops it).
     """
     ap = cli.Command("boot", main.__doc__, needs_system=False)
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="system.conf to boot")
     ap.add_argument("--nic", help="the NIC's wire: none, udp:LOCALPORT:REMOTEPORT or tap:NAME "
                     "(overrides the board's args in the configuration)")
     ap.add_argument("--detach", action="store_true",
-                    help="return once every boot process reports its init done")
+                    help="return once every service is up (exit 1: some are not)")
     return ap.run(argv, _boot)
 
 
@@ -269,6 +300,18 @@ def _boot(args: argparse.Namespace) -> int:
         if not ok:
             print("boot: the system did not come up; halting it", file=sys.stderr)
             system.halt()
+            return 1
+        troubled = system.wait_services() if "rs" in system.labels else []
+        system.follow()
+        if troubled:
+            for s in troubled:
+                why = (f"{s['failures']} failure(s) in a row, the last: "
+                       f"{s['last_reason'] or 'none'}")
+                print(f"boot: {s['label']} failed: RS gave up after {why}" if s["state"] == "failed"
+                      else f"boot: {s['label']} is in a crash loop ({s['state']}; {why})",
+                      file=sys.stderr)
+            print(f"boot: the system is up in {args.run_dir} without them; see bin/status "
+                  "LABEL, bin/halt to stop it", file=sys.stderr)
             return 1
         print(f"boot: system up in {args.run_dir} (kernel pid {system.kernel.pid})")
         return 0

@@ -10,7 +10,10 @@ it the rest, the same for all of them:
   (argparse's own code) or no system running in the run directory, said in the
   one message ``no system is running in DIR``;
 - a system error (the kernel gone mid-command, a refused IPC call) is one line
-  on stderr, ``PROG: what failed``, never a traceback; Ctrl-C ends quietly.
+  on stderr, ``PROG: what failed``, never a traceback: the codes a person
+  meets (EDEADSRCDST, ECONNRESET, ...) in words with their name (``MEANINGS``),
+  and the system stopping under a command (the kernel answers its tools
+  EDEADSRCDST as it shuts down) as ``the system stopped``; Ctrl-C ends quietly.
 
 bin/_launch maps each bin/ name to its module's ``main``.
 """
@@ -86,14 +89,51 @@ class Command(argparse.ArgumentParser):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_FAILED
         except refused as e:
-            return self.fail(str(e))
+            return self.fail(explain(e))
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
 
     def fail(self, why: str) -> int:
         """Say on stderr, in one line, why the command failed; its exit status (1)."""
-        print(f"{self.prog}: {why}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(self.prog, why)
+
+
+# What an error code means to the person at the shell (MINIX's strerror, in the words of
+# this system), for the codes a command or user program meets from another process.
+MEANINGS: dict[str, str] = {
+    "EDEADSRCDST": "the process at the other end died or was replaced while the call was "
+                   "under way",
+    "ECONNRESET": "the connection was reset by the peer (it sent a RST: its end closed "
+                  "abruptly, or its TCP/IP stack restarted and forgot the connection)",
+    "ECONNREFUSED": "the connection was refused (nothing listens on that port)",
+    "ETIMEDOUT": "the peer stopped answering (the connection timed out)",
+    "ENOTCONN": "the socket is not connected",
+    "EPIPE": "the connection is closed for sending",
+    "EADDRINUSE": "the port is in use",
+    "ECALLDENIED": "the kernel refused the call: the caller's privileges do not allow it",
+    "ETRAPDENIED": "the kernel refused the trap: the caller's privileges do not allow it",
+    "ELOCKED": "the call would deadlock (the other end is sending to the caller)",
+    "ENOTREADY": "the other end is not ready yet",
+}
+
+
+def explain(e: Exception) -> str:
+    """One line for a refused call: ``what: meaning (ENAME)`` when the code has a meaning
+    above, else the exception's own text (RS's refusals carry RS's reason already)."""
+    text = str(e)
+    from minikern.const import err_name
+    code = getattr(e, "code", None)
+    name = err_name(code) if isinstance(code, int) else ""
+    if name not in MEANINGS or not text.endswith(name):
+        return text
+    what = text[:-len(name)].rstrip(": ")
+    return f"{what}: {MEANINGS[name]} ({name})" if what else f"{MEANINGS[name]} ({name})"
+
+
+def fail(prog: str, why: str) -> int:
+    """``PROG: why`` on stderr, one line; the exit status of a failed command (1)."""
+    print(f"{prog}: {why}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def add_run_dir(parser: argparse.ArgumentParser) -> None:
@@ -120,13 +160,6 @@ def no_system(prog: str, run_dir: str | Path) -> int:
     return EXIT_NOT_RUN
 
 
-def require_system(run_dir: str | Path, prog: str) -> None:
-    """Exit 2 with the shared message unless a system runs in ``run_dir`` (for bin/hwctl,
-    the one command not yet built on ``Command``; with it, this and ``add_run_dir`` can go)."""
-    if kernel_pid(run_dir) is None:
-        raise SystemExit(no_system(prog, run_dir))
-
-
 def operator_connection(run_dir: str | Path, label: str = "operator",
                         privileges: str = "operator") -> ipc.Connection:
     """Connect to the running system from the shell, with the privileges system.conf gives
@@ -147,5 +180,29 @@ def connected(run_dir: str | Path, label: str,
     conn = operator_connection(run_dir, label, privileges)
     try:
         yield conn
+    except Exception as e:
+        # The kernel answers a shutting-down system's tools EDEADSRCDST and forgets them;
+        # that is the system stopping, not the server at the other end dying.
+        from minikern.const import Err
+        if getattr(e, "code", None) == Err.EDEADSRCDST and detached(conn):
+            from minikern.ipc import KernelGone
+            raise KernelGone() from None
+        raise
     finally:
         conn.close()
+
+
+def detached(conn: ipc.Connection) -> bool:
+    """True if the kernel no longer knows ``conn`` (it shut down, or is shutting down).
+
+    The probe is a SENDREC to oneself: an admitted process gets ELOCKED at once; the kernel
+    does not answer one it has detached, and the wait ends when it is gone (KernelGone)."""
+    from minikern.ipc import IpcError, KernelGone
+    from minikern.proto import Message
+    try:
+        conn.sendrec(conn.endpoint, Message(0))
+    except KernelGone:
+        return True
+    except IpcError:
+        return False
+    return False

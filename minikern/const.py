@@ -229,6 +229,7 @@ class DsReq(IntEnum):
     SUBSCRIBE = 0x603
     CHECK = 0x604
     PURGE = 0x605  # minikern: RS only; drop every entry and subscription a label owns
+    LIST = 0x606  # minikern: the entries a caller may see, a page at a time (bin/ds)
 
 
 class DsFlag(IntFlag):
@@ -252,6 +253,11 @@ class RsReq(IntEnum):
     CRASH = 0x706  # fault injection, for bin/crash
     SHUTDOWN = 0x707
     PING = 0x708  # SEF's answer to RS's heartbeat NOTIFY; RS's reply carries a pending fault
+
+
+# The faults RsReq.CRASH injects (its ``fault`` field): kill and segv are signals RS sends
+# through the kernel; the others the component does to itself (minikern/sef.py).
+FAULTS = ("kill", "segv", "exit", "exception", "panic", "hang")
 
 
 class NetReq(IntEnum):

@@ -57,6 +57,23 @@ def retrieve(conn: Connection, key: str, version: int = 0, vtype: str | None = N
     return _call(conn, DsReq.RETRIEVE, **fields)["value"]
 
 
+def list_entries(conn: Connection, regex: str | None = None,
+                 operator: bool = False) -> list[dict[str, Any]]:
+    """Every entry the caller may see (matching ``regex``; with ``operator``, from the
+    operator, the private ones too), by key, a LIST page at a time: key, type, owner,
+    private, versions, serial, size and, when short, value."""
+    entries: list[dict[str, Any]] = []
+    while True:
+        fields: dict[str, Any] = {"after": entries[-1]["key"] if entries else "",
+                                  "operator": operator}
+        if regex is not None:
+            fields["regex"] = regex
+        page = _call(conn, DsReq.LIST, **fields)
+        entries += page["entries"]
+        if not page["more"] or not page["entries"]:
+            return entries
+
+
 def delete(conn: Connection, key: str) -> None:
     _call(conn, DsReq.DELETE, key=key)
 

@@ -28,6 +28,7 @@ SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before halt
 INIT_TIMEOUT = 10.0  # seconds a boot process may take to report init done (MINIX RS_INIT_T)
 CALL_TIMEOUT = 30.0  # seconds the library waits for the kernel before declaring it gone
 FOLLOW_SETTLE = 0.2  # seconds bin/logs -f holds an event back, so a racing writer's comes first
+BOOT_SETTLE = 1.0  # seconds every service must stay up, not restarted, for boot --detach's "up"
 
 # Reincarnation Server (services/rs)
 ALERT_LOG = "alerts.log"  # records written by recovery_scripts/alert, for a person to read

@@ -18,9 +18,6 @@ from minikern import cli, ipc
 from minikern.proto import Message
 from minikern.const import RS, Err, RsReq, err_name
 
-# The faults CRASH injects (its ``fault`` field): kill and segv are signals RS sends
-# through the kernel; the others the component does to itself (minikern/sef.py).
-FAULTS = ("kill", "segv", "exit", "exception", "panic", "hang")
 
 
 class RsError(ipc.IpcError):

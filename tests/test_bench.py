@@ -122,3 +122,19 @@ def test_bench_disk(tmp_path: Path) -> None:
     assert math.isclose(r["ratio"], min(r["kill_write_MBps"] / r["nokill_write_MBps"],
                                         r["kill_read_MBps"] / r["nokill_read_MBps"]),
                         abs_tol=0.01)
+
+
+def test_bench_cli(tmp_path: Path) -> None:
+    from bench.cli import COMMANDS
+    r = bench(tmp_path, "cli", "--runs", "1")
+    assert set(r["commands"]) == set(COMMANDS) and r["runs"] == 1
+    positive(r["commands"], *COMMANDS)
+    assert r["max_median_ms"] == max(r["commands"].values())
+
+
+def test_bench_idle(tmp_path: Path) -> None:
+    r = bench(tmp_path, "idle", "--seconds", "1")
+    assert 0 < r["seconds"] < 5 and r["cpu_percent"] >= 0
+    assert "kernel" in r["processes"] and "mk-inet" in r["processes"]
+    assert math.isclose(sum(r["processes"].values()), r["cpu_percent"], abs_tol=0.1 * len(
+        r["processes"]))

@@ -48,12 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def echod(a: argparse.Namespace) -> int:
-    conn: ipc.Connection = cli.operator_connection(a.run_dir, "echod", privileges="user")
-    try:
+    with cli.connected(a.run_dir, "echod", privileges="user") as conn:
         (serve_udp if a.udp else serve_tcp)(conn, a.port, a.once)
-        return 0
-    finally:
-        conn.close()
+    return 0
 
 
 if __name__ == "__main__":

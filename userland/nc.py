@@ -32,36 +32,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def nc(a: argparse.Namespace) -> int:
-    conn: ipc.Connection = cli.operator_connection(a.run_dir, "nc", privileges="user")
-    try:
-        s = Socket(conn)
-        t0 = time.monotonic()
-        h = hashlib.sha256()
-        count = 0
-        if a.listen:
-            s.bind(int(a.args[0]))
-            s.listen(1)
-            c, peer = s.accept()
-            t0 = time.monotonic()
-            while data := c.recv():
-                h.update(data)
-                count += len(data)
-            c.close()
-        else:
-            s.connect(a.args[0], int(a.args[1]))
-            data = pattern(a.bytes, a.seed)
-            s.sendall(data)
-            h.update(data)
-            count = len(data)
-        s.close()
-        secs = time.monotonic() - t0
-        result = {"bytes": count, "sha256": h.hexdigest(), "seconds": round(secs, 3)}
-        print(json.dumps(result) if a.json else
-              f"{count} bytes in {secs:.2f} s, sha256 {result['sha256']}")
-        return 0
-    finally:
-        conn.close()
+    with cli.connected(a.run_dir, "nc", privileges="user") as conn:
+        count, digest, secs = transfer(conn, a)
+    result = {"bytes": count, "sha256": digest, "seconds": round(secs, 3)}
+    print(json.dumps(result) if a.json else f"{count} bytes in {secs:.2f} s, sha256 {digest}")
+    return 0
 
+
+def transfer(conn: ipc.Connection, a: argparse.Namespace) -> tuple[int, str, float]:
+    """Receive (-l) or send; the byte count, their sha256 and the seconds it took."""
+    s = Socket(conn)
+    t0 = time.monotonic()
+    h = hashlib.sha256()
+    count = 0
+    if a.listen:
+        s.bind(int(a.args[0]))
+        s.listen(1)
+        c, peer = s.accept()
+        t0 = time.monotonic()
+        while data := c.recv():
+            h.update(data)
+            count += len(data)
+        c.close()
+    else:
+        s.connect(a.args[0], int(a.args[1]))
+        data = pattern(a.bytes, a.seed)
+        s.sendall(data)
+        h.update(data)
+        count = len(data)
+    s.close()
+    return count, h.hexdigest(), time.monotonic() - t0
 
 if __name__ == "__main__":
     sys.exit(main())

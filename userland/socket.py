@@ -18,16 +18,24 @@ from typing import Any
 from minikern import ds
 from minikern.proto import Message
 from minikern.const import Err, SockReq, err_name
-from minikern.ipc import Connection
+from minikern.ipc import Connection, IpcError, KernelGone
 
 CHUNK = 32 * 1024  # bytes per TCP SEND or RECV (INET's MAX_IO)
 Address = tuple[str, int]
 
 
 class SocketError(OSError):
-    def __init__(self, code: int, what: str) -> None:
-        super().__init__(f"{what}: {err_name(code)}")
+    """A socket call failed: ``code`` is INET's Err, or the IPC error that ended the call
+    (``why`` then says what it means for the socket)."""
+
+    def __init__(self, code: int, what: str, why: str = "") -> None:
+        super().__init__(f"{what}: {why} ({err_name(code)})" if why else
+                         f"{what}: {err_name(code)}")
         self.code = code
+
+
+INET_GONE = ("INET, the TCP/IP server, died or was restarted during the call; its "
+             "connections are gone")
 
 
 class Socket:
@@ -47,7 +55,14 @@ class Socket:
     def _call(self, req: SockReq, **fields: Any) -> dict[str, Any]:
         if hasattr(self, "fd"):
             fields.setdefault("fd", self.fd)
-        m = self.conn.sendrec(self.inet, Message(req, fields))
+        try:
+            m = self.conn.sendrec(self.inet, Message(req, fields))
+        except KernelGone:
+            raise
+        except IpcError as e:
+            if e.code in (Err.EDEADSRCDST, Err.ESRCH):
+                raise SocketError(e.code, req.name.lower(), INET_GONE) from None
+            raise
         if m.type != Err.OK:
             raise SocketError(m.type, req.name.lower())
         return m.fields

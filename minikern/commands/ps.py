@@ -9,26 +9,46 @@ answer to "who is this endpoint"); RS (STATUS) says how each service is
 doing.  User programs started from the shell (bin/nc, bin/echod: admitted
 with the operator key, holding user privileges and no kernel call) are
 listed with ``user`` true; operator tools, this one included, are not.
-With --json: one JSON array of objects with the same keys.
+-l (long) adds each process's IPC state, as the kernel's GETINFO reports it
+(``running``, ``recv ANY``, ``recv X``, ``send X``, ``sendrec X`` while the
+request waits to be taken, ``reply X`` while its answer is awaited, ``kcall``)
+and the reason of the last failure RS saw.  ``--pid LABEL`` prints that
+service's pid alone (``kill -9 $(bin/ps --pid rtl8139)``), or exits 1 with a
+line on stderr when it is not running.  With --json: one JSON array of
+objects with the same keys (``ipc`` among them, with ``wait`` and ``peer``
+raw).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
+from minikern import cli
+from minikern.const import ANY, NONE, RS, SYSTEM, Err, RsReq
 
-from minikern import cli, ipc, rsctl
-from minikern.const import NONE, RS, SYSTEM, Err, RsReq
-from minikern.identity import Identity
+if TYPE_CHECKING:  # the rest is imported where it is used: `ps --help` loads no ZeroMQ
+    from minikern import ipc
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
+LONG = (*COLUMNS, "ipc", "last_reason")
+WAITS = {"send": "send", "recv": "recv", "sendrec-send": "sendrec", "sendrec-recv": "reply"}
+
+
+def ipc_state(wait: str, peer: int, names: dict[int, str]) -> str:
+    """The kernel's Wait and peer in a few words: ``recv ANY``, ``sendrec rs``, ``running``."""
+    if wait == "ready":
+        return "running"
+    if wait not in WAITS:
+        return wait  # kcall, or a state this tool does not know yet: as the kernel says
+    who = "ANY" if peer == ANY else "SYSTEM" if peer == SYSTEM else names.get(peer, str(peer))
+    return f"{WAITS[wait]} {who}"
 
 
 def _usage(pid: int | None) -> tuple[float | None, float | None, float | None]:
     """(cpu percent since start, rss in MiB, uptime s) of a host process."""
+    import psutil
     if pid is None:
         return None, None, None
     try:
@@ -43,6 +63,8 @@ def _usage(pid: int | None) -> tuple[float | None, float | None, float | None]:
 
 
 def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
+    from minikern import ipc, rsctl
+    from minikern.identity import Identity
     identity = Identity(conn)
     live = identity.live()
     if live is None:
@@ -53,9 +75,11 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
     except rsctl.RsError:
         pass  # no RS in this system: the kernel's table alone
     cpu, rss, up = _usage(identity.kernel_pid)
+    names = {p.endpoint: p.label for p in live.values()}
     rows = [{"label": "kernel", "endpoint": SYSTEM, "pid": identity.kernel_pid, "state": "up",
              "incarnation": 0, "uptime": up, "cpu": cpu, "rss_mb": rss, "manager": None,
-             "user": False}]
+             "user": False, "ipc": None, "wait": None, "peer": None, "priv": None,
+             "last_reason": None}]
     for p in live.values():
         user = p.operator and not p.priv.get("sys_proc") and not p.priv.get("kcalls")
         if p.operator and not user:
@@ -69,30 +93,49 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
                      "incarnation": svc["incarnation"] if svc else p.incarnation,
                      "uptime": p.uptime, "cpu": cpu, "rss_mb": rss,
                      "manager": p.manager if p.manager != NONE else None,
-                     "user": user, "last_reason": svc.get("last_reason") if svc else None})
+                     "user": user, "last_reason": svc.get("last_reason") if svc else None,
+                     "ipc": ipc_state(p.wait, p.peer, names), "wait": p.wait, "peer": p.peer,
+                     "priv": p.priv})
     for svc in services.values():  # known to RS but not running
         rows.append({"label": svc["label"], "endpoint": None, "pid": None,
                      "state": svc["state"], "incarnation": svc["incarnation"], "uptime": None,
                      "cpu": None, "rss_mb": None, "manager": RS, "user": False,
-                     "last_reason": svc.get("last_reason")})
+                     "last_reason": svc.get("last_reason"), "ipc": None, "wait": None,
+                     "peer": None, "priv": None})
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+LEFT = ("label", "ipc", "last_reason")  # text columns, aligned left; numbers right
+
+
+def table(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
     def cell(v: object) -> str:
         return "-" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
-    cells = [[c.upper() for c in COLUMNS]] + [[cell(r.get(c)) for c in COLUMNS] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
-                               for i, (v, w) in enumerate(zip(row, widths, strict=True))) for row in cells)
+    cells = [[c.upper() for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) if c in LEFT else v.rjust(w)
+                               for c, v, w in zip(columns, row, widths, strict=True)).rstrip()
+                     for row in cells)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.Command("ps", __doc__, json="print one JSON array").run(argv, ps)
+    cmd = cli.Command("ps", __doc__, json="print one JSON array")
+    cmd.add_argument("-l", "--long", action="store_true",
+                     help="add the IPC state and the last failure's reason")
+    cmd.add_argument("--pid", metavar="LABEL", help="print the pid of LABEL alone")
+    return cmd.run(argv, ps)
 
 
 def ps(args: argparse.Namespace) -> int:
     with cli.connected(args.run_dir, "ps") as conn:
         rows = collect(conn)
-    print(json.dumps(rows) if args.json else table(rows))
+    if args.pid is not None:
+        pid = next((r["pid"] for r in rows if r["label"] == args.pid and r["pid"]), None)
+        if pid is None:
+            known = any(r["label"] == args.pid for r in rows)
+            return cli.fail("ps", f"{args.pid} is not running" if known
+                            else f"no process or service {args.pid!r}")
+        print(json.dumps(pid) if args.json else pid)
+        return cli.EXIT_OK
+    print(json.dumps(rows) if args.json else table(rows, LONG if args.long else COLUMNS))
     return cli.EXIT_OK

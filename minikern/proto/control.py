@@ -25,6 +25,30 @@ CONTROL = codec.Protocol("MKCTL", 1, MAX_LINE)
 _REPLY = codec.Protocol("MKCTL", 1, 16 << 20)  # statistics grow with the devices
 
 
+# Every knob the board has (hw/board_ctl.py's KNOBS sets them), the value it takes and what
+# it does: bin/hwctl knobs prints this, and a test holds the two lists equal.
+KNOBS: dict[str, tuple[str, str]] = {
+    "ata.bad_sectors": ("[LBA, ...]", "reads of these sectors fail with ERR/UNC (writes "
+                                      "succeed: the drive remaps them); [] clears"),
+    "nic.drop_rx": ("N or {\"count\": N, \"rate\": R}",
+                    "the wire loses the next N received frames, then each with "
+                    "probability R"),
+    "nic.drop_tx": ("N or {\"count\": N, \"rate\": R}",
+                    "the wire loses the next N sent frames (TOK still set), then each with "
+                    "probability R"),
+    "nic.link": ("true|false", "the cable: false drops every frame and shows the link down"),
+    "lpt.paper_out": ("true|false", "the printer reports paper out (PE, BUSY) and prints "
+                                    "nothing"),
+    "lpt.offline": ("true|false", "the printer reports offline (SLCT = 0, BUSY) and prints "
+                                  "nothing"),
+    **{f"{dev}.irq_disabled": ("true|false", f"the {name} stops raising its interrupt line "
+                               "(a driver's timeout paths)")
+       for dev, name in (("pit", "timer (8254)"), ("uart", "serial port (16550)"),
+                         ("lpt", "printer port"), ("ata", "disk (ATA)"),
+                         ("nic", "network card (RTL8139)"))},
+}
+
+
 class Stats(NamedTuple):
     pass
 

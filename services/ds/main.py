@@ -51,7 +51,8 @@ class DataStore:
                 DsReq.DELETE: self._guard(self.do_delete),
                 DsReq.SUBSCRIBE: self._guard(self.do_subscribe),
                 DsReq.CHECK: self._guard(self.do_check),
-                DsReq.PURGE: self._guard(self.do_purge)}
+                DsReq.PURGE: self._guard(self.do_purge),
+                DsReq.LIST: self._guard(self.do_list)}
 
     def _guard(self, handler: Callable[[Message], Message]) -> Handler:
         """Turn a refusal into its reply, and count it."""
@@ -68,6 +69,19 @@ class DataStore:
         if label is None:
             raise DsError(Err.ESRCH, f"endpoint {m.source} has no label")
         return label
+
+    def _operator(self, m: Message) -> bool:
+        """True if the request asks to see private entries (``operator``: true) and may: the
+        caller is the operator (admitted with the run directory's key); EPERM otherwise.
+        Asked, not assumed, so an operator connection standing in for a component (a test)
+        sees what the component would."""
+        asked = m.get("operator", False)
+        if type(asked) is not bool:
+            raise DsError(Err.EINVAL, "operator must be true or false")
+        who = self.labels.who(m.source) if asked else None
+        if asked and (who is None or not who.operator):
+            raise DsError(Err.EPERM, "operator tools only")
+        return asked
 
     def _notify(self, labels: set[str]) -> None:
         """NOTIFY each subscriber at its current endpoint; a dead one is looked up again once."""
@@ -95,12 +109,13 @@ class DataStore:
         return Message(Err.OK)
 
     def do_retrieve(self, m: Message) -> Message:
-        """RETRIEVE {key, version: 0.., type?} -> OK {type, value, owner, version}.
+        """RETRIEVE {key, version: 0.., type?, operator?} -> OK {type, value, owner, version}.
 
-        ESRCH if no such key (of that type) or version, EPERM if private to another."""
+        ESRCH if no such key (of that type) or version, EPERM if private to another
+        (unless ``operator``, from the operator, asks to see every entry)."""
         version = m.get("version", 0)
         vtype, value, owner = self.store.retrieve(self._caller(m), m.get("key"), version,
-                                                  m.get("type"))
+                                                  m.get("type"), operator=self._operator(m))
         return Message(Err.OK, {"type": vtype, "value": value, "owner": owner,
                                 "version": version})
 
@@ -124,6 +139,15 @@ class DataStore:
             raise DsError(Err.ESRCH, "nothing new")
         change, dropped = got
         return Message(Err.OK, {**change._asdict(), "dropped": dropped})
+
+    def do_list(self, m: Message) -> Message:
+        """LIST {regex?, after?, operator?} -> OK {entries: [{key, type, owner, private,
+        versions, serial, size, value?}], more}: the entries the caller may see (private
+        ones only its own; all with ``operator`` from the operator), by key, from the
+        first after ``after``, at most 64; EINVAL, EPERM."""
+        entries, more = self.store.list(self._caller(m), m.get("regex"), m.get("after", ""),
+                                        operator=self._operator(m))
+        return Message(Err.OK, {"entries": entries, "more": more})
 
     def do_purge(self, m: Message) -> Message:
         """PURGE {label} -> OK {entries, subscriptions}: RS forgets a label; EPERM for others."""

@@ -15,8 +15,12 @@ Invariants:
   SUBSCRIBE with OVERWRITE replaces it; one regex can name many keys).
 * An entry keeps its last ``MAX_VERSIONS`` values, newest first: version 0 is
   the current value, 1 the one before, ...
-* A PRIVATE entry is seen only by its owner: RETRIEVE by anyone else is EPERM
-  and its changes are queued only on its owner's subscription.
+* A PRIVATE entry is seen only by its owner and by the operator (a tool
+  admitted with the run directory's key that asks to, bin/ds): RETRIEVE by
+  anyone else is EPERM, LIST leaves it out, and its changes are queued only
+  on its owner's subscription.
+* Every publication takes the next ``serial`` of the store, so a lister can
+  tell which entries changed since it last looked (bin/ds watch).
 * A subscription's pending changes hold one record per key (a newer change of
   the same key replaces the older one) and at most ``MAX_PENDING``; beyond
   that the oldest is dropped and counted in ``dropped``.
@@ -47,6 +51,8 @@ MAX_SUBS = 256  # subscriptions in the store (MINIX NR_DS_SUBS)
 MAX_VERSIONS = 8  # values kept per key, the current one included
 MAX_PENDING = 64  # changes queued per subscription before the oldest is dropped
 MAX_REGEX_LEN = 256  # characters in a subscription's regular expression
+MAX_LIST = 64  # entries in one LIST answer (64 of the largest fit in one message)
+LIST_VALUE_MAX = 256  # bytes: a longer value is left out of LIST (RETRIEVE it)
 
 TYPES = ("u32", "str", "mem", "label")  # value types, as named on the wire
 PUBLISH_FLAGS = DsFlag.OVERWRITE | DsFlag.PRIVATE
@@ -76,6 +82,7 @@ class Entry:
     owner: str
     private: bool
     versions: deque[tuple[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_VERSIONS))
+    serial: int = 0  # the store's serial at this entry's last publication
 
 
 @dataclass
@@ -168,6 +175,7 @@ class Store:
         self.entries: dict[str, Entry] = {}
         self.subs: dict[str, Subscription] = {}  # by owner label
         self.counters: dict[str, int] = {}
+        self.serial = 0  # publications so far
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
@@ -194,10 +202,12 @@ class Store:
             e = self.entries[key] = Entry(key, owner, False)
         e.private = bool(f & DsFlag.PRIVATE)
         e.versions.appendleft((vtype, value))
+        self.serial += 1
+        e.serial = self.serial
         return self._changed(e, deleted=False)
 
     def retrieve(self, caller: object, key: object, version: object = 0,
-                 vtype: object = None) -> tuple[str, Any, str]:
+                 vtype: object = None, *, operator: bool = False) -> tuple[str, Any, str]:
         """(type, value, owner) of ``key`` at ``version``; a type, if given, must match."""
         caller, key = _label(caller), _key(key)
         if type(version) is not int or not 0 <= version < MAX_VERSIONS:
@@ -207,12 +217,35 @@ class Store:
         e = self.entries.get(key)
         if e is None or vtype is not None and e.versions[0][0] != vtype:
             raise DsError(Err.ESRCH, f"no {vtype or 'entry'} {key}")
-        if e.private and e.owner != caller:
+        if e.private and e.owner != caller and not operator:
             raise DsError(Err.EPERM, f"{key} is private to {e.owner}")
         if version >= len(e.versions):
             raise DsError(Err.ESRCH, f"{key} has {len(e.versions)} versions")
         t, v = e.versions[version]
         return t, v, e.owner
+
+    def list(self, caller: object, regex: object = None, after: object = "", *,
+             operator: bool = False) -> tuple[list[dict[str, Any]], bool]:
+        """The entries ``caller`` may see whose keys match ``regex`` (all if None), in key
+        order from the first after ``after``: at most MAX_LIST, and whether more follow."""
+        caller = _label(caller)
+        pattern = None if regex is None else compile_regex(regex)
+        if type(after) is not str or len(after) > MAX_KEY_LEN:
+            raise DsError(Err.EINVAL, "after must be a key (or \"\")")
+        keys = sorted(k for k, e in self.entries.items() if k > after
+                      and (not e.private or e.owner == caller or operator)
+                      and (pattern is None or pattern.fullmatch(k)))
+        page = []
+        for k in keys[:MAX_LIST]:
+            e = self.entries[k]
+            vtype, value = e.versions[0]
+            size = len(value) if isinstance(value, (bytes, str)) else 4
+            row = {"key": k, "type": vtype, "owner": e.owner, "private": e.private,
+                   "versions": len(e.versions), "serial": e.serial, "size": size}
+            if size <= LIST_VALUE_MAX:
+                row["value"] = value
+            page.append(row)
+        return page, len(keys) > MAX_LIST
 
     def delete(self, caller: object, key: object) -> set[str]:
         caller, key = _label(caller), _key(key)

@@ -2,8 +2,10 @@
 
 The skeleton every server has: SEF start-up, then receive; notifications
 apart (DS: a driver came or went; a driver's notify is never expected),
-requests through one table; the stack's timers are timers on SEF's loop
-(minikern/loop.py), at most TICK_MS apart.  Requests come from
+requests through one table; the stack's timers are one timer on SEF's loop
+(minikern/loop.py), set to the stack's next deadline (and the next sweep for
+dead socket owners while sockets exist) after every message: an idle INET
+with no timer running sleeps until a message comes.  Requests come from
 two sides: the network driver (NetReq HELLO and PULL: frames in, frames
 out, see services/inet/netif.py) and the system's programs (SockReq, see
 services/inet/sockets.py).  INET never sends a blocking request to a
@@ -30,12 +32,13 @@ from minikern.proto import Message
 from minikern.const import DS, DsFlag, Err, NetReq, SockReq, err_name
 from minikern.identity import Identity
 from minikern.ipc import IpcError, KernelGone
+from minikern.loop import Timer
 from services.inet.guard import Guard
 from services.inet.netif import Netif
 from services.inet.sockets import Sockets
 from services.inet.stack.stack import Stack
 
-TICK_MS = 20  # the longest the stack's timers wait beyond their deadline
+EARLIEST = 0.001  # seconds: a deadline already past is served this soon, not in a busy loop
 
 
 class Inet:
@@ -56,17 +59,26 @@ class Inet:
             ds.subscribe(ctx.conn, r"drv\.net\..*", DsFlag.INITIAL | DsFlag.OVERWRITE)
         except IpcError as e:
             print(f"inet: cannot subscribe to DS: {e}", flush=True)
+        self.timer: Timer | None = None
         self.alarm()
 
     def alarm(self) -> None:
-        """The next tick: the stack's next deadline, and at most TICK_MS away."""
+        """Set the one timer to the next time INET has timed work (the stack's next deadline,
+        the next sweep for dead owners), or none.  A timer already due no later is kept (it
+        may ring early: ``tick`` finds nothing due and sets it again, never late)."""
         now = self.loop.clock.now()
-        deadline = self.stack.next_deadline()
-        due = now + TICK_MS / 1000 if deadline is None else min(now + TICK_MS / 1000,
-                                                                max(deadline, now + 0.001))
-        self.loop.call_at(due, self.tick)
+        due = min((d for d in (self.stack.next_deadline(), self.sockets.next_due())
+                   if d is not None), default=None)
+        if due is not None:
+            due = max(due, now + EARLIEST)
+        if self.timer is not None and not self.timer.cancelled:
+            if due is not None and self.timer.when <= due:
+                return
+            self.timer.cancel()
+        self.timer = self.loop.call_at(due, self.tick) if due is not None else None
 
     def tick(self) -> None:
+        self.timer = None
         self.stack.tick()
         self.sockets.tick()
         self.sockets.retry()
@@ -82,6 +94,8 @@ class Inet:
                 raise
             except Exception as e:  # noqa: BLE001 (a bad DS entry must not take INET down)
                 self.guard.failed("DS notification", e)
+            self.sockets.retry()
+            self.alarm()
 
     def ds_changes(self) -> None:
         key = f"drv.net.{self.netif.label}"
@@ -142,6 +156,8 @@ class Inet:
             except Exception as e:  # noqa: BLE001 (this request fails, not INET)
                 self.guard.failed(m.type, e)
                 return Message(Err.EINVAL)
+            finally:  # a frame or a request may have started a stack timer
+                self.alarm()
         return run
 
     def refuse(self, m: Message, code: Err, why: str) -> Message:

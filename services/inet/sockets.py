@@ -170,6 +170,10 @@ class Sockets:
             if self.conn.sendnb(p.caller, Message(result[0], result[1])) == Err.EDEADSRCDST:
                 self.owner_died(p.caller)
 
+    def next_due(self) -> float | None:
+        """When ``tick`` next has work: the next sweep, while there are sockets to sweep."""
+        return self.next_sweep if self.socks else None
+
     def tick(self) -> None:
         """On INET's clock: now and then, close the sockets of owners that died."""
         now = self.clock()

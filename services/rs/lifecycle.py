@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from minikern import params
+from minikern import params, programs
 from minikern.const import Err, KCall
 from minikern.identity import Identity
 from minikern.loop import Loop
@@ -95,6 +95,8 @@ class Lifecycle:
         prev = svc.state
         step = transition(prev, event)
         svc.state = step.state
+        if step.state is not prev or not svc.since:
+            svc.since = time.time()
         step.effect(self, svc, prev, info)
         self.rearm(svc)
 
@@ -159,6 +161,7 @@ class Lifecycle:
     def _stopped(self, svc: Svc, prev: State, info: Info) -> None:
         self.journal.write("down", svc.label, pid=info["pid"], by="operator")
         self.ds.announce(svc.label, svc.policy.publish, "down", None)
+        self.ds.purge(svc.label)  # MINIX: what a stopped service left in DS goes with it
         self.answer(svc, Err.OK, {"pid": info["pid"]})
 
     def _nothing(self, svc: Svc, prev: State, info: Info) -> None:
@@ -167,6 +170,8 @@ class Lifecycle:
     def _operator_start(self, svc: Svc, prev: State, info: Info) -> None:
         if info["reset"]:
             svc.tracker.reset()  # a person revived it: its failures start again
+        if info.get("fresh"):
+            svc.incarnation, svc.last_exit = 0, {}  # up after down: a new service, as MINIX
         svc.cause = info["cause"]
         svc.waiters.append(info["waiter"])
         self.spawn(svc)
@@ -179,6 +184,7 @@ class Lifecycle:
             if prev is not State.DOWN:
                 self.journal.write("down", svc.label, pid=None, by=info["by"])
                 self.ds.announce(svc.label, svc.policy.publish, "down", None)
+                self.ds.purge(svc.label)
             self.answer(svc, Err.OK, {})
         elif not svc.instance.killed:
             self.end(svc, signal.SIGTERM)  # the reply waits for its exit (_stopped)
@@ -303,8 +309,9 @@ class Lifecycle:
 
     def make_service(self, label: str, core: bool = False) -> Svc:
         entry = self.conf.services[label]
-        svc = Svc(label=label, module=entry.get("program") or "", args=entry.keys.get("args", []),
-                  priv=entry.priv(), policy=Policy.from_conf(entry), core=core)
+        module, args = programs.component(entry.get("program") or "", entry.keys.get("args", []))
+        svc = Svc(label=label, module=module, args=args, priv=entry.priv(),
+                  policy=Policy.from_conf(entry), core=core)
         self.services[label] = svc
         return svc
 
@@ -377,6 +384,8 @@ class Lifecycle:
         elif timer is Timer.PING:
             self.conn.notify(inst.endpoint)
             inst.next_ping = now + period
+            if inst.ping_sent is None:  # the latency is that of the oldest unanswered ping
+                inst.ping_sent = now
         elif timer is Timer.RESOURCES:
             inst.next_check = now + params.RESOURCE_CHECK
             detail = resources.over_limit(svc.policy, inst, now)

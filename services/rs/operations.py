@@ -17,8 +17,10 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from minikern import programs
 from minikern.const import RS, Err, KCall
 from minikern.proto import Message
+from minikern.sysconf import Service
 from services.rs.lifecycle import Lifecycle
 from services.rs.service import BadTransition, Cause, Event, State, Svc
 
@@ -80,21 +82,34 @@ class Supervisor(Lifecycle):
         if inst is None:
             return Message(Err.ESRCH)
         inst.last_pong = self.clock()
+        if inst.ping_sent is not None:
+            inst.latency, inst.ping_sent = inst.last_pong - inst.ping_sent, None
         fault, inst.pending_fault = inst.pending_fault, None
         return Message(Err.OK, {"fault": fault})
 
     def status(self) -> list[dict[str, Any]]:
+        """One map per service: its state and instance, its policy, its failures
+        (docs/PROTOCOL.md, section 16, names every field)."""
         now, out = self.clock(), []
         for svc in self.services.values():
-            inst = svc.instance
+            inst, p = svc.instance, svc.policy
+            program, args = svc.module, svc.args
+            if program == programs.EXTERNAL and args:  # a file: show it, not its runner
+                program, args = args[0], args[1:]
             out.append({"label": svc.label, "state": svc.state.value, "core": svc.core,
+                        "since": svc.since or None, "program": program, "args": args,
                         "endpoint": inst.endpoint if inst else None,
                         "pid": inst.pid if inst else None,
                         "uptime": round(now - inst.started, 3) if inst else None,
                         "started": inst.started_wall if inst else None,
                         "incarnation": svc.incarnation, "failures": svc.tracker.failures,
-                        "last_reason": svc.last_reason, "period": svc.policy.period,
-                        "script": svc.policy.script, "publish": svc.policy.publish,
+                        "window_failures": svc.tracker.in_window(now),
+                        "last_reason": svc.last_reason, "last_detail": svc.last_detail or None,
+                        "period": p.period, "backoff": p.backoff, "backoff_cap": p.cap,
+                        "stable": p.stable, "restarts": p.restarts, "window": p.window,
+                        "script": p.script, "depends": list(p.depends), "publish": p.publish,
+                        "heartbeat_ms": (round(inst.latency * 1000, 3)
+                                         if inst and inst.latency is not None else None),
                         "restart_in": (round(max(0.0, svc.restart_at - now), 3)
                                        if svc.restart_at is not None else None)})
         return out
@@ -104,10 +119,30 @@ class Supervisor(Lifecycle):
         if svc.instance is not None:
             return _busy(svc)
         try:
-            self.fire(svc, Event.OP_START, reset=True, cause=Cause.FRESH, waiter=request)
+            self.fire(svc, Event.OP_START, reset=True, cause=Cause.FRESH, waiter=request,
+                      fresh=svc.state is State.DOWN)
         except BadTransition:
             return _busy(svc)
         return None
+
+    def define(self, entry: Service) -> Svc | Message:
+        """Take ``entry`` (an operator's ``service up PROGRAM``) as the definition of its label:
+        a new service, or a new definition of one that is not running (EBUSY if it is; EPERM
+        for a core server).  The service is DOWN until ``up`` starts it."""
+        old, conf = self.services.get(entry.label), self.conf.services.get(entry.label)
+        if entry.label in self.conf.boot or (old is not None and old.core):
+            return Message(Err.EPERM, {"error": f"{entry.label} is a core server"})
+        if conf is not None and conf.get("user") == "yes":
+            return Message(Err.EPERM, {"error": f"{entry.label} names the privileges of "
+                                                "operator tools or user programs"})
+        if old is not None and (old.instance is not None or old.state is not State.DOWN
+                                and old.state is not State.FAILED):
+            return _busy(old, f"{entry.label} is {old.state.value}; service down it first")
+        self.conf.services[entry.label] = entry
+        svc = self.make_service(entry.label)
+        if old is not None:
+            svc.state, svc.since = old.state, old.since  # the definition changes, not its past
+        return svc
 
     def restart(self, svc: Svc, request: Message) -> Message | None:
         """Start a terminated service now (skipping a backoff wait: a script's way to restart).
@@ -145,7 +180,7 @@ class Supervisor(Lifecycle):
         return None
 
     def crash(self, svc: Svc, fault: str) -> Message:
-        """Inject ``fault`` (one of minikern.rsctl.FAULTS) into the running copy."""
+        """Inject ``fault`` (one of minikern.const.FAULTS) into the running copy."""
         inst = svc.instance
         if inst is None:
             return Message(Err.ESRCH, {"error": f"{svc.label} is not running"})

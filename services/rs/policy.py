@@ -18,7 +18,8 @@ The rules, per service (system.conf keys, parsed by ``Policy.from_conf``):
   restarts within T seconds gives up: the service is marked FAILED until an
   operator's ``bin/service up`` (Erlang/OTP's intensity/period, but the
   sliding window is cleared by that operator action, unlike systemd#10529).
-* **script** (``script rs.single;``): RS runs recovery_scripts/<script> and
+* **script** (``script rs.single;``, or an absolute path to a script kept
+  elsewhere, minikern/programs.py): RS runs recovery_scripts/<script> and
   does not restart by itself; the intensity limit still applies, so a script
   that restarts blindly cannot storm.
 """
@@ -88,8 +89,10 @@ class Policy:
                     raise ConfError(f"service {svc.label}: restarts wants N [T]") from None
                 window = parse_duration(r[1]) if len(r) > 1 else window
         script = svc.get("script")
-        if script is not None and not _SCRIPT_NAME.fullmatch(script):
-            raise ConfError(f"service {svc.label}: script must be a name in recovery_scripts/")
+        if script is not None and not (_SCRIPT_NAME.fullmatch(script) or (
+                script.startswith("/") and "\0" not in script)):
+            raise ConfError(f"service {svc.label}: script must be a name in recovery_scripts/ "
+                            "or an absolute path")
         cpu = svc.get("cpu_limit")
         mem = svc.get("memory_limit")
         try:
@@ -138,6 +141,10 @@ class Tracker:
         delay = backoff_delay(self.failures, p.backoff, p.cap)
         self.failures += 1
         return Decision(giveup=False, delay=delay, failures=self.failures)
+
+    def in_window(self, now: float) -> int:
+        """The failures the intensity limit counts at ``now`` (those of the last window)."""
+        return sum(1 for t in self.history if now - t <= self.policy.window)
 
     def reset(self) -> None:
         """An operator revived the service: forget its failures."""

@@ -40,6 +40,7 @@ class Announcer(Protocol):
     """What RS's lifecycle needs from DS publication."""
 
     def announce(self, label: str, key: str, state: str, endpoint: int | None) -> None: ...
+    def purge(self, label: str) -> None: ...
     def refused(self, status: int, error: str) -> None: ...
 
 
@@ -57,10 +58,17 @@ class Publisher:
         self.publish(key, "str", state)
 
     def publish(self, key: str, vtype: str, value: Any) -> None:
+        self.send(key, Message(DsReq.PUBLISH, {"key": key, "type": vtype, "value": value,
+                                               "flags": int(DsFlag.OVERWRITE)}))
+
+    def purge(self, label: str) -> None:
+        """Drop what ``label`` left in DS: its entries, its subscription, its label entry
+        (an operator stopped it: the next start is a fresh one)."""
+        self.send(f"{label}'s entries (purge)", Message(DsReq.PURGE, {"label": label}))
+
+    def send(self, key: str, m: Message) -> None:
         if self.dead:
             return
-        m = Message(DsReq.PUBLISH, {"key": key, "type": vtype, "value": value,
-                                    "flags": int(DsFlag.OVERWRITE)})
         status = self.loop.asend(DS, m, on_fail=lambda st: self.lost(key, st))
         if status in (Err.EDEADSRCDST, Err.ECALLDENIED):
             self.dead = True  # no DS in this system, or it died (then RS is shutting down)

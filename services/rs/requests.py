@@ -4,9 +4,11 @@ The RS protocol (type RsReq.*, fields; the reply's type is an Err code):
 
     INIT_DONE  {}                    a component's SEF, after init    -> OK at once
     STATUS     {}                    anyone                            -> OK {services: [...]}
-    UP         {label}               operator   start a DOWN/FAILED service; late reply
+    UP         {label, service?}     operator   start a DOWN/FAILED service; late reply
                                                 OK {endpoint, pid, incarnation} once it
-                                                is up (EBUSY if running, ESRCH if unknown)
+                                                is up (EBUSY if running, ESRCH if unknown);
+                                                with ``service`` (its system.conf entry,
+                                                services/rs/define.py) any program
     DOWN       {label}               operator   stop it, no restart; reply once it exited
     RESTART    {label}               operator   start a terminated service now (skipping a
                                                 backoff wait; a script's way to restart);
@@ -33,9 +35,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minikern.const import DS, Err, RsReq
+from minikern.const import DS, FAULTS, Err, RsReq
 from minikern.proto import Message
-from minikern.rsctl import FAULTS
+from services.rs import define
 from services.rs.operations import Supervisor
 from services.rs.service import Svc
 
@@ -68,7 +70,13 @@ def do_status(rs: Supervisor, m: Message) -> Message | None:
 
 
 def do_up(rs: Supervisor, m: Message) -> Message | None:
-    svc = _service(rs, m)
+    if m.get("service") is not None:  # bin/service up PROGRAM: a definition comes with it
+        entry = define.entry(m.get("label"), m.get("service"))
+        if isinstance(entry, str):
+            return Message(Err.EINVAL, {"error": entry})
+        svc: Svc | Message = rs.define(entry)
+    else:
+        svc = _service(rs, m)
     return svc if isinstance(svc, Message) else rs.up(svc, m)
 
 

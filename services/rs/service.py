@@ -79,6 +79,8 @@ class Instance:
     kill_deadline: float | None = None  # SIGKILL after this (a graceful stop)
     cpu_sample: tuple[float, float] | None = None  # (monotonic, cpu seconds) last resource check
     pending_fault: str | None = None  # bin/crash: handed over with the next PING's reply
+    ping_sent: float | None = None  # monotonic time of the ping not yet answered, if any
+    latency: float | None = None  # seconds between the last answered ping and its answer
 
 
 @dataclass
@@ -90,6 +92,7 @@ class Svc:
     policy: Policy
     core: bool = False  # a boot-image server (ds): its death is fatal for the system
     state: State = State.DOWN
+    since: float = 0.0  # wall time the state was last entered (bin/status's "since")
     instance: Instance | None = None
     incarnation: int = 0  # restarts so far (the next instance's SEF incarnation)
     tracker: Tracker = field(init=False)

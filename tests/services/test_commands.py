@@ -38,10 +38,12 @@ def run_directly(path: Path, *args: str, cwd: Path,
                           cwd=cwd, env=env)
 
 
-COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod", "ifconfig"]
+COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod", "ifconfig",
+            "status", "ds"]
 # Each with arguments that would make it talk to the system (all but boot and bench).
 NEEDS_SYSTEM = {"halt": [], "ps": [], "service": ["up", "hello"], "crash": ["hello", "kill"],
-                "hwctl": ["stats"], "nc": ["-l", "7"], "echod": ["7"], "ifconfig": []}
+                "hwctl": ["stats"], "nc": ["-l", "7"], "echod": ["7"], "ifconfig": [],
+                "status": [], "ds": ["list"]}
 
 
 def test_the_list_of_commands_is_complete() -> None:
@@ -65,7 +67,7 @@ def test_bench_has_help_for_itself_and_each_benchmark() -> None:
     """bench boots private systems in temporary directories, so it has no --run-dir."""
     r = run("bench", "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: bench ")
-    for name in ("ipc", "devio", "recovery", "net"):
+    for name in ("ipc", "devio", "recovery", "net", "cli", "idle"):
         assert name in r.stdout
         sub = run("bench", name, "--help")
         assert sub.returncode == 0 and sub.stdout.startswith(f"usage: bench {name} ")
@@ -99,7 +101,8 @@ def vanished_system(tmp_path: Path) -> Iterator[Path]:
         stand_in.wait()
 
 
-@pytest.mark.parametrize("cmd", ["ps", "service", "crash", "nc", "echod", "ifconfig"])
+@pytest.mark.parametrize("cmd", ["ps", "service", "crash", "nc", "echod", "ifconfig", "status",
+                                 "ds"])
 def test_a_system_gone_under_a_command_is_one_line_not_a_traceback(
         cmd: str, vanished_system: Path) -> None:
     r = run(cmd, "--run-dir", str(vanished_system), *NEEDS_SYSTEM[cmd])

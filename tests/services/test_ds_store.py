@@ -203,3 +203,42 @@ def test_purge_forgets_a_label_and_tells_subscribers() -> None:
     assert sorted(s.entries) == ["drv.net.y"] and sorted(s.subs) == ["inet"]
     assert drain(s, "inet") == [Change("drv.net.x", "str", "net", True)]
     refused(Err.EINVAL, s.purge, None)
+
+
+def test_list_shows_what_the_caller_may_see_by_key_with_serials() -> None:
+    s = Store()
+    s.publish("net", "b.public", "u32", 1)
+    s.publish("net", "a.secret", "str", "x", PRIV)
+    s.publish("disk", "c.long", "mem", b"\0" * (store.LIST_VALUE_MAX + 1))
+    page, more = s.list("other")
+    assert [e["key"] for e in page] == ["b.public", "c.long"] and not more
+    assert page[0] == {"key": "b.public", "type": "u32", "owner": "net", "private": False,
+                       "versions": 1, "serial": 1, "size": 4, "value": 1}
+    assert "value" not in page[1] and page[1]["size"] == store.LIST_VALUE_MAX + 1
+    assert [e["key"] for e in s.list("net")[0]] == ["a.secret", "b.public", "c.long"]
+    assert [e["key"] for e in s.list("other", operator=True)[0]][0] == "a.secret"
+    assert [e["key"] for e in s.list("other", r"[ab]\..*")[0]] == ["b.public"]
+    s.publish("net", "b.public", "u32", 2, OVER)
+    row = s.list("other", "b.public")[0][0]
+    assert (row["serial"], row["versions"], row["value"]) == (4, 2, 2)
+    refused(Err.EINVAL, s.list, "other", "(a+)+")
+    refused(Err.EINVAL, s.list, "other", None, 5)
+    refused(Err.EPERM, s.retrieve, "other", "a.secret")
+    assert s.retrieve("other", "a.secret", operator=True) == ("str", "x", "net")
+
+
+def test_list_pages_through_a_full_store() -> None:
+    s = Store()
+    keys = [f"k{i:04d}" for i in range(store.MAX_LIST * 2 + 3)]
+    for k in keys:
+        s.publish("x", k, "u32", 0)
+    seen, after, pages = [], "", 0
+    while True:
+        page, more = s.list("x", None, after)
+        seen += [e["key"] for e in page]
+        pages += 1
+        assert len(page) <= store.MAX_LIST
+        if not more:
+            break
+        after = page[-1]["key"]
+    assert seen == keys and pages == 3

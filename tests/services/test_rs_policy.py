@@ -83,3 +83,11 @@ def test_policy_keys_and_defaults() -> None:
 def test_bad_policy_keys_are_refused(keys: str) -> None:
     with pytest.raises(ConfError):
         policy(keys)
+
+
+def test_the_failures_in_the_window_are_those_the_limit_counts() -> None:
+    """bin/status's "failures in the current window": older ones have left it."""
+    t = Tracker(Policy(restarts=5, window=10, backoff=None))
+    for now in (0.0, 4.0, 8.0):
+        t.on_failure(now)
+    assert [t.in_window(now) for now in (8.0, 10.0, 14.5, 30.0)] == [3, 3, 1, 0]
