@@ -58,15 +58,15 @@ class Publisher:
         self.publish(key, "str", state)
 
     def publish(self, key: str, vtype: str, value: Any) -> None:
-        self.send(key, Message(DsReq.PUBLISH, {"key": key, "type": vtype, "value": value,
+        self.post(key, Message(DsReq.PUBLISH, {"key": key, "type": vtype, "value": value,
                                                "flags": int(DsFlag.OVERWRITE)}))
 
     def purge(self, label: str) -> None:
         """Drop what ``label`` left in DS: its entries, its subscription, its label entry
         (an operator stopped it: the next start is a fresh one)."""
-        self.send(f"{label}'s entries (purge)", Message(DsReq.PURGE, {"label": label}))
+        self.post(f"{label}'s entries (purge)", Message(DsReq.PURGE, {"label": label}))
 
-    def send(self, key: str, m: Message) -> None:
+    def post(self, key: str, m: Message) -> None:
         if self.dead:
             return
         status = self.loop.asend(DS, m, on_fail=lambda st: self.lost(key, st))
