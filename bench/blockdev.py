@@ -52,7 +52,7 @@ def measure(work: Path, mode: str, nbytes: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="minikern-bench-blockdev-"))
+    work = Path(tempfile.mkdtemp(prefix="mk-bd-"))
     try:
         return {"runs": [measure(work, "dma", args.mb << 20),
                          measure(work, "pio", args.pio_mb << 20)]}

@@ -27,9 +27,10 @@ the failing ``sector``).  Any other refusal is raised as ``IpcError``.
 While it waits for a new driver, and every BDEV_HEARTBEAT_CHECK during a
 long run of requests (a caller blocked in SENDREC takes no notification, so
 RS would take it for hung), the client receives messages; any that is
-neither RS's nor DS's nor the kernel's is kept in ``deferred``, in order, for
-its owner to serve afterwards (a file server that VFS sends one request at
-a time never sees one there).  DS's notifications about the driver may also
+neither RS's nor DS's nor the kernel's is handed back to the process's loop
+(``Loop.hand_back``), whose next turns serve them in order: a file server's
+own write-back, run from a timer, may be waiting for a new driver when VFS
+sends its next request.  DS's notifications about the driver may also
 reach the caller's own loop, between requests: it ignores them (the next
 wait drains DS's queue).  ``open`` replaces the caller's DS
 subscription (DS keeps one per label); a caller that needs one of its own
@@ -77,7 +78,6 @@ class BlockDevice:
         self.grant_to: int | None = None
         self.access = CPF_READ | CPF_WRITE  # as the caller opened the minor (reopened alike)
         self.opens = 0  # our opens of ``minor``, to be redone on a new driver
-        self.deferred: list[Message] = []
         self.looked = time.monotonic()  # when we last looked for RS's heartbeat
         self.requests = 0  # requests sent (each resend counts)
         self.retries = 0  # requests sent again (after EIO or a driver restart)
@@ -267,6 +267,6 @@ class BlockDevice:
                         pass
                     return
                 if m.kind == Kind.MESSAGE and m.type > 0:
-                    self.deferred.append(m)
+                    self.ctx.loop.hand_back(m)
             if m is None or time.monotonic() >= end:
                 return

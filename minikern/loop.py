@@ -151,6 +151,12 @@ class Loop:
         self.timer_slack = 0.0  # seconds a timer may run late so the loop need not spin
         self._receiving = False  # a RECEIVE is started and its one reply not yet taken
         self._early: Message | None = None  # that reply, taken early to make room for a send
+        self.handed_back: deque[Message] = deque()  # messages another wait took (hand_back)
+
+    def hand_back(self, m: Message) -> None:
+        """A message that a wait outside the loop took (a block device's wait for its
+        driver, say): the next turns return these, in order, before receiving anything new."""
+        self.handed_back.append(m)
 
     # -- timers ------------------------------------------------------------------------
 
@@ -341,7 +347,8 @@ class Loop:
         if reply is not None:
             self._release()  # a held RECEIVE cannot carry the reply
         if conn is not None and reply is not None and reply_to is not None \
-                and (self._early is not None or any(q.dst == reply_to for q in self.queue)):
+                and (self._early is not None or self.handed_back
+                     or any(q.dst == reply_to for q in self.queue)):
             # the answer first (see the docstring), on its own: this turn may not RECEIVE
             if conn.sendnb(reply_to, reply) != Err.OK:
                 self.counters["reply_failed"] += 1
@@ -353,6 +360,10 @@ class Loop:
         if self._early is not None:  # a send ended the held RECEIVE: its message is this turn's
             early, self._early = self._early, None
             return None if self._answered(early) else early
+        if self.handed_back:  # taken by another wait: served before anything new
+            back = self.handed_back.popleft()
+            self._owe(back)
+            return None if self._answered(back) else back
         if (conn is not None and not self._receiving and not self.watched and not self.queue
                 and self._next_due() is None):
             if reply is not None and reply_to is not None:  # the fast path: nothing else to wait on

@@ -112,7 +112,7 @@ DISK_KEYS = ["client", "bytes", "sha256_ok", "kills", "nokill_write_MBps", "kill
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(disk_unavailable() is not None, reason=str(disk_unavailable()))
 def test_bench_disk(tmp_path: Path) -> None:
-    r = bench(tmp_path, "disk", "--bytes", "3000000", timeout=280)
+    r = bench(tmp_path, "disk", "--bytes", "3000000", "--interval", "0.25", timeout=280)
     assert list(r) == DISK_KEYS  # exactly the figures the README quotes, in that order
     assert r["client"] == "fuse" and r["bytes"] == 3_000_000
     assert r["sha256_ok"] is True and r["fsck_clean"] is True

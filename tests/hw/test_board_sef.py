@@ -18,9 +18,9 @@ Make = Callable[..., SystemUnderTest]
 
 
 def crash(s: SystemUnderTest, label: str, fault: str) -> str:
-    """bin/crash, as the operator runs it."""
+    """bin/crash, as the operator runs it (--force: the board is a core component)."""
     done = subprocess.run([sys.executable, str(cli.REPO_ROOT / "bin" / "crash"), "--run-dir",
-                           str(s.run_dir), label, fault], capture_output=True, text=True,
+                           str(s.run_dir), label, fault, "--force"], capture_output=True, text=True,
                           timeout=30, check=True)
     return done.stdout
 

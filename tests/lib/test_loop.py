@@ -348,3 +348,24 @@ def test_a_request_a_send_takes_from_a_held_receive_is_answered_before_that_send
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_handed_back_messages_are_served_in_order_before_newer_ones_and_a_reply_still_goes(
+        system: SystemUnderTest) -> None:
+    """A wait outside the loop (a block device waiting for its driver) took two requests:
+    the next turns give them back in the order they came, before a message that arrived
+    after them, and the answer the turn carries reaches its SENDREC caller first."""
+    a, b, c = (system.connect(x, "client") for x in "abc")
+    loop = Loop(a)
+    asked = system.background(c.sendrec, a.endpoint, Message(5))
+    req = loop.turn()
+    assert req is not None and req.source == c.endpoint
+    loop.hand_back(Message(7, {"n": 1}, source=b.endpoint))
+    loop.hand_back(Message(7, {"n": 2}, source=b.endpoint))
+    assert b.notify(a.endpoint) == Err.OK  # newer than both: served after them
+    first = loop.turn(req.source, Message(Err.OK, {"answer": 42}))
+    assert asked.result(10).fields == {"answer": 42}
+    second = loop.turn()
+    third = loop.turn()
+    assert [(m.type, m.get("n")) for m in (first, second) if m is not None] == [(7, 1), (7, 2)]
+    assert third is not None and third.kind == Kind.NOTIFY and not loop.handed_back
