@@ -25,6 +25,7 @@ MAX_DENIED_EVENTS = 100_000  # denied events one process writes per boot; furthe
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
 SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before halt kills them
+HALT_SYNC_TIMEOUT = 30.0  # seconds bin/halt waits for VFS to sync the file systems before SIGTERM
 INIT_TIMEOUT = 10.0  # seconds a boot process may take to report init done (MINIX RS_INIT_T)
 CALL_TIMEOUT = 30.0  # seconds the library waits for the kernel before declaring it gone
 FOLLOW_SETTLE = 0.2  # seconds bin/logs -f holds an event back, so a racing writer's comes first

@@ -86,6 +86,7 @@ class Core:
         self.log = log or (lambda text: print(f"mfs: {text}", file=sys.stderr, flush=True))
         self.logged: set[str] = set()
         self.cache = BufferCache(dev, cache_blocks, clock=clock)
+        self.flushed_writes = 0  # the cache's device writes counted at the last flush
         try:
             dev.open()
         except (FsError, KernelGone):
@@ -168,7 +169,11 @@ class Core:
     def sync(self) -> None:
         if not self.readonly:
             self.write_back()
+        self.flush()
+
+    def flush(self) -> None:
         self.dev.flush()
+        self.flushed_writes = self.cache.stats["writes"]
 
     def unmount(self) -> None:
         """Free what only VFS's references kept, write everything back, close the device."""
@@ -178,7 +183,8 @@ class Core:
                     ip.refs = 0
                     self._release(ip)
                 self.write_back()
-                self.dev.flush()
+                if self.cache.stats["writes"] != self.flushed_writes:
+                    self.flush()  # (a synced file system asks nothing of a driver perhaps gone)
         finally:
             self.dev.close()
 

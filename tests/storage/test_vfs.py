@@ -331,3 +331,23 @@ def test_vfs_mounts_a_restarted_mfs_again(storage: Storage) -> None:
     f.sync()
     storage.halt()
     storage.assert_clean()
+
+
+@pytest.mark.timeout(180)
+def test_halt_syncs_the_file_systems_before_it_stops_the_drivers(storage: Storage) -> None:
+    """As MINIX's shutdown: bin/halt has VFS SYNC (every dirty block on the disk, the disk
+    flushed) before SIGTERM, so data written without fsync are not left in MFS's cache to
+    race the disk driver's exit."""
+    from minikern.boot import sync_files
+    files = storage.files()
+    first, second = os.urandom(1000), os.urandom(1000)  # each in one block: found in the image
+    fd = files.open("/first", O_CREAT | O_WRONLY)
+    files.write(fd, first)
+    assert sync_files(storage.s.run_dir) is True
+    assert first in storage.disk.read_bytes()  # synced: on the disk with nothing else asked
+    fd2 = files.open("/second", O_CREAT | O_WRONLY)
+    files.write(fd2, second)
+    storage.halt()  # bin/halt's own code (System.halt)
+    assert second in storage.disk.read_bytes()
+    assert "file systems not synced" not in storage.console()
+    storage.assert_clean()
