@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 import time
 
+from drivers import pci
 from drivers.at_wini import regs as R
 from drivers.block import framework
 from drivers.block.framework import DriveError, Geometry, WaitInterrupt
@@ -85,28 +86,20 @@ class AtWini:
         print(f"{self.label}: {sectors} sectors, {mode}", flush=True)
         return Geometry(sectors, words[1], max(1, words[3]), max(1, words[6]))
 
-    def pci_read(self, dev: int, fn: int, reg: int) -> int:
-        self.chan.outl(R.PCI_ADDR, 0x80000000 | dev << 11 | fn << 8 | (reg & 0xFC))
-        return self.chan.inl(R.PCI_DATA)
-
-    def pci_write(self, dev: int, fn: int, reg: int, value: int) -> None:
-        self.chan.outl(R.PCI_ADDR, 0x80000000 | dev << 11 | fn << 8 | (reg & 0xFC))
-        self.chan.outl(R.PCI_DATA, value)
-
     def find_controller(self) -> int | None:
         """The IDE controller's bus-master base if DMA can be used, else None (PIO)."""
         for dev in range(32):
-            if self.pci_read(dev, 0, R.PCI_ID) & 0xFFFF == 0xFFFF:
+            if pci.read(self.chan, dev, pci.ID, 0) & 0xFFFF == 0xFFFF:
                 continue
-            functions = 8 if self.pci_read(dev, 0, R.PCI_HEADER) >> 16 & 0x80 else 1
+            functions = 8 if pci.read(self.chan, dev, pci.HEADER, 0) >> 16 & 0x80 else 1
             for fn in range(functions):
-                cls = self.pci_read(dev, fn, R.PCI_CLASS)
+                cls = pci.read(self.chan, dev, pci.CLASS, fn)
                 if cls >> 16 == R.PCI_CLASS_IDE:
                     return self.enable_controller(dev, fn, cls >> 8 & 0xFF)
         return None
 
     def enable_controller(self, dev: int, fn: int, progif: int) -> int | None:
-        bar4 = self.pci_read(dev, fn, R.PCI_BAR4)
+        bar4 = pci.read(self.chan, dev, pci.BAR4, fn)
         base = bar4 & 0xFFFC
         if not progif & R.PCI_PROGIF_BUSMASTER or not bar4 & 1 or not base:
             return None
@@ -116,8 +109,8 @@ class AtWini:
             return None
         if not self.chan.windows:
             return None
-        cmd = self.pci_read(dev, fn, R.PCI_COMMAND) & 0xFFFF
-        self.pci_write(dev, fn, R.PCI_COMMAND, cmd | R.PCI_CMD_IO | R.PCI_CMD_MASTER)
+        cmd = pci.read(self.chan, dev, pci.COMMAND, fn) & 0xFFFF
+        pci.write(self.chan, dev, pci.COMMAND, cmd | pci.CMD_IO | pci.CMD_MASTER, fn)
         return base
 
     def setup_dma(self, bmide: int) -> None:

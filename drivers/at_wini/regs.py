@@ -56,16 +56,9 @@ ID_CAP_DMA = 0x0100
 ID_LBA_SECTORS = 60  # and 61
 LBA28_LIMIT = 1 << 28
 
-# PCI: the IDE controller (PIIX3) and its configuration registers.
-PCI_ADDR, PCI_DATA = 0xCF8, 0xCFC
+# PCI: the IDE controller (PIIX3) by class (configuration space: drivers/pci.py).
 PCI_CLASS_IDE = 0x0101  # mass storage, IDE
 PCI_PROGIF_BUSMASTER = 0x80
-PCI_ID = 0x00
-PCI_COMMAND = 0x04
-PCI_CLASS = 0x08  # revision, prog-if, subclass, class
-PCI_HEADER = 0x0C  # byte 2: header type (bit 7: multi-function)
-PCI_BAR4 = 0x20  # the bus-master IDE registers (I/O)
-PCI_CMD_IO, PCI_CMD_MASTER = 0x0001, 0x0004
 
 # Bus-master IDE registers, primary channel (BAR4 + offset).
 BM_COMMAND = 0

@@ -19,14 +19,13 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from drivers import pci
 from drivers.net import framework
 from hw import rtl8139_regs as R
 from minikern.devio import Channel, ChannelError, open_channel
 from minikern import sef
 from minikern.ipc import IpcError
 
-PCI_ADDR, PCI_DATA = 0xCF8, 0xCFC
-PCI_CMD_IO, PCI_CMD_BUSMASTER = 0x0001, 0x0004
 RING_SIZE = 64 * 1024  # RBLEN = 11: the largest ring, fewest overflows
 RCR_RBLEN = 0x1800  # 64 KiB
 RCR_ACCEPT = R.RCR_APM | R.RCR_AB | R.RCR_AM
@@ -54,15 +53,6 @@ class Rtl8139:
 
     # -- initialization --------------------------------------------------------------
 
-    def pci_read(self, dev: int, reg: int) -> int:
-        ch = self.chan
-        ch.outl(PCI_ADDR, 0x80000000 | dev << 11 | (reg & 0xFC))
-        return ch.inl(PCI_DATA)
-
-    def pci_write(self, dev: int, reg: int, value: int) -> None:
-        self.chan.outl(PCI_ADDR, 0x80000000 | dev << 11 | (reg & 0xFC))
-        self.chan.outl(PCI_DATA, value)
-
     @property
     def chan(self) -> Channel:
         if self.ch is None:
@@ -71,7 +61,7 @@ class Rtl8139:
 
     def find_card(self) -> int:
         for dev in range(32):
-            ident = self.pci_read(dev, 0x00)
+            ident = pci.read(self.chan, dev, pci.ID)
             if ident == (R.DEVICE_ID << 16 | R.VENDOR_ID):
                 return dev
         sef.panic("no RTL8139 on the PCI bus")
@@ -85,10 +75,10 @@ class Rtl8139:
             sef.panic("no physical memory window for DMA buffers (system.conf: mem)")
         self.mem_base = min(self.ch.windows)
         dev = self.find_card()
-        self.base = self.pci_read(dev, 0x10) & 0xFFFFFFFC
-        self.irq = self.pci_read(dev, 0x3C) & 0xFF
-        cmd = self.pci_read(dev, 0x04)
-        self.pci_write(dev, 0x04, (cmd & 0xFFFF) | PCI_CMD_IO | PCI_CMD_BUSMASTER)
+        self.base = pci.read(self.chan, dev, pci.BAR0) & 0xFFFFFFFC
+        self.irq = pci.read(self.chan, dev, pci.INTERRUPT) & 0xFF
+        cmd = pci.read(self.chan, dev, pci.COMMAND)
+        pci.write(self.chan, dev, pci.COMMAND, (cmd & 0xFFFF) | pci.CMD_IO | pci.CMD_MASTER)
         self.ring = self.chan.memory(self.mem_base, RING_SIZE)
         self.tx_addr = [self.mem_base + RING_SIZE + RING_SLACK + i * TX_BUF
                         for i in range(R.NUM_TX_DESC)]
