@@ -127,7 +127,9 @@ def cell(r: Row, key: str) -> str:
         return f"{v} {seconds(r['restart_in'])}"
     if v is None:
         return "-"
-    return f"{v:.1f}" if isinstance(v, float) and key != "heartbeat_ms" else f"{v}"
+    if isinstance(v, float):
+        return f"{v:.2f}" if key == "heartbeat_ms" else f"{v:.1f}"
+    return str(v)
 
 
 def headline(snap: Snapshot) -> str:
@@ -154,7 +156,7 @@ def screen(snap: Snapshot, sort: str) -> RenderableType:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
-    table = Table(box=None, header_style="reverse", pad_edge=False, expand=True)
+    table = Table(box=None, header_style="reverse", pad_edge=False)
     for heading, _, left in COLUMNS:
         table.add_column(heading, justify="left" if left else "right", no_wrap=True)
     for r in ordered(snap["rows"], sort):
