@@ -49,11 +49,11 @@ def ipc_state(wait: str, peer: int, names: dict[int, str]) -> str:
     return f"{WAITS[wait]} {who}"
 
 
-def _usage(pid: int | None) -> dict[str, float | None]:
+def _usage(pid: int | None) -> dict[str, Any]:
     """cpu (percent since start), cpu_s (CPU seconds), rss_mb and uptime (s) of a host
     process; None for each when there is no such process."""
     import psutil
-    none: dict[str, float | None] = {"cpu": None, "cpu_s": None, "rss_mb": None, "uptime": None}
+    none: dict[str, Any] = {"cpu": None, "cpu_s": None, "rss_mb": None, "uptime": None}
     if pid is None:
         return none
     try:
