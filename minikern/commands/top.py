@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 from minikern import cli
 from minikern.commands import ps
-from minikern.commands.status import seconds
 
 if TYPE_CHECKING:  # imported where used: `top --help` and `top -b` load no rich
     from rich.console import RenderableType
@@ -124,7 +123,7 @@ def ordered(rows: list[Row], sort: str) -> list[Row]:
 def cell(r: Row, key: str) -> str:
     v = r.get(key)
     if key == "state" and r.get("restart_in") is not None:
-        return f"{v} {seconds(r['restart_in'])}"
+        return f"{v} {r['restart_in']:.1f}s"
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -132,9 +131,17 @@ def cell(r: Row, key: str) -> str:
     return str(v)
 
 
+def clock_time(s: float) -> str:
+    """An uptime in a few characters: 42s, 3m05s, 1h02m."""
+    minutes, sec = divmod(int(s), 60)
+    if minutes >= 60:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    return f"{minutes}m{sec:02d}s" if minutes else f"{sec}s"
+
+
 def headline(snap: Snapshot) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(snap["ts"]))
-    up = "-" if snap["uptime"] is None else seconds(round(snap["uptime"]))
+    up = "-" if snap["uptime"] is None else clock_time(snap["uptime"])
     states = ", ".join(f"{n} {s}" for s, n in sorted(snap["states"].items()))
     return (f"top - {stamp} up {up}, {len(snap['rows'])} processes: {states}; "
             f"{snap['msgs_per_s']:.1f} messages/s")
