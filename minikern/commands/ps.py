@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,13 @@ def _usage(pid: int | None) -> dict[str, Any]:
             "rss_mb": round(rss / (1 << 20), 1), "uptime": round(age, 3)}
 
 
+def _number(value: object) -> float | None:
+    """A figure from RS's answer, if it is one (RS is another process: its fields are checked)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
     from minikern import ipc, rsctl
     from minikern.identity import Identity
@@ -99,15 +107,15 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
                      "user": user, "last_reason": svc.get("last_reason") if svc else None,
                      "ipc": ipc_state(p.wait, p.peer, names), "wait": p.wait, "peer": p.peer,
                      "priv": p.priv, "received": p.received,
-                     "heartbeat_ms": svc.get("heartbeat_ms") if svc else None,
-                     "restart_in": svc.get("restart_in") if svc else None})
+                     "heartbeat_ms": _number(svc.get("heartbeat_ms")) if svc else None,
+                     "restart_in": _number(svc.get("restart_in")) if svc else None})
     for svc in services.values():  # known to RS but not running
         rows.append({"label": svc["label"], "endpoint": None, "pid": None,
                      "state": svc["state"], "incarnation": svc["incarnation"], "uptime": None,
                      "cpu": None, "cpu_s": None, "rss_mb": None, "manager": RS, "user": False,
                      "last_reason": svc.get("last_reason"), "ipc": None, "wait": None,
                      "peer": None, "priv": None, "received": None, "heartbeat_ms": None,
-                     "restart_in": svc.get("restart_in")})
+                     "restart_in": _number(svc.get("restart_in"))})
     return rows
 
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from minikern import cli
 from minikern.commands import ps
+from minikern.const import SYSTEM
 
 if TYPE_CHECKING:  # imported where used: `top --help` and `top -b` load no rich
     from rich.console import RenderableType
@@ -100,11 +101,16 @@ class Meter:
         return interval
 
 
+def is_kernel(r: Row) -> bool:
+    """The kernel's line: known by its endpoint (a user program may call itself "kernel")."""
+    return r.get("endpoint") == SYSTEM
+
+
 def snapshot(rows: list[Row], meter: Meter, now: float, wall: float) -> Snapshot:
     """One screen's figures from bin/ps's rows (``now`` monotonic, ``wall`` Unix time)."""
     interval = meter.rates(rows, now)
-    total = round(sum(r.get("msgs_per_s") or 0.0 for r in rows if r["label"] != "kernel"), 1)
-    kernel = next((r for r in rows if r["label"] == "kernel"), None)
+    total = round(sum(r.get("msgs_per_s") or 0.0 for r in rows if not is_kernel(r)), 1)
+    kernel = next((r for r in rows if is_kernel(r)), None)
     if kernel is not None:
         kernel["msgs_per_s"] = total
     return {"ts": wall, "interval": interval,
@@ -116,19 +122,25 @@ def snapshot(rows: list[Row], meter: Meter, now: float, wall: float) -> Snapshot
 def ordered(rows: list[Row], sort: str) -> list[Row]:
     """The rows in ``sort``'s order; the kernel stays first, whatever the order."""
     key, descending = SORTS[sort]
-    rest = sorted((r for r in rows if r["label"] != "kernel"), key=key, reverse=descending)
-    return [r for r in rows if r["label"] == "kernel"] + rest
+    rest = sorted((r for r in rows if not is_kernel(r)), key=key, reverse=descending)
+    return [r for r in rows if is_kernel(r)] + rest
 
 
 def cell(r: Row, key: str) -> str:
     v = r.get(key)
     if key == "state" and r.get("restart_in") is not None:
-        return f"{v} {r['restart_in']:.1f}s"
+        return f"{printable(str(v))} {r['restart_in']:.1f}s"
     if v is None:
         return "-"
     if isinstance(v, float):
         return f"{v:.2f}" if key == "heartbeat_ms" else f"{v:.1f}"
-    return str(v)
+    return printable(str(v))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped: a user program names its own label, and
+    must not drive the terminal through it (events.printable's rule, without its imports)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def clock_time(s: float) -> str:

@@ -18,7 +18,7 @@ import pytest
 
 from minikern import cli
 from minikern.commands import ps, top
-from minikern.const import RS, RsReq
+from minikern.const import RS, SYSTEM, RsReq
 from minikern.proto import Message
 from tests.conftest import SystemUnderTest, wait_for
 from tests.services.rs_helpers import boot_rs, service, wait_event, wait_state
@@ -42,7 +42,7 @@ def row(label: str, pid: int | None, endpoint: int | None, cpu_s: float | None,
 
 def test_rates_are_over_the_interval_and_a_new_process_starts_from_its_life() -> None:
     meter = top.Meter()
-    first = [row("kernel", 1, -2, 3.0, None), row("hello", 10, 9, 1.0, 40),
+    first = [row("kernel", 1, SYSTEM, 3.0, None), row("hello", 10, 9, 1.0, 40),
              row("nc", 11, 12, 0.5, 7, uptime=2.0)]
     snap = top.snapshot(first, meter, now=100.0, wall=1e9)
     assert snap["interval"] is None  # the first screen: each process's life so far
@@ -51,7 +51,7 @@ def test_rates_are_over_the_interval_and_a_new_process_starts_from_its_life() ->
     assert (snap["msgs_per_s"], snap["states"]) == (7.5, {"up": 3})
     # Two seconds on: hello used 0.5 s of CPU and got 10 messages; nc was restarted (a new
     # pid and endpoint, its counter from 0); a service down has no rate at all.
-    second = [row("kernel", 1, -2, 3.2, None), row("hello", 10, 9, 1.5, 50),
+    second = [row("kernel", 1, SYSTEM, 3.2, None), row("hello", 10, 9, 1.5, 50),
               row("nc", 13, 14, 0.1, 3, uptime=0.5),
               row("vfs", None, None, None, None, uptime=None, state="down")]
     snap = top.snapshot(second, meter, now=102.0, wall=1e9 + 2)
@@ -62,11 +62,13 @@ def test_rates_are_over_the_interval_and_a_new_process_starts_from_its_life() ->
 
 
 def test_the_order_keeps_the_kernel_first() -> None:
-    rows = [row("kernel", 1, -2, 0.0, None, rss_mb=30.0), row("b", 2, 3, 0.0, 0, rss_mb=50.0),
-            row("a", 4, 5, 0.0, 0, rss_mb=40.0)]
-    assert [r["label"] for r in top.ordered(rows, "mem")] == ["kernel", "b", "a"]
-    assert [r["label"] for r in top.ordered(rows, "label")] == ["kernel", "a", "b"]
-    assert [r["label"] for r in top.ordered(rows, "table")] == ["kernel", "b", "a"]
+    """The kernel is known by its endpoint: a user program may call itself "kernel"."""
+    rows = [row("kernel", 1, SYSTEM, 0.0, None, rss_mb=30.0),
+            row("b", 2, 3, 0.0, 0, rss_mb=50.0), row("a", 4, 5, 0.0, 0, rss_mb=40.0),
+            row("kernel", 6, 7, 0.0, 0, rss_mb=60.0)]
+    assert [r["pid"] for r in top.ordered(rows, "mem")] == [1, 6, 2, 4]
+    assert [r["pid"] for r in top.ordered(rows, "label")] == [1, 4, 2, 6]
+    assert [r["pid"] for r in top.ordered(rows, "table")] == [1, 2, 4, 6]
 
 
 def test_messages_per_second_is_what_the_kernel_delivered(make_system: Make) -> None:
@@ -108,6 +110,15 @@ def test_batch_mode_prints_n_plain_screens_with_every_component(make_system: Mak
         table = {ln.split()[0]: ln.split() for ln in lines[3:] if ln}
         assert set(table) == LABELS
         assert table["hello"][1:3] == ["up", str(service(s, "hello")["pid"])]
+
+
+def test_a_label_cannot_drive_the_terminal(make_system: Make) -> None:
+    """A user program names its own label: its control characters are shown escaped."""
+    s = boot_rs(make_system)
+    s.connect("evil\033[2J", "user")
+    r = run(s, "-b", "-n", "1")
+    assert r.returncode == 0, r.stderr
+    assert "\033" not in r.stdout and "evil\\x1b[2J" in r.stdout
 
 
 def test_json_snapshot_has_the_documented_fields(make_system: Make) -> None:
