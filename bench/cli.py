@@ -38,6 +38,7 @@ COMMANDS: dict[str, list[str]] = {
     "hwctl stats": ["hwctl", "stats"],
     "hwctl knobs": ["hwctl", "knobs"],
     "ifconfig": ["ifconfig"],
+    "top -b -n 1": ["top", "-b", "-n", "1"],
     "service --help": ["service", "--help"],
     "crash --help": ["crash", "--help"],
 }

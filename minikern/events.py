@@ -149,6 +149,18 @@ class Reader:
     inode: int | None = None
 
     def read_new(self) -> list[Event]:
+        out = []
+        for raw in self.read_lines():
+            rec = parse(raw)
+            if rec is None:
+                self.skipped += 1 if raw.strip() else 0
+            else:
+                out.append(rec)
+        return out
+
+    def read_lines(self) -> list[bytes]:
+        """The complete lines appended since the last call, as they are (bin/logs --console
+        reads a text file so)."""
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -161,14 +173,7 @@ class Reader:
             return []
         end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
         self.offset += end
-        out = []
-        for raw in data[:end].splitlines():
-            rec = parse(raw)
-            if rec is None:
-                self.skipped += 1 if raw.strip() else 0
-            else:
-                out.append(rec)
-        return out
+        return data[:end].splitlines()
 
 
 def parse(raw: bytes) -> Event | None:

@@ -35,6 +35,7 @@ class Who:
     ready: bool = True  # it has reported its init done to the kernel
     wait: str = "ready"  # the trap it is blocked in (the kernel's Wait: recv, send, ...)
     peer: int = NONE  # on whom it waits (an endpoint, or ANY)
+    received: int = 0  # messages the kernel has delivered to it so far
 
     def is_component(self, label: str) -> bool:
         """True if this is the component ``label`` started by the kernel (no operator tool)."""
@@ -49,14 +50,15 @@ def _parse(p: object) -> Who | None:
     inc, priv, pid, up = p.get("incarnation", 0), p.get("priv", {}), p.get("pid", 0), \
         p.get("uptime", 0.0)
     manager, ready = p.get("manager", NONE), p.get("ready", True)
-    wait, peer = p.get("wait", "ready"), p.get("peer", NONE)
+    wait, peer, received = p.get("wait", "ready"), p.get("peer", NONE), p.get("received", 0)
     if type(ep) is not int or type(label) is not str or not label or type(operator) is not bool:
         return None
     return Who(ep, label, inc if type(inc) is int else 0, priv if type(priv) is dict else {},
                operator, pid if type(pid) is int else 0,
                float(up) if type(up) in (int, float) else 0.0,
                manager if type(manager) is int else NONE, ready if type(ready) is bool else True,
-               wait if type(wait) is str else "ready", peer if type(peer) is int else NONE)
+               wait if type(wait) is str else "ready", peer if type(peer) is int else NONE,
+               received if type(received) is int and received >= 0 else 0)
 
 
 class Identity:

@@ -11,7 +11,17 @@ each new event as it comes, like journalctl -f; Ctrl-C ends it.  --json prints
 the records themselves, one JSON object a line; --schema prints the JSON
 Schema of each kind.  bin/boot in the foreground prints the same lines.
 
-It needs no running system (the log outlives it); with no event log in the
+--audit is the audit: every refused call, the kernel's and the board's
+(the ``denied`` events, as --kind denied).  --reason R keeps the crashes of
+that reason (signal, exception, panic, heartbeat, exit, resource).
+
+The run directory's other logs, through the same options: --console prints
+console.log, the components' own output (tracebacks as printed), with -n
+and -f alone; --alerts prints alerts.log, the records recovery_scripts/rs.alert
+writes, one line each as the events are (-n, -f, --since, --label, --reason
+and --json apply).
+
+It needs no running system (the log outlives it); with no such log in the
 run directory, or no such boot for -b, it exits 2: nothing to read.
 """
 from __future__ import annotations
@@ -32,9 +42,13 @@ from minikern.event_kinds import SCHEMAS
 
 Event = dict[str, Any]
 MARKERS = ("boot", "halt")
+ALERT = {"kind": "alert", "source": "rs.alert", "boot": ""}  # what an alerts.log record lacks
+REASONED = ("crash", "alert")  # the records --reason selects from
+REASONS = SCHEMAS["crash"].fields["reason"].choices
 COLOURS = {"crash": "31", "giveup": "1;31", "fatal": "1;31", "restart": "32", "up": "32",
            "down": "33", "script": "36", "shutdown": "33", "driver-gone": "33",
-           "driver-back": "32", "driver-up": "32", "denied": "35", "boot": "1", "halt": "1"}
+           "driver-back": "32", "driver-up": "32", "denied": "35", "boot": "1", "halt": "1",
+           "alert": "1;33"}
 
 
 def format_event(e: Event, colour: bool = False, utc: bool = False) -> str:
@@ -66,14 +80,16 @@ class Follower:
     is printed first; ``flush`` lets everything out."""
 
     def __init__(self, path: Path, offset: int = 0, settle: float = 0.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, fill: Event | None = None) -> None:
         self.reader = events.Reader(path, offset)
         self.settle, self.clock = settle, clock
+        self.fill = fill or {}  # fields a record of this file lacks (an alert's kind)
         self.order = events.Order()
         self.pending: list[Event] = []
 
     def poll(self, flush: bool = False) -> list[Event]:
-        self.pending = events.in_order([*self.pending, *self.reader.read_new()], self.order)
+        new = [{**self.fill, **e} for e in self.reader.read_new()]
+        self.pending = events.in_order([*self.pending, *new], self.order)
         cut = len(self.pending)
         if not flush:
             ripe = self.clock() - self.settle
@@ -132,7 +148,8 @@ class View:
             return True  # the boots' frame stays, whatever else is filtered
         return ((not a.label or e.get("label") in a.label)
                 and (not a.kind or e.get("kind") in a.kind)
-                and (not a.source or e.get("source") in a.source))
+                and (not a.source or e.get("source") in a.source)
+                and (not a.reason or (e.get("kind") in REASONED and e.get("reason") in a.reason)))
 
     def show(self, e: Event) -> None:
         if self.args.json:
@@ -174,13 +191,38 @@ def command() -> cli.Command:
     cmd.add_argument("--kind", action="append", choices=sorted(SCHEMAS), metavar="KIND",
                      help="only events of this kind: " + ", ".join(sorted(SCHEMAS)))
     cmd.add_argument("--source", action="append", help="only events this component wrote")
+    cmd.add_argument("--reason", action="append", choices=REASONS, metavar="REASON",
+                     help="only crashes (and alerts) of this reason: " + ", ".join(REASONS))
+    cmd.add_argument("--audit", action="store_true",
+                     help="the audit: every refused call, the kernel's and the board's "
+                          "(as --kind denied)")
+    which = cmd.add_mutually_exclusive_group()
+    which.add_argument("--console", action="store_true",
+                       help="console.log instead: the components' own output (-n, -f apply)")
+    which.add_argument("--alerts", action="store_true",
+                       help="alerts.log instead: rs.alert's records")
     cmd.add_argument("--schema", action="store_true", help="print each kind's JSON Schema")
     cmd.add_argument("--utc", action="store_true", help="show times in UTC")
     return cmd
 
 
+# The options that do not apply to console.log (free text) and to alerts.log (no boots, no
+# kinds): given with --console or --alerts, a usage error.
+NOT_FOR = {"console": ("json", "since", "boot", "label", "kind", "source", "reason", "audit",
+                       "schema", "utc"),
+           "alerts": ("boot", "kind", "source", "audit", "schema")}
+
+
 def main(argv: list[str] | None = None) -> int:
-    return command().run(argv, run)
+    cmd = command()
+    args = cmd.parse_args(argv)
+    for log, options in NOT_FOR.items():
+        given = [o for o in options if getattr(args, o) not in (None, False)]
+        if getattr(args, log) and given:
+            cmd.error(f"--{given[0]} does not apply to --{log}")  # exits 2
+    if args.audit:
+        args.kind = [*(args.kind or []), "denied"]
+    return cmd.call(args, run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,11 +230,15 @@ def run(args: argparse.Namespace) -> int:
     if args.schema:
         print(json.dumps({k: s.json_schema(k) for k, s in SCHEMAS.items()}, indent=2))
         return cli.EXIT_OK
-    path = Path(args.run_dir) / params.EVENT_LOG
+    if args.console:
+        return console(args)
+    name, what = ((params.ALERT_LOG, "alert log") if args.alerts
+                  else (params.EVENT_LOG, "event log"))
+    path = Path(args.run_dir) / name
     if not path.exists() and not args.follow:
-        print(f"logs: no event log in {args.run_dir}", file=sys.stderr)
+        print(f"logs: no {what} in {args.run_dir}", file=sys.stderr)
         return cli.EXIT_NOT_RUN
-    follower = Follower(path, settle=params.FOLLOW_SETTLE)
+    follower = Follower(path, settle=params.FOLLOW_SETTLE, fill=ALERT if args.alerts else None)
     try:
         return show(args, follower)
     finally:  # however it ended, say what could not be shown
@@ -222,4 +268,26 @@ def show(args: argparse.Namespace, follower: Follower) -> int:
                     view.show(e)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how -f ends, as journalctl -f: done, not failed
+    return cli.EXIT_OK
+
+
+def console(args: argparse.Namespace) -> int:
+    """--console: console.log's last lines (all, or -n; 10 with -f), then with -f each new
+    line as it is written.  Control characters are escaped, as in the events."""
+    path = Path(args.run_dir) / params.CONSOLE_LOG
+    if not path.exists() and not args.follow:
+        print(f"logs: no console log in {args.run_dir}", file=sys.stderr)
+        return cli.EXIT_NOT_RUN
+    reader = events.Reader(path)
+    backlog = reader.read_lines()
+    lines = 10 if args.follow and args.lines is None else args.lines
+    try:
+        for raw in backlog if lines is None else backlog[max(0, len(backlog) - lines):]:
+            print(events.printable(raw.decode(errors="replace")), flush=True)
+        while args.follow:
+            time.sleep(0.1)
+            for raw in reader.read_lines():
+                print(events.printable(raw.decode(errors="replace")), flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how -f ends
     return cli.EXIT_OK

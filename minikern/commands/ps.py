@@ -16,12 +16,16 @@ and the reason of the last failure RS saw.  ``--pid LABEL`` prints that
 service's pid alone (``kill -9 $(bin/ps --pid rtl8139)``), or exits 1 with a
 line on stderr when it is not running.  With --json: one JSON array of
 objects with the same keys (``ipc`` among them, with ``wait`` and ``peer``
-raw).
+raw), and the raw figures bin/top turns into rates: ``cpu_s`` (CPU seconds
+used so far), ``received`` (messages the kernel has delivered to it,
+GETINFO's count), and from RS ``heartbeat_ms`` (the last heartbeat's round
+trip) and ``restart_in`` (seconds to a restart held back by the backoff).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -46,20 +50,29 @@ def ipc_state(wait: str, peer: int, names: dict[int, str]) -> str:
     return f"{WAITS[wait]} {who}"
 
 
-def _usage(pid: int | None) -> tuple[float | None, float | None, float | None]:
-    """(cpu percent since start, rss in MiB, uptime s) of a host process."""
+def _usage(pid: int | None) -> dict[str, Any]:
+    """cpu (percent since start), cpu_s (CPU seconds), rss_mb and uptime (s) of a host
+    process; None for each when there is no such process."""
     import psutil
+    none: dict[str, Any] = {"cpu": None, "cpu_s": None, "rss_mb": None, "uptime": None}
     if pid is None:
-        return None, None, None
+        return none
     try:
         p = psutil.Process(pid)
         with p.oneshot():
             t, rss, born = p.cpu_times(), p.memory_info().rss, p.create_time()
     except psutil.Error:
-        return None, None, None
-    age = max(time.time() - born, 1e-3)
-    return (round((t.user + t.system) / age * 100, 1), round(rss / (1 << 20), 1),
-            round(age, 3))
+        return none
+    age, used = max(time.time() - born, 1e-3), t.user + t.system
+    return {"cpu": round(used / age * 100, 1), "cpu_s": round(used, 3),
+            "rss_mb": round(rss / (1 << 20), 1), "uptime": round(age, 3)}
+
+
+def _number(value: object) -> float | None:
+    """A figure from RS's answer, if it is one (RS is another process: its fields are checked)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
@@ -74,12 +87,11 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
         services = {s["label"]: s for s in rsctl.call(conn, RsReq.STATUS).get("services", [])}
     except rsctl.RsError:
         pass  # no RS in this system: the kernel's table alone
-    cpu, rss, up = _usage(identity.kernel_pid)
     names = {p.endpoint: p.label for p in live.values()}
     rows = [{"label": "kernel", "endpoint": SYSTEM, "pid": identity.kernel_pid, "state": "up",
-             "incarnation": 0, "uptime": up, "cpu": cpu, "rss_mb": rss, "manager": None,
+             "incarnation": 0, **_usage(identity.kernel_pid), "manager": None,
              "user": False, "ipc": None, "wait": None, "peer": None, "priv": None,
-             "last_reason": None}]
+             "last_reason": None, "received": None, "heartbeat_ms": None, "restart_in": None}]
     for p in live.values():
         user = p.operator and not p.priv.get("sys_proc") and not p.priv.get("kcalls")
         if p.operator and not user:
@@ -88,20 +100,22 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
         state = "up" if p.ready or user else "starting"
         if svc is not None and svc.get("pid") == p.pid:
             state = svc["state"]
-        cpu, rss, _ = _usage(p.pid)
         rows.append({"label": p.label, "endpoint": p.endpoint, "pid": p.pid, "state": state,
                      "incarnation": svc["incarnation"] if svc else p.incarnation,
-                     "uptime": p.uptime, "cpu": cpu, "rss_mb": rss,
+                     **_usage(p.pid), "uptime": p.uptime,
                      "manager": p.manager if p.manager != NONE else None,
                      "user": user, "last_reason": svc.get("last_reason") if svc else None,
                      "ipc": ipc_state(p.wait, p.peer, names), "wait": p.wait, "peer": p.peer,
-                     "priv": p.priv})
+                     "priv": p.priv, "received": p.received,
+                     "heartbeat_ms": _number(svc.get("heartbeat_ms")) if svc else None,
+                     "restart_in": _number(svc.get("restart_in")) if svc else None})
     for svc in services.values():  # known to RS but not running
         rows.append({"label": svc["label"], "endpoint": None, "pid": None,
                      "state": svc["state"], "incarnation": svc["incarnation"], "uptime": None,
-                     "cpu": None, "rss_mb": None, "manager": RS, "user": False,
+                     "cpu": None, "cpu_s": None, "rss_mb": None, "manager": RS, "user": False,
                      "last_reason": svc.get("last_reason"), "ipc": None, "wait": None,
-                     "peer": None, "priv": None})
+                     "peer": None, "priv": None, "received": None, "heartbeat_ms": None,
+                     "restart_in": _number(svc.get("restart_in"))})
     return rows
 
 

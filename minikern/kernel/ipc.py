@@ -159,6 +159,7 @@ def kernel_message(k: Kernel, dst: Proc, mtype: int, fields: dict[str, object]) 
 
 def deliver(k: Kernel, dst: Proc, src: int, kind: Kind, body: bytes | None, aux: int = 0) -> None:
     dst.wait, dst.peer = Wait.READY, 0
+    dst.received += 1
     k.answer(dst, Err.OK, src, kind, aux, body, send_status=dst.send_status)
     dst.send_status = 0
 

@@ -53,6 +53,7 @@ class Proc:
     grant_seq: int = 0
     ready: bool = False  # has entered RECEIVE at least once: its initialization is done
     child: bool = False  # started by the kernel (else an operator tool admitted by key)
+    received: int = 0  # messages delivered to it: requests, replies, notifications, kernel's
 
     @property
     def blocked_on(self) -> int | None:

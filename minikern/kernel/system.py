@@ -58,7 +58,7 @@ def do_getinfo(k: Kernel, caller: Proc, a: Args) -> Result:
     procs = [{"slot": p.slot, "endpoint": p.endpoint, "label": p.label, "pid": p.pid,
               "wait": p.wait.value, "peer": p.peer, "incarnation": p.incarnation,
               "uptime": round(now - p.started, 3), "manager": p.manager, "ready": p.ready,
-              "operator": not p.child,
+              "operator": not p.child, "received": p.received,
               "priv": p.priv.summary()} for p in k.table.live()]
     return Err.OK, {"procs": procs, "counters": dict(k.counters), "kernel_pid": os.getpid(),
                     "ticks": k.bus.ticks, "alarm_heap": len(k.alarms)}

@@ -124,3 +124,26 @@ def test_reply_recv_reports_its_send_status(system: SystemUnderTest) -> None:
     assert a.sendnb(b.endpoint, Message(4)) == Err.OK
     m = fut.result(10)
     assert m.type == 4 and m.send_status == Err.ENOTREADY  # a was not waiting for a reply
+
+
+def test_getinfo_counts_the_messages_delivered_to_each_process(system: SystemUnderTest) -> None:
+    """GETINFO's ``received``: every message delivered (a request, a reply, a notification);
+    a message still queued, a refused send and a kernel call's answer are not counted."""
+    a, b = system.connect("a", "client"), system.connect("b", "client")
+
+    def received(endpoint: int) -> int:
+        p = system.proc(endpoint)
+        assert p is not None
+        return int(p["received"])
+
+    assert (received(a.endpoint), received(b.endpoint)) == (0, 0)
+    fut = system.background(a.sendrec, b.endpoint, Message(10))
+    wait_for(lambda: system.blocked(a.endpoint, "sendrec-send"))
+    assert received(b.endpoint) == 0  # queued, not yet delivered
+    b.receive()
+    assert b.send(a.endpoint, Message(Err.OK)) == Err.OK
+    fut.result(10)
+    assert a.notify(b.endpoint) == Err.OK
+    assert a.sendnb(b.endpoint, Message(1)) == Err.ENOTREADY  # b is not receiving: not counted
+    b.receive()
+    assert (received(a.endpoint), received(b.endpoint)) == (1, 2)  # the reply; request, notify

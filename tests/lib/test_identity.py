@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from minikern.const import endpoint_slot
+from minikern import identity
 from minikern.identity import Identity
 from tests.conftest import SystemUnderTest, wait_for
 
@@ -42,3 +43,13 @@ def test_one_getinfo_per_miss_none_per_hit_and_the_dead_are_dropped(
     assert ident.who(54321) is None  # any refresh drops what the kernel no longer lists
     assert b_ep not in ident.by_endpoint
     assert ident.endpoint_of("a") == a.endpoint
+
+
+def test_a_row_s_received_count_is_checked() -> None:
+    """GETINFO's ``received``: a count, or 0 when the row holds anything else."""
+    base = {"endpoint": 9, "label": "hello", "operator": False}
+    for given, kept in ((7, 7), (0, 0), (-1, 0), ("7", 0), (True, 0), (1.5, 0), (None, 0)):
+        who = identity._parse({**base, "received": given})
+        assert who is not None and who.received == kept, given
+    who = identity._parse(base)  # a kernel that does not count yet
+    assert who is not None and who.received == 0

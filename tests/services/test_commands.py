@@ -39,11 +39,12 @@ def run_directly(path: Path, *args: str, cwd: Path,
 
 
 COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod", "ifconfig",
-            "status", "ds", "mount"]
+            "status", "ds", "mount", "top"]
 # Each with arguments that would make it talk to the system (all but boot and bench).
 NEEDS_SYSTEM = {"halt": [], "ps": [], "service": ["up", "hello"], "crash": ["hello", "kill"],
                 "hwctl": ["stats"], "nc": ["-l", "7"], "echod": ["7"], "ifconfig": [],
-                "status": [], "ds": ["list"], "mount": ["/nonexistent/mnt"]}
+                "status": [], "ds": ["list"], "mount": ["/nonexistent/mnt"],
+                "top": ["-b", "-n", "1"]}
 
 
 def test_the_list_of_commands_is_complete() -> None:
@@ -102,7 +103,7 @@ def vanished_system(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("cmd", ["ps", "service", "crash", "nc", "echod", "ifconfig", "status",
-                                 "ds"])
+                                 "ds", "top"])
 def test_a_system_gone_under_a_command_is_one_line_not_a_traceback(
         cmd: str, vanished_system: Path) -> None:
     r = run(cmd, "--run-dir", str(vanished_system), *NEEDS_SYSTEM[cmd])
