@@ -6,9 +6,10 @@ once with at_wini SIGKILLed every second (in both directions): ``cp`` a file
 of --bytes random bytes in and ``sync`` it (its fsync: the data on the disk);
 drop the mount and restart MFS (``bin/service refresh mfs``: VFS mounts the
 new instance) so nothing is in the host's page cache or MFS's buffer cache,
-mount again; read it back with ``sha256sum``: every block from the disk.  Rates are bytes over each command's time.  Then
-bin/halt (which unmounts first) and ``fsck.minix -f`` on the image (never -a
-or -r: on a v3 image they corrupt it).
+mount again; read it back with ``sha256sum``: every block from the disk.
+Rates are bytes over each command's time.  Then bin/halt (which unmounts
+first) and ``fsck.minix -f`` on the image (never -a or -r: on a v3 image
+they corrupt it).
 
 Last line with --json: client, bytes, sha256_ok (both read-backs identical to
 the file written), kills (SIGKILLs that replaced at_wini during the writes and
