@@ -62,9 +62,8 @@ def _round(node: mountlab.StorageNode, src: Path, mnt: Path, name: str, kills: b
         write_s, _, werr = _timed(["sh", "-c", 'cp "$1" "$2" && sync "$2"', "cp",
                                    str(src), str(mnt / name)])
     node.unmount(mnt)  # the host's page cache goes with the mount
-    node.bin("service", "refresh", "mfs")  # and MFS's with MFS: the read comes from the disk
+    node.refresh_mfs()  # and MFS's buffer cache with MFS: the read comes from the disk
     node.mount(mnt)
-    (mnt / name).stat()  # VFS has mounted the new MFS (its requests wait for that): not timed
     with mountlab.at_wini_killer(node, kills, interval) as inj_r:
         read_s, out, rerr = _timed(["sha256sum", str(mnt / name)])
     node.unmount(mnt)

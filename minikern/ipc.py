@@ -21,7 +21,7 @@ import zmq
 from minikern import params
 from minikern.proto import codec
 from minikern.proto import Message
-from minikern.const import ANY, SYSTEM, Call, Err, KCall, err_name
+from minikern.const import ANY, SYSTEM, Call, Err, KCall, Kind, err_name
 
 _encode_request = codec.encode_request
 _encode_body = codec.encode_body
@@ -137,7 +137,8 @@ class Connection:
             raise IpcError(status, what)
         m = Message(source=source, kind=kind, aux=aux, send_status=send_status)
         if body is not None:
-            decoded = codec.decode_body(body)
+            decoded = codec.decode_body(body, params.MAX_KERNEL_ANSWER if kind == Kind.KERNEL
+                                        else params.MAX_MESSAGE)
             if decoded is None:
                 raise IpcError(Err.EBADREQUEST, "undecodable message body")
             m.type, m.fields = decoded

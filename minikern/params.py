@@ -16,6 +16,7 @@ EXIT_PANIC = 70  # exit status of panic() (EX_SOFTWARE)
 EXIT_EXCEPTION = 71  # exit status after an unhandled exception
 
 MAX_MESSAGE = 64 * 1024  # largest message body a process may send (bulk data goes through grants)
+MAX_KERNEL_ANSWER = 1024 * 1024  # largest body of a kernel call's answer (GETINFO of a full table)
 MAX_HEADER = 256  # largest request header, in bytes
 SOCKET_HWM = 1000  # ZeroMQ high-water mark: frames queued per peer before the socket drops
 MAX_KERNEL_QUEUE = 1024  # kernel messages queued for one process before new ones are dropped

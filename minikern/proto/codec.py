@@ -246,9 +246,10 @@ def encode_body(mtype: int, fields: dict[str, Any] | None = None) -> bytes:
     return _packb((mtype, fields or {}))
 
 
-def decode_body(frame: bytes) -> tuple[int, dict[str, Any]] | None:
-    """A message body is [type:int, fields:map with str keys]."""
-    if len(frame) > MAX_MESSAGE:
+def decode_body(frame: bytes, limit: int = MAX_MESSAGE) -> tuple[int, dict[str, Any]] | None:
+    """A message body is [type:int, fields:map with str keys], at most ``limit`` bytes
+    (a process's message; the kernel's answer to a kernel call may be MAX_KERNEL_ANSWER)."""
+    if len(frame) > limit:
         return None
     body = unpack(frame)
     if type(body) is not list or len(body) != 2:

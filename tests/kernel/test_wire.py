@@ -41,7 +41,7 @@ def getinfo(s: zmq.Socket) -> dict:  # type: ignore[type-arg]
                       codec.encode_body(KCall.GETINFO, {})])
     assert s.poll(5000), "the kernel stopped answering"
     frames = s.recv_multipart()
-    return codec.decode_body(frames[1])[1]  # type: ignore[index]
+    return codec.decode_body(frames[1], params.MAX_KERNEL_ANSWER)[1]  # type: ignore[index]
 
 
 def test_unadmitted_connection_gets_nothing(system: SystemUnderTest) -> None:

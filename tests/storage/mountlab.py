@@ -26,6 +26,7 @@ from minikern.const import RsReq
 from minikern.deadline import wait_for
 from minikern import rsctl as ctl
 from tests.net import lab
+from userland.fs import Files, FsError
 from userland.mount import unavailable as fuse_unavailable
 
 REPO = cli.REPO_ROOT
@@ -125,6 +126,22 @@ class StorageNode:
 
     def unmount(self, point: Path) -> None:
         self.bin("mount", "-u", str(point))
+
+    def refresh_mfs(self, timeout: float = 60.0) -> None:
+        """Replace MFS with a fresh instance (its buffer cache empty), as ``bin/service
+        refresh mfs``; return once VFS serves the root from the new one (a request VFS had
+        in flight to the old one is EIO, PROTOCOL.md 21: those are retried here)."""
+        self.bin("service", "refresh", "mfs")
+        with cli.connected(self.run_dir, "refresh-waiter", privileges="user") as conn:
+            files = Files(conn)
+
+            def served() -> bool:
+                try:
+                    files.stat("/")
+                except FsError:
+                    return False
+                return True
+            wait_for(served, timeout, "VFS serving the root from the new MFS")
 
     def set_bad_sectors(self, sectors: list[int]) -> None:
         with BoardCtl(self.run_dir) as board:
