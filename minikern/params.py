@@ -21,6 +21,7 @@ SOCKET_HWM = 1000  # ZeroMQ high-water mark: frames queued per peer before the s
 MAX_KERNEL_QUEUE = 1024  # kernel messages queued for one process before new ones are dropped
 MAX_GRANTS = 256  # grant table entries per process
 MEMORY_SIZE = 4 * 1024 * 1024  # default private memory segment per process (sparse memfd)
+CLOCK_HZ = 60  # the kernel's GETINFO ticks per second, counted from its clock (MINIX DEFAULT_HZ)
 MAX_DENIED_EVENTS = 100_000  # denied events one process writes per boot; further ones are counted
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
