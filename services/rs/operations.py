@@ -20,7 +20,7 @@ from typing import Any
 
 from minikern import programs
 from minikern.const import RS, Err, KCall
-from minikern.proto import Message
+from minikern.proto import Message, scriptchan
 from minikern.sysconf import Service
 from services.rs.lifecycle import Lifecycle
 from services.rs.scripts import Running
@@ -38,19 +38,17 @@ class Supervisor(Lifecycle):
         super().__init__(*args, **kwargs)
         self.scripts.on_request = self.script_request
 
-    def script_request(self, script: Running, words: list[str],
+    def script_request(self, script: Running, req: scriptchan.Request,
                        answer: Callable[[Message], None]) -> None:
-        """A recovery script's line on its channel (services/rs/scripts.py): ``ACTION LABEL``,
-        as bin/service would ask it; ``answer`` gets RS's reply, late as an operator's."""
-        action = SCRIPT_ACTIONS.get(words[0]) if len(words) == 2 else None
-        if action is None:
-            return answer(Message(Err.EINVAL, {"error": "expected one of "
-                                               + ", ".join(SCRIPT_ACTIONS) + " and a label"}))
-        svc = self.service(words[1])
+        """A recovery script's request on its channel (services/rs/scripts.py), as bin/service
+        would ask it; ``answer`` gets RS's reply, late as an operator's."""
+        svc = self.service(req.label)
         if svc is None:
-            return answer(Message(Err.ESRCH, {"error": f"no service {words[1]!r}"}))
-        reply = (self.down(svc, answer, script) if action is Supervisor.down
-                 else action(self, svc, answer))
+            return answer(Message(Err.ESRCH, {"error": f"no service {req.label!r}"}))
+        if req.action == "down":
+            reply = self.down(svc, answer, script)
+        else:
+            reply = SCRIPT_ACTIONS[req.action](self, svc, answer)
         if reply is not None:
             answer(reply)
 
@@ -225,8 +223,7 @@ class Supervisor(Lifecycle):
         return Message(Err.OK, {})
 
 
-# What a recovery script may ask on its channel: bin/service's actions on a configured label.
+# What a recovery script may ask on its channel (scriptchan.ACTIONS; down spares the script).
 SCRIPT_ACTIONS: dict[str, Callable[[Supervisor, Svc, Waiter], Message | None]] = {
-    "up": Supervisor.up, "down": Supervisor.down, "restart": Supervisor.restart,
-    "refresh": Supervisor.refresh,
+    "up": Supervisor.up, "restart": Supervisor.restart, "refresh": Supervisor.refresh,
 }

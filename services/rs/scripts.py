@@ -14,13 +14,14 @@ a hang) or resource.  The environment adds what MINIX left out:
 A script's standard input is its channel to RS, as inetd hands a service its
 connection on stdin: one end of a socketpair whose other end RS's loop
 watches (MINIKERN_RS_CHANNEL=0 says so).  On it the script may ask, one line
-each, ``restart LABEL``, ``refresh LABEL``, ``up LABEL`` or ``down LABEL``,
-and reads one line back once RS has done it (late, as bin/service's answer):
-``OK key=value ...`` or ``ENAME reason``.  It costs the script no interpreter
-and no connection to the kernel (a shell's ``printf`` and ``read``), so
-rs.restart is about as fast as RS restarting by itself; RS knows which script
-asks without looking it up.  A line RS cannot read is answered ``EINVAL`` and
-ends the channel.  A script may instead act through bin/service like a person
+each (minikern/proto/scriptchan.py), ``MKSC 1 restart LABEL`` (or refresh, up,
+down) and reads one line back once RS has done it (late, as bin/service's
+answer): ``MKSC 1 OK key=value ...`` or ``MKSC 1 ENAME reason``.  It costs the
+script no interpreter and no connection to the kernel (a shell's ``printf``
+and ``read``), so rs.restart is about as fast as RS restarting by itself; RS
+knows which script asks without looking it up.  A line RS cannot read is
+answered ``EINVAL``; one that is not text, or too long, also ends the
+channel.  A script may instead act through bin/service like a person
 would (it connects with the run directory's operator key).
 
 stdout and stderr go to run_dir/scripts/<label>.<n>.out; when the script ends
@@ -48,16 +49,15 @@ from typing import IO
 import psutil
 
 from minikern import cli, params
-from minikern.const import Err, err_name
+from minikern.const import Err
 from minikern.loop import Loop
-from minikern.proto import Message
+from minikern.proto import Message, scriptchan
 
 # The scripts' folder; tests point MINIKERN_RECOVERY_SCRIPTS at their own.
 SCRIPTS = Path(os.environ.get("MINIKERN_RECOVERY_SCRIPTS", cli.REPO_ROOT / "recovery_scripts"))
 OUTPUT_MAX = 16 * 1024
 SCRIPT_MARK = "MINIKERN_SCRIPT_OF"  # in every script's environment: its system's run dir
 CHANNEL_FD = "MINIKERN_RS_CHANNEL"  # in every script's environment: its channel's fd (stdin)
-MAX_LINE = 256  # bytes of one request line on a script's channel
 
 
 @dataclass
@@ -74,9 +74,9 @@ class Running:
     pending: bytes = b""  # a request line not yet complete
 
 
-# A request on a script's channel: the script, the words of its line, and the function that
-# answers it (with RS's Message, late or at once).
-ChannelRequest = Callable[[Running, list[str], Callable[[Message], None]], None]
+# A request on a script's channel: the script, what it asks, and the function that answers it
+# (with RS's Message, late or at once).
+ChannelRequest = Callable[[Running, scriptchan.Request, Callable[[Message], None]], None]
 
 
 class ScriptRunner:
@@ -132,54 +132,44 @@ class ScriptRunner:
     # -- the script's channel ---------------------------------------------------------
 
     def _readable(self, r: Running) -> None:
-        """A line (or part of one) from the script, or its end: never trusted, a line is
-        bounded, must be text, and is handed to RS's core as words."""
+        """A line (or part of one) from the script, or its end: never trusted, each line is
+        decoded by minikern.proto.scriptchan and handed to RS's core as a Request."""
         if r.channel is None:
             return
         try:
-            data = r.channel.recv(MAX_LINE + 1)
+            data = r.channel.recv(scriptchan.MAX_LINE + 1)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if not data:
             return self._close_channel(r)
-        r.pending += data
-        while r.channel is not None and b"\n" in r.pending:
-            line, r.pending = r.pending.split(b"\n", 1)
-            self._request(r, line)
-        if r.channel is not None and len(r.pending) > MAX_LINE:
-            self._refuse(r, f"a request line longer than {MAX_LINE} bytes")
+        lines, r.pending = scriptchan.split_lines(r.pending + data)
+        for line in lines:
+            if r.channel is not None:
+                self._request(r, line)
+        if r.channel is not None and len(r.pending) > scriptchan.MAX_LINE:
+            self._request(r, r.pending)  # refused as too long: the channel ends
 
     def _request(self, r: Running, line: bytes) -> None:
-        try:
-            words = line.decode("ascii").split()
-        except UnicodeDecodeError:
-            return self._refuse(r, "a request line that is not ASCII text")
-        if len(line) > MAX_LINE or not words:
-            return self._refuse(r, "an empty or overlong request line")
+        req = scriptchan.decode_request(line)
+        if isinstance(req, scriptchan.Bad):
+            self.counters["channel_refused"] += 1
+            self._answer(r, Message(int(Err.EINVAL), {"error": req.why}))
+            if req.fatal:
+                self._close_channel(r)
+            return
         if self.on_request is None:
             return self._answer(r, Message(int(Err.ENOSYS), {"error": "RS takes no requests"}))
-        self.on_request(r, words, lambda m: self._answer(r, m))
-
-    def _refuse(self, r: Running, why: str) -> None:
-        self.counters["channel_refused"] += 1
-        self._answer(r, Message(int(Err.EINVAL), {"error": why}))
-        self._close_channel(r)
+        self.on_request(r, req, lambda m: self._answer(r, m))
 
     def _answer(self, r: Running, m: Message) -> None:
-        """One line back: ``OK key=value ...`` or ``ENAME reason``."""
         if r.channel is None:  # the script ended (or closed its stdin) before its answer
             self.counters["channel_answer_lost"] += 1
             return
-        error = m.fields.get("error")
-        words = [err_name(m.type) if m.type else "OK"]
-        words += [f"{k}={v}" for k, v in m.fields.items()
-                  if k != "error" and type(v) in (int, str) and " " not in str(v)]
-        if type(error) is str:
-            words.append(error.replace("\n", " "))
+        line = scriptchan.encode_answer(m.type, m.fields)
         try:
-            r.channel.send((" ".join(words) + "\n").encode(errors="replace"))
+            r.channel.send(line)
         except OSError:  # the script is gone, or does not read: its answer is lost
             self.counters["channel_answer_lost"] += 1
 

@@ -166,33 +166,41 @@ def answers(r: Rig, tmp_path: Path, n: int) -> list[str]:
 
 
 def test_a_script_asks_on_its_channel_and_is_answered_once_it_is_done(tmp_path: Path) -> None:
-    """services/rs/scripts.py: ``restart LABEL`` on stdin is RS's RESTART, answered late (once
-    the new copy said init-done) with ``OK key=value ...``; no kernel connection involved."""
-    r = channel_script(tmp_path, "restart x\\n", reads=1)
+    """services/rs/scripts.py: ``MKSC 1 restart LABEL`` on stdin is RS's RESTART, answered late
+    (once the new copy said init-done) with ``MKSC 1 OK key=value ...``; no kernel involved."""
+    r = channel_script(tmp_path, "MKSC 1 restart x\\n", reads=1)
     wait_for(lambda: r.serve_watched() >= 0 and r.spawns() == 2, 5, "the restart")
     assert r.state() is State.STARTING and not (tmp_path / "answers").exists()
     r.init_done()
     inst = r.x.instance if r.x else None
     assert inst is not None
-    assert answers(r, tmp_path, 1) == [f"OK endpoint={inst.endpoint} pid={inst.pid} "
+    assert answers(r, tmp_path, 1) == [f"MKSC 1 OK endpoint={inst.endpoint} pid={inst.pid} "
                                        f"incarnation=1"]
     assert r.events("restart")[-1]["old_pid"] == r.events("crash")[-1]["pid"]
     wait_for(lambda: r.serve_watched() >= 0 and r.loop.watched == {}, 5, "the script's end")
 
 
 def test_a_bad_line_on_the_channel_is_refused_and_ends_it(tmp_path: Path) -> None:
-    """Never trust the wire: an unknown action, a missing label or an unknown service is an
-    error line and the channel stays; a line that is not text, or too long, ends it."""
-    long = "x" * 300
-    r = channel_script(tmp_path, f"reboot x\\nrestart\\nrestart nosuch\\n\\377\\n{long}\\n"
-                                 "restart x\\n", reads=6)
-    got = answers(r, tmp_path, 4)
-    assert got[0].startswith("EINVAL expected one of") and got[1].startswith("EINVAL")
-    assert got[2] == "ESRCH no service 'nosuch'"
-    assert got[3] == "EINVAL a request line that is not ASCII text"
+    """Never trust the wire: another protocol, an unknown action, a missing label or an
+    unknown service is an error line and the channel stays; a line that is not text ends it,
+    and what follows it is never read."""
+    r = channel_script(tmp_path, "restart x\\nMKSC 1 reboot x\\nMKSC 1 restart\\n"
+                                 "MKSC 1 restart nosuch\\n\\377\\nMKSC 1 restart x\\n", reads=7)
+    got = answers(r, tmp_path, 5)
+    assert got[0] == "MKSC 1 EINVAL not MKSC 1"
+    assert got[1].startswith("MKSC 1 EINVAL expected") and got[2] == got[1]
+    assert got[3] == "MKSC 1 ESRCH no service 'nosuch'"
+    assert got[4] == "MKSC 1 EINVAL a request line that is not ASCII text"
     wait_for(lambda: r.serve_watched() >= 0 and r.state() is State.DOWN, 5, "the script's end")
     assert r.spawns() == 1  # the line after the refusal was never read: nothing restarted
-    assert r.rs.scripts.counters["channel_refused"] == 1 and r.loop.watched == {}
+    assert r.rs.scripts.counters["channel_refused"] == 4 and r.loop.watched == {}
+
+
+def test_an_overlong_line_ends_the_channel(tmp_path: Path) -> None:
+    r = channel_script(tmp_path, "MKSC 1 restart " + "x" * 300, reads=2)
+    assert answers(r, tmp_path, 1) == ["MKSC 1 EINVAL a request line longer than 256 bytes"]
+    wait_for(lambda: r.serve_watched() >= 0 and r.state() is State.DOWN, 5, "the script's end")
+    assert r.spawns() == 1 and r.loop.watched == {}
 
 
 def test_callers_are_known_from_the_kernel_by_endpoint_not_by_slot(tmp_path: Path) -> None:
