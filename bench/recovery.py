@@ -11,6 +11,13 @@ service up and lets the kernel refill its template pool (SETTLE seconds), as
 a real failure would find it.  Last, it injects a hang (bin/crash LABEL
 hang) and times from the injection to RS's crash event with reason heartbeat.
 Targets: median <= 50 ms, p95 <= 100 ms, hang detected within 2 x period + 100 ms.
+
+With --script the same series of kills runs twice, side by side: on a system
+where the service restarts by itself, and on one where its policy says
+``script rs.restart`` (RS runs recovery_scripts/rs.restart, which asks RS for
+the restart through bin/service).  It reports both medians and their ratio
+{plain: {...}, script: {...}, ratio}; target: ratio <= 2 (issue 12).  No hang
+test in that mode.
 """
 from __future__ import annotations
 
@@ -41,19 +48,26 @@ _wait = functools.partial(wait_for, interval=0.001, error=RuntimeError)
 SETTLE = 0.3  # seconds between kills: the kernel refills its template pool meanwhile
 
 
+SCRIPT_RATIO_TARGET = 2.0  # a restart through rs.restart costs at most twice a plain one
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", default="hello", help="the driver to kill (default %(default)s)")
     p.add_argument("--kills", type=positive, default=50, help="kills to time (default %(default)s)")
     p.add_argument("--period", type=float, default=0.5,
                    help="heartbeat period in seconds for the hang test (default %(default)s)")
+    p.add_argument("--script", action="store_true",
+                   help="compare restarts through recovery_scripts/rs.restart with plain ones")
 
 
-def _config(label: str, period: float) -> str:
+def _config(label: str, period: float, script: str | None = None) -> str:
     text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
     block = re.search(r"service\s+" + re.escape(label) + r"\s*\{.*?\n\};", text, re.S)
     if block is None:
         raise SystemExit(f"bench recovery: no service {label!r} in etc/system.conf")
     extra = f"    backoff off;\n    restarts off;\n    period {int(period * 1000)}ms;\n"
+    if script is not None:
+        extra += f"    script {script};\n"
     return text[:block.end() - 2] + extra + text[block.end() - 2:]
 
 
@@ -75,10 +89,48 @@ def _answered(conn: ipc.Connection, label: str, old: int) -> bool:
     return True
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def _kills(conn: ipc.Connection, run_dir: Path, label: str, kills: int) -> list[float]:
+    """SIGKILL ``label`` ``kills`` times; the milliseconds from each kill until the
+    replacement answers at the endpoint DS publishes, sorted."""
+    times = []
+    for _ in range(kills):
+        time.sleep(SETTLE)
+        svc = _service(run_dir, label)
+        old = ds.retrieve_label(conn, label)
+        t0 = time.perf_counter()
+        os.kill(svc["pid"], signal.SIGKILL)
+        _wait(lambda old=old: _answered(conn, label, old), 10, "the replacement")
+        times.append((time.perf_counter() - t0) * 1000)
+        _wait(lambda: _service(run_dir, label)["state"] == "up", 10, "up")
+    return sorted(times)
+
+
+def _figures(times: list[float]) -> dict[str, Any]:
+    return {"kills": len(times), "median_ms": round(statistics.median(times), 2),
+            "p95_ms": round(times[max(0, int(len(times) * 0.95 + 0.5) - 1)], 2),
+            "max_ms": round(times[-1], 2), "min_ms": round(times[0], 2)}
+
+
+def _hang(conn: ipc.Connection, run_dir: Path, label: str, period: float) -> dict[str, Any]:
+    """Inject a hang; how long until RS's crash event for it."""
+    time.sleep(SETTLE)
+    log = Reader(run_dir / params.EVENT_LOG)
+    log.read_new()  # from here on: the hang's events
+    t_hang = time.time()
+    ctl.request(run_dir, RsReq.CRASH, label=label, fault="hang")
+    crash = _wait(lambda: next((e for e in log.read_new()
+                                if e["kind"] == "crash" and e["label"] == label),
+                               None), 10 + 3 * period, "the hang to be detected")
+    return {"hang_detect_ms": round((crash["ts"] - t_hang) * 1000, 1),
+            "hang_reason": crash.get("reason")}
+
+
+def _on_system(args: argparse.Namespace, script: str | None, hang: bool) -> dict[str, Any]:
+    """Boot a system with the label's policy for the benchmark, run the kills (and the
+    hang), halt it."""
     tmp = Path(tempfile.mkdtemp(prefix="mk-bench-rs-"))
     conf = tmp / "system.conf"
-    conf.write_text(_config(args.label, args.period))
+    conf.write_text(_config(args.label, args.period, script))
     system = System(tmp / "run", conf)
     run_dir = tmp / "run"
     try:
@@ -86,38 +138,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError("benchmark system did not come up")
         _wait(lambda: _service(run_dir, args.label)["state"] == "up", 10, "the service")
         conn = cli.operator_connection(run_dir, "bench")
-        times = []
-        for _ in range(args.kills):
-            time.sleep(SETTLE)
-            svc = _service(run_dir, args.label)
-            old = ds.retrieve_label(conn, args.label)
-            t0 = time.perf_counter()
-            os.kill(svc["pid"], signal.SIGKILL)
-            _wait(lambda old=old: _answered(conn, args.label, old), 10, "the replacement")
-            times.append((time.perf_counter() - t0) * 1000)
-            _wait(lambda: _service(run_dir, args.label)["state"] == "up", 10, "up")
-        time.sleep(SETTLE)
-        log = Reader(run_dir / params.EVENT_LOG)
-        log.read_new()  # from here on: the hang's events
-        t_hang = time.time()
-        ctl.request(run_dir, RsReq.CRASH, label=args.label, fault="hang")
-        crash = _wait(lambda: next((e for e in log.read_new()
-                                    if e["kind"] == "crash" and e["label"] == args.label),
-                                   None), 10 + 3 * args.period, "the hang to be detected")
-        hang_ms = (crash["ts"] - t_hang) * 1000
-        conn.close()
-        times.sort()
-        return {"kills": len(times), "median_ms": round(statistics.median(times), 2),
-                "p95_ms": round(times[max(0, int(len(times) * 0.95 + 0.5) - 1)], 2),
-                "max_ms": round(times[-1], 2), "min_ms": round(times[0], 2),
-                "hang_detect_ms": round(hang_ms, 1), "hang_reason": crash.get("reason"),
-                "period_ms": round(args.period * 1000), "label": args.label}
+        try:
+            result = _figures(_kills(conn, run_dir, args.label, args.kills))
+            if hang:
+                result.update(_hang(conn, run_dir, args.label, args.period))
+        finally:
+            conn.close()
+        return result
     finally:
         system.halt()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.script:
+        plain = _on_system(args, None, hang=False)
+        scripted = _on_system(args, "rs.restart", hang=False)
+        return {"label": args.label, "plain": plain, "script": scripted,
+                "ratio": round(scripted["median_ms"] / plain["median_ms"], 2)}
+    return {**_on_system(args, None, hang=True), "period_ms": round(args.period * 1000),
+            "label": args.label}
+
+
 def report(r: dict[str, Any]) -> str:
+    if "ratio" in r:
+        ok = r["ratio"] <= SCRIPT_RATIO_TARGET
+        return "\n".join(
+            [f"recovery of {r['label']} after SIGKILL, {r[k]['kills']} kills {how}: median "
+             f"{r[k]['median_ms']} ms, p95 {r[k]['p95_ms']} ms, max {r[k]['max_ms']} ms"
+             for k, how in (("plain", "restarted by RS"), ("script", "through rs.restart"))]
+            + [f"ratio script/plain {r['ratio']} (target <= {SCRIPT_RATIO_TARGET:g}: "
+               f"{'met' if ok else 'MISSED'})"])
     ok = r["median_ms"] <= 50 and r["p95_ms"] <= 100
     hang_ok = r["hang_detect_ms"] <= 2 * r["period_ms"] + 100
     return (f"recovery of {r['label']} after SIGKILL, {r['kills']} kills: median "

@@ -229,8 +229,7 @@ class Board:
     def do_irqctl(self, msg: wire.IrqCtl) -> bool:
         if msg.line == 2:  # the cascade: the slave PIC's line is never the kernel's to mask
             return False
-        if msg.line != 0:  # the clock's line is the kernel's and is never masked
-            self.machine.set_masked(msg.line, not msg.enable)
+        self.machine.set_masked(msg.line, not msg.enable)
         return True
 
     def do_iomap(self, msg: wire.IoMap) -> bool:

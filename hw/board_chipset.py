@@ -8,6 +8,13 @@ device with a host fd (the NIC's wire, the UART's pty or socket) is polled
 when that fd has input.  A device's ``poll`` runs only then: those are the
 only times it has work.
 
+The PIT is the one device whose timing matters only through its interrupt
+line: while IRQ 0 is masked at the 8259 it gets no timer at all (the counter
+values are computed from the clock whenever they are read; the IRQ 0 edges
+that fell due meanwhile are caught up into the IRR before the PIC is looked
+at, ``Machine.catch_up``).  So a machine whose clock line nobody asked for
+sleeps: no wakeup 60 times a second, no IRQ 0 on the bus.
+
 ``settle`` runs after everything that can move a deadline or raise a line
 (port I/O from the bus or the fast path, a knob, a device's input or timer):
 it re-arms the timers whose deadline moved and runs the PIC's INTA cycle as
@@ -56,9 +63,15 @@ class Chipset:
         self.armed.pop(dev, None)
         self.run(dev)
 
+    def deadline(self, dev: Device) -> float | None:
+        """When ``dev`` next needs its ``poll``: the PIT only while its line is unmasked."""
+        if dev is self.machine.pit and self.machine.pic.master.imr & 1:
+            return None
+        return dev.next_deadline()
+
     def settle(self) -> None:
         for dev in self.timed:
-            deadline = dev.next_deadline()
+            deadline = self.deadline(dev)
             timer = self.armed.get(dev)
             if timer is not None:
                 if timer.when == deadline:

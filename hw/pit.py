@@ -29,7 +29,9 @@ Choices:
   ``MAX_CATCHUP_EDGES`` per call; the rest are counted in ``missed_ticks``.
   The PIC latches only one pending edge per line anyway, so after a long board
   stall a burst would only waste work; the count lets a clock task correct
-  its notion of time.
+  its notion of time.  While IRQ 0 is masked the board polls the PIT only
+  when the PIC is looked at (hw.board_chipset), so those periods land here
+  too.
 """
 from __future__ import annotations
 

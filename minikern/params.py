@@ -22,6 +22,7 @@ SOCKET_HWM = 1000  # ZeroMQ high-water mark: frames queued per peer before the s
 MAX_KERNEL_QUEUE = 1024  # kernel messages queued for one process before new ones are dropped
 MAX_GRANTS = 256  # grant table entries per process
 MEMORY_SIZE = 4 * 1024 * 1024  # default private memory segment per process (sparse memfd)
+CLOCK_HZ = 60  # the kernel's GETINFO ticks per second, counted from its clock (MINIX DEFAULT_HZ)
 MAX_DENIED_EVENTS = 100_000  # denied events one process writes per boot; further ones are counted
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
@@ -56,6 +57,8 @@ BDEV_RECOVERY_WAIT = 30.0  # seconds a file server waits for a dead block driver
 BDEV_RECOVERY_CHECK = 0.05  # seconds between DS checks while waiting (besides DS's notifications)
 FS_REQUEST_TIMEOUT = 120.0  # seconds VFS waits for a file server's answer (covers a driver recovery)
 VFS_SWEEP = 1.0  # seconds between VFS's looks (GETINFO) for dead processes holding descriptors
+VFS_IDLE_SWEEP = 10.0  # seconds between VFS's looks while no process is known to it and no mount
+#                        needs recovery (a file server's restart comes as DS's notification)
 VFS_MOUNT_RETRY = 0.5  # seconds between VFS's tries to mount the root (file server or driver not up)
 VFS_NR_FILPS = 1024  # open files in the whole system (ENFILE beyond; MINIX NR_FILPS)
 VFS_MAX_PARKED = 256  # requests VFS holds while the root is not mounted yet (EAGAIN beyond)

@@ -96,6 +96,20 @@ def test_bench_recovery(tmp_path: Path) -> None:
     assert r["hang_reason"] == "heartbeat"  # the hang was found by missed pings
 
 
+def test_bench_recovery_script(tmp_path: Path) -> None:
+    """--script: the same kills on a plain system and on one whose policy is `script
+    rs.restart`, both medians and their ratio (issue 12's figure), no hang test."""
+    r = bench(tmp_path, "recovery", "--script", "--kills", "2", timeout=55)
+    assert set(r) == {"label", "plain", "script", "ratio"} and r["label"] == "hello"
+    for series in ("plain", "script"):
+        assert r[series]["kills"] == 2
+        positive(r[series], "median_ms", "p95_ms", "max_ms", "min_ms")
+        assert r[series]["min_ms"] <= r[series]["median_ms"] <= r[series]["max_ms"]
+    positive(r, "ratio")
+    assert math.isclose(r["ratio"], r["script"]["median_ms"] / r["plain"]["median_ms"],
+                        rel_tol=0.02)
+
+
 def test_bench_blockdev(tmp_path: Path) -> None:
     r = bench(tmp_path, "blockdev", "--mb", "1", "--pio-mb", "1")
     assert [x["mode"] for x in r["runs"]] == ["dma", "pio"]

@@ -13,9 +13,12 @@ can never block INET.  The driver does the calling (SENDREC to INET):
 * ``NetReq.HELLO {label, mac, link}`` after every (re)initialization; INET
   answers with the receive mode to program and starts treating this endpoint
   as the interface's driver (MINIX eth_restart's reconfiguration);
-* ``NetReq.PULL {rx: [frames], done: n, free: k, stats}`` whenever frames came
-  in, transmissions completed, or INET notified; INET answers
-  ``{tx: [frames]}`` with at most ``k`` frames to transmit.
+* ``NetReq.PULL {rx: [frames], done: n, free: k, stats, link}`` whenever frames
+  came in, transmissions completed, the link changed (the NIC's link-change
+  interrupt) or INET notified; INET answers ``{tx: [frames]}`` with at most
+  ``k`` frames to transmit.  ``link`` is the driver's last reading of the
+  link, so INET (bin/ifconfig, the ``link`` event) sees a cable pulled when
+  the NIC says so, not at the driver's next restart.
 
 Frames INET handed over and has not seen counted in ``done`` stay INET's to
 resend if this driver dies.
@@ -63,7 +66,9 @@ class NetDriver(Protocol):
     def tx_done(self) -> int:
         """Transmissions completed since the last call."""
 
-    def link(self) -> bool: ...
+    def link(self) -> bool:
+        """The link as the device last showed it (read at reset and at each link-change
+        interrupt): cheap, the framework sends it in every PULL."""
 
     def stats(self) -> dict[str, int]: ...
 
@@ -122,7 +127,8 @@ class Framework:
             free, inet = self.drv.tx_free(), self.inet or 0
             try:
                 r = self.ctx.conn.sendrec(inet, Message(NetReq.PULL, {
-                    "rx": rx, "done": self.done, "free": free, "stats": self.drv.stats()}))
+                    "rx": rx, "done": self.done, "free": free, "stats": self.drv.stats(),
+                    "link": self.drv.link()}))
             except IpcError:
                 self.backlog.extendleft(reversed(rx))
                 self.inet, self.greeted = None, False

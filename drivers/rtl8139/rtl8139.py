@@ -30,7 +30,8 @@ RING_SIZE = 64 * 1024  # RBLEN = 11: the largest ring, fewest overflows
 RCR_RBLEN = 0x1800  # 64 KiB
 RCR_ACCEPT = R.RCR_APM | R.RCR_AB | R.RCR_AM
 RCR_MXDMA_UNLIMITED = 0x700
-IMR_MASK = R.ISR_ROK | R.ISR_RER | R.ISR_TOK | R.ISR_TER | R.ISR_RXOVW | R.ISR_FOVW | R.ISR_SERR
+IMR_MASK = (R.ISR_ROK | R.ISR_RER | R.ISR_TOK | R.ISR_TER | R.ISR_RXOVW | R.ISR_FOVW | R.ISR_SERR
+            | R.ISR_PUN)  # PUN/LinkChg: the link went up or down (MSR.LINKB says which)
 RING_SLACK = 2048  # past the ring's end, as the sheet advises (WRAP=0 never spills into it)
 TX_BUF = 2048
 DMA_SPAN = RING_SIZE + RING_SLACK + 4 * TX_BUF
@@ -49,6 +50,7 @@ class Rtl8139:
         self.in_flight = 0
         self.completed = 0
         self.rx_frames: list[bytes] = []
+        self.link_up = False  # MSR.LINKB as last read: at reset and at each LinkChg
         self.counters = {"rx": 0, "tx": 0, "rx_errors": 0, "rx_resets": 0, "tx_errors": 0}
 
     # -- initialization --------------------------------------------------------------
@@ -104,6 +106,7 @@ class Rtl8139:
         ch.vec(ops)
         self.read_off = 0
         self.tx_next = self.tx_tail = self.in_flight = 0
+        self.read_link()
 
     def set_mode(self, mode: dict[str, Any]) -> None:
         rcr = RCR_RBLEN | RCR_MXDMA_UNLIMITED | RCR_ACCEPT
@@ -135,6 +138,8 @@ class Rtl8139:
                 self.rx_ring(cbr or 0)
             if isr & (R.ISR_TOK | R.ISR_TER):
                 self.tx_reap()
+            if isr & R.ISR_PUN:
+                self.read_link()
 
     def rx_ring(self, cbr: int) -> None:
         """Take every complete frame between the read pointer and CBR, then move CAPR once."""
@@ -204,8 +209,11 @@ class Rtl8139:
         done, self.completed = self.completed, 0
         return done
 
+    def read_link(self) -> None:
+        self.link_up = not self.chan.inb(self.base + R.MSR) & R.MSR_LINKB
+
     def link(self) -> bool:
-        return not self.chan.inb(self.base + R.MSR) & R.MSR_LINKB
+        return self.link_up
 
     def stats(self) -> dict[str, int]:
         return dict(self.counters)

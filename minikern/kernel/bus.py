@@ -34,7 +34,6 @@ class Bus:
         self.sock.bind(address)
         self.ident: bytes | None = None
         self.credential: bytes | None = None
-        self.ticks = 0  # IRQ 0 from the 8254: the machine's clock
 
     def expect_board(self) -> bytes:
         self.credential, self.ident = secrets.token_bytes(32), None
@@ -67,8 +66,6 @@ class Bus:
             return self.complete(msg.endpoint, msg.status, msg.result)
 
     def interrupt(self, irq: int) -> None:
-        if irq == 0:
-            self.ticks += 1
         for e in self.k.irq_holders.get(irq, ()):
             holder = self.k.table.lookup(e)
             if holder is not None:

@@ -63,6 +63,7 @@ class Kernel:
         self.alarms: list[tuple[float, int]] = []  # heap of (due, endpoint); lazily pruned
         self.pidfds: dict[int, Proc] = {}
         self.shutting_down = False
+        self.started = time.monotonic()  # GETINFO's ticks count from here (params.CLOCK_HZ)
         self.audit_lines = 0
         self.events = events.EventLog(run_dir, "kernel")
         self.spawner = Spawner(console_fd, params.TEMPLATE_POOL)
@@ -201,8 +202,11 @@ class Kernel:
 
     def exited(self, p: Proc, status: int, signo: int) -> None:
         ipc.clear_endpoint(self, p)
-        for holders in self.irq_holders.values():
-            holders.discard(p.endpoint)
+        for line, holders in self.irq_holders.items():
+            if p.endpoint in holders:
+                holders.discard(p.endpoint)
+                if not holders:  # no one left to take it (IRQ 0: the board may sleep): mask it
+                    self.bus.send(wire.IrqCtl(line, False))
         if p.slot == HW:
             self.bus.board_died()
         else:

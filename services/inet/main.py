@@ -186,6 +186,7 @@ class Inet:
             return self.refuse(m, Err.EINVAL, "malformed")
         if m.source != self.netif.driver:
             return self.refuse(m, Err.EPERM, "not the interface's driver")
+        self.netif.set_link(m.source, m.get("link"))  # absent or not a bool: no word on it
         for frame in rx:
             if type(frame) is bytes:
                 self.netif.counters["rx"] += 1

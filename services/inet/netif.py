@@ -40,7 +40,7 @@ class Netif:
         self.in_flight: deque[bytes] = deque()
         self.notified = False
         self.counters = {"tx": 0, "rx": 0, "dropped": 0, "resent": 0, "restarts": 0}
-        self.link: bool | None = None  # as the driver last reported it (HELLO)
+        self.link: bool | None = None  # as the driver last reported it (HELLO or PULL)
         self.driver_stats: dict[str, int] = {}  # the driver's own counters (each PULL)
 
     def log(self, kind: str, **fields: Any) -> None:
@@ -75,10 +75,7 @@ class Netif:
               link: object = None) -> tuple[int, dict[str, Any]]:
         if label != self.label:
             return Err.EPERM, {}
-        if type(link) is bool and link != self.link:
-            if self.link is not None or not link:  # a change, or down from the first HELLO
-                self.log("link", state="up" if link else "down", endpoint=endpoint)
-            self.link = link
+        self.set_link(endpoint, link)
         self.driver_stats = {}  # a new instance counts from zero
         if self.driver is not None and self.driver != endpoint:
             self.driver_gone("replaced by a new instance")
@@ -91,6 +88,14 @@ class Netif:
             self.counters["resent"] += len(self.queue)
             self.log("driver-back", endpoint=endpoint, resend_frames=len(self.queue))
         return Err.OK, {"mode": {"broadcast": True, "multicast": False, "promiscuous": False}}
+
+    def set_link(self, endpoint: int, link: object) -> None:
+        """The driver's word on the link (at HELLO, and in a PULL after the NIC's link-change
+        interrupt): a change is a ``link`` event; so is a link down at the first HELLO."""
+        if type(link) is bool and link != self.link:
+            if self.link is not None or not link:
+                self.log("link", state="up" if link else "down", endpoint=endpoint)
+            self.link = link
 
     def pull(self, endpoint: int, done: int, free: int, stats: object = None) -> list[bytes]:
         """Completions in, frames out.  Returns the frames to hand to the driver."""

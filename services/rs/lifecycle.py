@@ -236,8 +236,11 @@ class Lifecycle:
         """The late reply to the operator requests waiting on ``svc``: a tool waiting in
         SENDREC takes it at once; one that asked with the loop's ``request`` gets it with
         its ``re``, queued if it is busy (docs/PROTOCOL.md, section 15)."""
-        for request in svc.waiters:
-            self.loop.reply(request, Message(status, dict(fields)))
+        for waiter in svc.waiters:
+            if isinstance(waiter, Message):
+                self.loop.reply(waiter, Message(status, dict(fields)))
+            else:
+                waiter(Message(status, dict(fields)))  # a script's channel
         svc.waiters.clear()
 
     def fail(self, svc: Svc, info: Info) -> None:

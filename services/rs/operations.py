@@ -15,14 +15,16 @@ endpoint's successor).
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from minikern import programs
 from minikern.const import RS, Err, KCall
-from minikern.proto import Message
+from minikern.proto import Message, scriptchan
 from minikern.sysconf import Service
 from services.rs.lifecycle import Lifecycle
-from services.rs.service import BadTransition, Cause, Event, State, Svc
+from services.rs.scripts import Running
+from services.rs.service import BadTransition, Cause, Event, State, Svc, Waiter
 
 
 def _busy(svc: Svc, why: str = "") -> Message:
@@ -31,6 +33,24 @@ def _busy(svc: Svc, why: str = "") -> Message:
 
 class Supervisor(Lifecycle):
     """RS's core: the lifecycle and what may be asked of it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scripts.on_request = self.script_request
+
+    def script_request(self, script: Running, req: scriptchan.Request,
+                       answer: Callable[[Message], None]) -> None:
+        """A recovery script's request on its channel (services/rs/scripts.py), as bin/service
+        would ask it; ``answer`` gets RS's reply, late as an operator's."""
+        svc = self.service(req.label)
+        if svc is None:
+            return answer(Message(Err.ESRCH, {"error": f"no service {req.label!r}"}))
+        if req.action == "down":
+            reply = self.down(svc, answer, script)
+        else:
+            reply = SCRIPT_ACTIONS[req.action](self, svc, answer)
+        if reply is not None:
+            answer(reply)
 
     def service(self, label: str) -> Svc | None:
         """The service ``label`` (configured but never started: a DOWN entry), or None."""
@@ -114,7 +134,7 @@ class Supervisor(Lifecycle):
                                        if svc.restart_at is not None else None)})
         return out
 
-    def up(self, svc: Svc, request: Message) -> Message | None:
+    def up(self, svc: Svc, request: Waiter) -> Message | None:
         """Start a stopped or failed service; its failure history starts again."""
         if svc.instance is not None:
             return _busy(svc)
@@ -144,7 +164,7 @@ class Supervisor(Lifecycle):
             svc.state, svc.since = old.state, old.since  # the definition changes, not its past
         return svc
 
-    def restart(self, svc: Svc, request: Message) -> Message | None:
+    def restart(self, svc: Svc, request: Waiter) -> Message | None:
         """Start a terminated service now (skipping a backoff wait: a script's way to restart).
         A running one is EBUSY, as in MINIX."""
         if svc.instance is not None:
@@ -157,7 +177,7 @@ class Supervisor(Lifecycle):
             return _busy(svc)
         return None
 
-    def refresh(self, svc: Svc, request: Message) -> Message | None:
+    def refresh(self, svc: Svc, request: Waiter) -> Message | None:
         """Replace a live copy with a fresh one (not counted as a failure)."""
         if svc.instance is None:
             return self.restart(svc, request)
@@ -169,12 +189,13 @@ class Supervisor(Lifecycle):
             svc.waiters.append(request)  # already being replaced or stopped: answer when done
         return None
 
-    def down(self, svc: Svc, request: Message) -> Message | None:
+    def down(self, svc: Svc, request: Waiter, script: Running | None = None) -> Message | None:
         """Stop it, no restart; the reply comes once it has exited."""
         if svc.core:
             return Message(Err.EPERM, {"error": f"{svc.label} is a core server"})
         # rs.single takes its service down itself: that script is spared
-        script = self.scripts.of(self.pid_of(request.source))
+        if script is None and isinstance(request, Message):
+            script = self.scripts.of(self.pid_of(request.source))
         self.fire(svc, Event.OP_DOWN, waiter=request, script=script,
                   by="script" if script is not None else "operator")
         return None
@@ -200,3 +221,9 @@ class Supervisor(Lifecycle):
         self.shutting_down = True
         self.conn.kcall_status(KCall.SHUTDOWN, reason=reason)
         return Message(Err.OK, {})
+
+
+# What a recovery script may ask on its channel (scriptchan.ACTIONS; down spares the script).
+SCRIPT_ACTIONS: dict[str, Callable[[Supervisor, Svc, Waiter], Message | None]] = {
+    "up": Supervisor.up, "restart": Supervisor.restart, "refresh": Supervisor.refresh,
+}

@@ -13,12 +13,18 @@ DOWN one too, until it has exited.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from minikern import params
 from minikern.proto import Message
 from services.rs.policy import Policy, Tracker
+
+
+# Who is owed a late reply: an operator tool's request (answered through the loop), or a
+# recovery script's line on its channel (answered by the function, services/rs/scripts.py).
+Waiter = Message | Callable[[Message], None]
 
 
 class State(enum.Enum):
@@ -102,7 +108,7 @@ class Svc:
     last_reason: str | None = None
     last_detail: str = ""
     last_exit: dict[str, Any] = field(default_factory=dict)  # old pid / endpoint, status, signal
-    waiters: list[Message] = field(default_factory=list)  # operator requests owed a late reply
+    waiters: list[Waiter] = field(default_factory=list)  # requests owed a late reply
 
     def __post_init__(self) -> None:
         self.tracker = Tracker(self.policy)

@@ -13,11 +13,16 @@ process is served (docs/PROTOCOL.md sections 20 and 21).
 At start-up VFS mounts the root file system named by its arguments, trying
 again every ``params.VFS_MOUNT_RETRY`` until the file server is in DS and
 answers READSUPER (the file server itself waits for its block driver);
-requests that come meanwhile wait.  Every ``params.VFS_SWEEP`` it asks the
-kernel which processes live (GETINFO) and closes the files of the dead, and
-asks DS where each mounted file server runs: one that RS restarted (a new
-endpoint) is mounted again and given back the references VFS holds, and the
-request it lost is EIO (what it had not written back is lost with it).
+requests that come meanwhile wait.  VFS subscribes to DS's label entries
+(keys without a dot, LABEL_KEYS): when RS publishes a new endpoint for a
+mounted file server (it restarted it), DS's notification has VFS mount it
+again at once and give back the references VFS holds; the request it lost
+is EIO (what it had not written back is lost with it).  Every
+``params.VFS_SWEEP`` while some process is known to VFS (or a mount's
+recovery failed) it asks the kernel which processes live (GETINFO), closes
+the files of the dead and looks at DS again; with nothing of the kind it
+sleeps ``params.VFS_IDLE_SWEEP`` between looks, so an idle system's VFS
+does not wake every second.
 
 Arguments (system.conf ``args``): --root DRIVER:MINOR (the block device of
 the root file system), --fs LABEL (its file server), --readonly.
@@ -28,11 +33,15 @@ import argparse
 import sys
 
 from minikern import ds, params, sef
-from minikern.const import Err, KCall, VfsReq, err_name
+from minikern.const import DS, DsFlag, Err, KCall, VfsReq, err_name
+from minikern.loop import Timer
 from minikern.identity import Identity
 from minikern.ipc import IpcError, KernelGone
 from minikern.proto import Message
 from services.vfs.server import Vfs
+
+LABEL_KEYS = r"^[^.]+$"  # DS keys without a dot: RS's label entries (``<label>`` -> endpoint)
+MAX_DS_CHANGES = 64  # changes taken per notification (the rest: the next one, or the sweep)
 
 
 class VfsServer:
@@ -50,7 +59,13 @@ class VfsServer:
                        reply=self.loop.reply, find_label=self.find_label,
                        is_operator=self.is_operator)
         self.loop.call_later(0, self.mount_root)
-        self.loop.call_later(params.VFS_SWEEP, self.sweep)
+        self.sweep_timer: Timer = self.loop.call_later(params.VFS_SWEEP, self.sweep)
+        try:
+            ds.subscribe(ctx.conn, LABEL_KEYS, DsFlag.OVERWRITE)  # a restarted VFS: again
+        except IpcError as e:  # the sweep still looks at DS, only later
+            print(f"vfs: no DS subscription ({e}); file servers' restarts seen by the sweep",
+                  flush=True)
+        self.drain_ds()  # what changed while this VFS was not there
 
     def find_label(self, label: str) -> int | None:
         try:
@@ -91,10 +106,51 @@ class VfsServer:
         if self.vfs.st.procs:
             alive = self.identity.live()
             self.vfs.sweep(None if alive is None else set(alive))
-        self.loop.call_later(params.VFS_SWEEP, self.sweep)
+        self.sweep_timer = self.loop.call_later(self.sweep_period(), self.sweep)
+
+    def sweep_period(self) -> float:
+        """VFS_SWEEP while a process is known (it may die holding files) or a mount is not
+        settled (a recovery failed or runs); else VFS_IDLE_SWEEP."""
+        unsettled = any(m.fs.stale or m.fs.recovering is not None
+                        for m in self.vfs.st.mounts.all)
+        busy = bool(self.vfs.st.procs) or unsettled or not self.vfs.ready
+        return params.VFS_SWEEP if busy else params.VFS_IDLE_SWEEP
+
+    def sweep_sooner(self) -> None:
+        """After a request: a process VFS now knows is looked after within VFS_SWEEP."""
+        due = self.loop.clock.now() + params.VFS_SWEEP
+        if self.vfs.st.procs and self.sweep_timer.when > due:
+            self.sweep_timer.cancel()
+            self.sweep_timer = self.loop.call_at(due, self.sweep)
+
+    def on_notify(self, m: Message) -> None:
+        """DS says a subscribed key changed: a label entry may name a restarted file server."""
+        if m.source == DS:
+            self.drain_ds()
+
+    def drain_ds(self) -> None:
+        changed = False
+        for _ in range(MAX_DS_CHANGES):
+            try:
+                change = ds.check(self.ctx.conn)
+            except KernelGone:
+                raise
+            except IpcError:
+                break
+            if change is None:
+                break
+            key, vtype, _ = change
+            changed |= vtype == "label" and self.vfs.st.mounts.by_label(key) is not None
+        if changed and self.vfs.ready:
+            self.vfs.check_servers()
 
     def table(self) -> dict[int, sef.Handler]:
-        return {req: self.vfs.dispatch for req in VfsReq}
+        return {req: self.dispatch for req in VfsReq}
+
+    def dispatch(self, m: Message) -> Message | None:
+        reply = self.vfs.dispatch(m)
+        self.sweep_sooner()
+        return reply
 
     def default(self, m: Message) -> Message | None:
         """A type VFS does not serve: EBADREQUEST, but a stray reply (type <= 0) is never
@@ -102,7 +158,7 @@ class VfsServer:
         if m.type <= 0:
             self.vfs.guard.counts["stray reply"] += 1
             return None
-        return self.vfs.dispatch(m)
+        return self.dispatch(m)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -116,4 +172,4 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main() -> None:
     server = VfsServer(parse_args(sys.argv[1:]))
     ctx = sef.startup(server.init)
-    sef.serve(ctx, server.table(), default=server.default)
+    sef.serve(ctx, server.table(), on_notify=server.on_notify, default=server.default)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from minikern import devio
 from minikern.boardctl import BoardCtl
-from minikern import cli, ipc
+from minikern import cli, ipc, params
 from minikern.const import Err, IrqOp, KCall, Kind
 from tests.conftest import SystemUnderTest, wait_for
 
@@ -30,6 +31,7 @@ service hw {{ program hw.board; ipc SYSTEM;
     args --nic udp:{nic_port}:{peer_port} --mac 52:54:00:12:34:56 --hz 100; }};
 service pci {{ system DEVIO VDEVIO; ipc SYSTEM; io 0xcf8:8; }};
 service tty {{ system DEVIO VDEVIO IRQCTL IOMAP; ipc SYSTEM; io 0x3f8:7; irq 4; }};
+service timer {{ system IRQCTL; ipc SYSTEM; irq 0; }};
 service com {{ system DEVIO IOMAP; ipc SYSTEM; io 0x3f8:8; }};
 service disk {{ system DEVIO SDEVIO IRQCTL; ipc SYSTEM; io 0x1f0:8 0x3f6; irq 14; }};
 service nic {{ system DEVIO IRQCTL IOMAP; ipc SYSTEM; io 0xc000:256 0xcf8:8; irq 11;
@@ -204,10 +206,30 @@ def test_irq_notifies_the_holder_until_it_reenables(machine: Machine) -> None:
     assert machine.stats()["irq_sent"]["4"] == 2
 
 
-def test_the_pit_ticks_the_kernels_clock(machine: Machine) -> None:
+def test_the_kernels_ticks_need_no_clock_interrupt(machine: Machine) -> None:
+    """GETINFO's ticks count at CLOCK_HZ from the kernel's own clock: they advance while the
+    board, with IRQ 0 masked as the firmware leaves it, sends no clock interrupt at all."""
+    t0 = time.monotonic()
     first = machine.system.info()["ticks"]
     wait_for(lambda: machine.system.info()["ticks"] > first + 3, what="clock ticks")
-    assert machine.stats()["pit"]["ticks"] > 3
+    assert machine.system.info()["ticks"] - first <= (time.monotonic() - t0) * params.CLOCK_HZ + 1
+    stats = machine.stats()
+    assert stats["pic"]["imr"] & 1 and "0" not in stats["irq_sent"]
+
+
+def test_the_clock_interrupt_runs_while_someone_holds_it(machine: Machine) -> None:
+    """A driver that asks for IRQ 0 unmasks it: one HARDWARE notification per PIT period
+    (the clock's line is not masked after each); when its last holder leaves, the kernel masks
+    it again and the board goes back to sleep."""
+    timer = machine.driver("timer")
+    timer.kcall(KCall.IRQCTL, op=IrqOp.SETPOLICY, irq=0)
+    for _ in range(3):
+        m = timer.receive()
+        assert (m.kind, m.source, m.aux) == (Kind.NOTIFY, -1, 1 << 0)
+    assert not machine.stats()["pic"]["imr"] & 1
+    timer.close()  # it leaves the system: the line has no holder now
+    wait_for(lambda: machine.stats()["pic"]["imr"] & 1, what="IRQ 0 masked again")
+    assert machine.stats()["irq_sent"]["0"] >= 3
 
 
 def test_default_configuration_boots_with_the_board(tmp_path: Path) -> None:

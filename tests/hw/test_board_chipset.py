@@ -43,6 +43,7 @@ def test_the_pit_ticks_at_exact_periods_of_the_loops_clock(tmp_path: Path) -> No
     sent: list[tuple[int, float]] = []
     try:
         m.firmware(100)
+        m.set_masked(0, False)  # someone asked for the clock's interrupt
         Chipset(loop, m, lambda irq: sent.append((irq, clock.now())))
         started = time.monotonic()
         while len(sent) < 5:
@@ -66,6 +67,7 @@ def test_reprogramming_the_pit_moves_its_timer(tmp_path: Path) -> None:
     who = (0, "kernel")
     try:
         m.firmware(20)
+        m.set_masked(0, False)
         chipset = Chipset(loop, m, lambda irq: sent.append(clock.now()))
         while not sent:
             loop.turn()
@@ -81,6 +83,45 @@ def test_reprogramming_the_pit_moves_its_timer(tmp_path: Path) -> None:
         m.close()
 
 
+def test_a_masked_clock_line_costs_no_timer_yet_reads_as_if_it_ticked(tmp_path: Path) -> None:
+    """The firmware leaves IRQ 0 masked (MINIX's 0xFB): the PIT gets no timer on the loop, so
+    an idle board sleeps; its counter still counts down from the clock, the edges it raised
+    meanwhile are latched in the IRR when the PIC is looked at, and the unmask delivers that
+    one latched edge at once and then one per period."""
+    clock = FakeClock(START)
+    loop, m = Loop(clock=clock), machine(tmp_path, clock)
+    sent: list[tuple[int, float]] = []
+    who = (0, "kernel")
+    try:
+        m.firmware(100)
+        chipset = Chipset(loop, m, lambda irq: sent.append((irq, clock.now())))
+        assert m.stats()["pic"]["imr"] & 1 and chipset.deadline(m.pit) is None
+        assert m.pit not in chipset.armed
+        gave_up = loop.call_later(5.0, lambda: None)
+        loop.turn()  # nothing but the fallback timer: fake time jumps to it
+        assert clock.now() == START + 5.0 and sent == []
+        period = 11932 / PIT_INPUT_HZ
+        m.write(0x43, 1, 0x00, who)  # latch counter 0
+        low, high = m.read(0x40, 1, who), m.read(0x40, 1, who)
+        clocks = int(5.0 * PIT_INPUT_HZ)
+        assert low | high << 8 == (11932 - (2 * clocks) % 11932) & 0xFFFF  # mode 3 counts by 2
+        assert m.stats()["pic"]["irr"] & 1  # an edge came while masked: the IRR holds it
+        m.set_masked(0, False)
+        chipset.settle()
+        assert sent == [(0, START + 5.0)]  # the latched edge, at the unmask
+        assert chipset.deadline(m.pit) == pytest.approx(START + (int(5.0 / period) + 1) * period,
+                                                        abs=1e-9)
+        while len(sent) < 3:
+            loop.turn()
+        assert [irq for irq, _ in sent] == [0, 0, 0]
+        m.set_masked(0, True)
+        chipset.settle()
+        assert m.pit not in chipset.armed
+        gave_up.cancel()
+    finally:
+        m.close()
+
+
 def test_a_device_line_is_masked_after_its_interrupt_until_enabled(tmp_path: Path) -> None:
     """MINIX's interrupt path: acknowledged, ended, masked until the driver re-enables it; an
     edge meanwhile waits in the IRR and is raised on the unmask, the clock's line never masks."""
@@ -90,6 +131,7 @@ def test_a_device_line_is_masked_after_its_interrupt_until_enabled(tmp_path: Pat
     who = (8, "tty")
     try:
         m.firmware(100)
+        m.set_masked(0, False)
         chipset = Chipset(loop, m, sent.append)
         m.set_masked(4, False)
         m.write(0x3F9, 1, 0x02, who)  # IER ETBEI with THR empty: THRE at once

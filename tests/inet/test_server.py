@@ -131,6 +131,23 @@ def test_hello_is_taken_only_from_the_component_the_kernel_started_as_the_driver
 
 
 
+def test_a_pull_carries_the_link_and_only_a_change_is_an_event(server: Server) -> None:
+    """PROTOCOL.md 18.1: PULL's ``link`` is the driver's last reading; a change is one ``link``
+    event, a repeat is none, anything but a bool is ignored, and only the driver is heard."""
+    assert server.status(DRIVER, NetReq.HELLO, label="rtl8139", mac=MAC, link=True) == Err.OK
+    pull = {"rx": [], "done": 0, "free": 4}
+    assert server.status(DRIVER, NetReq.PULL, **pull, link=False) == Err.OK
+    assert server.inet.netif.link is False
+    assert server.status(DRIVER, NetReq.PULL, **pull, link=False) == Err.OK
+    assert server.status(DRIVER, NetReq.PULL, **pull, link="up") == Err.OK  # not a bool
+    assert server.status(DRIVER, NetReq.PULL, **pull) == Err.OK  # no word on the link
+    assert server.status(IMPOSTOR, NetReq.PULL, **pull, link=True) == Err.EPERM
+    assert server.inet.netif.link is False
+    assert server.status(DRIVER, NetReq.PULL, **pull, link=True) == Err.OK
+    states = [line for line in server.events().splitlines() if '"kind": "link"' in line]
+    assert len(states) == 2 and '"down"' in states[0] and '"up"' in states[1]
+
+
 def test_an_unforeseen_exception_fails_one_request_and_is_logged_once(
         server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     fd = server.socket(USER, "udp")

@@ -110,7 +110,7 @@ def test_a_script_end_is_seen_from_its_pidfd_with_no_polling(tmp_path: Path) -> 
     r = Rig(tmp_path, "period off; script rs.wait;", scripts_dir=scripts)
     r.start()
     r.crash()
-    assert r.state() is State.RESTARTING and len(r.loop.watched) == 1
+    assert r.state() is State.RESTARTING and len(r.loop.watched) == 2  # its pidfd, its channel
     assert not [t for t in r.loop.timers if not t.cancelled]  # no timer polls the script
     assert r.serve_watched() == 0  # still running: its pidfd is not readable
     (tmp_path / "go").touch()
@@ -130,12 +130,77 @@ def test_down_ends_a_running_script_and_stops_watching_it(tmp_path: Path) -> Non
     r = Rig(tmp_path, "period off; script rs.forever;", scripts_dir=scripts)
     r.start()
     r.crash()
-    assert len(r.loop.watched) == 1 and len(r.rs.scripts.running) == 1
+    assert len(r.loop.watched) == 2 and len(r.rs.scripts.running) == 1
     x = r.x
     assert x is not None
     assert r.rs.down(x, r.request(RsReq.DOWN, label="x")) is None
     assert r.loop.watched == {} and r.rs.scripts.running == []
     assert r.state() is State.DOWN and r.kernel.replies_to(OPERATOR)[-1].type == Err.OK
+
+
+def channel_script(tmp_path: Path, lines: str, reads: int) -> Rig:
+    """A rig whose service x runs script rs.ask on failure: it sends ``lines`` on its channel
+    (stdin) and copies up to ``reads`` answers RS writes back into run_dir/answers, then ends
+    (sooner if RS closes the channel)."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "rs.ask").write_text(
+        f"printf '{lines}' >&0\n"
+        f'i=0; while [ $i -lt {reads} ] && read -r line; do\n'
+        '    echo "$line" >> "$MINIKERN_RUN_DIR/answers"; i=$((i + 1)); done\n')
+    r = Rig(tmp_path, "period off; script rs.ask;", scripts_dir=scripts)
+    r.start()
+    r.crash()
+    return r
+
+
+def answers(r: Rig, tmp_path: Path, n: int) -> list[str]:
+    def got() -> list[str] | None:
+        r.serve_watched()
+        path = tmp_path / "answers"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return lines if len(lines) >= n else None
+    lines = wait_for(got, 5, f"{n} answer(s) on the script's channel")
+    assert lines is not None
+    return lines
+
+
+def test_a_script_asks_on_its_channel_and_is_answered_once_it_is_done(tmp_path: Path) -> None:
+    """services/rs/scripts.py: ``MKSC 1 restart LABEL`` on stdin is RS's RESTART, answered late
+    (once the new copy said init-done) with ``MKSC 1 OK key=value ...``; no kernel involved."""
+    r = channel_script(tmp_path, "MKSC 1 restart x\\n", reads=1)
+    wait_for(lambda: r.serve_watched() >= 0 and r.spawns() == 2, 5, "the restart")
+    assert r.state() is State.STARTING and not (tmp_path / "answers").exists()
+    r.init_done()
+    inst = r.x.instance if r.x else None
+    assert inst is not None
+    assert answers(r, tmp_path, 1) == [f"MKSC 1 OK endpoint={inst.endpoint} pid={inst.pid} "
+                                       f"incarnation=1"]
+    assert r.events("restart")[-1]["old_pid"] == r.events("crash")[-1]["pid"]
+    wait_for(lambda: r.serve_watched() >= 0 and r.loop.watched == {}, 5, "the script's end")
+
+
+def test_a_bad_line_on_the_channel_is_refused_and_ends_it(tmp_path: Path) -> None:
+    """Never trust the wire: another protocol, an unknown action, a missing label or an
+    unknown service is an error line and the channel stays; a line that is not text ends it,
+    and what follows it is never read."""
+    r = channel_script(tmp_path, "restart x\\nMKSC 1 reboot x\\nMKSC 1 restart\\n"
+                                 "MKSC 1 restart nosuch\\n\\377\\nMKSC 1 restart x\\n", reads=7)
+    got = answers(r, tmp_path, 5)
+    assert got[0] == "MKSC 1 EINVAL not MKSC 1"
+    assert got[1].startswith("MKSC 1 EINVAL expected") and got[2] == got[1]
+    assert got[3] == "MKSC 1 ESRCH no service 'nosuch'"
+    assert got[4] == "MKSC 1 EINVAL a request line that is not ASCII text"
+    wait_for(lambda: r.serve_watched() >= 0 and r.state() is State.DOWN, 5, "the script's end")
+    assert r.spawns() == 1  # the line after the refusal was never read: nothing restarted
+    assert r.rs.scripts.counters["channel_refused"] == 4 and r.loop.watched == {}
+
+
+def test_an_overlong_line_ends_the_channel(tmp_path: Path) -> None:
+    r = channel_script(tmp_path, "MKSC 1 restart " + "x" * 300, reads=2)
+    assert answers(r, tmp_path, 1) == ["MKSC 1 EINVAL a request line longer than 256 bytes"]
+    wait_for(lambda: r.serve_watched() >= 0 and r.state() is State.DOWN, 5, "the script's end")
+    assert r.spawns() == 1 and r.loop.watched == {}
 
 
 def test_callers_are_known_from_the_kernel_by_endpoint_not_by_slot(tmp_path: Path) -> None:

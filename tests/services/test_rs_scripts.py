@@ -96,6 +96,12 @@ def test_rs_restart_restarts_at_once(make_system: Make) -> None:
     os.kill(pid, signal.SIGKILL)
     assert wait_event(s, "restart", "hello")["old_pid"] == pid
     wait_state(s, "hello", "up")
+    # It asked on its channel to RS (no bin/service): RS's answer line is in its output.
+    done = wait_for(lambda: [e for e in events(s, "script") if e["phase"] == "done"])
+    new = service(s, "hello")
+    assert done[0]["status"] == 0
+    assert f"service restart hello: OK endpoint={new['endpoint']} pid={new['pid']}" \
+        in done[0]["output"]
 
 
 def test_rs_group_restarts_the_server_and_its_dependents(make_system: Make) -> None:
