@@ -148,13 +148,16 @@ class System:
                 time.sleep(0.05)
 
     def follow(self) -> None:
-        """Copy new events to stdout as bin/logs prints them, then new console output."""
+        """Copy new events to stdout as bin/logs prints them, then new console output.
+        A crash's traceback is shown once, as the component printed it on the console
+        (the ``crash`` event's copy stays for bin/logs and bin/status)."""
         from minikern import events
         from minikern.commands import logs
         reader = events.Reader(self.run_dir / params.EVENT_LOG, self.event_offset)
         for e in events.in_order(reader.read_new()):
             colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-            sys.stdout.write(logs.format_event(e, colour) + "\n")
+            shown = tuple(b for b in events.BLOCKS if b != "traceback")
+            sys.stdout.write(logs.format_event(e, colour, blocks=shown) + "\n")
         self.event_offset = reader.offset
         try:
             with open(self.console, "rb") as f:

@@ -51,8 +51,10 @@ COLOURS = {"crash": "31", "giveup": "1;31", "fatal": "1;31", "restart": "32", "u
            "alert": "1;33"}
 
 
-def format_event(e: Event, colour: bool = False, utc: bool = False) -> str:
-    """One readable line for an event (a traceback or script output indented below)."""
+def format_event(e: Event, colour: bool = False, utc: bool = False,
+                 blocks: tuple[str, ...] = events.BLOCKS) -> str:
+    """One readable line for an event (``blocks``: a traceback or script output indented
+    below)."""
     try:
         stamp = datetime.datetime.fromtimestamp(e["ts"], datetime.UTC if utc else None)
         when = stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{stamp.microsecond // 1000:03d}"
@@ -67,7 +69,7 @@ def format_event(e: Event, colour: bool = False, utc: bool = False) -> str:
         words = f"id={events.show(e.get('boot', ''))} {words}"
     source = events.printable(str(e.get("source", "?"))) + ":"
     line = f"{when} {source:<9} {head} {events.printable(str(e.get('label', '?'))):<10} {words}"
-    for block in events.BLOCKS:
+    for block in blocks:
         text = str(e.get(block) or "").rstrip()
         if text:
             line += "\n" + "\n".join("    | " + events.printable(t) for t in text.splitlines())

@@ -137,3 +137,24 @@ def test_alerts_are_read_through_logs(make_system: Make) -> None:
             f"incarnation={alerts[0]['incarnation']}"} <= set(text[0].split())
     assert logs(s.run_dir, "--alerts", "--reason", "exception").stdout == ""
     assert logs(s.run_dir, "--alerts", "--label", "hello", "--reason", "signal").stdout != ""
+
+
+def test_a_foreground_boot_shows_a_crash_traceback_once(make_system: Make,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """bin/boot in the foreground prints the events and the console: a component's
+    traceback is in both (the crash event carries a copy for bin/logs and bin/status), and
+    is shown once, as the component printed it."""
+    s = boot_rs(make_system, hello="period 1s; backoff off;")
+    s.system.follow()
+    capsys.readouterr()
+    r = subprocess.run([sys.executable, str(cli.REPO_ROOT / "bin" / "crash"), "--run-dir",
+                        str(s.run_dir), "hello", "exception"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    wait_event(s, "restart", "hello")
+    wait_for(lambda: "InjectedFault" in s.console(), what="the traceback on the console")
+    s.system.follow()
+    shown = capsys.readouterr().out
+    assert "reason=exception" in shown  # the crash event's line
+    assert shown.count("Traceback (most recent call last)") == 1, shown
+    assert records(s.run_dir, "--kind", "crash")[0]["traceback"]  # the event keeps its copy
