@@ -18,7 +18,6 @@ import argparse
 import ctypes
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from minikern import cli, mounts, params, sysconf
+from minikern import cli, events, mounts, params, rundir, sysconf
 from minikern.proto import image
 from minikern.const import DS, HW, RS
 
@@ -58,6 +57,18 @@ def boot_image(conf: sysconf.SystemConf, nic: str | None = None) -> list[image.B
     return entries
 
 
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def _size(dir_fd: int, name: str) -> int:
+    """The size of ``name`` in the directory of ``dir_fd`` (0 if there is none)."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
@@ -68,25 +79,30 @@ class System:
     def __init__(self, run_dir: str | Path, config: str | Path = DEFAULT_CONFIG,
                  tie_to_parent: bool = True, nic: str | None = None) -> None:
         self.run_dir = Path(run_dir)
-        if cli.kernel_pid(self.run_dir) is not None:
-            raise RuntimeError(f"a system is already running in {self.run_dir}")
         conf = sysconf.load(config)
         self.labels = list(conf.boot)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
-        shutil.copyfile(config, self.run_dir / "system.conf")
-        (self.run_dir / "boot.image").write_bytes(image.encode(boot_image(conf, nic)))
+        config_text = Path(config).read_bytes()
+        dir_fd = rundir.open_dir(self.run_dir, create=True)  # RunDirError: refused, nothing written
+        try:
+            if cli.kernel_pid(self.run_dir) is not None:
+                raise RuntimeError(f"a system is already running in {self.run_dir}")
+            rundir.write_file(dir_fd, "system.conf", config_text)
+            rundir.write_file(dir_fd, "boot.image", image.encode(boot_image(conf, nic)))
+            out = rundir.open_file(dir_fd, params.CONSOLE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
+                self.console_offset = os.fstat(out).st_size
+                self.events = events.Reader(self.run_dir / params.EVENT_LOG,
+                                            _size(dir_fd, params.EVENT_LOG))
+                self.kernel = subprocess.Popen(
+                    [sys.executable, "-m", "minikern.kernel", os.path.abspath(self.run_dir)],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cli.REPO_ROOT,
+                    start_new_session=True, preexec_fn=_die_with_parent if tie_to_parent else None,
+                    env={**os.environ, "PYTHONPATH": str(cli.REPO_ROOT)})
+            finally:
+                os.close(out)
+        finally:
+            os.close(dir_fd)
         self.console = self.run_dir / params.CONSOLE_LOG
-        self.console_offset = self.console.stat().st_size if self.console.exists() else 0
-        event_log = self.run_dir / params.EVENT_LOG
-        self.event_offset = event_log.stat().st_size if event_log.exists() else 0
-        out = open(self.console, "ab")
-        self.kernel = subprocess.Popen(
-            [sys.executable, "-m", "minikern.kernel", str(self.run_dir)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cli.REPO_ROOT,
-            start_new_session=True, preexec_fn=_die_with_parent if tie_to_parent else None,
-            env={**os.environ, "PYTHONPATH": str(cli.REPO_ROOT)})
-        out.close()
 
     def wait_ready(self, timeout: float = params.INIT_TIMEOUT) -> bool:
         """True once every boot process has finished initializing (entered RECEIVE) and, when
@@ -151,16 +167,13 @@ class System:
         """Copy new events to stdout as bin/logs prints them, then new console output.
         A crash's traceback is shown once, as the component printed it on the console
         (the ``crash`` event's copy stays for bin/logs and bin/status)."""
-        from minikern import events
         from minikern.commands import logs
-        reader = events.Reader(self.run_dir / params.EVENT_LOG, self.event_offset)
-        for e in events.in_order(reader.read_new()):
+        for e in events.in_order(self.events.read_new()):
             colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
             shown = tuple(b for b in events.BLOCKS if b != "traceback")
             sys.stdout.write(logs.format_event(e, colour, blocks=shown) + "\n")
-        self.event_offset = reader.offset
         try:
-            with open(self.console, "rb") as f:
+            with open(self.console, "rb", opener=_no_follow) as f:
                 f.seek(self.console_offset)
                 data = f.read()
         except OSError:
@@ -180,9 +193,11 @@ class System:
 
 
 def halt(run_dir: str | Path, timeout: float = 10.0) -> bool:
-    """Stop the system in ``run_dir`` (not our child), as ``stop`` does."""
+    """Stop the system in ``run_dir`` (not our child), as ``stop`` does.  A pid file naming
+    a process that is not this run directory's kernel is refused (RunDirError), before
+    anything is unmounted or signalled."""
+    pid = rundir.kernel_pid(run_dir)
     unmount_all(run_dir)
-    pid = cli.kernel_pid(run_dir)
     if pid is not None:
         sync_files(run_dir)
     return True if pid is None else stop(pid, timeout=timeout)
@@ -376,8 +391,17 @@ def halt_main(argv: list[str] | None = None) -> int:
 
     The host's mounts of it (bin/mount) are unmounted first, each once the system has
     written its files back.  The kernel gets SIGTERM and takes the system down; a kernel
-    not gone within
-    10 s is killed, and halt exits 1.
+    not gone within 10 s is killed, and halt exits 1.  The pid file is checked first: a
+    process that is not this run directory's kernel (another user's, another program, the
+    kernel of another run directory) is named on stderr, nothing is signalled, exit 1.
     """
-    cmd = cli.Command("halt", halt_main.__doc__)
-    return cmd.run(argv, lambda args: cli.EXIT_OK if halt(args.run_dir) else cli.EXIT_FAILED)
+    cmd = cli.Command("halt", halt_main.__doc__, needs_system=False,
+                      failures=(rundir.RunDirError,))
+    return cmd.run(argv, _halt)
+
+
+def _halt(args: argparse.Namespace) -> int:
+    """bin/halt's body: 2 with no system, 1 for a pid file naming another process."""
+    if rundir.kernel_pid(args.run_dir) is None:
+        return cli.no_system("halt", args.run_dir)
+    return cli.EXIT_OK if halt(args.run_dir) else cli.EXIT_FAILED

@@ -5,7 +5,8 @@ it the rest, the same for all of them:
 
 - ``--help`` is the module docstring (first line, then the rest as written);
 - ``--run-dir`` names the system (default /tmp/minikern-<uid>, or
-  $MINIKERN_RUN_DIR), and ``--json`` is offered where a machine reads the answer;
+  $MINIKERN_RUN_DIR; one that is a symlink or another user's is refused,
+  exit 1: minikern/rundir.py), and ``--json`` is offered where a machine reads the answer;
 - exit status 0 done, 1 failed or refused, 2 not attempted: a usage error
   (argparse's own code) or no system running in the run directory, said in the
   one message ``no system is running in DIR``;
@@ -53,6 +54,7 @@ class Command(argparse.ArgumentParser):
                  run_dir: bool = True, needs_system: bool = True,
                  failures: tuple[type[Exception], ...] = ()) -> None:
         self.needs_system = needs_system and run_dir
+        self.has_run_dir = run_dir
         first, _, rest = (doc or prog).strip().partition("\n")
         status = ("exit status: 0 done, 1 failed or refused, 2 usage error"
                   + (" or no system running in the run directory" if self.needs_system else ""))
@@ -76,6 +78,12 @@ class Command(argparse.ArgumentParser):
 
     def call(self, args: argparse.Namespace, body: Body) -> int:
         """``run`` for arguments already parsed (and checked further by the command)."""
+        from minikern import rundir
+        try:
+            if self.has_run_dir:
+                rundir.check_reader(args.run_dir)  # never read what another user prepared
+        except rundir.RunDirError as e:
+            return self.fail(str(e))
         if self.needs_system and kernel_pid(args.run_dir) is None:
             return no_system(self.prog, args.run_dir)
         from minikern import ipc  # here, not at the top: `--help` needs no ZeroMQ
@@ -144,14 +152,13 @@ def add_run_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def kernel_pid(run_dir: str | Path) -> int | None:
-    """The pid of the kernel running in ``run_dir``, or None if none is alive."""
-    from minikern import params
+    """The pid of the kernel running in ``run_dir``, or None if none is alive (a pid file
+    naming a process that is not this run directory's kernel names none: rundir.py)."""
+    from minikern import rundir
     try:
-        pid = int((Path(run_dir) / params.KERNEL_PIDFILE).read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+        return rundir.kernel_pid(run_dir)
+    except rundir.RunDirError:
         return None
-    return pid
 
 
 def no_system(prog: str, run_dir: str | Path) -> int:
