@@ -51,7 +51,7 @@ from hw.rtl8139 import Rtl8139
 from hw.rtl8139_regs import DEFAULT_MAC
 from hw.uart import COM1_IRQ, SerialBackend, Uart16550
 from hw.wire import Wire
-from minikern import params
+from minikern import audit
 from minikern.events import EventLog
 
 PIIX_PCI_SLOT = 1  # 00:01.0 the PIIX3's ISA bridge, 00:01.1 its IDE function (as on a PC)
@@ -63,21 +63,19 @@ DMA_DEVICES = ("rtl8139", "ata")  # devices a driver may grant memory to
 
 
 class Audit:
-    """The board's refusals as ``denied`` events (source hw), bounded as the kernel's are."""
+    """The board's refusals as ``denied`` events (source hw), rate-limited as the kernel's
+    are (minikern/audit.py)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, clock: Clock = time.monotonic) -> None:
         self.events = EventLog(run_dir, "hw")
-        self.lines = 0
+        self.limit = audit.Audit(self.events, clock)
 
     def write(self, caller: int, label: str, call: str, target: int, error: str,
               **extra: Any) -> None:
-        if self.lines >= params.MAX_DENIED_EVENTS:
-            return
-        self.lines += 1
-        self.events.write("denied", label, caller=caller, call=call, target=target, error=error,
-                          **extra)
+        self.limit.denied(label, caller=caller, call=call, target=target, error=error, **extra)
 
     def close(self) -> None:
+        self.limit.flush()
         self.events.close()
 
 

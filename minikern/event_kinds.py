@@ -166,8 +166,9 @@ SCHEMAS: dict[str, Kind] = {
         "old": _f("string", "the MAC before"),
         "new": _f("string", "the MAC now"),
     }),
-    "denied": Kind("a refused call (label: the caller); a process writes a bounded number per "
-                   "boot (params.MAX_DENIED_EVENTS), then only counts", ("kernel", "hw"), {
+    "denied": Kind("a refused call (label: the caller); a writer records up to "
+                   "params.DENIED_PER_WINDOW per caller and window, then sums the rest up "
+                   "(denied-suppressed)", ("kernel", "hw"), {
         "caller": _f("integer", "the caller's endpoint"),
         "call": _f("string", "the trap or kernel call (SEND, DEVIO, DMA, ...)"),
         "target": _f("integer", "the endpoint, port or address it aimed at (-1: none)"),
@@ -176,5 +177,12 @@ SCHEMAS: dict[str, Kind] = {
         "device": _f("string", "the device of a DMA refusal", opt=True),
         "length": _f("integer", "the bytes of a DMA refusal", opt=True, null=True),
         "op": _f("string", "read or write, for a DMA refusal", opt=True, null=True),
+    }),
+    "denied-suppressed": Kind("refused calls of one caller past the audit's rate, counted "
+                              "and not recorded one by one (minikern/audit.py)",
+                              ("kernel", "hw"), {
+        "caller": _f("integer", "the caller's endpoint"),
+        "suppressed": _f("integer", "refusals in the window beyond the ones recorded"),
+        "window_s": _f("number", "the window's length, in seconds (params.DENIED_WINDOW)"),
     }),
 }

@@ -22,6 +22,14 @@ Invariants:
   with a single write(2), so records of several processes never interleave (Linux
   appends to a regular file under the inode's lock).  A short write (a full
   disk) is ended with a newline, so only that record is lost, not the next too.
+* Bounded on disk: a writer that takes events.log past params.EVENT_LOG_MAX bytes
+  renames it events.log.1 (the older ones shift to .2 ... .EVENT_LOG_KEEP, the oldest
+  goes), under an flock on the file so that two writers never rotate twice; every
+  writer checks before each record that its descriptor is still events.log, and
+  opens the new one if not.  Readers take the rotated files first, oldest first.
+* The audit never goes silent: ``Audit`` records a caller's refusals up to
+  params.DENIED_PER_WINDOW per params.DENIED_WINDOW, counts the rest, and sums
+  them up in one ``denied-suppressed`` event when the window is over.
 * The writer never fails its caller.  An event log that cannot be written loses
   the event: recovery never waits for its witness.
 * Time order is the reader's job.  Writers stamp ``ts`` just before the write,
@@ -34,6 +42,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -44,10 +53,11 @@ from pathlib import Path
 from typing import Any
 
 from minikern import params
+from minikern.audit import Audit
 from minikern.const import PROTO
 from minikern.event_kinds import COMMON, SCHEMAS, Field
 
-__all__ = ["COMMON", "SCHEMAS", "EventLog", "Field", "Reader", "describe", "in_order",
+__all__ = ["COMMON", "SCHEMAS", "Audit", "EventLog", "Field", "Reader", "describe", "in_order",
            "new_boot", "boot_id", "read_all", "run_boot", "validate"]
 
 Event = dict[str, Any]
@@ -58,7 +68,10 @@ def new_boot(run_dir: Path) -> str:
     kernel calls this first of all, before any other process of the boot exists)."""
     ident = secrets.token_hex(8)
     tmp = run_dir / (params.BOOT_ID + ".new")
-    tmp.write_text(ident + "\n")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(fd, "w") as f:
+        f.write(ident + "\n")
     os.replace(tmp, run_dir / params.BOOT_ID)  # never half a file for a reader
     return ident
 
@@ -93,11 +106,14 @@ def run_boot(run_dir: Path, kernel_main: Callable[[], None]) -> None:
 class EventLog:
     """One process's writer: ``EventLog(run_dir, "inet").write("link", "rtl8139", ...)``."""
 
-    def __init__(self, run_dir: Path, source: str, boot: str | None = None) -> None:
+    def __init__(self, run_dir: Path, source: str, boot: str | None = None,
+                 max_bytes: int = params.EVENT_LOG_MAX, keep: int = params.EVENT_LOG_KEEP) -> None:
         self.path = run_dir / params.EVENT_LOG
         self.source = source
         self.boot = boot_id(run_dir) if boot is None else boot
+        self.max_bytes, self.keep = max_bytes, keep  # keep 0: never rotated
         self.fd: int | None = None
+        self.inode = 0  # of the file self.fd is open on
         self.lost = 0  # records that could not be written
 
     def write(self, kind: str, label: str, **fields: Any) -> Event:
@@ -116,15 +132,50 @@ class EventLog:
 
     def _append(self, data: bytes) -> None:
         try:
-            if self.fd is None:
-                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                                  0o600)
-            n = os.write(self.fd, data)
+            fd, size = self._open()
+            n = os.write(fd, data)
             if n < len(data):
                 self.lost += 1
-                os.write(self.fd, b"\n")  # end the torn line here, not inside the next record
+                os.write(fd, b"\n")  # end the torn line here, not inside the next record
+            if self.keep and size + n >= self.max_bytes:
+                self._rotate(fd)
         except OSError:
             self.lost += 1
+
+    def _open(self) -> tuple[int, int]:
+        """The descriptor on events.log, opened again if another writer rotated it since
+        the last record (never through a symlink), and the file's size as it was seen."""
+        if self.fd is not None and self.keep:
+            try:
+                st = os.stat(self.path, follow_symlinks=False)
+                if st.st_ino == self.inode:
+                    return self.fd, st.st_size
+            except FileNotFoundError:
+                pass
+            self.close()
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                              | os.O_NOFOLLOW, 0o600)
+            self.inode = os.fstat(self.fd).st_ino
+        return self.fd, os.fstat(self.fd).st_size if self.keep else 0
+
+    def _rotate(self, fd: int) -> None:
+        """events.log -> events.log.1, the older ones one further, unless another writer
+        rotated it first (the flock on the file makes the check and the renames one step)."""
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+            if st.st_ino != self.inode or st.st_size < self.max_bytes:
+                return
+            for n in range(self.keep - 1, 0, -1):
+                try:
+                    os.rename(rotated(self.path, n), rotated(self.path, n + 1))
+                except FileNotFoundError:
+                    pass
+            os.rename(self.path, rotated(self.path, 1))
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            self.close()  # the next record opens the new events.log
 
     def close(self) -> None:
         if self.fd is not None:
@@ -138,15 +189,25 @@ class EventLog:
         self.close()
 
 
+def rotated(path: Path, n: int) -> Path:
+    """The ``n``-th rotated file of the log ``path`` (1: the newest)."""
+    return path.with_name(f"{path.name}.{n}")
+
+
 @dataclass
 class Reader:
     """Reads the complete lines appended since the last call; starts again from the top if
-    the file was replaced or cut short (a new run directory under the same name)."""
+    the file was replaced or cut short (a new run directory under the same name).
+
+    ``keep``: the log rotates (EventLog) into ``keep`` files, read first, oldest first,
+    when reading from the start; a file rotated between two calls is read to its end,
+    and the newer ones whole, before the new file: each record once, in file order."""
 
     path: Path
     offset: int = 0
     skipped: int = 0  # lines that were not an event record
     inode: int | None = None
+    keep: int = 0
 
     def read_new(self) -> list[Event]:
         out = []
@@ -161,8 +222,9 @@ class Reader:
     def read_lines(self) -> list[bytes]:
         """The complete lines appended since the last call, as they are (bin/logs --console
         reads a text file so)."""
+        lines = self._rotated_lines() if self.keep else []
         try:
-            with open(self.path, "rb") as f:
+            with open(self.path, "rb", opener=_no_follow) as f:
                 st = os.fstat(f.fileno())
                 if (self.inode is not None and st.st_ino != self.inode) or st.st_size < self.offset:
                     self.offset = 0
@@ -170,10 +232,56 @@ class Reader:
                 f.seek(self.offset)
                 data = f.read()
         except OSError:
-            return []
+            return lines
         end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
         self.offset += end
-        return data[:end].splitlines()
+        return lines + data[:end].splitlines()
+
+    def _rotated_lines(self) -> list[bytes]:
+        """The lines of the rotated files this reader has not read yet."""
+        try:
+            current: int | None = os.stat(self.path, follow_symlinks=False).st_ino
+        except OSError:
+            current = None
+        if self.inode is None:
+            if self.offset:  # told to start inside the current file: no backlog
+                return []
+            first, start = self.keep, 0
+        elif current == self.inode:
+            return []
+        else:  # the file read so far was rotated: find it, finish it
+            first = next((n for n in range(1, self.keep + 1)
+                          if _inode(rotated(self.path, n)) == self.inode), 0)
+            start = self.offset
+        lines: list[bytes] = []
+        for n in range(first, 0, -1):
+            lines += _lines_from(rotated(self.path, n), start if n == first else 0)
+        self.inode, self.offset = current, 0
+        if current is None:
+            self.inode = -1  # read: the next events.log is new, from its start
+        return lines
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path, follow_symlinks=False).st_ino
+    except OSError:
+        return None
+
+
+def _lines_from(path: Path, offset: int) -> list[bytes]:
+    """The complete lines of ``path`` from ``offset`` on ([] if it cannot be read)."""
+    try:
+        with open(path, "rb", opener=_no_follow) as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return []
+    return data[:data.rfind(b"\n") + 1].splitlines()
 
 
 def parse(raw: bytes) -> Event | None:
@@ -187,9 +295,9 @@ def parse(raw: bytes) -> Event | None:
     return rec
 
 
-def read_all(run_dir: Path) -> list[Event]:
-    """Every record of ``run_dir``'s event log, in time order."""
-    return in_order(Reader(run_dir / params.EVENT_LOG).read_new())
+def read_all(run_dir: Path, keep: int = params.EVENT_LOG_KEEP) -> list[Event]:
+    """Every record of ``run_dir``'s event log (its rotated files first), in time order."""
+    return in_order(Reader(run_dir / params.EVENT_LOG, keep=keep).read_new())
 
 
 class Order:

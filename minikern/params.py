@@ -23,7 +23,10 @@ MAX_KERNEL_QUEUE = 1024  # kernel messages queued for one process before new one
 MAX_GRANTS = 256  # grant table entries per process
 MEMORY_SIZE = 4 * 1024 * 1024  # default private memory segment per process (sparse memfd)
 CLOCK_HZ = 60  # the kernel's GETINFO ticks per second, counted from its clock (MINIX DEFAULT_HZ)
-MAX_DENIED_EVENTS = 100_000  # denied events one process writes per boot; further ones are counted
+DENIED_PER_WINDOW = 100  # denied events one writer records per caller and window; the rest
+DENIED_WINDOW = 1.0  # ... (seconds) are counted, and summed up in one denied-suppressed event
+EVENT_LOG_MAX = 16 * 1024 * 1024  # bytes of events.log before it rotates to events.log.1
+EVENT_LOG_KEEP = 4  # rotated event logs kept (events.log.1 newest ... .4); older ones go
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
 SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before halt kills them

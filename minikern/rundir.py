@@ -21,6 +21,7 @@ prepared would write through their symlinks.  The rules:
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -97,7 +98,7 @@ def open_file(dir_fd: int, name: str, flags: int, mode: int = 0o600) -> int:
     try:
         fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     except OSError as e:
-        if os.path.islink(f"/proc/self/fd/{dir_fd}/{name}"):
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
             raise RunDirError(f"{name} in the run directory is a symbolic link; "
                               "refusing to follow it") from None
         raise

@@ -12,8 +12,11 @@ the records themselves, one JSON object a line; --schema prints the JSON
 Schema of each kind.  bin/boot in the foreground prints the same lines.
 
 --audit is the audit: every refused call, the kernel's and the board's
-(the ``denied`` events, as --kind denied).  --reason R keeps the crashes of
+(the ``denied`` events, and the ``denied-suppressed`` ones that sum up a
+caller's refusals past the audit's rate).  --reason R keeps the crashes of
 that reason (signal, exception, panic, heartbeat, exit, resource).
+events.log rotates by size: its older files, events.log.1 ... .N, are read
+first, as one stream.
 
 The run directory's other logs, through the same options: --console prints
 console.log, the components' own output (tracebacks as printed), with -n
@@ -82,8 +85,9 @@ class Follower:
     is printed first; ``flush`` lets everything out."""
 
     def __init__(self, path: Path, offset: int = 0, settle: float = 0.0,
-                 clock: Callable[[], float] = time.time, fill: Event | None = None) -> None:
-        self.reader = events.Reader(path, offset)
+                 clock: Callable[[], float] = time.time, fill: Event | None = None,
+                 keep: int = 0) -> None:
+        self.reader = events.Reader(path, offset, keep=keep)
         self.settle, self.clock = settle, clock
         self.fill = fill or {}  # fields a record of this file lacks (an alert's kind)
         self.order = events.Order()
@@ -197,7 +201,7 @@ def command() -> cli.Command:
                      help="only crashes (and alerts) of this reason: " + ", ".join(REASONS))
     cmd.add_argument("--audit", action="store_true",
                      help="the audit: every refused call, the kernel's and the board's "
-                          "(as --kind denied)")
+                          "(as --kind denied --kind denied-suppressed)")
     which = cmd.add_mutually_exclusive_group()
     which.add_argument("--console", action="store_true",
                        help="console.log instead: the components' own output (-n, -f apply)")
@@ -223,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, log) and given:
             cmd.error(f"--{given[0]} does not apply to --{log}")  # exits 2
     if args.audit:
-        args.kind = [*(args.kind or []), "denied"]
+        args.kind = [*(args.kind or []), "denied", "denied-suppressed"]
     return cmd.call(args, run)
 
 
@@ -240,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists() and not args.follow:
         print(f"logs: no {what} in {args.run_dir}", file=sys.stderr)
         return cli.EXIT_NOT_RUN
-    follower = Follower(path, settle=params.FOLLOW_SETTLE, fill=ALERT if args.alerts else None)
+    follower = Follower(path, settle=params.FOLLOW_SETTLE, fill=ALERT if args.alerts else None,
+                        keep=0 if args.alerts else params.EVENT_LOG_KEEP)
     try:
         return show(args, follower)
     finally:  # however it ended, say what could not be shown

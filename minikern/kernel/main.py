@@ -64,8 +64,8 @@ class Kernel:
         self.pidfds: dict[int, Proc] = {}
         self.shutting_down = False
         self.started = time.monotonic()  # GETINFO's ticks count from here (params.CLOCK_HZ)
-        self.audit_lines = 0
         self.events = events.EventLog(run_dir, "kernel")
+        self.audit = events.Audit(self.events)
         self.spawner = Spawner(console_fd, params.TEMPLATE_POOL)
         self.address = "ipc://" + str(run_dir / params.KERNEL_SOCKET)
         self.ctx = zmq.Context()
@@ -115,10 +115,8 @@ class Kernel:
         """Count and record a call outside the caller's capabilities; return the error to
         answer it with."""
         self.count("denied_" + err.name)
-        if self.audit_lines < params.MAX_DENIED_EVENTS:
-            self.audit_lines += 1
-            self.events.write("denied", caller.label, caller=caller.endpoint, call=call.name,
-                              target=target, error=err.name)
+        self.audit.denied(caller.label, caller=caller.endpoint, call=call.name, target=target,
+                          error=err.name)
         return err
 
     # -- processes ------------------------------------------------------------------
@@ -325,6 +323,7 @@ class Kernel:
         self.close()
 
     def close(self) -> None:
+        self.audit.flush()
         self.spawner.close()
         self.sock.close(0)
         self.bus.sock.close(0)
