@@ -180,7 +180,7 @@ def _not_the_kernel(run_dir: os.stat_result, uid: int, argv: list[str], cwd: str
     the run directory ``run_dir`` (stat), or "" when it is."""
     if uid != run_dir.st_uid:
         return f"it runs as uid {uid}, the run directory is uid {run_dir.st_uid}'s"
-    if len(argv) < 4 or argv[-3:-1] != ["-m", KERNEL_MODULE]:
+    if len(argv) != 4 or argv[1:3] != ["-m", KERNEL_MODULE]:  # as bin/boot starts it
         return f"it runs {' '.join(argv)[:80]!r}"
     try:
         its = os.stat(os.path.join(cwd, argv[-1]))

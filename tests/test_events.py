@@ -52,8 +52,8 @@ def test_records_of_several_processes_never_interleave(tmp_path: Path) -> None:
     finally:
         for w in writers:
             assert w.wait(60) == 0
-    raw = (tmp_path / params.EVENT_LOG).read_bytes().splitlines()
-    recs = [json.loads(r) for r in raw]  # every line whole
+    raw = events.Reader(tmp_path / params.EVENT_LOG, keep=params.EVENT_LOG_KEEP).read_lines()
+    recs = [json.loads(r) for r in raw]  # every line whole (over the rotated files too)
     assert len(recs) == 6 * COUNT
     for name in "abcdef":
         mine = [r["detail"] for r in recs if r["source"] == name]

@@ -90,12 +90,21 @@ def test_logs_without_a_log_say_so(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def vanished_system(tmp_path: Path) -> Iterator[Path]:
+def vanished_system(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A run directory whose kernel pid is alive but whose system is not there (no operator
-    key, no socket): what a command finds when the system halts under it."""
-    stand_in = subprocess.Popen(["sleep", "60"])
+    key, no socket): what a command finds when the system halts under it.  The stand-in
+    runs as bin/boot starts a kernel (``python -m minikern.kernel RUN_DIR``), so the pid
+    file's check (minikern/rundir.py) takes it for the kernel; it only sleeps."""
+    fake = tmp_path_factory.mktemp("standin")
+    (fake / "minikern" / "kernel").mkdir(parents=True)
+    (fake / "minikern" / "__init__.py").touch()
+    (fake / "minikern" / "kernel" / "__init__.py").touch()
+    (fake / "minikern" / "kernel" / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    stand_in = subprocess.Popen([sys.executable, "-m", "minikern.kernel", str(tmp_path)],
+                                cwd=fake, env={**os.environ, "PYTHONPATH": str(fake)})
     (tmp_path / params.KERNEL_PIDFILE).write_text(str(stand_in.pid))
     try:
+        wait_for(lambda: cli.kernel_pid(tmp_path), what="the stand-in to run")
         yield tmp_path
     finally:
         stand_in.kill()
