@@ -114,7 +114,7 @@ def _figures(times: list[float]) -> dict[str, Any]:
 def _hang(conn: ipc.Connection, run_dir: Path, label: str, period: float) -> dict[str, Any]:
     """Inject a hang; how long until RS's crash event for it."""
     time.sleep(SETTLE)
-    log = Reader(run_dir / params.EVENT_LOG)
+    log = Reader(run_dir / params.EVENT_LOG, keep=params.EVENT_LOG_KEEP)
     log.read_new()  # from here on: the hang's events
     t_hang = time.time()
     ctl.request(run_dir, RsReq.CRASH, label=label, fault="hang")

@@ -82,17 +82,18 @@ class System:
         conf = sysconf.load(config)
         self.labels = list(conf.boot)
         config_text = Path(config).read_bytes()
+        if cli.kernel_pid(self.run_dir) is not None:
+            raise RuntimeError(f"a system is already running in {self.run_dir}")
         dir_fd = rundir.open_dir(self.run_dir, create=True)  # RunDirError: refused, nothing written
         try:
-            if cli.kernel_pid(self.run_dir) is not None:
-                raise RuntimeError(f"a system is already running in {self.run_dir}")
             rundir.write_file(dir_fd, "system.conf", config_text)
             rundir.write_file(dir_fd, "boot.image", image.encode(boot_image(conf, nic)))
             out = rundir.open_file(dir_fd, params.CONSOLE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             try:
                 self.console_offset = os.fstat(out).st_size
-                self.events = events.Reader(self.run_dir / params.EVENT_LOG,
-                                            _size(dir_fd, params.EVENT_LOG))
+                self.event_reader = events.Reader(self.run_dir / params.EVENT_LOG,
+                                                  _size(dir_fd, params.EVENT_LOG),
+                                                  keep=params.EVENT_LOG_KEEP)
                 self.kernel = subprocess.Popen(
                     [sys.executable, "-m", "minikern.kernel", os.path.abspath(self.run_dir)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cli.REPO_ROOT,
@@ -168,7 +169,7 @@ class System:
         A crash's traceback is shown once, as the component printed it on the console
         (the ``crash`` event's copy stays for bin/logs and bin/status)."""
         from minikern.commands import logs
-        for e in events.in_order(self.events.read_new()):
+        for e in events.in_order(self.event_reader.read_new()):
             colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
             shown = tuple(b for b in events.BLOCKS if b != "traceback")
             sys.stdout.write(logs.format_event(e, colour, blocks=shown) + "\n")

@@ -76,11 +76,15 @@ def check_owner(run_dir: str | Path, st: os.stat_result) -> None:
 def check_contents(run_dir: str | Path, fd: int) -> None:
     """Every entry inside, at any depth, is the caller's own, no symbolic link and no second
     name of a regular file (walked by descriptor, never following a link)."""
-    me = os.geteuid()
+    me, device = os.geteuid(), os.fstat(fd).st_dev
     for top, dirs, files, top_fd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
         for name in (*dirs, *files):
             st = os.stat(name, dir_fd=top_fd, follow_symlinks=False)
             where = os.path.normpath(os.path.join(top, name))
+            if st.st_dev != device:  # a mount point (bin/mount's): not the run directory's
+                if name in dirs:
+                    dirs.remove(name)
+                continue
             if stat.S_ISLNK(st.st_mode):
                 raise RunDirError(f"{where} in run directory {run_dir} is a symbolic link; "
                                   "refusing to follow it")
