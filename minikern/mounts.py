@@ -79,11 +79,12 @@ def read_record(path: Path) -> Mount | None:
 
 
 def recorded(run_dir: str | Path) -> list[Mount]:
-    """Every mount recorded in ``run_dir`` whose process still lives (stale records go)."""
+    """Every mount recorded in ``run_dir`` whose mount process still runs (stale records,
+    and records naming any other process, go)."""
     out = []
     for path in sorted((Path(run_dir) / MOUNTS_DIR).glob("*.json")):
         m = read_record(path)
-        if m is not None and alive(m.pid):
+        if m is not None and serving(m.pid, run_dir):
             out.append(m)
         else:
             path.unlink(missing_ok=True)
@@ -92,7 +93,30 @@ def recorded(run_dir: str | Path) -> list[Mount]:
 
 def find(run_dir: str | Path, mount_point: str | Path) -> Mount | None:
     m = read_record(record_path(run_dir, mount_point))
-    return m if m is not None and alive(m.pid) else None
+    return m if m is not None and serving(m.pid, run_dir) else None
+
+
+def serving(pid: int, run_dir: str | Path) -> bool:
+    """True if ``pid`` is a running bin/mount of ``run_dir``: a record is a file anyone who
+    can write the run directory may have written, and halt signals the pid it names, so the
+    process must be what the record says (its command line: bin/mount, and the same
+    --run-dir when it names one)."""
+    if not alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
+    except OSError:
+        return False
+    starts = [i for i, w in enumerate(argv[:3]) if os.path.basename(w) == "mount"
+              and os.path.basename(os.path.dirname(w)) == "bin"]
+    if not starts:
+        return False
+    words = argv[starts[0] + 1:]
+    if "--run-dir" in words[:-1]:
+        given = words[words.index("--run-dir") + 1]
+        return os.path.realpath(given) == os.path.realpath(run_dir)
+    return True
 
 
 def alive(pid: int) -> bool:
