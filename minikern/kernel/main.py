@@ -35,7 +35,7 @@ import zmq
 
 from minikern import events, params
 from minikern.proto import bus as wire
-from minikern.proto import codec, image, startup
+from minikern.proto import codec, image, routing, startup
 from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg, err_name
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
@@ -69,6 +69,7 @@ class Kernel:
         self.spawner = Spawner(console_fd, params.TEMPLATE_POOL)
         self.address = "ipc://" + str(run_dir / params.KERNEL_SOCKET)
         self.ctx = zmq.Context()
+        routing.seed_routing_ids()  # before any ROUTER: the ids it hands out are not guessable
         self.sock = self.ctx.socket(zmq.ROUTER)
         for opt, value in ((zmq.ROUTER_MANDATORY, 1), (zmq.LINGER, 0),
                            (zmq.MAXMSGSIZE, params.MAX_MESSAGE + params.MAX_HEADER),
@@ -306,13 +307,15 @@ class Kernel:
             events = dict(self.poller.poll(timeout))
             if events.pop(self.sock, 0):  # one frame a poll: deaths and alarms are never starved
                 try:
-                    self.handle(self.sock.recv_multipart())
+                    frames, named = routing.receive(self.sock)
+                    self.handle(frames) if not named else self.count("routing_id_claimed")
                 except Exception:  # a kernel bug: say so loudly, but keep serving
                     self.count("kernel_bug")
                     self.log("BUG handling a frame:\n" + traceback.format_exc())
             if events.pop(self.bus.sock, 0):
                 while int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
-                    self.bus.handle(self.bus.sock.recv_multipart())
+                    frames, named = routing.receive(self.bus.sock)
+                    self.bus.handle(frames) if not named else self.count("bus_routing_id_claimed")
             for fd in events:
                 if fd == self.wake_r.fileno():
                     self.wake_r.recv(64)
