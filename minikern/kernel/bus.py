@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from minikern.proto import bus as wire
+from minikern import params
 from minikern.proto import codec
 from minikern.const import HARDWARE, HW, SYSTEM, Err, Kind
 from minikern.kernel import ipc
@@ -31,6 +32,7 @@ class Bus:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+        self.bounded = k.admission.guard(self.sock, "bus", params.MAX_BUS_CONNECTIONS)
         self.sock.bind(address)
         self.ident: bytes | None = None
         self.credential: bytes | None = None

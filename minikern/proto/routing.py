@@ -46,3 +46,77 @@ def receive(sock: zmq.Socket[Any]) -> tuple[list[bytes], bool]:
     whether the peer named itself."""
     frames = sock.recv_multipart(copy=False)
     return [f.bytes for f in frames], len(frames) < 2 or named_itself(frames[1])
+
+
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27/ZAP), in the kernel's context
+
+
+class Bounded:
+    """A listening socket's open connections, counted from its monitor (accepted and
+    disconnected, the ZAP-refused ones included)."""
+
+    def __init__(self, sock: zmq.Socket[Any], limit: int) -> None:
+        self.limit, self.open = limit, 0
+        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self.sock = sock
+
+    def on_events(self, batch: int) -> None:
+        for _ in range(batch):
+            try:
+                event = self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind = int.from_bytes(event[0][:2], "little")
+            step = 1 if kind == zmq.EVENT_ACCEPTED else -1 if kind == zmq.EVENT_DISCONNECTED else 0
+            self.open = max(self.open + step, 0)
+
+    def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(0)
+
+
+class Admission:
+    """The kernel's ZAP handler: every connection to a guarded socket is asked about
+    before its handshake completes, and refused (ZAP status 400) while the socket has
+    more than its bound of open connections.  Why not stop listening instead: libzmq's
+    unbind drops every connection it accepted.  Only libzmq, from inside the kernel's own
+    context, can reach this socket; a request that is not ZAP 1.0 is dropped."""
+
+    def __init__(self, ctx: zmq.Context[Any]) -> None:
+        self.sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(ZAP_ENDPOINT)
+        self.guarded: dict[bytes, Bounded] = {}
+
+    def guard(self, sock: zmq.Socket[Any], domain: str, limit: int) -> Bounded:
+        sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
+        self.guarded[domain.encode()] = bounded = Bounded(sock, limit)
+        return bounded
+
+    def on_requests(self, batch: int) -> list[str]:
+        """Answer up to ``batch`` requests; return the domains of the refused ones."""
+        refused: list[str] = []
+        for socket_counts in self.guarded.values():
+            socket_counts.on_events(4 * batch)  # counts first: the request follows its accept
+        for _ in range(batch):
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if len(frames) < 8 or frames[1] != b"" or frames[2] != b"1.0":
+                continue
+            bounded = self.guarded.get(frames[4])
+            ok = bounded is not None and bounded.open <= bounded.limit
+            if not ok:
+                refused.append(frames[4].decode(errors="replace"))
+            self.sock.send_multipart([frames[0], b"", b"1.0", frames[3],
+                                      b"200" if ok else b"400",
+                                      b"OK" if ok else b"too many connections", b"", b""])
+        return refused
+
+    def close(self) -> None:
+        for bounded in self.guarded.values():
+            bounded.close()
+        self.sock.close(0)
