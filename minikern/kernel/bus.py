@@ -25,6 +25,8 @@ from minikern.kernel.proc import Wait
 if TYPE_CHECKING:
     from minikern.kernel.main import Kernel
 
+MAX_HELLO = 128  # bytes: the largest frame read from a peer before it is known as the board
+
 
 class Bus:
     def __init__(self, k: Kernel, ctx: zmq.Context[Any], address: str) -> None:
@@ -52,7 +54,11 @@ class Bus:
         return True
 
     def handle(self, frames: list[bytes]) -> None:
-        msg = wire.decode_from_board(frames[1]) if len(frames) == 2 else None
+        if len(frames) != 2:
+            return self.k.count("bus_malformed")
+        if frames[0] != self.ident and (self.credential is None or len(frames[1]) > MAX_HELLO):
+            return self.k.count("bus_unadmitted")  # unread: only the board's frames are decoded
+        msg = wire.decode_from_board(frames[1])
         if msg is None:
             return self.k.count("bus_malformed")
         if type(msg) is wire.Hello:

@@ -318,8 +318,10 @@ class Kernel:
                 except Exception:  # a kernel bug: say so loudly, but keep serving
                     self.count("kernel_bug")
                     self.log("BUG handling a frame:\n" + traceback.format_exc())
-            if events.pop(self.bus.sock, 0):
-                while int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
+            if events.pop(self.bus.sock, 0):  # a bounded batch: the bus never starves the rest
+                for _ in range(params.BUS_BATCH):
+                    if not int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
+                        break
                     frames, named = routing.receive(self.bus.sock)
                     self.bus.handle(frames) if not named else self.count("bus_routing_id_claimed")
             if {events.pop(s, 0) for s in (self.admission.sock, self.bounded.monitor,
