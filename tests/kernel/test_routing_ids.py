@@ -25,17 +25,18 @@ from tests.kernel.test_wire import admitted_raw, getinfo
 pytestmark = pytest.mark.timeout(120)
 
 # What an unseeded process's first rand() calls give: libzmq's generate_random() takes two
-# per ROUTER, and the kernel makes its own socket, then the bus.
-_UNSEEDED = ("import ctypes; r = ctypes.CDLL(None).rand; v = [r() for _ in range(4)];"
-             "print(*(((v[i + 1] << 31) | v[i]) & 0xffffffff for i in (0, 2)))")
-CLAIMS = 64  # ids claimed from each predicted start
+# per ROUTER, so the n-th ROUTER a process makes starts at the n-th of these.
+_UNSEEDED = ("import ctypes; r = ctypes.CDLL(None).rand; v = [r() for _ in range(2 * {n})];"
+             "print(*(((v[i + 1] << 31) | v[i]) & 0xffffffff for i in range(0, 2 * {n}, 2)))")
+ROUTERS = 4  # the kernel makes at most this many ROUTERs before the one attacked
+CLAIMS = 48  # ids claimed from each predicted start on the kernel socket
 EARLIER = 24  # at most this many connections before the attack (the boot, the test's own)
 
 
-def predicted_starts() -> tuple[int, int]:
-    out = subprocess.run([sys.executable, "-c", _UNSEEDED], capture_output=True, text=True,
-                         check=True).stdout.split()
-    return int(out[0]), int(out[1])
+def predicted_starts() -> list[int]:
+    out = subprocess.run([sys.executable, "-c", _UNSEEDED.format(n=ROUTERS)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return [int(v) for v in out]
 
 
 def auto_id(n: int) -> bytes:
@@ -71,7 +72,8 @@ def alive_and_serving(system: SystemUnderTest) -> None:
         s.close(0)
 
 
-def attack(system: SystemUnderTest, socket_name: str, start: int, counters: tuple[str, ...]) -> None:
+def attack(system: SystemUnderTest, socket_name: str, claims: list[int],
+           counters: tuple[str, ...], earlier: int) -> None:
     """Claim the ids the ROUTER would hand out next (each claiming peer says something, so
     the kernel has attached it), then connect plainly.  The kernel is watched through a
     connection admitted before: a plain connection made during the attack would be one
@@ -88,15 +90,15 @@ def attack(system: SystemUnderTest, socket_name: str, start: int, counters: tupl
     with sockets() as held:
         held.append(probe)
         before = seen()
-        for n in range(CLAIMS):  # the first few may be taken already: refused as duplicates
-            held.append(dealer(address, auto_id(start + n)))
+        for n in claims:  # the first few may be taken already: refused as duplicates
+            held.append(dealer(address, auto_id(n)))
             held[-1].setsockopt(zmq.RECONNECT_IVL, 60_000)  # once refused, it stays away
             held[-1].send(b"claim")
-        wait_for(lambda: seen() >= before + CLAIMS - EARLIER, 20,
+        wait_for(lambda: seen() >= before + len(claims) - earlier, 20,
                  "the kernel to take the claiming connections' frames")
         held.append(dealer(address))
         held[-1].send(b"plain")
-        wait_for(lambda: seen() > before + CLAIMS - EARLIER, 20,
+        wait_for(lambda: seen() > before + len(claims) - earlier, 20,
                  "the kernel to take the plain connection's frame (or die)")
         assert system.system.kernel.poll() is None, "the kernel died:\n" + system.console()
         assert any(p["label"] == "echo" for p in getinfo(probe)["procs"])
@@ -107,14 +109,16 @@ def attack(system: SystemUnderTest, socket_name: str, start: int, counters: tupl
 def test_claiming_the_next_ids_on_the_bus_does_not_abort_the_kernel(
         system: SystemUnderTest) -> None:
     """Past its few connections the bus refuses the claimants; those it takes are dropped."""
-    attack(system, params.BUS_SOCKET, predicted_starts()[1], (
-        "bus_malformed", "bus_routing_id_claimed", "bus_connection_refused"))
+    claims = predicted_starts()  # no board in this boot: the next id is the start itself
+    attack(system, params.BUS_SOCKET, claims[:params.MAX_BUS_CONNECTIONS - 1], (
+        "bus_malformed", "bus_routing_id_claimed", "bus_unadmitted", "bus_connection_refused"), 0)
 
 
 @pytest.mark.timeout(120)
 def test_claiming_the_next_ids_on_the_kernel_socket_does_not_abort_the_kernel(
         system: SystemUnderTest) -> None:
-    attack(system, params.KERNEL_SOCKET, predicted_starts()[0], ("unadmitted", "routing_id_claimed"))
+    claims = [start + n for start in predicted_starts() for n in range(CLAIMS)]
+    attack(system, params.KERNEL_SOCKET, claims, ("unadmitted", "routing_id_claimed"), EARLIER)
 
 
 @pytest.mark.timeout(60)
