@@ -14,8 +14,10 @@ not the peer's):
   the same value.  ``seed_routing_ids`` seeds it from the operating system's CSPRNG
   before the kernel makes its sockets.
 - a frame from a peer that named itself (its ZMTP handshake declared a non-empty
-  ``Identity``) is dropped and counted, never handled: no self-named peer is admitted,
-  and none takes over the id of a connection that is gone.
+  ``Identity``) is dropped and counted, never handled.  This sees only names that do
+  not start with a zero byte: libzmq hands metadata out as C strings, so a name of
+  libzmq's own form (0x00 first) reads as none, and against those, the ones that
+  collide or take over a gone connection's id, the unguessable counter is the defence.
 """
 from __future__ import annotations
 
