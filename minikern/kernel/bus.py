@@ -53,6 +53,9 @@ class Bus:
             return False
         return True
 
+    def is_board(self, ident: bytes) -> bool:
+        return self.ident is not None and ident == self.ident
+
     def handle(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
             return self.k.count("bus_malformed")

@@ -313,7 +313,7 @@ class Kernel:
             events = dict(self.poller.poll(timeout))
             if events.pop(self.sock, 0):  # one frame a poll: deaths and alarms are never starved
                 try:
-                    frames, named = routing.receive(self.sock)
+                    frames, named = routing.receive(self.sock, self.table.by_ident.__contains__)
                     self.handle(frames) if not named else self.count("routing_id_claimed")
                 except Exception:  # a kernel bug: say so loudly, but keep serving
                     self.count("kernel_bug")
@@ -322,7 +322,7 @@ class Kernel:
                 for _ in range(params.BUS_BATCH):
                     if not int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
                         break
-                    frames, named = routing.receive(self.bus.sock)
+                    frames, named = routing.receive(self.bus.sock, self.bus.is_board)
                     self.bus.handle(frames) if not named else self.count("bus_routing_id_claimed")
             if {events.pop(s, 0) for s in (self.admission.sock, self.bounded.monitor,
                                            self.bus.bounded.monitor)} != {0}:
