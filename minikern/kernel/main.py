@@ -328,6 +328,8 @@ class Kernel:
                                            self.bus.bounded.monitor)} != {0}:
                 for domain in self.admission.on_requests(params.ADMISSION_BATCH):
                     self.count(domain + "_connection_refused")
+                    if self.counters[domain + "_connection_refused"] == 1:  # logged once
+                        self.log(f"{domain} socket full: connections refused (counted)")
             for fd in events:
                 if fd == self.wake_r.fileno():
                     self.wake_r.recv(64)
