@@ -18,6 +18,11 @@ EXIT_EXCEPTION = 71  # exit status after an unhandled exception
 MAX_MESSAGE = 64 * 1024  # largest message body a process may send (bulk data goes through grants)
 MAX_KERNEL_ANSWER = 1024 * 1024  # largest body of a kernel call's answer (GETINFO of a full table)
 MAX_HEADER = 256  # largest request header, in bytes
+MAX_CONNECTIONS = int(os.environ.get("MINIKERN_MAX_CONNECTIONS", "1000"))  # open connections to
+#   the kernel socket (at most half its descriptor limit); further ones are refused (ZAP)
+MAX_BUS_CONNECTIONS = 8  # open connections to the bus (the board needs one); further ones refused
+BUS_BATCH = 64  # bus frames the kernel takes per loop turn (then one frame of the kernel socket)
+ADMISSION_BATCH = 64  # connection requests (ZAP) the kernel answers per loop turn
 SOCKET_HWM = 1000  # ZeroMQ high-water mark: frames queued per peer before the socket drops
 MAX_KERNEL_QUEUE = 1024  # kernel messages queued for one process before new ones are dropped
 MAX_GRANTS = 256  # grant table entries per process

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from minikern.proto import bus as wire
+from minikern import params
 from minikern.proto import codec
 from minikern.const import HARDWARE, HW, SYSTEM, Err, Kind
 from minikern.kernel import ipc
@@ -24,6 +25,8 @@ from minikern.kernel.proc import Wait
 if TYPE_CHECKING:
     from minikern.kernel.main import Kernel
 
+MAX_HELLO = 128  # bytes: the largest frame read from a peer before it is known as the board
+
 
 class Bus:
     def __init__(self, k: Kernel, ctx: zmq.Context[Any], address: str) -> None:
@@ -31,6 +34,7 @@ class Bus:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+        self.bounded = k.admission.guard(self.sock, "bus", params.MAX_BUS_CONNECTIONS)
         self.sock.bind(address)
         self.ident: bytes | None = None
         self.credential: bytes | None = None
@@ -49,8 +53,15 @@ class Bus:
             return False
         return True
 
+    def is_board(self, ident: bytes) -> bool:
+        return self.ident is not None and ident == self.ident
+
     def handle(self, frames: list[bytes]) -> None:
-        msg = wire.decode_from_board(frames[1]) if len(frames) == 2 else None
+        if len(frames) != 2:
+            return self.k.count("bus_malformed")
+        if frames[0] != self.ident and (self.credential is None or len(frames[1]) > MAX_HELLO):
+            return self.k.count("bus_unadmitted")  # unread: only the board's frames are decoded
+        msg = wire.decode_from_board(frames[1])
         if msg is None:
             return self.k.count("bus_malformed")
         if type(msg) is wire.Hello:

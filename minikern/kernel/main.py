@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -35,7 +36,7 @@ import zmq
 
 from minikern import events, params
 from minikern.proto import bus as wire
-from minikern.proto import codec, image, startup
+from minikern.proto import codec, image, routing, startup
 from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg, err_name
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
@@ -69,11 +70,15 @@ class Kernel:
         self.spawner = Spawner(console_fd, params.TEMPLATE_POOL)
         self.address = "ipc://" + str(run_dir / params.KERNEL_SOCKET)
         self.ctx = zmq.Context()
+        routing.seed_routing_ids()  # before any ROUTER: the ids it hands out are not guessable
+        self.admission = routing.Admission(self.ctx)
         self.sock = self.ctx.socket(zmq.ROUTER)
         for opt, value in ((zmq.ROUTER_MANDATORY, 1), (zmq.LINGER, 0),
                            (zmq.MAXMSGSIZE, params.MAX_MESSAGE + params.MAX_HEADER),
                            (zmq.RCVHWM, params.SOCKET_HWM), (zmq.SNDHWM, params.SOCKET_HWM)):
             self.sock.setsockopt(opt, value)
+        limit = min(params.MAX_CONNECTIONS, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)
+        self.bounded = self.admission.guard(self.sock, "kernel", limit)  # before bind: it copies
         self.sock.bind(self.address)
         self.operator_key = secrets.token_bytes(32)
         with open(run_dir / (params.OPERATOR_KEY + ".new"), "wb", opener=_owner_only) as f:
@@ -83,6 +88,8 @@ class Kernel:
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.bus.sock, zmq.POLLIN)
+        for sock in (self.admission.sock, self.bounded.monitor, self.bus.bounded.monitor):
+            self.poller.register(sock, zmq.POLLIN)
         self.wake_r, self.wake_w = socket.socketpair()  # a signal's number arrives here
         self.wake_w.setblocking(False)
         self.poller.register(self.wake_r.fileno(), zmq.POLLIN)
@@ -304,13 +311,23 @@ class Kernel:
             events = dict(self.poller.poll(timeout))
             if events.pop(self.sock, 0):  # one frame a poll: deaths and alarms are never starved
                 try:
-                    self.handle(self.sock.recv_multipart())
+                    frames, named = routing.receive(self.sock, self.table.by_ident.__contains__)
+                    self.handle(frames) if not named else self.count("routing_id_claimed")
                 except Exception:  # a kernel bug: say so loudly, but keep serving
                     self.count("kernel_bug")
                     self.log("BUG handling a frame:\n" + traceback.format_exc())
-            if events.pop(self.bus.sock, 0):
-                while int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
-                    self.bus.handle(self.bus.sock.recv_multipart())
+            if events.pop(self.bus.sock, 0):  # a bounded batch: the bus never starves the rest
+                for _ in range(params.BUS_BATCH):
+                    if not int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
+                        break
+                    frames, named = routing.receive(self.bus.sock, self.bus.is_board)
+                    self.bus.handle(frames) if not named else self.count("bus_routing_id_claimed")
+            if {events.pop(s, 0) for s in (self.admission.sock, self.bounded.monitor,
+                                           self.bus.bounded.monitor)} != {0}:
+                for domain in self.admission.on_requests(params.ADMISSION_BATCH):
+                    self.count(domain + "_connection_refused")
+                    if self.counters[domain + "_connection_refused"] == 1:  # logged once
+                        self.log(f"{domain} socket full: connections refused (counted)")
             for fd in events:
                 if fd == self.wake_r.fileno():
                     self.wake_r.recv(64)
@@ -325,6 +342,7 @@ class Kernel:
     def close(self) -> None:
         self.audit.flush()
         self.spawner.close()
+        self.admission.close()
         self.sock.close(0)
         self.bus.sock.close(0)
         self.ctx.term()
@@ -340,6 +358,8 @@ def main() -> None:
     if (entries := image.decode((run_dir / "boot.image").read_bytes())) is None:
         sys.exit(f"kernel: refused {run_dir / 'boot.image'}: {dict(codec.refused)}")
     (run_dir / params.KERNEL_PIDFILE).write_text(str(os.getpid()))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # descriptors: connections are bounded
     Kernel(run_dir, sys.stdout.fileno()).run([dict(e) for e in entries])
 
 
