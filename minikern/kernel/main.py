@@ -49,8 +49,8 @@ _MORE_NB = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
 _POLLIN = int(zmq.POLLIN)
 
 
-def _owner_only(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
+def _owner_only(path: str, flags: int) -> int:  # a link planted in the run directory: refused
+    return os.open(path, flags | os.O_NOFOLLOW, 0o600)
 
 
 class Kernel:
@@ -357,7 +357,8 @@ def main() -> None:
     run_dir = Path(sys.argv[1])
     if (entries := image.decode((run_dir / "boot.image").read_bytes())) is None:
         sys.exit(f"kernel: refused {run_dir / 'boot.image'}: {dict(codec.refused)}")
-    (run_dir / params.KERNEL_PIDFILE).write_text(str(os.getpid()))
+    with open(run_dir / params.KERNEL_PIDFILE, "w", opener=_owner_only) as f:
+        f.write(str(os.getpid()))
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # descriptors: connections are bounded
     Kernel(run_dir, sys.stdout.fileno()).run([dict(e) for e in entries])

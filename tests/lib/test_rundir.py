@@ -172,3 +172,23 @@ def test_a_stale_pid_file_naming_another_process_does_not_stop_a_boot(
     finally:
         system.halt()
     assert bystander.poll() is None
+
+
+def test_the_kernel_itself_writes_its_files_without_following_a_link(tmp_path: Path,
+                                                                      conf: Path) -> None:
+    """A link planted after bin/boot looked (the same uid racing the boot): the kernel opens
+    its pid file and the operator key O_NOFOLLOW, so it fails to start instead of writing
+    through the link."""
+    from minikern import sysconf
+    from minikern.proto import image
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    for name in (params.KERNEL_PIDFILE, params.OPERATOR_KEY + ".new"):
+        run_dir = tmp_path / f"run-{name}"
+        run_dir.mkdir(mode=0o700)
+        (run_dir / "boot.image").write_bytes(image.encode(boot.boot_image(sysconf.load(conf))))
+        (run_dir / name).symlink_to(victim)
+        r = subprocess.run([sys.executable, "-m", "minikern.kernel", str(run_dir)],
+                           capture_output=True, text=True, timeout=30, cwd=cli.REPO_ROOT)
+        assert r.returncode != 0 and "Too many levels of symbolic links" in r.stderr, r.stderr
+        assert victim.read_text() == "precious\n"
