@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import positive
+from bench.booted import standard_system
 from minikern import cli
-from minikern.boot import System
 
 TARGET_MS = 150.0
 # name -> the command's arguments (after bin/NAME); each must exit 0 on a healthy system
@@ -63,11 +61,7 @@ def time_once(run_dir: Path, argv: list[str]) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="mk-bench-cli-"))
-    system = System(tmp / "run", cli.REPO_ROOT / "etc" / "system.conf", nic="none")
-    try:
-        if not system.wait_ready() or system.wait_services():
-            raise RuntimeError("benchmark system did not come up")
+    with standard_system("mk-bench-cli-") as system:
         medians = {}
         for name, argv in COMMANDS.items():
             time_once(system.run_dir, argv)  # warm: the page cache, not the command, is cold
@@ -75,9 +69,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             medians[name] = round(statistics.median(times), 1)
         return {"commands": medians, "max_median_ms": max(medians.values()),
                 "runs": args.runs}
-    finally:
-        system.halt()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def report(r: dict[str, Any]) -> str:

@@ -11,17 +11,13 @@ process (named by the kernel's process names, mk-<label>).  Target: at most
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench import positive
-from minikern import cli
-from minikern.boot import System
+from bench.booted import standard_system
 
 TARGET_PERCENT = 2.0
 
@@ -51,25 +47,17 @@ def cpu_by_process(kernel_pid: int) -> dict[int, tuple[str, float]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="mk-bench-idle-"))
-    system = System(tmp / "run", cli.REPO_ROOT / "etc" / "system.conf", nic="none")
-    try:
-        if not system.wait_ready() or system.wait_services():
-            raise RuntimeError("benchmark system did not come up")
+    with standard_system("mk-bench-idle-") as system:
         before, t0 = cpu_by_process(system.kernel.pid), time.monotonic()
         time.sleep(args.seconds)  # the measurement itself: the system is left alone
         after, wall = cpu_by_process(system.kernel.pid), time.monotonic() - t0
-        per: dict[str, float] = {}
-        for pid, (name, cpu) in after.items():
-            used = cpu - before.get(pid, (name, 0.0))[1]
-            per[name] = per.get(name, 0.0) + used
-        percent = {n: round(100 * c / wall, 2) for n, c in sorted(per.items(),
-                                                                  key=lambda x: -x[1])}
-        return {"cpu_percent": round(100 * sum(per.values()) / wall, 2),
-                "seconds": round(wall, 1), "processes": percent}
-    finally:
-        system.halt()
-        shutil.rmtree(tmp, ignore_errors=True)
+    per: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        used = cpu - before.get(pid, (name, 0.0))[1]
+        per[name] = per.get(name, 0.0) + used
+    percent = {n: round(100 * c / wall, 2) for n, c in sorted(per.items(), key=lambda x: -x[1])}
+    return {"cpu_percent": round(100 * sum(per.values()) / wall, 2),
+            "seconds": round(wall, 1), "processes": percent}
 
 
 def report(r: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ import pytest
 
 from minikern import ipc, sysconf
 from minikern.boot import System
+from minikern.cli import REPO_ROOT
 from minikern.const import KCall
 from minikern.deadline import wait_for
 from minikern.events import read_all
+from minikern.proto import Message
 
 __all__ = ["wait_for"]  # tests import it from here
 
@@ -34,6 +37,16 @@ service agent {{ program tests.kernel.agent; ipc ALL; system SETGRANT SAFECOPYFR
 
 
 BOOT_DEADLINE = 30.0  # seconds
+
+
+def conf_entry(label: str) -> str:
+    """etc/system.conf's ``service LABEL { ... };`` entry, braces escaped for str.format
+    (TEST_CONF-shaped configurations are formatted)."""
+    text = (REPO_ROOT / "etc" / "system.conf").read_text()
+    found = re.search(rf"^service {label} \{{.*?^\}};", text, re.S | re.M)
+    if found is None:
+        raise AssertionError(f"etc/system.conf has no {label} service")
+    return found.group(0).replace("{", "{{").replace("}", "}}")
 
 
 class SystemUnderTest:
@@ -63,6 +76,15 @@ class SystemUnderTest:
         c = ipc.Connection.operator(self.run_dir, label, priv)
         self.conns.append(c)
         return c
+
+    def ask(self, label: str, req: int, /, **fields: Any) -> Message:
+        """One request to the component ``label``, from an operator connection of its own."""
+        c = self.connect("tester", "operator")
+        try:
+            return c.sendrec(self.endpoint_of(label), Message(req, fields))
+        finally:
+            c.close()
+            self.conns.remove(c)
 
     def info(self) -> dict[str, Any]:
         c = self.connect("info", "operator")

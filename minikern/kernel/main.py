@@ -88,7 +88,8 @@ class Kernel:
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.bus.sock, zmq.POLLIN)
-        for sock in (self.admission.sock, self.bounded.monitor, self.bus.bounded.monitor):
+        self.guards = (self.admission.sock, self.bounded.monitor, self.bus.bounded.monitor)
+        for sock in self.guards:
             self.poller.register(sock, zmq.POLLIN)
         self.wake_r, self.wake_w = socket.socketpair()  # a signal's number arrives here
         self.wake_w.setblocking(False)
@@ -322,8 +323,7 @@ class Kernel:
                         break
                     frames, named = routing.receive(self.bus.sock, self.bus.is_board)
                     self.bus.handle(frames) if not named else self.count("bus_routing_id_claimed")
-            if {events.pop(s, 0) for s in (self.admission.sock, self.bounded.monitor,
-                                           self.bus.bounded.monitor)} != {0}:
+            if events and [events.pop(s, 0) for s in self.guards] != [0, 0, 0]:
                 for domain in self.admission.on_requests(params.ADMISSION_BATCH):
                     self.count(domain + "_connection_refused")
                     if self.counters[domain + "_connection_refused"] == 1:  # logged once

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from minikern import boardctl, cli
+from minikern import boardctl
 from minikern.const import Err
 from minikern.proto import Message
 from tests.block import client
-from tests.conftest import SystemUnderTest
+from tests.conftest import SystemUnderTest, conf_entry
 from tests.services.rs_helpers import service, wait_state
 
 DISK_CONF = """
@@ -38,16 +38,12 @@ BMIDE_WINDOW = " 0xc100:16"  # the bus-master registers in at_wini's io line (et
 def at_wini_entry(pio: bool = False) -> str:
     """etc/system.conf's at_wini service, with the test client added to its ipc mask; with
     ``pio``, without the bus-master registers in its io window (so it falls back on PIO)."""
-    text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
-    found = re.search(r"^service at_wini \{.*?^\};", text, re.S | re.M)
-    if found is None:
-        raise AssertionError("etc/system.conf has no at_wini service")
-    entry = re.sub(r"(\n\s*ipc [^;]*)", r"\1 bdevclient", found.group(0), count=1)
+    entry = re.sub(r"(\n\s*ipc [^;]*)", r"\1 bdevclient", conf_entry("at_wini"), count=1)
     if pio:
         if BMIDE_WINDOW + ";" not in entry:
             raise AssertionError(f"at_wini's io window does not end with{BMIDE_WINDOW}")
         entry = entry.replace(BMIDE_WINDOW + ";", ";")
-    return entry.replace("{", "{{").replace("}", "}}")
+    return entry
 
 
 def make_disk(path: Path, size: int, head: bytes = b"") -> Path:
@@ -68,12 +64,7 @@ def boot_disk(make_system: Callable[..., SystemUnderTest], disk: Path,
 
 def ask(s: SystemUnderTest, req: int, **fields: Any) -> Message:
     """One request to the client component, from an operator connection."""
-    conn = s.connect("tester", "operator")
-    try:
-        return conn.sendrec(s.endpoint_of("bdevclient"), Message(req, fields))
-    finally:
-        conn.close()
-        s.conns.remove(conn)
+    return s.ask("bdevclient", req, **fields)
 
 
 def raw(s: SystemUnderTest, mtype: int, fields: dict[str, Any], **extra: Any) -> dict[str, Any]:

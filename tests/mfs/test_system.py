@@ -3,7 +3,6 @@ requests from a stand-in (tests/mfs/vfs_stub.py), at_wini killed mid-copy, fsck.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -12,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from minikern import cli
 from minikern.const import Err, FsReq
 from minikern.deadline import wait_for
 from minikern.proto import Message
-from tests.conftest import SystemUnderTest
+from tests.conftest import SystemUnderTest, conf_entry
 from tests.mfs import vfs_stub
 from tests.mfs.conftest import assert_clean, fsck, make_image, needs_util_linux
 from tests.services.rs_helpers import wait_state
@@ -35,33 +33,16 @@ service vfs {{ program tests.mfs.vfs_stub; system GETINFO; ipc SYSTEM USER rs ds
 """
 
 
-def entry(label: str) -> str:
-    """etc/system.conf's entry for ``label``."""
-    text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
-    found = re.search(rf"^service {label} \{{.*?^\}};", text, re.S | re.M)
-    if found is None:
-        raise AssertionError(f"etc/system.conf has no {label} service")
-    return found.group(0).replace("{", "{{").replace("}", "}}")
-
-
 def boot(make_system: Callable[..., SystemUnderTest], disk: Path) -> SystemUnderTest:
-    s = make_system("hw rs ds", CONF.replace("{disk}", str(disk)) + entry("at_wini") + entry("mfs"))
+    s = make_system("hw rs ds", CONF.replace("{disk}", str(disk)) + conf_entry("at_wini")
+                    + conf_entry("mfs"))
     for label in ("at_wini", "mfs", "vfs"):
         wait_state(s, label, "up", timeout=30)
     return s
 
 
-def ask(s: SystemUnderTest, req: int, **fields: Any) -> Message:
-    conn = s.connect("tester", "operator")
-    try:
-        return conn.sendrec(s.endpoint_of("vfs"), Message(req, fields))
-    finally:
-        conn.close()
-        s.conns.remove(conn)
-
-
 def fs(s: SystemUnderTest, req: FsReq, **fields: Any) -> Message:
-    r = ask(s, vfs_stub.REQ_FS, type=int(req), fields=fields)
+    r = s.ask("vfs", vfs_stub.REQ_FS, type=int(req), fields=fields)
     assert r.type == Err.OK, r
     return Message(r["type"], r["fields"])
 
@@ -74,10 +55,10 @@ def test_mfs_on_at_wini_survives_driver_kills(make_system: Callable[..., SystemU
     s = boot(make_system, disk)
     r = fs(s, FsReq.READSUPER, driver="at_wini", minor=0, readonly=False)
     assert r.type == Err.OK and r["root"]["ino"] == 1, r
-    quiet = ask(s, vfs_stub.REQ_COPY, dir=1, name="quiet", bytes=2_000_000, seed=1)
+    quiet = s.ask("vfs", vfs_stub.REQ_COPY, dir=1, name="quiet", bytes=2_000_000, seed=1)
     assert quiet.type == Err.OK and quiet["written"] == quiet["read"], quiet
     print(f"through IPC: write {2 / quiet['write_s']:.1f} MB/s, read {2 / quiet['read_s']:.1f} MB/s")
-    copy = s.pool.submit(ask, s, vfs_stub.REQ_COPY, dir=1, name="killed", bytes=20_000_000, seed=2)
+    copy = s.pool.submit(s.ask, "vfs", vfs_stub.REQ_COPY, dir=1, name="killed", bytes=20_000_000, seed=2)
     kills = 0
     deadline = time.monotonic() + 180
     while not copy.done() and time.monotonic() < deadline:

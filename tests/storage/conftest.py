@@ -10,13 +10,12 @@
 
 ``make_storage(size=..., extra_conf=..., rs_args=...)`` boots more than one,
 or with other sizes or more services (``extra_conf`` in str.format form:
-braces doubled, as ``entry`` gives them).  Every system is halted at the end of
+braces doubled, as ``tests.conftest.conf_entry`` gives them).  Every system is halted at the end of
 the test (``SystemUnderTest.close``); ``halt`` may be called before, e.g. to
 check the image.
 """
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -24,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from minikern import cli, ipc
+from minikern import ipc
 from minikern.deadline import wait_for
-from tests.conftest import SystemUnderTest
+from tests.conftest import SystemUnderTest, conf_entry
 from userland.fs import Files, FsError
 
 MKFS = shutil.which("mkfs.minix") or "/usr/sbin/mkfs.minix"
@@ -47,15 +46,6 @@ service rs {{ program services.rs.main; args {rs_args};
              system PRIVCTL KILL GETINFO SHUTDOWN; ipc ALL; }};
 service ds {{ program services.ds; system GETINFO; ipc ALL; period 2s; }};
 """
-
-
-def entry(label: str) -> str:
-    """etc/system.conf's entry for ``label``, braces escaped for str.format."""
-    text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
-    found = re.search(rf"^service {label} \{{.*?^\}};", text, re.S | re.M)
-    if found is None:
-        raise AssertionError(f"etc/system.conf has no {label} service")
-    return found.group(0).replace("{", "{{").replace("}", "}}")
 
 
 def make_image(path: Path, size: int = DISK_SIZE) -> Path:
@@ -136,7 +126,7 @@ def make_storage(make_system: Callable[..., SystemUnderTest],
         made += 1
         disk = make_image(tmp_path / f"disk{made}.img", size)
         conf = CONF.replace("{disk}", str(disk)).replace("{rs_args}", rs_args) \
-            + "".join(entry(n) for n in labels) + extra_conf  # braces doubled: make_system formats
+            + "".join(conf_entry(n) for n in labels) + extra_conf  # braces doubled: make_system formats
         st = Storage(make_system("hw rs ds", conf), disk)
         st.wait_mounted()
         return st
