@@ -13,11 +13,11 @@ not the peer's):
   rand() as it makes a ROUTER, and rand() is never seeded, so every kernel started at
   the same value.  ``seed_routing_ids`` seeds it from the operating system's CSPRNG
   before the kernel makes its sockets.
-- a frame from a peer that named itself (its ZMTP handshake declared a non-empty
-  ``Identity``) is dropped and counted, never handled.  This sees only names that do
-  not start with a zero byte: libzmq hands metadata out as C strings, so a name of
-  libzmq's own form (0x00 first) reads as none, and against those, the ones that
-  collide or take over a gone connection's id, the unguessable counter is the defence.
+- a frame from a peer that named itself is dropped and counted, never handled.  An id
+  the ROUTER assigned has libzmq's own form, five bytes with 0x00 first; a peer not
+  admitted yet whose id has any other form chose it.  Against a chosen name of libzmq's
+  own form, the one that collides or takes over a gone connection's id, the unguessable
+  counter is the defence.
 """
 from __future__ import annotations
 
@@ -34,28 +34,18 @@ def seed_routing_ids() -> None:
     ctypes.CDLL(None).srand(ctypes.c_uint(secrets.randbits(32)))
 
 
-def named_itself(frame: zmq.Frame) -> bool:
-    """Whether the peer that sent ``frame`` chose its own routing id.  A peer whose
-    handshake carried no metadata (ZMTP before 3.0, which sends its id as a frame) counts
-    as one that did."""
-    try:
-        return bool(frame.get("Identity"))
-    except zmq.ZMQError:
-        return True
+def assigned(ident: bytes) -> bool:
+    """Whether ``ident`` has the form of a routing id libzmq assigns (0x00, a counter)."""
+    return len(ident) == 5 and ident[0] == 0
 
 
 def receive(sock: zmq.Socket[Any], known: Callable[[bytes], bool]) -> tuple[list[bytes], bool]:
     """One message from a ROUTER socket (its first frame the peer's routing id), and
-    whether the peer named itself.  Only a peer not ``known`` yet (not admitted) is
-    asked: reading metadata costs microseconds a frame, and an admitted peer's id is one
-    the ROUTER gave it."""
-    ident = sock.recv()
-    if known(ident):
-        return [ident, *sock.recv_multipart()], False
-    if not sock.get(zmq.RCVMORE):
-        return [ident], True
-    frames = sock.recv_multipart(copy=False)
-    return [ident, *(f.bytes for f in frames)], named_itself(frames[0])
+    whether the peer named itself: one not ``known`` yet (not admitted) whose id is not
+    of the assigned form.  One read a message, as before the check: the hot path pays a
+    lookup."""
+    frames = sock.recv_multipart()
+    return frames, not known(frames[0]) and not assigned(frames[0])
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27/ZAP), in the kernel's context
 
