@@ -333,3 +333,11 @@ def err_name(code: int) -> str:
         return Err(code).name
     except ValueError:
         return str(code)
+
+# Scheduling queues (MINIX 3 proc.h): 0 is the highest, USER_Q user programs' default,
+# IDLE_Q the lowest.  system.conf's ``priority`` names one; minikern/sched.py maps it onto
+# the host's scheduler.
+NR_SCHED_QUEUES = 16
+KERNEL_Q = 0  # the kernel (minikern's broker) and, in MINIX, the clock and system tasks
+USER_Q = 7  # a user program
+IDLE_Q = 15

@@ -52,6 +52,8 @@ STABLE_TIME = 10.0  # seconds up after which a service's failure count starts ag
 INTENSITY_RESTARTS = 10  # default intensity limit: more than this many restarts ...
 INTENSITY_WINDOW = 60.0  # ... within this many seconds marks the service FAILED
 RESOURCE_CHECK = 1.0  # seconds between psutil memory / CPU checks of limited services
+DEFAULT_PRIORITY = 4  # scheduling queue of a service whose system.conf entry names none
+NICE_PER_QUEUE = 2  # host nice steps per scheduling queue: USER_Q is nice 0, queue 0 nice -14
 DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)
 RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was not ready for
 
