@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from minikern import boardctl, cli
+from minikern import boardctl, cli, params
 from minikern import rsctl as ctl
 from minikern.boot import System
 from minikern.const import RsReq
 from minikern.deadline import wait_for
 from minikern.ipc import Connection
+from tests.conftest import BOOT_DEADLINE
 from tests.net import lab
 from userland import spool
 
@@ -64,9 +65,9 @@ class PrintRig:
         return next((j for j in s["jobs"] + s["done"] if j["job"] == job), None)
 
     def wait_done(self, job: int, timeout: float) -> dict[str, Any]:
-        def done() -> dict[str, Any] | None:
+        def done() -> dict[str, Any]:
             row = self.job(job)
-            return row if row is not None and row["state"] == "done" else None
+            return row if row is not None and row["state"] == "done" else {}
         return wait_for(done, timeout, f"job {job} printed", interval=0.05)
 
     def knob(self, name: str, value: Any) -> None:
@@ -77,14 +78,21 @@ class PrintRig:
             ctl_.sock.close()
 
 
+def console(system: System) -> str:
+    path = system.run_dir / params.CONSOLE_LOG
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
 @contextlib.contextmanager
 def booted(work: Path) -> Iterator[PrintRig]:
     """etc/system.conf booted in ``work/run``; halted however the body ends."""
     system = System(work / "run", cli.REPO_ROOT / "etc" / "system.conf", nic="none")
     rig = PrintRig(system)
     try:
-        if not system.wait_ready() or system.wait_services():
-            raise RuntimeError("the system did not come up")
+        if not system.wait_ready(timeout=BOOT_DEADLINE):
+            raise RuntimeError(f"the system did not come up:\n{console(system)}")
+        if bad := system.wait_services(timeout=BOOT_DEADLINE):
+            raise RuntimeError(f"services not up: {[s['label'] for s in bad]}\n{console(system)}")
         wait_for(lambda: rig.status()["printer"]["state"] == "idle", 30, "the spooler ready",
                  interval=0.05)
         yield rig
