@@ -74,6 +74,8 @@ MFS_CACHE_BLOCKS = 4096  # MFS's buffer cache bound, in 1 KiB blocks (LRU; dirty
 MFS_INODE_CACHE = 1024  # unreferenced inodes MFS keeps in memory
 MFS_READAHEAD = 128  # blocks MFS reads ahead of a sequential reader (one 128 KiB device request)
 MFS_DIRTY_AGE = 2.0  # seconds a dirty block may wait before MFS's timer writes everything back
+SHM_DIR = "/dev/shm"  # where the memory driver keeps its RAM disks' segments (POSIX shared memory)
+RAM_SIZE = 16 * 1024 * 1024  # the memory driver's RAM disk when system.conf gives no --ram
 MFS_SYNC_CHECK = 0.5  # seconds between MFS's checks of the oldest dirty block's age
 
 # The host's FUSE mounts (bin/mount, minikern/mounts.py)
