@@ -169,7 +169,8 @@ class MemoryDriver:
                 got = os.pread(fd, min(1 << 20, self.segment.size - at), at)
                 if not got:
                     break
-                disk[at:at + len(got)] = got
+                if got.count(0) != len(got):  # the segment is zeroed: its untouched pages
+                    disk[at:at + len(got)] = got  # stay unallocated
                 at += len(got)
             self.log(f"new RAM disk of {self.segment.size} bytes, formatted MINIX v3 by {tool}")
         finally:
