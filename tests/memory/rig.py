@@ -89,7 +89,7 @@ def boot_stack(make: Make, disk: Path, ram: str = "16M") -> SystemUnderTest:
 def mounted(files: Files) -> bool:
     """True once /ram is the RAM disk's root (a file system of another size than /'s)."""
     try:
-        return files.statvfs(MOUNT).blocks != files.statvfs("/").blocks
+        return files.statvfs(MOUNT).f_blocks != files.statvfs("/").f_blocks
     except FsError:
         return False
 
