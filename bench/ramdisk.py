@@ -111,6 +111,9 @@ def _exercise(s: SystemUnderTest, work: Path, args: argparse.Namespace) -> dict[
     try:
         same = all(hashlib.sha256(files.read_file(p)).hexdigest() == d
                    for p, d in digests.items())
+    except FsError as e:  # a file system that lost its contents: the figure says so
+        same = False
+        errors.append(f"reading back: {e}")
     finally:
         inj.stop()
     errors += inj.errors
