@@ -77,7 +77,9 @@ class BlockDriver(Protocol):
     """The callbacks a block driver provides.  ``irq`` None: a device without an interrupt
     (the memory driver's RAM disk), whose transfers never wait."""
 
-    irq: int | None
+    @property
+    def irq(self) -> int | None:
+        """The drive's interrupt line (None: none)."""
 
     def init(self, ctx: sef.Context, wait_interrupt: WaitInterrupt) -> Geometry:
         """Find and identify the drive (panic if there is none); ``wait_interrupt(seconds)``

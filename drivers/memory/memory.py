@@ -78,7 +78,7 @@ def segment_key(label: str) -> str:
 
 
 class MemoryDriver:
-    irq = None  # a RAM disk raises no interrupt: its transfers never wait
+    irq: int | None = None  # a RAM disk raises no interrupt: its transfers never wait
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -128,7 +128,7 @@ class MemoryDriver:
         except IpcError:
             return None  # none (a fresh start, or DS itself restarted and lost it)
         try:
-            entry = json.loads(value) if isinstance(value, str) else None
+            entry = json.loads(value) if isinstance(value, str) else {}
             info = Info(str(entry["name"]), int(entry["size"]), int(entry["generation"]))
         except (ValueError, TypeError, KeyError):
             self.log(f"the DS entry {segment_key(self.label)} is malformed: starting empty")

@@ -154,7 +154,7 @@ class Segment:
         seq, sector, length, crc = _RECORD.unpack_from(self.map, RECORD_AT)
         self.seq = seq
         journal = self.view[HEADER:HEADER + JOURNAL]
-        ok = (0 < length <= JOURNAL and length % SECTOR_SIZE == 0
+        ok: bool = (0 < length <= JOURNAL and length % SECTOR_SIZE == 0
               and sector * SECTOR_SIZE + length <= self.size
               and zlib.crc32(journal[:length]) == crc)
         if ok:

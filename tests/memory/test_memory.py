@@ -27,8 +27,11 @@ def kill_and_wait(s: SystemUnderTest) -> int:
     """SIGKILL the memory driver; the new instance's pid once RS has it up."""
     old = rig.pid(s)
     os.kill(old, signal.SIGKILL)
-    return int(wait_for(lambda: (lambda v: v["pid"] if v["state"] == "up" and v["pid"] != old
-                                 else None)(service(s, rig.LABEL)), 30, "memory back"))
+
+    def back() -> int:
+        v = service(s, rig.LABEL)
+        return int(v["pid"]) if v["state"] == "up" and v["pid"] not in (old, None) else 0
+    return int(wait_for(back, 30, "memory back"))
 
 
 def console_count(s: SystemUnderTest, text: str) -> int:
