@@ -87,9 +87,10 @@ def boot_stack(make: Make, disk: Path, ram: str = "16M") -> SystemUnderTest:
 
 
 def mounted(files: Files) -> bool:
-    """True once /ram is the RAM disk's root (a file system of another size than /'s)."""
+    """True once /ram is the RAM disk's root: inode 1 of its file system (the root disk's
+    directory /ram has another inode, as inode 1 there is /)."""
     try:
-        return files.statvfs(MOUNT).f_blocks != files.statvfs("/").f_blocks
+        return files.stat(MOUNT).st_ino == 1
     except FsError:
         return False
 
