@@ -49,7 +49,7 @@ def test_files_on_ram_survive_the_driver_and_vfs_restarts(make_system: Make,
     assert ram.f_blocks < (16 << 20) // 1024 < root.f_blocks, "the 16 MiB RAM disk on /ram"
     blobs = {f"/ram/d/f{i}": os.urandom(50_000 * (i + 1)) for i in range(4)}
     files.mkdir("/ram/d")
-    for i, (path, data) in enumerate(blobs.items()):
+    for path, data in blobs.items():
         files.write_file(path, data)
         files.sync()
         kill_and_wait(s)  # after each file: the next one goes to a restarted driver
