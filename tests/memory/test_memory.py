@@ -88,7 +88,12 @@ def test_contents_survive_sigkills_of_the_driver(make_system: Make, tmp_path: Pa
         for pos, data in pieces.items():
             assert rig.bdev(s, "read", pos=pos, count=len(data))["data"] == data, \
                 f"after kill {kill + 1}: the RAM disk lost what was written at {pos}"
-    assert console_count(s, f"took back RAM disk {entry['name']}") == 3
+    kill_and_wait(s)
+    stale = rig.raw(s, BdevReq.READ, {"minor": 0, "pos": 0, "count": 512, "grant": "$0"},
+                    grants=[[0, 512, 2]])
+    assert stale["status"] == Err.ERESTART, "the new instance never saw this caller's OPEN"
+    assert rig.bdev(s, "read", pos=0, count=512)["data"] == pieces[0][:512], "reopened"
+    assert console_count(s, f"took back RAM disk {entry['name']}") == 4
     assert rig.segment_entry(s) == entry, "the same segment, name, size and generation"
     assert rig.segments(s) == [entry["name"]], "no other segment was made"
 
