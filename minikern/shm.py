@@ -14,7 +14,7 @@ from pathlib import Path
 
 from minikern import params
 
-NAME = re.compile(r"minikern-\d+-[0-9a-f]{12}-[A-Za-z0-9_.]{1,32}-[0-9a-f]{16}")
+NAME = re.compile(r"minikern-\d+-[0-9a-f]{12}-[A-Za-z0-9_.-]{1,32}-[0-9a-f]{16}")
 
 
 def shm_dir() -> Path:

@@ -119,7 +119,9 @@ class Segment:
         if info.size != size:
             raise Refused(f"its size {info.size} is not the configured {size}")
         try:
-            fd = os.open(shm_dir() / info.name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO planted under the name must not hang the open
+            fd = os.open(shm_dir() / info.name,
+                         os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
             raise Refused(f"cannot open it: {e.strerror}") from None
         st = os.fstat(fd)

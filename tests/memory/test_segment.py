@@ -14,6 +14,7 @@ from drivers.memory.segment import COMMIT_AT, DATA, HEADER, Info, Refused, Segme
 from minikern import params, shm
 
 SIZE = 64 * 1024
+pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
@@ -160,3 +161,16 @@ def test_halt_removes_this_run_dirs_segments_only(shm_dir: Path, tmp_path: Path)
     a.close()
     b.close()
     assert HEADER < DATA
+
+
+def test_a_fifo_under_the_name_is_refused_without_hanging(shm_dir: Path, tmp_path: Path) -> None:
+    seg = Segment.create(tmp_path, "ram-1", SIZE, generation=1)  # a label with a dash
+    info = seg.info
+    seg.close()
+    back = Segment.take_back(tmp_path, "ram-1", info, SIZE)
+    assert back.name == info.name
+    back.close()
+    os.unlink(shm_dir / info.name)
+    os.mkfifo(shm_dir / info.name, 0o600)
+    with pytest.raises(Refused, match="regular file|cannot open"):
+        Segment.take_back(tmp_path, "ram-1", info, SIZE)
