@@ -164,18 +164,28 @@ class MemoryDriver:
                 self.log(f"{tool} -3 failed ({done.stderr.strip()}): the RAM disk is left "
                          f"unformatted")
                 return
-            disk, at = self.segment.disk, 0
-            while at < self.segment.size:
-                got = os.pread(fd, min(1 << 20, self.segment.size - at), at)
-                if not got:
-                    break
-                if got.count(0) != len(got):  # the segment is zeroed: its untouched pages
-                    disk[at:at + len(got)] = got  # stay unallocated
-                at += len(got)
+            self.copy_in(fd)
             self.log(f"new RAM disk of {self.segment.size} bytes, formatted MINIX v3 by {tool}")
         finally:
             os.close(fd)
             os.unlink(name)
+
+    def copy_in(self, fd: int) -> None:
+        """The image's data into the (zeroed) disk: only its data extents (mkfs writes a few
+        blocks of a sparse file), so the segment's other pages are never touched."""
+        disk, size, at = self.segment.disk, self.segment.size, 0
+        while at < size:
+            try:
+                at = os.lseek(fd, at, os.SEEK_DATA)
+                end = min(size, os.lseek(fd, at, os.SEEK_HOLE))
+            except OSError:  # ENXIO: no data after ``at``
+                return
+            while at < end:
+                got = os.pread(fd, min(1 << 20, end - at), at)
+                if not got:
+                    return
+                disk[at:at + len(got)] = got
+                at += len(got)
 
     def shutdown(self) -> None:
         """The system halts: the disk goes with it."""

@@ -75,3 +75,15 @@ def rig_dump(s: SystemUnderTest, tmp_path: Path) -> Path:
     rig.dump(s, image)
     assert image.stat().st_size == 16 << 20
     return image
+
+
+@pytest.mark.timeout(120)
+@needs_util_linux
+def test_a_new_ram_disk_is_formatted_minix_v3(make_system: Make, tmp_path: Path) -> None:
+    s = rig.boot_driver(make_system, tmp_path, ram="4M")
+    assert "formatted MINIX v3 by" in s.console()
+    image = tmp_path / "fresh.img"
+    rig.dump(s, image)
+    assert image.stat().st_size == 4 << 20
+    clean, said = rig.fsck(image)
+    assert clean, said
