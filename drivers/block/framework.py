@@ -26,7 +26,9 @@ the rest, the same for every block driver (docs/PROTOCOL.md section 19):
   (MINIX w_intr_wait): the framework receives until the IRQ's notification
   comes or the timeout passes (an alarm from CLOCK), answering RS's
   heartbeat meanwhile, and keeps any request that arrives for after the
-  current one (blockdriver_mq_queue): the driver answers in order.
+  current one (blockdriver_mq_queue): the driver answers in order.  A driver
+  whose ``irq`` is None (the memory driver's RAM disk) has no line to set up
+  and never waits.
 """
 from __future__ import annotations
 
