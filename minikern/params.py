@@ -70,6 +70,7 @@ VFS_SWEEP = 1.0  # seconds between VFS's looks (GETINFO) for dead processes hold
 VFS_IDLE_SWEEP = 10.0  # seconds between VFS's looks while no process is known to it and no mount
 #                        needs recovery (a file server's restart comes as DS's notification)
 VFS_MOUNT_RETRY = 0.5  # seconds between VFS's tries to mount the root (file server or driver not up)
+VFS_MOUNT_RETRY_CAP = 10.0  # seconds: the longest wait between tries of a --mount (doubling)
 VFS_NR_FILPS = 1024  # open files in the whole system (ENFILE beyond; MINIX NR_FILPS)
 VFS_MAX_PARKED = 256  # requests VFS holds while the root is not mounted yet (EAGAIN beyond)
 MFS_CACHE_BLOCKS = 4096  # MFS's buffer cache bound, in 1 KiB blocks (LRU; dirty blocks written on eviction)
@@ -77,6 +78,8 @@ MFS_INODE_CACHE = 1024  # unreferenced inodes MFS keeps in memory
 MFS_READAHEAD = 128  # blocks MFS reads ahead of a sequential reader (one 128 KiB device request)
 MFS_DIRTY_AGE = 2.0  # seconds a dirty block may wait before MFS's timer writes everything back
 MFS_SYNC_CHECK = 0.5  # seconds between MFS's checks of the oldest dirty block's age
+SHM_DIR = "/dev/shm"  # where the memory driver keeps its RAM disks' segments (POSIX shared memory)
+RAM_SIZE = 16 * 1024 * 1024  # the memory driver's RAM disk when system.conf gives no --ram
 
 # The host's FUSE mounts (bin/mount, minikern/mounts.py)
 UNMOUNT_TIMEOUT = 30.0  # seconds an unmounted mount's process may take to write back and end

@@ -38,13 +38,13 @@ def test_a_priority_outside_the_queues_is_refused_naming_the_service(bad: str) -
 
 
 def test_the_shipped_configuration_orders_rs_drivers_servers_users() -> None:
-    """etc/system.conf: RS first, then every driver (a service with ports), then every other
+    """etc/system.conf: RS first, then every driver (a program of drivers/), then every other
     server, each above the user programs' queue."""
     conf = sysconf.load(REPO_ROOT / "etc" / "system.conf")
     q = {label: Policy.from_conf(svc).priority for label, svc in conf.services.items()
          if svc.get("program")}
     drivers = {label for label, svc in conf.services.items()
-               if svc.keys.get("io") and label != "hw"}
+               if (svc.get("program") or "").startswith("drivers.")}
     servers = set(q) - drivers - {"rs", "hw"}
     assert drivers and servers
     assert q["rs"] == KERNEL_Q
