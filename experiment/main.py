@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=None,
                    help="make trial N's systems in RUN_DIR/trial-N and keep them (default: a "
                    "fresh temporary folder per trial, removed after)")
-    p.add_argument("--period", type=_positive, default=300,
+    p.add_argument("--period", type=_positive, default=500,
                    help="the drivers' heartbeat period in ms (default %(default)s)")
     p.add_argument("--plan", action="store_true", help="print the plan as JSON and stop")
     p.add_argument("--json", action="store_true", help="end with the summary as one JSON line")
@@ -107,10 +107,11 @@ def run_dask(jobs: list[Job], address: str,
                          "(pip install -e '.[experiment]')") from e
     os.environ["PYTHONPATH"] = str(cli.REPO_ROOT)  # the workers import experiment too
     if address == "local":
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with LocalCluster(n_workers=workers, threads_per_worker=1,  # type: ignore[no-untyped-call]
+                          processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:  # type: ignore[no-untyped-call]
             return list(client.gather(client.map(_trial, jobs, pure=False)))
-    with Client(address) as client:
+    with Client(address) as client:  # type: ignore[no-untyped-call]
         return list(client.gather(client.map(_trial, jobs, pure=False)))
 
 

@@ -64,7 +64,7 @@ def _table(outs: list[Outcome], key: str) -> list[str]:
         app = Counter(o["app"].split(" (")[0] for o in g)
         rows.append(f"| {name} | {len(g)} | {sum(o['activated'] for o in g)} | "
                     f"{sum(o['detected'] for o in g)} | {sum(o['recovered'] for o in g)} | "
-                    f"{statistics.median(rec) if rec else '-'} | {app['error']} | "
+                    f"{round(statistics.median(rec), 1) if rec else '-'} | {app['error']} | "
                     f"{app['stall']} | {app['data corrupted']} | "
                     f"{sum(bool(o.get('silent')) for o in g)} | "
                     f"{sum(bool(o['other_components']) for o in g)} |")
@@ -125,9 +125,9 @@ def _bars(outs: list[Outcome], key: str, path: Path, title: str) -> None:
               for c in CLASSES}
     fig, ax = plt.subplots(figsize=(7, 4))
     bottom = [0] * len(names)
-    for c, colour in zip(CLASSES, COLOURS):
+    for c, colour in zip(CLASSES, COLOURS, strict=True):
         ax.bar(names, counts[c], bottom=bottom, label=c, color=colour)
-        bottom = [b + v for b, v in zip(bottom, counts[c])]
+        bottom = [b + v for b, v in zip(bottom, counts[c], strict=True)]
     ax.set_ylabel("injections")
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -160,7 +160,7 @@ def _throughput(trial: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(max(1, len(loads)), 1, figsize=(9, 2.2 * max(1, len(loads))),
                              sharex=True, squeeze=False)
     start = trial.get("start", 0.0)
-    for ax, (driver, ld) in zip(axes[:, 0], sorted(loads.items())):
+    for ax, (driver, ld) in zip(axes[:, 0], sorted(loads.items()), strict=False):
         bins: Counter[int] = Counter()
         for t, n in ld["ops"]:
             bins[int((t - start) / BIN)] += n

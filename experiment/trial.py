@@ -24,6 +24,7 @@ the application is a silent failure.
 """
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import time
@@ -37,14 +38,15 @@ from minikern.events import Reader
 
 from experiment.plan import Injection
 from experiment.rig import Rig, events_path
-from experiment.workload import Load
+from experiment.workload import DiskLoad, Load
 
 POLL = 0.005
 ACTIVATE_WAIT = 1.5  # seconds a SWIFI fault may take to reach its nth event
 RECOVERY_WAIT = 10.0  # seconds from detection to the restart event
 RESUME_WAIT = 8.0  # seconds for the driver's application to do an operation again
 UP_WAIT = 15.0
-STALL_MS = 300.0  # a pause of the application longer than this is a stall
+STALL_MS = 300.0  # a pause of the application longer than this is a stall ...
+STALL_PACES = 4  # ... and longer than this many of its usual intervals
 SLACK = 0.5  # seconds over a detector's own period
 
 
@@ -70,7 +72,8 @@ class Watcher:
                      and e.get("label") == label and e.get("ts", 0) >= since), None)
 
     def others(self, label: str, since: float, until: float) -> list[str]:
-        return sorted({f"{e['system']}:{e.get('label')}:{e['kind']}" for e in self.events
+        return sorted({f"{e['system']}:{e.get('label')}:{e['kind']}"
+                       + (f"({e['reason']})" if e.get("reason") else "") for e in self.events
                        if e.get("kind") in ("crash", "restart", "halt", "shutdown")
                        and since <= e.get("ts", 0) <= until
                        and not (e["system"] == "a" and e.get("label") == label)})
@@ -97,7 +100,7 @@ def _stall_ms(load: Load, start: float, end: float) -> float:
     before = [t for t in times if t < start]
     inside = [t for t in times if t >= start]
     marks = ([before[-1]] if before else [start]) + inside + [end]
-    return max((b - a) * 1000 for a, b in zip(marks, marks[1:]))
+    return max((b - a) * 1000 for a, b in itertools.pairwise(marks))
 
 
 def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, Load],
@@ -136,6 +139,7 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
     t_back = time.time()
     if crash is not None:
         out.update(detected=True, detected_by=crash.get("reason", "?"),
+                   detail=str(crash.get("detail", ""))[:200],
                    detect_ms=round((crash["ts"] - t0) * 1000, 1))
         out["activated"] = True  # whatever the record says: it failed
         up = _wait(lambda: watch.find("restart", inj.driver, crash["ts"]), RECOVERY_WAIT)
@@ -150,6 +154,7 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
     errors = sum(1 for ld in loads.values() for t, _ in ld.errors if t0 <= t <= t_end)
     corrupted = sum(n for ld in loads.values() for t, n in ld.corrupted if t0 <= t <= t_end)
     stall = _stall_ms(load, t0, t_end)
+    stalled = stall > max(STALL_MS, STALL_PACES * 1000 * load.pace(t0))
     out.update(app_errors=errors, bytes_corrupted=corrupted, stall_ms=round(stall, 1),
                end=t_end)
     if corrupted:
@@ -158,10 +163,28 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
         out["app"] = "stall (did not resume)"
     elif errors:
         out["app"] = "error"
-    elif stall > STALL_MS:
+    elif stalled:
         out["app"] = "stall"
     out["silent"] = bool(out["activated"] and not out["detected"] and out["app"] != "nothing")
+    if out["silent"] or not resumed:
+        _restore(rig, conn, loads, inj.driver)
+        out["refreshed"] = True
     return out
+
+
+def _restore(rig: Rig, conn: ipc.Connection, loads: dict[str, Load], driver: str) -> None:
+    """After a failure nobody detected, do what the operator would: refresh the driver
+    (so the next injection meets a sound one), and give a new connection to an
+    application stuck in a call that will never return."""
+    try:
+        ctl.call(conn, RsReq.REFRESH, label=driver)
+    except ctl.RsError:
+        pass  # it failed meanwhile: RS restarts it anyway
+    t = time.time()
+    for label, load in list(loads.items()):
+        if not _wait(lambda ld=load: ld.done_after(t), RESUME_WAIT):
+            loads[label] = load.renew()
+            loads[label].start()
 
 
 def run_trial(injections: list[Injection], drivers: list[str], seed: int,
@@ -193,9 +216,9 @@ def run_trial(injections: list[Injection], drivers: list[str], seed: int,
         result["loads"] = {d: {"ops": ld.ops, "errors": ld.errors, "corrupted": ld.corrupted}
                            for d, ld in loads.items()}
         rig.halt()
-        disk = next((ld for ld in loads.values() if hasattr(ld, "expected")), None)
+        disk = next((ld for ld in loads.values() if isinstance(ld, DiskLoad)), None)
         if disk is not None:
-            result["disk"] = rig.check_disk(getattr(disk, "expected"))
+            result["disk"] = rig.check_disk(disk.expected)
     finally:
         for ld in loads.values():
             ld.stop.set()

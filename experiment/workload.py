@@ -17,6 +17,7 @@ waits ERROR_PAUSE, reconnects and goes on.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import threading
 import time
@@ -39,7 +40,7 @@ GREETING = "Hello, World!"
 
 def _differ(a: bytes, b: bytes) -> int:
     """How many bytes of ``a`` are not as in ``b`` (missing ones count)."""
-    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+    return sum(x != y for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b))
 
 
 class Load(threading.Thread):
@@ -92,6 +93,24 @@ class Load(threading.Thread):
     def last_done(self) -> float:
         return self.ops[-1][0] if self.ops else 0.0
 
+    def pace(self, before: float) -> float:
+        """The median seconds between two operations before ``before`` (the last 50)."""
+        times = [t for t, _ in self.ops if t < before][-51:]
+        gaps = sorted(b - a for a, b in itertools.pairwise(times))
+        return gaps[len(gaps) // 2] if gaps else 0.0
+
+    def renew(self) -> Load:
+        """A new thread that goes on with this one's records, for one stuck in a call that
+        will never return (a reply sent elsewhere): this one is told to stop, and left."""
+        self.stop.set()
+        new = self._again()
+        new.ops, new.errors, new.corrupted = self.ops, self.errors, self.corrupted
+        new.errors.append((time.time(), "stuck: the application gave up its connection"))
+        return new
+
+    def _again(self) -> Load:
+        return type(self)(self.run_dir, self.seed + 1)
+
     def done_after(self, t: float) -> bool:
         """An operation finished after ``t``."""
         return bool(self.ops) and self.ops[-1][0] > t
@@ -132,6 +151,9 @@ class NetLoad(Load):
         self.peer_ip, self.echo = peer_ip, echo
         self.sock: Socket | None = None
         self.rng = random.Random(seed)
+
+    def _again(self) -> Load:
+        return NetLoad(self.run_dir, self.seed + 1, self.peer_ip, self.echo)
 
     def connect(self) -> None:
         port = self.echo()
@@ -179,6 +201,11 @@ class DiskLoad(Load):
         self.files: Files | None = None
         self.expected: dict[str, str] = {}  # path -> sha256 of what it must hold
         self.rng = random.Random(seed)
+
+    def _again(self) -> Load:
+        new = DiskLoad(self.run_dir, self.seed + 1)
+        new.expected = self.expected
+        return new
 
     def connect(self) -> None:
         self.conn = cli.operator_connection(self.run_dir, "exp-disk", privileges="user")

@@ -273,7 +273,7 @@ class CodeFault(_Fault):
                          and any(i.opname.startswith("RETURN") for i in table.get(ln, []))]
             for line in lines[:1]:
                 try:
-                    frame.f_lineno = line
+                    frame.f_lineno = line  # type: ignore[misc]
                 except ValueError:
                     return  # not a jump Python allows from here: try the next line executed
                 self.record(where, f"{self.kind}: jumped to line {line}")
@@ -291,7 +291,7 @@ class CodeFault(_Fault):
             return  # the condition went elsewhere (a short circuit): wait for another branch
         where = self._where(frame)
         try:
-            frame.f_lineno = other
+            frame.f_lineno = other  # type: ignore[misc]
         except ValueError:
             return
         self.record(where, f"negate: line {frame.f_lineno} taken instead of the branch's choice")
