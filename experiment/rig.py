@@ -31,7 +31,7 @@ from experiment.targets import TARGETS
 
 BOOT_DEADLINE = 90.0
 MEMORY_LIMIT = "192M"  # a driver is far below: a leak goes over it within a second
-CPU_LIMIT = "80%"  # a spinning thread goes over it in one check period (a driver: < 30%)
+CPU_LIMIT = "60%"  # a spinning thread goes over it in one check period (a driver: < 30%)
 
 
 def campaign_conf(labels: list[str], period_ms: int, ip: str | None = None) -> str:

@@ -25,7 +25,7 @@ KEYS = ["faults", "activated", "detected", "recovered", "kernel_crashes", "other
 def test_a_small_campaign_keeps_the_claims(tmp_path: Path) -> None:
     out = tmp_path / "report"
     r = subprocess.run([sys.executable, str(cli.REPO_ROOT / "bin" / "experiment"), "--seed", "1",
-                        "--faults", "30", "--period", "200", "--out", str(out), "--json"],
+                        "--faults", "30", "--period", "300", "--out", str(out), "--json"],
                        capture_output=True, text=True, timeout=580)
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert list(summary) == KEYS
