@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from minikern import swifi
+from minikern.swifi_trace import CodeFault
 from tests.experiment import swifi_targets
 from tests.experiment.swifi_targets import counter, target
 
@@ -87,7 +88,7 @@ def test_negate_takes_the_other_way(tmp_path: Path, disarm: None) -> None:
 def test_fires_once_then_disarms(tmp_path: Path, disarm: None) -> None:
     arm(tmp_path, "corrupt", nth=1, corrupt="zero")
     assert call(counter, 4) == 0
-    sys.settrace(swifi._armed.global_ if isinstance(swifi._armed, swifi.CodeFault) else None)
+    sys.settrace(swifi._armed.global_ if isinstance(swifi._armed, CodeFault) else None)
     assert call(counter, 4) == 6
 
 
