@@ -80,3 +80,9 @@ MFS_SYNC_CHECK = 0.5  # seconds between MFS's checks of the oldest dirty block's
 UNMOUNT_TIMEOUT = 30.0  # seconds an unmounted mount's process may take to write back and end
 MOUNT_TIMEOUT = 30.0  # seconds bin/mount waits for its mount process to be serving
 FUSE_MAX_IO = 128 * 1024  # bytes of one FUSE read or write (the kernel's largest by default)
+
+# The console (drivers/tty, userland/sh.py, bin/console)
+TTY_MAX_READ = 4096  # bytes one READ of the tty asks for at most
+TTY_MAX_WRITE = 4096  # bytes one WRITE to the tty carries at most (E2BIG beyond)
+TTY_RECOVERY_WAIT = 60.0  # seconds a tty client (the shell) waits for a restarted tty driver
+TTY_RECOVERY_CHECK = 0.05  # seconds between its DS checks while it waits
