@@ -81,8 +81,15 @@ UNMOUNT_TIMEOUT = 30.0  # seconds an unmounted mount's process may take to write
 MOUNT_TIMEOUT = 30.0  # seconds bin/mount waits for its mount process to be serving
 FUSE_MAX_IO = 128 * 1024  # bytes of one FUSE read or write (the kernel's largest by default)
 
+# Character drivers and the printer (drivers/char, drivers/printer, services/lpd)
+CHAR_MAX_OPENS = 1024  # (caller, minor) opens a character driver remembers; the oldest forgotten
+CHAR_MAX_SUSPENDED = 256  # requests a character driver holds suspended at once (EAGAIN beyond)
+CHAR_MAX_SELECTS = 256  # SELECT notifications a character driver keeps waiting at once
+LPT_CHUNK = 256  # bytes the printer driver strobes in one board round trip, tagged in the latch
+LPT_INIT_HOLD = 0.05  # seconds the printer driver holds nINIT low to reset the printer (MINIX)
+LP_RETRY = 0.5  # seconds between the spooler's looks at a printer that is out of paper or off line
+LP_REQUEST_TIMEOUT = 5.0  # seconds the spooler waits for the printer driver's answer
+
 # The console (drivers/tty, userland/sh.py, bin/console)
-TTY_MAX_READ = 4096  # bytes one READ of the tty asks for at most
-TTY_MAX_WRITE = 4096  # bytes one WRITE to the tty carries at most (E2BIG beyond)
 TTY_RECOVERY_WAIT = 60.0  # seconds a tty client (the shell) waits for a restarted tty driver
 TTY_RECOVERY_CHECK = 0.05  # seconds between its DS checks while it waits
