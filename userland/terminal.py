@@ -155,7 +155,7 @@ class Terminal:
         if not conn.sock.poll(max(0, int(seconds * 1000)), zmq.POLLIN):
             conn.cancel()
         m = conn.finish()
-        if m is not None and not sef.filtered(self.ctx, m):
-            if m.kind == Kind.NOTIFY and m.source == DS:
-                while ds.check(conn) is not None:
-                    pass
+        if (m is not None and not sef.filtered(self.ctx, m) and m.kind == Kind.NOTIFY
+                and m.source == DS):
+            while ds.check(conn) is not None:
+                pass

@@ -123,8 +123,8 @@ def session(sock: socket.socket, stdin: int, stdout: int, escape: int) -> int:
 
 def relay(sock: socket.socket, stdin: int, stdout: int, escape: int, interactive: bool) -> int:
     while True:
-        readable, _, _ = select.select([sock, stdin], [], [])
-        if sock in readable:
+        readable, _, _ = select.select([sock.fileno(), stdin], [], [])
+        if sock.fileno() in readable:
             data = sock.recv(CHUNK)
             if not data:
                 os.write(stdout, b"\r\nconsole: the line was closed (the system stopped)\r\n"

@@ -1,15 +1,20 @@
-"""The tty driver's logic on the real UART model, without a system: a channel that calls the
-model's registers directly, an interrupt line the rig polls, and a context whose kernel and DS
-answer OK (the backup is kept in a dict).  Deferred answers are collected in ``answers``."""
+"""The tty driver on the real character framework and the real UART model, without a system:
+a channel that calls the model's registers directly, an interrupt line the rig serves, and a
+context whose kernel answers OK and whose DS keeps entries in a dict.  Late answers (the
+framework's ``reply``) are collected in ``answers``."""
 from __future__ import annotations
 
-import itertools
+from collections.abc import Callable
 from typing import Any
 
+import drivers.tty.tty as tty_module
+from drivers.char import Framework
 from drivers.tty.tty import Tty
 from hw.uart import Uart16550
-from minikern.const import Err, KCall
+from minikern.const import HARDWARE, CharReq, Err, KCall, Kind
 from minikern.proto import Message
+
+CALLER = 100  # the endpoint the rig's requests come from
 
 
 class Level:
@@ -86,11 +91,31 @@ class FakeConn:
         return Message(Err.ESRCH)
 
 
+class FakeLoop:
+    def __init__(self, answers: list[tuple[Message, Message]]) -> None:
+        self.answers = answers
+        self.later: list[Callable[[], None]] = []
+        self.sent: list[tuple[int, Message]] = []
+
+    def reply(self, request: Message, answer: Message) -> int:
+        self.answers.append((request, answer))
+        return Err.OK
+
+    def asend(self, dst: int, m: Message, on_fail: object = None) -> int:
+        self.sent.append((dst, m))
+        return Err.OK
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        self.later.append(fn)
+
+
 class FakeCtx:
-    def __init__(self, store: dict[str, Any], incarnation: int) -> None:
+    def __init__(self, store: dict[str, Any], incarnation: int,
+                 answers: list[tuple[Message, Message]]) -> None:
         self.conn = FakeConn(store)
         self.incarnation = incarnation
         self.label = "tty"
+        self.loop = FakeLoop(answers)
 
     @property
     def restarted(self) -> bool:
@@ -100,58 +125,61 @@ class FakeCtx:
 class Rig:
     """One UART, and a tty driver instance on it (``restart`` replaces the instance)."""
 
-    def __init__(self) -> None:
+    def __init__(self, open_console: bool = True) -> None:
         self.clock = 0.0
         self.irq = Level()
         self.host = Host()
         self.uart = Uart16550(self.irq, lambda: self.clock, self.host)
         self.store: dict[str, Any] = {}
         self.answers: list[tuple[Message, Message]] = []
-        self.sources = itertools.count(100)
         self.incarnation = 0
-        self.tty = Tty()
         self.start()
+        if open_console:
+            self.request(CharReq.OPEN, access=3)
 
     def start(self) -> None:
-        self.tty = tty = Tty()
-        tty.answer = lambda req, rep: self.answers.append((req, rep))  # type: ignore[method-assign]
-        ctx = FakeCtx(self.store, self.incarnation)
-        tty.ctx = ctx  # type: ignore[assignment]
-        import drivers.tty.tty as module
-        real = module.open_channel
-        module.open_channel = lambda conn: ModelChannel(self.uart)  # type: ignore[assignment]
+        self.tty = Tty()
+        self.fw = Framework(self.tty)
+        self.ctx = FakeCtx(self.store, self.incarnation, self.answers)
+        real = tty_module.open_channel
+        tty_module.open_channel = lambda conn: ModelChannel(self.uart)  # type: ignore[assignment]
         try:
-            tty.init(ctx)  # type: ignore[arg-type]
+            self.fw.init(self.ctx)  # type: ignore[arg-type]
         finally:
-            module.open_channel = real
+            tty_module.open_channel = real
         self.run()
 
-    def restart(self) -> None:
+    def restart(self, reopen: bool = True) -> None:
         """The instance dies (its memory with it) and a new one starts on the same UART."""
         self.answers.clear()
         self.incarnation += 1
         self.start()
+        if reopen:
+            self.request(CharReq.OPEN, access=3)
 
     def run(self) -> None:
-        """Serve the interrupt line until it stays low, letting character timeouts pass."""
+        """Run the loop's timers and serve the interrupt line until it stays low, letting
+        character timeouts pass."""
         for _ in range(10_000):
+            while self.ctx.loop.later:
+                self.ctx.loop.later.pop(0)()
             if not self.irq.high:
                 self.clock += 1.0  # past any character timeout
                 self.uart.poll()
                 if not self.irq.high:
                     return
-            self.tty.on_interrupt()
+            self.fw.on_notify(Message(0, source=HARDWARE, kind=Kind.NOTIFY,
+                                      aux=1 << self.tty.irq))
         raise AssertionError("the interrupt line never went low")
 
     def type(self, text: bytes) -> None:
         self.uart.receive(text)
         self.run()
 
-    def request(self, handler: str, **fields: Any) -> Message | None:
-        m = Message(0, {"minor": 0, **fields}, source=next(self.sources))
-        reply = getattr(self.tty, handler)(m)
+    def request(self, rtype: CharReq, source: int = CALLER, **fields: Any) -> Message | None:
+        reply = self.fw.dispatch(Message(rtype, {"minor": 0, **fields}, source=source))
         self.run()
-        return reply  # type: ignore[no-any-return]
+        return reply
 
     def answered(self) -> list[Message]:
         out = [rep for _, rep in self.answers]
