@@ -42,8 +42,9 @@ class Failed(Exception):
 
 
 class Shell:
-    def __init__(self, files: Files, conn: Connection, write: Callable[[bytes], None]) -> None:
-        self.files, self.conn, self.write = files, conn, write
+    def __init__(self, conn: Connection, write: Callable[[bytes], None]) -> None:
+        self.conn, self.write = conn, write
+        self._files: Files | None = None
         self.cwd = "/"
         self.out: list[str] = []
         self.commands: dict[str, Callable[[list[str]], None]] = {
@@ -51,6 +52,13 @@ class Shell:
             "rm": self.do_rm, "mkdir": self.do_mkdir, "rmdir": self.do_rmdir, "cd": self.do_cd,
             "ps": self.do_ps, "service": self.do_service, "ifconfig": self.do_ifconfig,
             "lp": self.do_lp, "help": self.do_help}
+
+    @property
+    def files(self) -> Files:
+        """VFS's client, made on first use (VFS may come up after the shell)."""
+        if self._files is None:
+            self._files = Files(self.conn)
+        return self._files
 
     def prompt(self) -> str:
         return PROMPT.format(cwd=self.cwd)
@@ -230,4 +238,4 @@ def main() -> None:
     ctx = sef.startup()
     term = Terminal(ctx)
     term.open()
-    serve(term, Shell(Files(ctx.conn), ctx.conn, term.write))
+    serve(term, Shell(ctx.conn, term.write))

@@ -32,6 +32,7 @@ answered, so a byte is never handed over twice (README, "the console").
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from drivers.char import SUSPEND, Answer, CharDriver, Framework, Request
 from drivers.tty import regs
@@ -39,8 +40,8 @@ from drivers.tty.line import LineDiscipline, Termios
 from drivers.tty.uart import Uart
 from minikern import ds, sef
 from minikern.const import CDEV_MAX_IO, CharReq, DsFlag, Err, SelOp
-from minikern.devio import ChannelError, open_channel
-from minikern.ipc import IpcError, KernelGone
+from minikern.devio import Channel, ChannelError, open_channel
+from minikern.ipc import Connection, IpcError, KernelGone
 from minikern.proto import Message
 
 CONSOLE = 0  # the one minor: COM1
@@ -53,7 +54,8 @@ class Tty(CharDriver):
     minors = (CONSOLE,)
     irq = regs.COM1_IRQ
 
-    def __init__(self) -> None:
+    def __init__(self, connect: Callable[[Connection], Channel] = open_channel) -> None:
+        self.connect = connect  # the way to the board's ports (a test passes the UART model's)
         self.ld = LineDiscipline()
         self.tx = bytearray()  # output not yet in the UART
         self.queued = 0  # bytes ever put in ``tx``
@@ -69,7 +71,7 @@ class Tty(CharDriver):
     def init(self, fw: Framework) -> None:
         self.fw = fw
         try:
-            self.uart = Uart(open_channel(fw.ctx.conn))
+            self.uart = Uart(self.connect(fw.ctx.conn))
         except (IpcError, ChannelError) as e:
             sef.panic(f"cannot reach the UART: {e}")
         if fw.ctx.restarted:

@@ -9,17 +9,21 @@ serial line who types and reads the screen.
 """
 from __future__ import annotations
 
+import os
 import re
 import select
 import socket
+import subprocess
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from minikern import ipc
-from minikern.const import CharReq, Err
+from minikern import ipc, rsctl
+from minikern.cli import REPO_ROOT
+from minikern.const import CharReq, Err, RsReq
 from minikern.deadline import wait_for
 from minikern.proto import Message
 from tests.conftest import SystemUnderTest, conf_entry
@@ -82,6 +86,7 @@ class Line:
         except AssertionError:
             raise AssertionError(f"{pattern!r} not on the screen; it shows "
                                  f"{self.shown()[self.seen:]!r}") from None
+        assert found is not None
         text = self.shown()[self.seen:found.end()]
         self.seen = found.end()
         return text
@@ -90,6 +95,50 @@ class Line:
         self.stop.set()
         self.reader.join(timeout=5)
         self.sock.close()
+
+
+class Terminal(Line):
+    """bin/console run on a pseudo terminal, as a person runs it: ``type`` presses keys on
+    the terminal, the screen is what bin/console prints there."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.master, self.slave = os.openpty()
+        self.before = termios.tcgetattr(self.slave)
+        self.proc = subprocess.Popen(
+            [str(REPO_ROOT / "bin" / "console"), "--run-dir", str(run_dir)],
+            stdin=self.slave, stdout=self.slave, stderr=self.slave, start_new_session=True)
+        self.screen = bytearray()
+        self.seen = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while not self.stop.is_set():
+            readable, _, _ = select.select([self.master], [], [], 0.1)
+            if readable:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    return
+                with self.lock:
+                    self.screen += data
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def mode(self) -> list[object]:
+        return termios.tcgetattr(self.slave)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.stop.set()
+        self.reader.join(timeout=5)
+        os.close(self.master)
+        os.close(self.slave)
 
 
 class Console:
@@ -103,19 +152,37 @@ class Console:
     def run_dir(self) -> Path:
         return self.s.run_dir
 
+    def terminal(self) -> Terminal:
+        term = Terminal(self.run_dir)
+        self.lines.append(term)
+        return term
+
     def line(self) -> Line:
         line = Line(self.run_dir / "com1.sock")
         self.lines.append(line)
         return line
 
     def wait_up(self, label: str, old: int | None = None) -> int:
-        """The endpoint of ``label`` once RS says it is up (at another endpoint than ``old``)."""
+        """The endpoint of ``label`` once RS says it is up (at another endpoint than ``old``):
+        RS's word, for a program that never receives (the shell) never shows ``ready``."""
         def up() -> int | None:
-            for p in self.s.info()["procs"]:
-                if p["label"] == label and p.get("ready") and p["endpoint"] != old:
-                    return int(p["endpoint"])
+            conn = self.s.connect("waiter", "operator")
+            try:
+                services = rsctl.call(conn, RsReq.STATUS).get("services", [])
+            finally:
+                conn.close()
+                self.s.conns.remove(conn)
+            for svc in services:
+                if svc["label"] == label and svc["state"] == "up" and svc["endpoint"] != old:
+                    return int(svc["endpoint"])
             return None
-        return wait_for(up, UP_DEADLINE, f"{label} up")
+        try:
+            endpoint = wait_for(up, UP_DEADLINE, f"{label} up")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the console log ends:\n{self.s.console()[-3000:]}") \
+                from None
+        assert endpoint is not None
+        return endpoint
 
     def client(self) -> ipc.Connection:
         return self.s.connect("tester", "operator")
@@ -147,7 +214,7 @@ def console(make_system: Callable[..., SystemUnderTest]) -> Iterator[Console]:
 
 
 @pytest.fixture
-def shell(make_storage: Callable[..., Storage]) -> Iterator[Console]:
+def shell(make_storage: Callable[..., Storage]) -> Iterator[Console]:  # noqa: F811
     """The storage stack, the tty driver and the shell (its first prompt not yet read)."""
     st = make_storage(rs_args="at_wini mfs vfs tty sh",
                       extra_conf=conf_entry("tty") + conf_entry("sh"))

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import drivers.tty.tty as tty_module
 from drivers.char import Framework
 from drivers.tty.tty import Tty
 from hw.uart import Uart16550
@@ -138,15 +137,10 @@ class Rig:
             self.request(CharReq.OPEN, access=3)
 
     def start(self) -> None:
-        self.tty = Tty()
+        self.tty = Tty(connect=lambda conn: ModelChannel(self.uart))  # type: ignore[arg-type,return-value]
         self.fw = Framework(self.tty)
         self.ctx = FakeCtx(self.store, self.incarnation, self.answers)
-        real = tty_module.open_channel
-        tty_module.open_channel = lambda conn: ModelChannel(self.uart)  # type: ignore[assignment]
-        try:
-            self.fw.init(self.ctx)  # type: ignore[arg-type]
-        finally:
-            tty_module.open_channel = real
+        self.fw.init(self.ctx)  # type: ignore[arg-type]
         self.run()
 
     def restart(self, reopen: bool = True) -> None:

@@ -109,6 +109,7 @@ def test_output_turns_nl_into_cr_nl_with_onlcr() -> None:
 def test_settings_from_the_wire_are_checked_key_by_key() -> None:
     base = Termios()
     assert Termios.from_wire({"icanon": False, "vmin": 4}, base) == Termios(icanon=False, vmin=4)
+    bad: object
     for bad in ({"icanon": 1}, {"vmin": -1}, {"verase": 256}, {"nosuch": True}, {3: True},
                 {"vmin": True}, [], "icanon", None):
         assert Termios.from_wire(bad, base) is None, bad

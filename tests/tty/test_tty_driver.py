@@ -49,8 +49,8 @@ def test_raw_mode_through_tcsets() -> None:
     rig.type(b"q")
     [got] = rig.answered()
     assert got["data"] == b"\x7fq" and rig.host.screen == b""
-    got = rig.request(IOCTL, request="TCGETS")
-    assert got is not None and got["termios"]["icanon"] is False
+    got2 = rig.request(IOCTL, request="TCGETS")
+    assert got2 is not None and got2["termios"]["icanon"] is False
 
 
 def test_interrupt_answers_the_waiting_read_with_eintr_or_the_next_one() -> None:
