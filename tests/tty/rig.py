@@ -137,7 +137,8 @@ class Rig:
             self.request(CharReq.OPEN, access=3)
 
     def start(self) -> None:
-        self.tty = Tty(connect=lambda conn: ModelChannel(self.uart))  # type: ignore[arg-type,return-value]
+        model = ModelChannel(self.uart)
+        self.tty = Tty(connect=lambda conn: model)  # type: ignore[arg-type,return-value]
         self.fw = Framework(self.tty)
         self.ctx = FakeCtx(self.store, self.incarnation, self.answers)
         self.fw.init(self.ctx)  # type: ignore[arg-type]
