@@ -152,3 +152,17 @@ def test_bench_idle(tmp_path: Path) -> None:
     assert "kernel" in r["processes"] and "mk-inet" in r["processes"]
     assert math.isclose(sum(r["processes"].values()), r["cpu_percent"], abs_tol=0.1 * len(
         r["processes"]))
+
+
+PRINT_KEYS = ["bytes", "identical", "kills", "duplicated", "lost", "nokill_Bps", "kill_Bps",
+              "ratio"]
+
+
+@pytest.mark.timeout(300)
+def test_bench_print(tmp_path: Path) -> None:
+    r = bench(tmp_path, "print", "--bytes", "300000", "--interval", "0.3", timeout=280)
+    assert list(r) == PRINT_KEYS  # exactly the figures the README quotes, in that order
+    assert r["bytes"] == 300_000 and r["identical"] is True
+    assert (r["duplicated"], r["lost"]) == (0, 0)
+    assert isinstance(r["kills"], int) and r["kills"] >= 1
+    positive(r, "nokill_Bps", "kill_Bps", "ratio")

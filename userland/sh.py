@@ -11,8 +11,9 @@ console, COM1) and does each command through the system's own servers:
 Files go through VFS (userland/fs.py); ``ps`` asks the kernel (GETINFO) and RS
 (STATUS), as bin/ps does; ``service`` shows RS's table (starting and
 stopping services is for the operator's bin/service: RS refuses it to a
-program of the system); ``ifconfig`` asks INET; ``lp`` hands a file to the
-printer spooler when the system has one.  Any command's output may be
+program of the system); ``ifconfig`` asks INET; ``lp`` hands a file of the
+system's to the printer spooler lpd (userland/spool.py), or says the
+spooler is not available in a system without one.  Any command's output may be
 redirected with ``> FILE`` or ``>> FILE``.  Words are split as a POSIX shell
 splits them (quotes, backslashes); there are no pipes, variables or globs.
 
@@ -29,7 +30,7 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
-from minikern import sef
+from minikern import ds, sef
 from minikern.ipc import Connection, IpcError
 from userland.fs import O_APPEND, O_CREAT, O_TRUNC, O_WRONLY, Files, FsError
 from userland.terminal import Interrupted, Terminal
@@ -217,7 +218,17 @@ class Shell:
             raise Failed(str(e)) from None
 
     def do_lp(self, args: list[str]) -> None:
-        raise Failed("spooler not available (this system has no printer spooler yet)")
+        from userland import spool
+        if len(args) != 1:
+            raise Failed("usage: lp FILE")
+        path = self.path(args[0])
+        data = self.files.read_file(path)
+        try:
+            ds.retrieve_label(self.conn, spool.SPOOLER)
+        except IpcError:
+            raise Failed("spooler not available (no lpd in this system)") from None
+        job = spool.submit(self.conn, posixpath.basename(path)[:60] or "job", data)
+        self.print(f"request id is {job} ({len(data)} bytes)")
 
 
 def serve(term: Terminal, shell: Shell) -> None:
