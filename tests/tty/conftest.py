@@ -215,9 +215,10 @@ def console(make_system: Callable[..., SystemUnderTest]) -> Iterator[Console]:
 
 @pytest.fixture
 def shell(make_storage: Callable[..., Storage]) -> Iterator[Console]:  # noqa: F811
-    """The storage stack, the tty driver and the shell (its first prompt not yet read)."""
-    st = make_storage(rs_args="at_wini mfs vfs tty sh",
-                      extra_conf=conf_entry("tty") + conf_entry("sh"))
+    """The storage stack, the printer and its spooler, the tty driver and the shell (its first
+    prompt not yet read)."""
+    st = make_storage(rs_args="at_wini mfs vfs printer lpd tty sh",
+                      extra_conf="".join(conf_entry(n) for n in ("printer", "lpd", "tty", "sh")))
     c = Console(st.s)
     c.wait_up("sh")
     yield c

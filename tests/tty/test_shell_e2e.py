@@ -45,9 +45,11 @@ def test_the_shells_commands_through_bin_console(shell: Console) -> None:
     for label in (b"tty", b"sh", b"vfs", b"mfs", b"at_wini"):
         assert re.search(rb"\r\n" + label + rb" +\d+ +\d+ +up ", ps), (label, ps)
     assert b"tty: up" in command(term, b"service tty")
-    assert command(term, b"lp /docs/b.txt") == b"lp: spooler not available (this system has " \
-                                               b"no printer spooler yet)\r\n"
-    assert command(term, b"frobnicate") .startswith(b"frobnicate: command not found")
+    assert re.fullmatch(rb"request id is \d+ \(21 bytes\)\r\n", command(term, b"lp /docs/b.txt"))
+    paper = shell.run_dir / "lpt1.out"
+    wait_for(lambda: paper.exists() and paper.read_bytes() == b"hello, console\nagain\n", 60,
+             "the file on the paper")
+    assert command(term, b"frobnicate").startswith(b"frobnicate: command not found")
     term.type(b"ech\x7f\x7f\x7fecho erased\r")  # erase at the shell's prompt
     term.expect(rb"\r\nerased\r\n" + PROMPT)
     term.type(b"half a line\x03")  # ^C throws the line away: a new prompt
