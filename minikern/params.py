@@ -87,6 +87,7 @@ CHAR_MAX_SUSPENDED = 256  # requests a character driver holds suspended at once 
 CHAR_MAX_SELECTS = 256  # SELECT notifications a character driver keeps waiting at once
 LPT_CHUNK = 256  # bytes the printer driver strobes in one board round trip, tagged in the latch
 LPT_INIT_HOLD = 0.05  # seconds the printer driver holds nINIT low to reset the printer (MINIX)
+LP_WRITE = 4096  # bytes of one spooler WRITE: short, so the driver answers RS's pings between them
 LP_RETRY = 0.5  # seconds between the spooler's looks at a printer that is out of paper or off line
 LP_REQUEST_TIMEOUT = 5.0  # seconds the spooler waits for the printer driver's answer
 

@@ -113,7 +113,7 @@ class Jobs:
     def confirm(self, job: Job, count: int) -> None:
         """The printer confirmed ``count`` more bytes of ``job``."""
         job.printed = min(job.size, job.printed + max(0, count))
-        if job.printed == job.size:
+        if job.printed == job.size and job.state not in (JobState.DONE, JobState.CANCELLED):
             self.finish(job, JobState.DONE)
 
     def status(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 One WRITE is in flight at a time, sent without blocking (``Loop.request``)
 so the spooler keeps answering bin/lp and bin/lpq while the printer works.
-Each WRITE carries at most CDEV_MAX_IO bytes and a ``tag``; the driver
+Each WRITE carries LP_WRITE bytes (a driver busy with a WRITE does not answer
+RS's heartbeat: short ones keep it answering under load) and a ``tag``; the driver
 leaves ``(tag + i) & 0xFF`` in the port's data latch once chunk ``i``
 (LPT_CHUNK bytes) is on paper (docs/PROTOCOL.md 22.1).  ``latch`` is what
 the latch holds by our count, and the next WRITE is tagged ``latch + 1``.
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from minikern import params
-from minikern.const import CDEV_MAX_IO, CharReq, Err, err_name
+from minikern.const import CharReq, Err, err_name
 from minikern.loop import Loop
 from minikern.proto import Message
 from services.lpd.jobs import Job, Jobs, JobState
@@ -139,7 +140,7 @@ class Pump:
         job = self.jobs.next_to_print()
         if job is None:
             return
-        piece = bytes(job.data[job.printed:job.printed + CDEV_MAX_IO])
+        piece = bytes(job.data[job.printed:job.printed + params.LP_WRITE])
         if not piece:
             return  # a cancelled job's leftovers
         job.state, job.why = JobState.PRINTING, ""

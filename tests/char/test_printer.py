@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_the_printer_driver_killed_during_a_job_prints_every_byte_once(rig: Prin
     paper = rig.paper()
     assert printlab.compare(data, paper) == (0, 0)
     assert paper == data
-    assert rig.service("printer")["incarnation"] == 3
+    assert rig.service("printer")["incarnation"] >= 3  # (RS may add one: a ping missed under load)
     assert rig.status()["printer"]["resyncs"] >= 2  # the first open, then per driver it saw
 
 
@@ -77,8 +78,10 @@ def test_paper_out_holds_the_job_lpq_says_why_and_paper_back_finishes_it(
     wait_for(lambda: (rig.job(job) or {"printed": 0})["printed"] > 0, 60, "printing started",
              interval=0.01)
     rig.knob(knob, True)
-    held = wait_for(lambda: (r := rig.job(job)) is not None and r["state"] == "held" and r,
-                    30, "the job held", interval=0.02)
+    def held_row() -> dict[str, Any]:
+        row = rig.job(job)
+        return row if row is not None and row["state"] == "held" else {}
+    held = wait_for(held_row, 30, "the job held", interval=0.02)
     assert held["why"] == why and held["printed"] < len(data)
     assert rig.status()["printer"]["state"] == why
     on_paper = len(rig.paper())
@@ -95,8 +98,7 @@ def test_the_driver_refuses_bad_requests_and_a_restarted_one_wants_a_reopen(
     conn = cli.operator_connection(rig.run_dir, "badclient")
     try:
         def ask(req: int, **fields: object) -> int:
-            return conn.sendrec(rig.system_endpoint("printer"), Message(req, fields)).type
-        rig.system_endpoint = lambda label: int(rig.service(label)["endpoint"])  # type: ignore
+            return conn.sendrec(int(rig.service("printer")["endpoint"]), Message(req, fields)).type
         assert ask(CharReq.OPEN, minor=1) == Err.ENXIO  # the printer has minor 0 only
         assert ask(CharReq.WRITE, minor=0, data=b"x") == Err.EBADF  # not open
         assert ask(CharReq.OPEN, minor=0, access=2) == Err.OK
