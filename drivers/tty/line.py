@@ -24,6 +24,7 @@ Invariants: ``line`` holds the line being edited (canonical mode only);
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -136,7 +137,7 @@ class LineDiscipline:
             return
         self._store(c, lambda: self.line.append(c))
 
-    def _store(self, c: int, keep: Any) -> None:
+    def _store(self, c: int, keep: Callable[[], None]) -> None:
         """Keep ``c`` (with its echo) if there is room; else drop it and ring the bell."""
         if self.held() >= self.max_input:
             self.dropped += 1
