@@ -39,7 +39,7 @@ from drivers.tty import regs
 from drivers.tty.line import LineDiscipline, Termios
 from drivers.tty.uart import Uart
 from minikern import ds, sef
-from minikern.const import CDEV_MAX_IO, CharReq, DsFlag, Err, SelOp
+from minikern.const import CDEV_MAX_IO, CharReq, DsFlag, Err, SelOp, endpoint_slot
 from minikern.devio import Channel, ChannelError, open_channel
 from minikern.ipc import Connection, IpcError, KernelGone
 from minikern.proto import Message
@@ -112,7 +112,23 @@ class Tty(CharDriver):
 
     # -- the callbacks --------------------------------------------------------------------
 
+    def open(self, req: Request, access: int) -> Message:
+        self.forget_predecessors(req.caller)
+        return Message(Err.OK)
+
+    def forget_predecessors(self, caller: int) -> None:
+        """Drop the suspended requests of a dead process that had ``caller``'s slot.
+
+        A slot holds one process at a time, so a request from another endpoint of the same
+        slot says the old one is dead (a restarted shell, typically): its read, left waiting,
+        would otherwise take the next line typed and lose it in a reply nobody receives."""
+        for waiting in self.fw.suspended(CONSOLE):
+            if waiting.caller != caller and endpoint_slot(waiting.caller) == endpoint_slot(caller):
+                self.write_ends.pop((waiting.caller, waiting.id), None)
+                self.fw.reply(waiting, Message(Err.EDEADSRCDST))
+
     def read(self, req: Request) -> Answer:
+        self.forget_predecessors(req.caller)
         if self.ld.interrupted:
             self.ld.interrupted = False
             return Message(Err.EINTR, {"error": "interrupted"})

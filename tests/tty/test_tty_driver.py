@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from drivers.tty import regs as R
 from drivers.tty.line import ctrl
-from minikern.const import CDEV_MAX_IO, CharFlag, CharReq, Err, SelOp
+from minikern.const import CDEV_MAX_IO, CharFlag, CharReq, Err, SelOp, make_endpoint
 from tests.tty.rig import Rig
 
 READ, WRITE, IOCTL = CharReq.READ, CharReq.WRITE, CharReq.IOCTL
@@ -157,3 +157,15 @@ def test_the_settings_survive_a_restart() -> None:
     rig.restart()
     got = rig.request(IOCTL, request="TCGETS")
     assert got is not None and got["termios"]["echo"] is False
+
+
+def test_a_dead_readers_wait_does_not_take_the_next_line() -> None:
+    rig = Rig()
+    rig.request(READ, count=100)  # the shell, endpoint 100 (slot 100), then it dies
+    successor = make_endpoint(1, 100)  # its restarted instance: the same slot
+    assert rig.request(CharReq.OPEN, source=successor, access=3) is not None
+    assert [m.type for m in rig.answered()] == [Err.EDEADSRCDST]  # the old wait is gone
+    assert rig.request(READ, source=successor, count=100) is None
+    rig.type(b"for the living\r")
+    [got] = rig.answered()
+    assert got["data"] == b"for the living\n"
