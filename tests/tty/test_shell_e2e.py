@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 
 import pytest
 
+from minikern.cli import REPO_ROOT
 from minikern.deadline import wait_for
 from tests.tty.conftest import Console, Line
 
@@ -78,3 +80,15 @@ def test_the_shell_carries_on_across_a_tty_driver_restart(shell: Console) -> Non
     shown = line.expect(rb"first\r\n" + PROMPT)
     assert shown.count(b"first") == 1
     assert command(line, b"echo still here") == b"still here\r\n"
+    old_sh = shell.s.endpoint_of("sh")  # now the shell dies, waiting in its read
+    os.kill(next(p["pid"] for p in shell.s.info()["procs"] if p["label"] == "sh"), signal.SIGKILL)
+    shell.wait_up("sh", old_sh)
+    line.expect(PROMPT)  # the new shell's first prompt
+    assert command(line, b"echo new shell") == b"new shell\r\n"  # its read got the line
+
+
+def test_bin_console_reads_a_pipe_and_shows_the_answers(shell: Console) -> None:
+    got = subprocess.run([str(REPO_ROOT / "bin" / "console"), "--run-dir", str(shell.run_dir)],
+                         input=b"echo piped\r", capture_output=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert b"echo piped\r\npiped\r\n" in got.stdout
