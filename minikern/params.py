@@ -93,4 +93,4 @@ LP_REQUEST_TIMEOUT = 5.0  # seconds the spooler waits for the printer driver's a
 
 # The console (drivers/tty, userland/sh.py, bin/console)
 TTY_RECOVERY_WAIT = 60.0  # seconds a tty client (the shell) waits for a restarted tty driver
-TTY_RECOVERY_CHECK = 0.05  # seconds between its DS checks while it waits
+TTY_RECOVERY_CHECK = 0.25  # seconds between its DS checks while it waits (DS notifies sooner)
