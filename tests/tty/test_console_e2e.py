@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 import pytest
 
+from minikern.cli import REPO_ROOT
 from minikern.const import CDEV_MAX_IO, CharReq, Err
 from minikern.deadline import wait_for
 from tests.tty.conftest import Console
@@ -90,3 +92,12 @@ def test_input_typed_across_a_driver_restart_is_delivered_once(console: Console)
     reply = console.s.background(console.read, conn, 100)
     line.type(b"next\r")
     assert reply.result(timeout=30)["data"] == b"next\n"  # nothing doubled in between
+
+
+def test_bin_console_is_refused_while_another_client_is_attached(console: Console) -> None:
+    line = console.line()
+    line.type(b"x")  # the board has accepted this client once it took a byte from it
+    line.expect(b"x")
+    got = subprocess.run([str(REPO_ROOT / "bin" / "console"), "--run-dir", str(console.run_dir)],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert got.returncode == 1 and "another console client is attached" in got.stderr
