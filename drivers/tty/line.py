@@ -200,13 +200,16 @@ class LineDiscipline:
 
     def snapshot(self) -> dict[str, Any]:
         """What a restarted driver needs to carry on: the settings and the unread input."""
+        ready = list(self.ready)
+        if not self.termios.icanon and ready:  # raw mode reads across records: keep one
+            ready = [b"".join(ready)]
         return {"termios": self.termios.to_wire(), "line": self.line.decode("latin-1"),
-                "ready": [r.decode("latin-1") for r in self.ready]}
+                "ready": [r.decode("latin-1") for r in ready]}
 
     @classmethod
-    def restore(cls, snap: object) -> LineDiscipline:
+    def restore(cls, snap: object, max_input: int = MAX_INPUT) -> LineDiscipline:
         """The discipline a snapshot describes; a fresh one if it is not a valid snapshot."""
-        ld = cls()
+        ld = cls(max_input=max_input)
         if not isinstance(snap, dict):
             return ld
         termios = Termios.from_wire(snap.get("termios"))
@@ -218,8 +221,8 @@ class LineDiscipline:
             ld.line = bytearray(line.encode("latin-1"))
             ld.ready = deque(r.encode("latin-1") for r in ready)
         except UnicodeEncodeError:
-            return cls()
+            return cls(max_input=max_input)
         ld.termios = termios
         if ld.held() > ld.max_input:
-            return cls()
+            return cls(max_input=max_input)
         return ld

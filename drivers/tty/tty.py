@@ -48,6 +48,7 @@ CONSOLE = 0  # the one minor: COM1
 BACKUP_KEY = "tty.ld"
 IOCTLS = ("TCGETS", "TCSETS")
 OUTPUT_ROOM = CDEV_MAX_IO  # bytes of queued output below which SELECT says WR
+MAX_INPUT = 2048  # typed and unread bytes held: with the settings, a DS value (4 KiB) holds them
 
 
 class Tty(CharDriver):
@@ -56,14 +57,15 @@ class Tty(CharDriver):
 
     def __init__(self, connect: Callable[[Connection], Channel] = open_channel) -> None:
         self.connect = connect  # the way to the board's ports (a test passes the UART model's)
-        self.ld = LineDiscipline()
+        self.ld = LineDiscipline(max_input=MAX_INPUT)
         self.tx = bytearray()  # output not yet in the UART
         self.queued = 0  # bytes ever put in ``tx``
         self.sent = 0  # bytes ever given to the UART
         self.write_ends: dict[tuple[int, int], int] = {}  # a suspended WRITE's last byte's
         #   position in the output stream, by (caller, id) as the framework names it
         self.thre = False  # the UART said its transmitter can take a FIFO's worth
-        self.counters = {"rx": 0, "tx": 0, "line_errors": 0, "taken_back": 0}
+        self.counters = {"rx": 0, "tx": 0, "line_errors": 0, "taken_back": 0,
+                         "backup_refused": 0}
         self.uart: Uart | None = None
 
     # -- start-up -------------------------------------------------------------------------
@@ -75,7 +77,7 @@ class Tty(CharDriver):
         except (IpcError, ChannelError) as e:
             sef.panic(f"cannot reach the UART: {e}")
         if fw.ctx.restarted:
-            self.ld = LineDiscipline.restore(self._backup())
+            self.ld = LineDiscipline.restore(self._backup(), MAX_INPUT)
             self.counters["taken_back"] = self.ld.held()
         waiting = self.uart.reset()
         if waiting:
@@ -95,14 +97,26 @@ class Tty(CharDriver):
             return None  # nothing backed up (a first start), or unreadable: start empty
 
     def save(self) -> None:
-        """Back the discipline up in DS; without DS the driver runs on (nothing to restore)."""
+        """Back the discipline up in DS.  A backup DS refuses (more unread input than a DS
+        value holds, or no DS) is deleted instead: a restart then loses that input, where a
+        stale backup would hand over again what was read since."""
+        conn = self.fw.ctx.conn
         try:
-            ds.publish(self.fw.ctx.conn, BACKUP_KEY, json.dumps(self.ld.snapshot()).encode(),
+            ds.publish(conn, BACKUP_KEY, json.dumps(self.ld.snapshot()).encode(),
                        DsFlag.PRIVATE | DsFlag.OVERWRITE)
+            return
+        except KernelGone:
+            raise
+        except IpcError as e:
+            self.counters["backup_refused"] += 1
+            if self.counters["backup_refused"] == 1:
+                self.fw.log(f"input backup refused by DS ({e}); later ones counted")
+        try:
+            ds.delete(conn, BACKUP_KEY)
         except KernelGone:
             raise
         except IpcError:
-            pass
+            pass  # none there, or no DS: nothing stale to restore either way
 
     @property
     def device(self) -> Uart:

@@ -10,10 +10,11 @@ from typing import Any
 from drivers.char import Framework
 from drivers.tty.tty import Tty
 from hw.uart import Uart16550
-from minikern.const import HARDWARE, CharReq, Err, KCall, Kind
+from minikern.const import HARDWARE, CharReq, DsReq, Err, KCall, Kind
 from minikern.proto import Message
 
 CALLER = 100  # the endpoint the rig's requests come from
+DS_MAX_VALUE = 4096  # services/ds/store.py's MAX_VALUE_SIZE
 
 
 class Level:
@@ -80,11 +81,15 @@ class FakeConn:
     def kcall(self, call: KCall, **args: Any) -> dict[str, Any]:
         return {}
 
-    def sendrec(self, dst: int, m: Message) -> Message:  # DS: PUBLISH and RETRIEVE
+    def sendrec(self, dst: int, m: Message) -> Message:  # DS: PUBLISH, RETRIEVE, DELETE
         key = m.get("key")
-        if "value" in m.fields:
+        if m.type == DsReq.PUBLISH:
+            if len(m["value"]) > DS_MAX_VALUE:
+                return Message(Err.E2BIG)
             self.store[key] = m["value"]
             return Message(Err.OK)
+        if m.type == DsReq.DELETE:
+            return Message(Err.OK if self.store.pop(key, None) is not None else Err.ESRCH)
         if key in self.store:
             return Message(Err.OK, {"value": self.store[key]})
         return Message(Err.ESRCH)

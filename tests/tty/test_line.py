@@ -129,3 +129,10 @@ def test_a_bad_snapshot_gives_a_fresh_discipline() -> None:
                 {"termios": {}, "line": "x" * (LineDiscipline().max_input + 1), "ready": []}):
         ld = LineDiscipline.restore(bad)
         assert ld.held() == 0 and ld.termios == Termios()
+
+
+def test_a_raw_mode_snapshot_keeps_the_bytes_in_one_record() -> None:
+    ld = typed(b"abc", Termios(icanon=False, vmin=3))
+    snap = ld.snapshot()
+    assert snap["ready"] == ["abc"]
+    assert LineDiscipline.restore(snap).take(10) == b"abc"

@@ -169,3 +169,14 @@ def test_a_dead_readers_wait_does_not_take_the_next_line() -> None:
     rig.type(b"for the living\r")
     [got] = rig.answered()
     assert got["data"] == b"for the living\n"
+
+
+def test_a_backup_ds_refuses_is_deleted_so_a_restart_never_hands_a_line_over_twice() -> None:
+    rig = Rig()
+    rig.type(b"first\r")  # backed up
+    rig.type(b"\x01" * 2000)  # unread, and too much for a DS value once escaped
+    assert rig.tty.counters["backup_refused"] > 0 and "tty.ld" not in rig.store
+    got = rig.request(READ, count=100)
+    assert got is not None and got["data"] == b"first\n"
+    rig.restart()
+    assert rig.request(READ, count=100) is None  # "first" is not read again
