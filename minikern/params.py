@@ -101,3 +101,7 @@ LPT_INIT_HOLD = 0.05  # seconds the printer driver holds nINIT low to reset the 
 LP_WRITE = 4096  # bytes of one spooler WRITE: short, so the driver answers RS's pings between them
 LP_RETRY = 0.5  # seconds between the spooler's looks at a printer that is out of paper or off line
 LP_REQUEST_TIMEOUT = 5.0  # seconds the spooler waits for the printer driver's answer
+
+# The console (drivers/tty, userland/sh.py, bin/console)
+TTY_RECOVERY_WAIT = 60.0  # seconds a tty client (the shell) waits for a restarted tty driver
+TTY_RECOVERY_CHECK = 0.25  # seconds between its DS checks while it waits (DS notifies sooner)
