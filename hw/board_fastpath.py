@@ -45,12 +45,11 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hw.board_machine import DMA_DEVICES, Audit, Machine
-from hw.board_ring import Ring
+from hw.board_ring import Offer, Ring
 from minikern.const import Err
 from minikern.proto import fastpath as fp
 
@@ -65,14 +64,6 @@ SPIN = 100e-6  # seconds the board polls a served ring for the next request befo
 RECHECK = 0.001  # seconds after a ring went to sleep that every ring is looked at once more
 MAX_PENDING = 32  # connected sockets that have not attached yet
 SOCKET_NAME = "board.sock"
-
-
-@dataclass(frozen=True)
-class Offer:
-    endpoint: int
-    label: str
-    io: Windows
-    mem: Windows
 
 
 def _windows(value: object, limit: int) -> Windows | None:
