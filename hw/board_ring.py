@@ -85,10 +85,6 @@ class Ring:
 
     # -- the doorbell and the flags ------------------------------------------------------
 
-    def pending(self) -> bool:
-        n = self.next
-        return self.words[_REQ + ((n & _MASK) << 1)] & _SEQ == n & _SEQ
-
     def sleep(self) -> None:
         self.words[ring.W_BOARD_SLEEPS] = 1
 

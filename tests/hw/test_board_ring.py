@@ -94,7 +94,7 @@ def test_accesses_inside_the_window_are_performed_and_answered(rig: Rig) -> None
     inb = rig.post(Op.IN, 1, 0x3FF)
     assert rig.ring.serve(64) == 2
     assert rig.answer(out) == (Err.OK, 0) and rig.answer(inb) == (Err.OK, 0xA5)
-    assert rig.ring.serve(64) == 0 and not rig.ring.pending()  # nothing new: nothing served
+    assert rig.ring.serve(64) == 0  # nothing new: nothing served
 
 
 def test_a_port_outside_the_window_is_refused_audited_and_never_performed(rig: Rig) -> None:
