@@ -190,10 +190,18 @@ class Channel:
         self.seq = first + len(ops)
         if w[ring.W_BOARD_SLEEPS]:
             self._kick()
-        self._answer(first + len(ops) - 1, "Vec")
+        self._answer(first + len(ops) - 1, "Vec")  # the last answer comes last; a refusal is all
+        answers = w[_ANS:_ANS + 2 * ring.SLOTS].tolist()  # one copy, read in order
         out: list[int | None] = []
         for k, (_, _, value) in enumerate(ops):
-            out.append(self._answer(first + k, "Vec") if value is None else None)
+            if value is not None:
+                out.append(None)
+                continue
+            n = first + k
+            j = (n & _MASK) << 1
+            if answers[j] != n & _SEQ:  # another seq, or a status: not this chain's answer
+                raise ChannelError(Err.EIO, "Vec: an answer out of order")
+            out.append(answers[j + 1])
         return out
 
     def ins(self, port: int, size: int, count: int) -> bytes:
