@@ -6,12 +6,13 @@ the privileges of the ``devio`` service below (port window 0x3F8:8, the
 UART; DEVIO and IOMAP), attaches its ring with IOMAP, and reads the UART
 scratch register (0x3FF) in alternating rounds:
 
-- ``port_ops_per_s``: through the ring in batches (``vec`` of ``--batch``
-  reads): every read is its own slot, checked by the board against the
-  window the kernel handed out, performed and answered on its own; a batch
-  costs one wait (target >= 200,000);
-- ``single_port_ops_per_s``: through the ring one ``inb`` at a time, each
-  waiting for its answer before the next (the round trip);
+- ``port_ops_per_s``: through the ring one ``inb`` at a time, each waiting
+  for its answer before the next: a round trip per access, checked by the
+  board against the window the kernel handed out (target >= 200,000; the
+  figure this benchmark has always reported);
+- ``batched_port_ops_per_s``: through the ring in batches (``vec`` of
+  ``--batch`` reads): every read is its own slot, checked, performed and
+  answered on its own, and a batch costs one wait;
 - ``devio_kcall_ops_per_s``: the DEVIO kernel call (checked by the kernel,
   performed by the board over the bus).
 
@@ -98,9 +99,10 @@ def _audited(run_dir: Path) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=positive, default=5, help="alternating rounds of each path")
-    p.add_argument("--ops", type=positive, default=50000, help="batched ring accesses per round")
-    p.add_argument("--single-ops", type=positive, default=5000,
+    p.add_argument("--ops", type=positive, default=20000,
                    help="one-at-a-time ring accesses per round")
+    p.add_argument("--batched-ops", type=positive, default=50000,
+                   help="batched ring accesses per round")
     p.add_argument("--kcall-ops", type=positive, default=3000, help="DEVIO calls per round")
     p.add_argument("--batch", type=positive, default=ring.MAX_CHAIN,
                    help=f"accesses per batch (at most {ring.MAX_CHAIN})")
@@ -109,11 +111,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     return measure(args.rounds, args.ops, args.kcall_ops, min(args.batch, ring.MAX_CHAIN),
-                   args.single_ops, args.refusals)
+                   args.batched_ops, args.refusals)
 
 
-def measure(rounds: int = 5, ops: int = 50000, kcall_ops: int = 3000, batch: int = ring.MAX_CHAIN,
-            single_ops: int = 5000, refusals: int = 500) -> dict[str, Any]:
+def measure(rounds: int = 5, ops: int = 20000, kcall_ops: int = 3000, batch: int = ring.MAX_CHAIN,
+            batched_ops: int = 50000, refusals: int = 500) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="mk-devio-"))
     conf = tmp / "system.conf"
     conf.write_text(CONF)
@@ -129,13 +131,13 @@ def measure(rounds: int = 5, ops: int = 50000, kcall_ops: int = 3000, batch: int
         if ch.inb(UART_SCR) != 0xA5 or conn.kcall(KCall.DEVIO, port=UART_SCR)["values"] != [0xA5] \
                 or ch.vec([(UART_SCR, 1, None)] * batch) != [0xA5] * batch:
             raise RuntimeError("the scratch register does not read back")
-        _batch_rate(ch, ops // 10, batch)
-        _single_rate(ch, single_ops // 10)
+        _single_rate(ch, ops // 10)
+        _batch_rate(ch, batched_ops // 10, batch)
         _kcall_rate(conn, kcall_ops // 10)
-        fast, single, kcall = [], [], []
+        single, batched, kcall = [], [], []
         for _ in range(rounds):
-            fast.append(_batch_rate(ch, ops, batch))
-            single.append(_single_rate(ch, single_ops))
+            single.append(_single_rate(ch, ops))
+            batched.append(_batch_rate(ch, batched_ops, batch))
             kcall.append(_kcall_rate(conn, kcall_ops))
         refused = _refuse(ch, refusals)
         ch.close()
@@ -144,22 +146,25 @@ def measure(rounds: int = 5, ops: int = 50000, kcall_ops: int = 3000, batch: int
         system.halt()
         audited = _audited(tmp / "run")
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"port_ops_per_s": round(statistics.median(fast)),
-            "single_port_ops_per_s": round(statistics.median(single)),
+    return {"port_ops_per_s": round(statistics.median(single)),
+            "batched_port_ops_per_s": round(statistics.median(batched)),
             "devio_kcall_ops_per_s": round(statistics.median(kcall)),
             "target_port_ops_per_s": TARGET, "batch": batch, "rounds": rounds,
-            "ops_per_round": ops, "single_ops_per_round": single_ops,
+            "ops_per_round": ops, "batched_ops_per_round": batched_ops,
             "kcall_ops_per_round": kcall_ops, "refusals": refusals,
             "refusals_refused": refused, "refusals_audited": audited,
             "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def report(r: dict[str, Any]) -> str:
-    verdict = "meets" if r["port_ops_per_s"] >= r["target_port_ops_per_s"] else "MISSES"
+    def verdict(key: str) -> str:
+        return "meets" if r[key] >= r["target_port_ops_per_s"] else "MISSES"
+
     audit = ("every one audited" if r["refusals_audited"] == r["refusals"] == r["refusals_refused"]
              else f"{r['refusals_refused']} refused, {r['refusals_audited']} audited: NOT ALL")
-    return (f"checked port accesses from one driver's ring: {r['port_ops_per_s']}/s in batches "
-            f"of {r['batch']} ({verdict} the target of {r['target_port_ops_per_s']}), "
-            f"{r['single_port_ops_per_s']}/s one at a time; DEVIO kernel call "
+    return (f"checked port accesses from one driver's ring: {r['port_ops_per_s']}/s one at a "
+            f"time ({verdict('port_ops_per_s')} the target of {r['target_port_ops_per_s']}), "
+            f"{r['batched_port_ops_per_s']}/s in batches of {r['batch']} "
+            f"({verdict('batched_port_ops_per_s')} it); DEVIO kernel call "
             f"{r['devio_kcall_ops_per_s']}/s (median of {r['rounds']} alternating rounds); "
             f"{r['refusals']} refused accesses, {audit}; load average {r['load_avg']}")
