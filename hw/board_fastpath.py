@@ -20,9 +20,9 @@ where the doorbell wakes it; the driver does the same for answers
 busy driver costs no system call per access, an idle one no CPU at all.
 Stores and loads to the two words and the slots are not fenced (Python has
 no fence), so a request published just as the board decides to sleep may
-see no bell; RECHECK after any ring went to sleep the board looks at every
-ring once more (a store is visible long before that), so no request waits
-longer than that.  At most BURST requests are served per loop turn, so one
+see no bell; the driver, which waits for every answer, rings again when its
+first wait (1 ms) ends without one, so the board needs no timer of its own.
+At most BURST requests are served per loop turn, so one
 busy driver cannot starve the bus or the others.
 
 Invariants: every port of every request is checked against the ring's
@@ -61,7 +61,6 @@ Later = Callable[[float, Callable[[], None]], object]
 MAX_PACKET = fp.FASTPATH.max_frame + 1  # one byte more, so an oversized request is seen
 BURST = 256  # requests served from one ring per loop turn (one ring's worth)
 SPIN = 100e-6  # seconds the board polls a served ring for the next request before sleeping
-RECHECK = 0.001  # seconds after a ring went to sleep that every ring is looked at once more
 MAX_PENDING = 32  # connected sockets that have not attached yet
 SOCKET_NAME = "board.sock"
 
@@ -99,7 +98,6 @@ class FastPath:
         self.grants: dict[int, list[tuple[str, int]]] = {}  # endpoint -> (device, base)
         self.labels: dict[int, str] = {}  # endpoint -> label, from IOMAP (for audit records)
         self.counters: Counter[str] = Counter()
-        self.recheck_due = False
         watch(self.listener.fileno(), self.on_accept)
 
     # -- from the bus ---------------------------------------------------------------
@@ -218,10 +216,9 @@ class FastPath:
                 spin_end = now + SPIN
             elif now > spin_end:
                 r.sleep()
-                n = r.serve(BURST - served)  # looked at again after saying so: see RECHECK
+                n = r.serve(BURST - served)  # looked at again after saying so
                 if not n:
                     self.counters["sleeps"] += 1
-                    self._recheck_later()
                     return
                 r.wake()
                 served, spin_end = served + n, 0.0
@@ -231,18 +228,6 @@ class FastPath:
         r = self.rings.get(fd)
         if r is not None:
             self.run(fd, r)
-
-    def _recheck_later(self) -> None:
-        if not self.recheck_due:
-            self.recheck_due = True
-            self.later(RECHECK, self.recheck)
-
-    def recheck(self) -> None:
-        self.recheck_due = False
-        for fd, r in list(self.rings.items()):
-            if r.serve(BURST):  # a request whose bell was lost
-                self.counters["rechecks_served"] += 1
-                self.run(fd, r)
 
     def drop(self, fd: int) -> None:
         r = self.rings.pop(fd, None)

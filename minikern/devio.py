@@ -36,7 +36,7 @@ from minikern.proto.ring import Op
 
 MAX_FDS = 66  # the ring, its doorbell, and up to 64 memory windows
 SPIN = 100e-6  # seconds to poll for the board's answer before blocking on the doorbell
-RECHECK_MS = 1  # the first block is this short: see hw.board_fastpath, RECHECK
+RECHECK_MS = 1  # the first block is this short; then the bell is rung again (a lost one)
 _SEQ, _MASK, _REQ, _ANS = ring.SEQ_MASK, ring.MASK, ring.W_REQUESTS, ring.W_ANSWERS
 _IN, _OUT, _CHAIN = int(Op.IN) << 32, int(Op.OUT) << 32, ring.CHAIN << 32
 
@@ -130,15 +130,20 @@ class Channel:
                 a = w[j]
                 if a & _SEQ == want:
                     return int(a)
-                if self.poller.poll(timeout):
-                    try:
-                        if not self.bell.recv(4096, socket.MSG_DONTWAIT):
-                            raise ChannelError(Err.EIO, "the board closed the ring")
-                    except (BlockingIOError, InterruptedError):
-                        pass
-                    except OSError as e:
-                        raise ChannelError(Err.EIO, "the board closed the ring") from e
-                timeout = 1000  # after the first look, only a bell (or a lost one, once a second)
+                if not self.poller.poll(timeout):
+                    # Nothing fences the words against the slots, so the board may have gone
+                    # to sleep without seeing the request, and this side may have missed its
+                    # bell: look again (above) and ring the board once more.
+                    self._kick()
+                    timeout = 1000
+                    continue
+                try:
+                    if not self.bell.recv(4096, socket.MSG_DONTWAIT):
+                        raise ChannelError(Err.EIO, "the board closed the ring")
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError as e:
+                    raise ChannelError(Err.EIO, "the board closed the ring") from e
         finally:
             w[ring.W_DRIVER_WAITS] = 0
 

@@ -96,3 +96,17 @@ def test_closing_and_attaching_again_gives_a_fresh_ring(machine: Machine) -> Non
         assert machine.stats()["fastpath"]["attached"] == 2
     finally:
         second.close()
+
+
+def test_a_lost_bell_costs_a_millisecond_not_a_hang(machine: Machine) -> None:
+    """The words are not fenced against the slots, so a bell can be missed: the driver rings
+    again when its first wait ends empty.  Here the bell is lost on purpose: the board's
+    "I sleep" word is cleared under it, so the driver sees no reason to ring."""
+    ch = devio.open_channel(machine.driver("com"))
+    try:
+        ch.outb(UART_SCR, 0x5A)
+        wait_for(lambda: ch.words[ring.W_BOARD_SLEEPS] == 1, what="the board asleep")
+        ch.words[ring.W_BOARD_SLEEPS] = 0
+        assert ch.inb(UART_SCR) == 0x5A
+    finally:
+        ch.close()
