@@ -172,7 +172,15 @@ class FastPath:
                     pass
                 return
             self.token_of.pop(offer.endpoint, None)
-            r = Ring(offer, self.machine, self.audit, self.counters, self.dma, self.undma)
+            try:
+                r = Ring(offer, self.machine, self.audit, self.counters, self.dma, self.undma)
+            except OSError:  # out of memory or descriptors: this driver gets no ring
+                self.counters["ring_failed"] += 1
+                try:
+                    sock.send(fp.encode_reply(Err.ENOMEM))
+                except OSError:
+                    pass
+                return
             fds = [r.fd, r.peer.fileno()]
             fds += [self.machine.memory.segments[base].fd for base, _ in offer.mem]
             reply = fp.encode_attached(fp.Attached(offer.endpoint, list(offer.io), list(offer.mem)))
