@@ -65,7 +65,7 @@ class Ring:
         self.dma, self.undma = dma, undma
         self.who = (owner.endpoint, owner.label)
         self.bounds = tuple((base, base + length) for base, length in owner.io)
-        self.fd = os.memfd_create(f"ring-{owner.label}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self.fd = os.memfd_create("mk-ring", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self.fd, ring.SIZE)
         fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS,
                     fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
