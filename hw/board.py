@@ -11,7 +11,7 @@ on the one loop every component runs (minikern.loop, through SEF):
   fast-path requests (``IoMap``), deaths (``Gone``) and ``Shutdown``; the
   board answers each ``Io``/``IoMap`` with exactly one ``Done`` and raises
   ``Irq``.
-* drivers, over their fast-path channels (hw.board_fastpath).
+* drivers, through their rings in shared memory (hw.board_fastpath, hw.board_ring).
 * tests and the operator, over the control socket (hw.board_ctl).
 
 Each of these sockets, and each device's host fd, is a watched source of the
@@ -26,7 +26,7 @@ init done to RS only once the machine is there (RS starts the drivers only
 then); SEF answers RS's heartbeat, takes a fault from bin/crash and ends the
 board on the kernel's SHUTDOWN.  No callback of the board traps, so its
 loop keeps one RECEIVE pending across wakeups (``Loop.hold_receive``): port
-I/O and fast-path requests never cost a round trip to the kernel.
+I/O and ring requests never cost a round trip to the kernel.
 """
 from __future__ import annotations
 
@@ -140,7 +140,8 @@ class Board:
         self.bus: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.bus.setsockopt(zmq.LINGER, 0)
         self.chipset = Chipset(self.loop, self.machine, self.raise_irq)
-        self.fast = FastPath(ctx.run_dir, self.machine, self.audit, self.watch, self.unwatch)
+        self.fast = FastPath(ctx.run_dir, self.machine, self.audit, self.watch, self.unwatch,
+                             self.later)
         self.ctl = Control(ctx.run_dir, self.machine, self.stats, self.watch, self.unwatch)
         self.watch(self.bus, self.on_bus)
         self.bus.connect(record["bus"])
@@ -156,6 +157,13 @@ class Board:
             fn()
             self.chipset.settle()
         self.loop.watch(source, run)
+
+    def later(self, delay: float, fn: Callable[[], None]) -> object:
+        """A timer on the loop; after ``fn`` the chipset settles, as after a watched source."""
+        def run() -> None:
+            fn()
+            self.chipset.settle()
+        return self.loop.call_later(delay, run)
 
     def unwatch(self, source: Any) -> None:
         self.loop.unwatch(source)
@@ -248,7 +256,7 @@ class Board:
     def stats(self) -> dict[str, Any]:
         return {**self.machine.stats(), "board": dict(self.counters),
                 "refused": dict(codec.refused), "loop": dict(self.loop.counters),
-                "fastpath": dict(self.fast.counters), "channels": len(self.fast.channels),
+                "fastpath": dict(self.fast.counters), "channels": len(self.fast.rings),
                 "irq_sent": {str(k): v for k, v in sorted(self.chipset.irq_sent.items())}}
 
     def close(self) -> None:

@@ -1,34 +1,41 @@
-"""The drivers' fast path into the board: per-driver channels to exactly their windows.
+"""The drivers' fast path into the board: per-driver rings reaching exactly their windows.
 
 Runs in the board process.  MINIX maps device memory into a driver once the
 kernel has checked its privileges; here the kernel checks the IOMAP call
 (the driver holds I/O windows) and forwards ``["iomap", endpoint, label, io,
 mem]`` on the bus.  The board answers with a one-time token and the path of
 its listening socket, ``run_dir/board.sock`` (AF_UNIX SOCK_SEQPACKET, 0600
-inside the 0700 run directory).  The protocol (typed requests ``Attach``,
-``In``, ``Out``, ``Vec``, ``Sin``, ``Sout``, ``Dma``, ``Undma``, every one
-answered in order on the same channel) is minikern.proto.fastpath and
-docs/PROTOCOL.md, "The driver fast path".  A refused request is answered with
-its status alone (negative minikern.const.Err): ECALLDENIED for a port
-outside the windows, EINVAL for a malformed request.
+inside the 0700 run directory).  The driver connects and sends ATTACH with
+the token (minikern.proto.fastpath); the board answers with its windows and,
+as SCM_RIGHTS, a fresh ring (hw.board_ring, minikern.proto.ring), the
+driver's end of the ring's doorbell and one memfd per memory window, then
+closes the connection: from then on port I/O is slots in shared memory and
+the doorbell is the ring's only socket.  docs/PROTOCOL.md, section 10.
 
-Speed: after answering, the board polls the same channel for up to SPIN
-(100 us) for the driver's next request, and the driver polls for the answer
-likewise (minikern.devio), before either sleeps: on a loaded two-core host a
-blocking round trip costs two scheduler wake-ups (~15k/s for two bare Python
-processes), the spin-then-sleep one ~150k/s.  At most BURST requests are
-served per loop turn, so one busy driver cannot starve the bus or the others.
+Waiting (a futex's spin-then-sleep, on both sides): after serving a ring the
+board polls it for up to SPIN for the driver's next request, then sets the
+ring's "board sleeps" word, looks once more, and goes back to the loop,
+where the doorbell wakes it; the driver does the same for answers
+(minikern.devio).  A bell rings only when its side said it sleeps, so a
+busy driver costs no system call per access, an idle one no CPU at all.
+Stores and loads to the two words and the slots are not fenced (Python has
+no fence), so a request published just as the board decides to sleep may
+see no bell; the driver, which waits for every answer, rings again when its
+first wait (1 ms) ends without one, so the board needs no timer of its own.
+At most BURST requests are served per loop turn, so one
+busy driver cannot starve the bus or the others.
 
-Invariants: every port of every request is checked against the channel's
-windows before anything is performed; one port outside them refuses the
-whole request, which is audited (a ``denied`` event, call "DEVIO", path
-"channel") and counted, never performed.  A DMA grant must lie inside one of
-the driver's own memory windows and name a DMA-capable device.  Tokens are
-single-use and replaced by a newer IOMAP of the same endpoint.  A channel
-that closes (EOF) is only dropped: the driver lives and may IOMAP again.
-When the kernel reports the endpoint ``gone`` its channels, token and DMA
-grants all go (the IOMMU stops the device writing a dead driver's buffers);
-device state stays, so a restarted driver finds the hardware as it was left.
+Invariants: every port of every request is checked against the ring's
+windows before anything is performed (hw.board_ring); a refusal is audited
+(a ``denied`` event, call "DEVIO", path "channel") and counted, never
+performed.  A DMA grant must lie inside one of the driver's own memory
+windows and name a DMA-capable device.  Tokens are single-use and replaced
+by a newer IOMAP of the same endpoint.  A ring whose doorbell closes (the
+driver closed it, or died, even mid-request) is dropped: the driver lives
+and may IOMAP again for a fresh ring.  When the kernel reports the endpoint
+``gone`` its rings, token and DMA grants all go (the IOMMU stops the device
+writing a dead driver's buffers); device state stays, so a restarted driver
+finds the hardware as it was left.
 """
 from __future__ import annotations
 
@@ -38,45 +45,24 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hw.board_machine import DMA_DEVICES, Audit, Machine
+from hw.board_ring import Offer, Ring
 from minikern.const import Err
 from minikern.proto import fastpath as fp
 
 Windows = tuple[tuple[int, int], ...]
 Watch = Callable[[int, Callable[[], None]], None]
 Unwatch = Callable[[int], None]
+Later = Callable[[float, Callable[[], None]], object]
 
 MAX_PACKET = fp.FASTPATH.max_frame + 1  # one byte more, so an oversized request is seen
-BURST = 64  # requests served from one channel per loop turn
-SPIN = 100e-6  # seconds the board waits for a served driver's next request before polling
-MAX_PENDING = 32  # connected channels that have not attached yet
+BURST = 256  # requests served from one ring per loop turn (one ring's worth)
+SPIN = 100e-6  # seconds the board polls a served ring for the next request before sleeping
+MAX_PENDING = 32  # connected sockets that have not attached yet
 SOCKET_NAME = "board.sock"
-
-
-@dataclass(frozen=True)
-class Offer:
-    endpoint: int
-    label: str
-    io: Windows
-    mem: Windows
-
-
-@dataclass
-class Channel:
-    sock: socket.socket
-    offer: Offer
-
-    def holds(self, port: int, size: int) -> bool:
-        """Is [port, port+size) inside one window?  (The decoder checked port and size.)"""
-        end = port + size
-        for base, length in self.offer.io:  # noqa: SIM110 (a plain loop: this runs on every access)
-            if base <= port and end <= base + length:
-                return True
-        return False
 
 
 def _windows(value: object, limit: int) -> Windows | None:
@@ -93,8 +79,9 @@ def _windows(value: object, limit: int) -> Windows | None:
 
 class FastPath:
     def __init__(self, run_dir: Path, machine: Machine, audit: Audit,
-                 watch: Watch, unwatch: Unwatch) -> None:
+                 watch: Watch, unwatch: Unwatch, later: Later) -> None:
         self.machine, self.audit, self.watch, self.unwatch = machine, audit, watch, unwatch
+        self.later = later
         self.path = run_dir / SOCKET_NAME
         self.path.unlink(missing_ok=True)  # left by a board that died
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_NONBLOCK)
@@ -107,7 +94,7 @@ class FastPath:
         self.offers: dict[str, Offer] = {}
         self.token_of: dict[int, str] = {}
         self.pending: dict[int, socket.socket] = {}
-        self.channels: dict[int, Channel] = {}
+        self.rings: dict[int, Ring] = {}  # the board's end of the doorbell's fd -> ring
         self.grants: dict[int, list[tuple[str, int]]] = {}  # endpoint -> (device, base)
         self.labels: dict[int, str] = {}  # endpoint -> label, from IOMAP (for audit records)
         self.counters: Counter[str] = Counter()
@@ -141,13 +128,13 @@ class FastPath:
         token = self.token_of.pop(endpoint, None)
         if token is not None:
             self.offers.pop(token, None)
-        for fd, ch in list(self.channels.items()):
-            if ch.offer.endpoint == endpoint:
+        for fd, r in list(self.rings.items()):
+            if r.owner.endpoint == endpoint:
                 self.drop(fd)
         for device, base in self.grants.pop(endpoint, []):
             self.machine.iommu.revoke(device, base, owner=endpoint)
 
-    # -- sockets --------------------------------------------------------------------
+    # -- the attach handshake -------------------------------------------------------
 
     def on_accept(self) -> None:
         while True:
@@ -168,164 +155,120 @@ class FastPath:
             self.watch(fd, lambda fd=fd: self.on_attach(fd))  # type: ignore[misc]
 
     def on_attach(self, fd: int) -> None:
+        """Answer the one ATTACH with a fresh ring, then close the connection."""
         sock = self.pending.pop(fd)
         self.unwatch(fd)
-        msg = self._recv(sock)
-        offer = self.offers.pop(msg.token, None) if type(msg) is fp.Attach else None
-        if offer is None:
-            self.counters["attach_refused"] += 1
-            self._send(sock, fp.encode_reply(Err.EPERM))
-            sock.close()
-            return
-        self.token_of.pop(offer.endpoint, None)
-        fds = [self.machine.memory.segments[base].fd for base, _ in offer.mem]
-        reply = fp.encode_attached(fp.Attached(offer.endpoint, list(offer.io), list(offer.mem)))
-        try:
-            socket.send_fds(sock, [reply], fds)
-        except OSError:
-            sock.close()
-            return
-        self.channels[fd] = Channel(sock, offer)
+        with sock:
+            try:
+                msg = fp.decode_request(sock.recv(MAX_PACKET))
+            except OSError:  # EOF, EAGAIN: not an attach
+                msg = None
+            offer = self.offers.pop(msg.token, None) if msg is not None else None
+            if offer is None:
+                self.counters["attach_refused"] += 1
+                try:
+                    sock.send(fp.encode_reply(Err.EPERM))
+                except OSError:
+                    pass
+                return
+            self.token_of.pop(offer.endpoint, None)
+            try:
+                r = Ring(offer, self.machine, self.audit, self.counters, self.dma, self.undma)
+            except OSError:  # out of memory or descriptors: this driver gets no ring
+                self.counters["ring_failed"] += 1
+                try:
+                    sock.send(fp.encode_reply(Err.ENOMEM))
+                except OSError:
+                    pass
+                return
+            fds = [r.fd, r.peer.fileno()]
+            fds += [self.machine.memory.segments[base].fd for base, _ in offer.mem]
+            reply = fp.encode_attached(fp.Attached(offer.endpoint, list(offer.io), list(offer.mem)))
+            try:
+                socket.send_fds(sock, [reply], fds)
+            except OSError:
+                r.close()
+                return
+        r.handed_over()
+        bell = r.bell.fileno()
+        self.rings[bell] = r
         self.counters["attached"] += 1
-        self.watch(fd, lambda: self.on_request(fd))
+        self.watch(bell, lambda: self.on_bell(bell))
 
-    def on_request(self, fd: int) -> None:
-        """Serve up to BURST requests; after each answer wait SPIN for the driver's next one.
+    # -- serving the rings ------------------------------------------------------------
 
-        Spinning briefly before going back to poll (a futex's spin-then-sleep)
-        saves two scheduler wake-ups per access, which dominate a round trip.
-        """
-        ch = self.channels.get(fd)
-        served = 0
-        while ch is not None and served < BURST:
-            data: bytes | None
-            try:
-                data = ch.sock.recv(MAX_PACKET, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                data = self._spin(ch.sock)
-                if data is None:
-                    return
-            except OSError:
-                data = b""
-            if not data:
-                self.drop(fd)
-                return
-            served += 1
-            if not self._send(ch.sock, self.request(ch, fp.decode_request(data))):
-                self.counters["reply_failed"] += 1
-                self.drop(fd)
-                return
+    def on_bell(self, fd: int) -> None:
+        r = self.rings.get(fd)
+        if r is None:
+            return
+        if not r.drain():
+            self.drop(fd)
+            return
+        self.counters["kicks"] += 1
+        self.run(fd, r)
 
-    @staticmethod
-    def _spin(sock: socket.socket) -> bytes | None:
-        end = time.perf_counter() + SPIN
-        while time.perf_counter() < end:
-            try:
-                return sock.recv(MAX_PACKET, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
+    def run(self, fd: int, r: Ring) -> None:
+        """Serve up to BURST requests, polling SPIN for more after each; then sleep on the bell.
+
+        Only a served request keeps the board here: a chain whose last slot never comes
+        (a driver killed in the middle of writing it) is looked at once per bell, not spun on."""
+        r.wake()
+        served, spin_end = 0, 0.0
+        while served < BURST:
+            n = r.serve(BURST - served)
+            if n:
+                served, spin_end = served + n, 0.0
                 continue
-            except OSError:
-                return b""
-        return None
+            now = time.perf_counter()
+            if not spin_end:
+                spin_end = now + SPIN
+            elif now > spin_end:
+                r.sleep()
+                n = r.serve(BURST - served)  # looked at again after saying so
+                if not n:
+                    self.counters["sleeps"] += 1
+                    return
+                r.wake()
+                served, spin_end = served + n, 0.0
+        self.later(0, lambda: self._again(fd))  # more may be waiting: the next loop turn
+
+    def _again(self, fd: int) -> None:
+        r = self.rings.get(fd)
+        if r is not None:
+            self.run(fd, r)
 
     def drop(self, fd: int) -> None:
-        ch = self.channels.pop(fd, None)
-        if ch is not None:
+        r = self.rings.pop(fd, None)
+        if r is not None:
             self.unwatch(fd)
-            ch.sock.close()
+            r.close()
+            self.counters["dropped"] += 1
 
-    @staticmethod
-    def _recv(sock: socket.socket) -> fp.Request | None:
-        try:
-            return fp.decode_request(sock.recv(MAX_PACKET))
-        except OSError:  # EOF, EAGAIN: not an attach
-            return None
+    # -- DMA grants, for the rings ------------------------------------------------------
 
-    @staticmethod
-    def _send(sock: socket.socket, reply: bytes) -> bool:
-        try:
-            sock.send(reply)
-            return True
-        except OSError:
-            return False
-
-    # -- requests -------------------------------------------------------------------
-
-    def refuse(self, ch: Channel, port: int) -> bytes:
-        self.counters["port_refused"] += 1
-        self.audit.write(ch.offer.endpoint, ch.offer.label, "DEVIO", port, "ECALLDENIED",
-                         path="channel")
-        return fp.encode_reply(Err.ECALLDENIED)
-
-    def request(self, ch: Channel, req: fp.Request | None) -> bytes:
-        """Perform one decoded request (None: it did not decode) and encode its answer."""
-        who, m = (ch.offer.endpoint, ch.offer.label), self.machine
-        if isinstance(req, fp.In):
-            if not ch.holds(req.port, req.size):
-                return self.refuse(ch, req.port)
-            return fp.encode_reply(Err.OK, m.read(req.port, req.size, who))
-        if isinstance(req, fp.Out):
-            if not ch.holds(req.port, req.size):
-                return self.refuse(ch, req.port)
-            m.write(req.port, req.size, req.value, who)
-            return fp.encode_reply(Err.OK)
-        if isinstance(req, fp.Vec):
-            return self.vector(ch, req.ops)
-        if isinstance(req, (fp.Sin, fp.Sout)):
-            return self.string(ch, req)
-        if isinstance(req, fp.Dma):
-            return self.dma(ch, req)
-        if isinstance(req, fp.Undma):
-            owned = self.grants.get(ch.offer.endpoint, [])
-            if (req.device, req.base) not in owned:
-                return fp.encode_reply(Err.EINVAL)
-            owned.remove((req.device, req.base))
-            return fp.encode_reply(Err.OK, m.iommu.revoke(req.device, req.base,
-                                                          owner=ch.offer.endpoint))
-        self.counters["malformed"] += 1  # undecodable, or a second Attach
-        return fp.encode_reply(Err.EINVAL)
-
-    def vector(self, ch: Channel, ops: list[tuple[int, int, int | None]]) -> bytes:
-        for port, size, _ in ops:
-            if not ch.holds(port, size):
-                return self.refuse(ch, port)
-        who, values = (ch.offer.endpoint, ch.offer.label), list[int | None]()
-        for port, size, value in ops:
-            if value is None:
-                values.append(self.machine.read(port, size, who))
-            else:
-                self.machine.write(port, size, value, who)
-                values.append(None)
-        return fp.encode_reply(Err.OK, values)
-
-    def string(self, ch: Channel, req: fp.Sin | fp.Sout) -> bytes:
-        port, size = req.port, req.size
-        if not ch.holds(port, size):
-            return self.refuse(ch, port)
-        who = (ch.offer.endpoint, ch.offer.label)
-        if isinstance(req, fp.Sin):
-            data = b"".join(self.machine.read(port, size, who).to_bytes(size, "little")
-                            for _ in range(req.repeat))
-            return fp.encode_reply(Err.OK, data)
-        for i in range(0, len(req.data), size):
-            self.machine.write(port, size, int.from_bytes(req.data[i:i + size], "little"), who)
-        return fp.encode_reply(Err.OK)
-
-    def dma(self, ch: Channel, req: fp.Dma) -> bytes:
-        device, base, length, write = req
+    def dma(self, owner: Offer, device: str, base: int, length: int, write: bool) -> tuple[int, int]:
+        endpoint = owner.endpoint
         if device not in DMA_DEVICES:
-            return fp.encode_reply(Err.EINVAL)
-        if not any(b <= base and base + length <= b + n for b, n in ch.offer.mem):
+            return Err.EINVAL, 0
+        if not any(b <= base and base + length <= b + n for b, n in owner.mem):
             self.counters["dma_grant_refused"] += 1
-            self.audit.write(ch.offer.endpoint, ch.offer.label, "DMAGRANT", base, "EPERM",
+            self.audit.write(endpoint, self.label_of(endpoint), "DMAGRANT", base, "EPERM",
                              device=device, length=length)
-            return fp.encode_reply(Err.EPERM)
-        self.machine.iommu.grant(device, base, length, write, owner=ch.offer.endpoint)
-        self.grants.setdefault(ch.offer.endpoint, []).append((device, base))
-        return fp.encode_reply(Err.OK)
+            return Err.EPERM, 0
+        self.machine.iommu.grant(device, base, length, write, owner=endpoint)
+        self.grants.setdefault(endpoint, []).append((device, base))
+        return Err.OK, 0
+
+    def undma(self, owner: Offer, device: str, base: int) -> tuple[int, int]:
+        endpoint = owner.endpoint
+        owned = self.grants.get(endpoint, [])
+        if (device, base) not in owned:
+            return Err.EINVAL, 0
+        owned.remove((device, base))
+        return Err.OK, self.machine.iommu.revoke(device, base, owner=endpoint)
 
     def close(self) -> None:
-        for fd in list(self.channels):
+        for fd in list(self.rings):
             self.drop(fd)
         for sock in self.pending.values():
             sock.close()

@@ -83,10 +83,14 @@ def test_bench_ipc(tmp_path: Path) -> None:
 
 
 def test_bench_devio(tmp_path: Path) -> None:
-    r = bench(tmp_path, "devio", "--rounds", "1", "--ops", "100", "--kcall-ops", "10")
-    positive(r, "port_ops_per_s", "devio_kcall_ops_per_s")
+    r = bench(tmp_path, "devio", "--rounds", "1", "--ops", "100", "--kcall-ops", "10",
+              "--batched-ops", "512", "--batch", "64", "--refusals", "150")
+    positive(r, "port_ops_per_s", "batched_port_ops_per_s", "devio_kcall_ops_per_s")
     assert isinstance(r["port_ops_per_s"], int)
     assert r["rounds"] == 1 and r["ops_per_round"] == 100 and r["kcall_ops_per_round"] == 10
+    assert r["batch"] == 64 and r["batched_ops_per_round"] == 512
+    # more refusals than the audit records in a window: the rest are summed up, none lost
+    assert r["refusals"] == r["refusals_refused"] == r["refusals_audited"] == 150
 
 
 def test_bench_recovery(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
   the shared ``[name, version, verb, *fields]`` framing, and the only calls to
   msgpack and json;
 - ``bus``: the kernel-board bus;
-- ``fastpath``: a driver's channel to the board;
+- ``fastpath``: a driver's attach to the board;
+- ``ring``: the layout and slots of a driver's port I/O ring in shared memory;
 - ``control``: the board's control socket;
 - ``startup``: the record the kernel hands a template process;
 - ``image``: ``run_dir/boot.image``, written by bin/boot and read by the kernel.

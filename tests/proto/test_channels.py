@@ -36,13 +36,8 @@ CASES: list[Case] = [
     (bus.BUS, bus.decode_from_kernel, bus.encode(bus.IoMap(9, "nic", [(0xC000, 256)], [])),
      bus.IoMap(9, "nic", [(0xC000, 256)], [])),
     (bus.BUS, bus.decode_from_kernel, bus.encode(bus.Shutdown()), bus.Shutdown()),
-    (fastpath.FASTPATH, fastpath.decode_request, fastpath.encode(fastpath.In(0x3FF, 1)),
-     fastpath.In(0x3FF, 1)),
-    (fastpath.FASTPATH, fastpath.decode_request,
-     fastpath.encode(fastpath.Sout(0x1F0, 2, b"\1\2\3\4")), fastpath.Sout(0x1F0, 2, b"\1\2\3\4")),
-    (fastpath.FASTPATH, fastpath.decode_request,
-     fastpath.encode(fastpath.Dma("nic", 0x100000, 4096, True)),
-     fastpath.Dma("nic", 0x100000, 4096, True)),
+    (fastpath.FASTPATH, fastpath.decode_request, fastpath.encode(fastpath.Attach("ab" * 16)),
+     fastpath.Attach("ab" * 16)),
     (control.CONTROL, control.decode_request, control.encode_request(control.Set("nic.link", False)),
      control.Set("nic.link", False)),
     (startup.STARTUP, startup.decode, startup.encode(RECORD), RECORD),
@@ -141,15 +136,11 @@ def test_bus_lines_and_ports_are_bounded() -> None:
         is bus.Unreadable
 
 
-def test_fastpath_requests_are_bounded() -> None:
-    big = fastpath.MAX_STRING_BYTES
-    assert fastpath.decode_request(fastpath.encode(fastpath.In(1 << 16, 1))) is None
-    assert fastpath.decode_request(fastpath.encode(fastpath.In(0x80, 3))) is None
-    assert fastpath.decode_request(fastpath.encode(fastpath.Sin(0x1F0, 2, big // 2))) is not None
-    assert fastpath.decode_request(fastpath.encode(fastpath.Sin(0x1F0, 2, big // 2 + 1))) is None
-    assert fastpath.decode_request(fastpath.encode(fastpath.Sout(0x1F0, 2, b"123"))) is None
-    ops = [(0x80, 1, None)] * (fastpath.MAX_VECTOR + 1)
-    assert fastpath.decode_request(fastpath.encode(fastpath.Vec(ops))) is None
+def test_fastpath_carries_only_attach() -> None:
+    """Port I/O is ring slots now (tests/proto/test_ring.py): any other op is refused."""
+    assert fastpath.decode_request(codec.pack(["MKFP", 2, 2, 0x3FF, 1])) is None  # the old IN
+    assert fastpath.decode_request(codec.pack(["MKFP", 2, fastpath.Op.ATTACH, 7])) is None
+    assert fastpath.decode_request(fastpath.encode(fastpath.Attach("x" * 2000))) is None  # bound
 
 
 def test_fastpath_reply_and_attach() -> None:
@@ -192,10 +183,8 @@ def test_kernel_ipc_headers() -> None:
     assert codec.decode_body(codec.pack([1, {2: 3}])) is None  # field names are strings
 
 
-def test_the_fast_encoders_are_the_typed_ones() -> None:
-    assert fastpath.encode_in(0x3FF, 2) == fastpath.encode(fastpath.In(0x3FF, 2))
-    assert fastpath.encode_out(0x3FF, 4, 9) == fastpath.encode(fastpath.Out(0x3FF, 4, 9))
-    before = refused_by(fastpath.FASTPATH, "protocol")  # the hot path still checks the version
-    forged = codec.pack(["MKFP", 2, fastpath.Op.IN, 0x3FF, 1])
+def test_the_attach_handshake_checks_its_version() -> None:
+    before = refused_by(fastpath.FASTPATH, "protocol")
+    forged = codec.pack(["MKFP", 1, fastpath.Op.ATTACH, "ab" * 16])  # version 1: the packet era
     assert fastpath.decode_request(forged) is None
     assert refused_by(fastpath.FASTPATH, "protocol") == before + 1
