@@ -5,7 +5,8 @@ kernel has checked its privileges; here the kernel checks the IOMAP call
 (the driver holds I/O windows) and forwards ``["iomap", endpoint, label, io,
 mem]`` on the bus.  The board answers with a one-time token and the path of
 its listening socket, ``run_dir/board.sock`` (AF_UNIX SOCK_SEQPACKET, 0600
-inside the 0700 run directory).  The protocol (typed requests ``Attach``,
+inside the 0700 run directory; booted as root, 0660 for the components' group,
+minikern/domain.py).  The protocol (typed requests ``Attach``,
 ``In``, ``Out``, ``Vec``, ``Sin``, ``Sout``, ``Dma``, ``Undma``, every one
 answered in order on the same channel) is minikern.proto.fastpath and
 docs/PROTOCOL.md, "The driver fast path".  A refused request is answered with
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from hw.board_machine import DMA_DEVICES, Audit, Machine
+from minikern import domain
 from minikern.const import Err
 from minikern.proto import fastpath as fp
 
@@ -103,6 +105,7 @@ class FastPath:
             self.listener.bind(str(self.path))
         finally:
             os.umask(old)
+        domain.share_socket(self.path)  # booted as root: every component's group may connect
         self.listener.listen(16)
         self.offers: dict[str, Offer] = {}
         self.token_of: dict[int, str] = {}

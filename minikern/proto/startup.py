@@ -35,10 +35,17 @@ class StartupRecord(TypedDict):
     memory_size: int
     bus: NotRequired[str]  # the board alone: the bus's address and its one-time credential
     bus_credential: NotRequired[bytes]
+    domain: NotRequired[list[int]]  # booted as root: uid, gid, extra groups to run as (minikern.domain)
 
 
 def encode(record: StartupRecord) -> bytes:
     return codec.encode_frame(STARTUP, RECORD, dict(record))
+
+
+def _ids(ids: object) -> bool:
+    """uid, gid and extra groups: two to eight ids, none of them root's (0)."""
+    return (type(ids) is list and 2 <= len(ids) <= 8
+            and all(type(i) is int and 0 < i < 1 << 31 for i in ids))
 
 
 def decode(frame: bytes) -> StartupRecord | None:
@@ -51,7 +58,8 @@ def decode(frame: bytes) -> StartupRecord | None:
             or set(rec) - set(StartupRecord.__annotations__)
             or ("bus" in rec) != ("bus_credential" in rec)
             or "bus" in rec and (type(rec["bus"]) is not str
-                                 or type(rec["bus_credential"]) is not bytes)):
+                                 or type(rec["bus_credential"]) is not bytes)
+            or "domain" in rec and not _ids(rec["domain"])):
         codec.refused[STARTUP.name + ":malformed"] += 1
         return None
     return cast(StartupRecord, rec)

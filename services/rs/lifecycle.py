@@ -210,7 +210,7 @@ class Lifecycle:
         svc.restart_at = None
         status, r = self.conn.kcall_status(
             KCall.PRIVCTL, label=svc.label, module=svc.module, args=svc.args, priv=svc.priv,
-            incarnation=svc.incarnation)
+            incarnation=svc.incarnation, **({} if svc.uid is None else {"uid": svc.uid}))
         if status != Err.OK:  # no free slot or no template
             self.answer(svc, status, {"error": "the kernel could not start it"})
             self.journal.write("crash", svc.label, reason="exit", action="backoff",
@@ -314,7 +314,7 @@ class Lifecycle:
         entry = self.conf.services[label]
         module, args = programs.component(entry.get("program") or "", entry.keys.get("args", []))
         svc = Svc(label=label, module=module, args=args, priv=entry.priv(),
-                  policy=Policy.from_conf(entry), core=core)
+                  policy=Policy.from_conf(entry), core=core, uid=entry.uid())
         self.services[label] = svc
         return svc
 
