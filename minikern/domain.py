@@ -42,8 +42,10 @@ signal, trace and read all of them; only no_new_privs, non-dumpability (no ptrac
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +56,30 @@ PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
 def active() -> bool:
-    """Whether this boot gives components their own ids: run as root, and not turned off."""
-    return os.geteuid() == 0 and params.DOMAINS
+    """Whether this boot gives components their own ids: run as root, not turned off, and
+    the interpreter and the code readable by another uid (``unreachable``)."""
+    return os.geteuid() == 0 and params.DOMAINS and not unreachable()
+
+
+@functools.cache
+def unreachable() -> str:
+    """Why a component's uid could not run the code ("" when it could): a directory on the
+    way to the interpreter's library, the virtual environment or the repository that others
+    may not search (a Python installed in root's 0700 home, say)."""
+    for top in (Path(sys.base_prefix), Path(sys.prefix), REPO_ROOT,
+                Path(sys.executable).resolve().parent):
+        for d in (top, *top.parents):
+            try:
+                mode = os.stat(d).st_mode
+            except OSError as e:
+                return f"{d}: {e.strerror}"
+            if not mode & stat.S_IXOTH or d == top and not mode & stat.S_IROTH:
+                return f"{d} (mode {stat.S_IMODE(mode):04o}) is closed to other users"
+    return ""
 
 
 class Allocator:
@@ -92,6 +115,7 @@ def enter(ids: list[int] | None, keep: list[int]) -> None:
     die before its HELLO (never a component running with more than it was given)."""
     if ids:
         uid, gid, *groups = ids
+        os.umask(0o077)  # what it makes (the board's disk image) is its own alone
         os.setgroups(groups)
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
@@ -119,6 +143,8 @@ def prepare(run_dir: Path, kernel_socket: Path) -> None:
     """Lay out the run directory for the components (the table above); the kernel calls
     this once its socket is bound, before it starts anyone.  Nothing done without root."""
     if not active():
+        if os.geteuid() == 0 and params.DOMAINS:
+            print(f"kernel: components run as root, not in domains: {unreachable()}", flush=True)
         return
     dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
