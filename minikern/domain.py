@@ -59,26 +59,38 @@ PR_SET_NO_NEW_PRIVS = 38
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def active() -> bool:
-    """Whether this boot gives components their own ids: run as root, not turned off, and
-    the interpreter and the code readable by another uid (``unreachable``)."""
-    return os.geteuid() == 0 and params.DOMAINS and not unreachable()
+def active(run_dir: Path) -> bool:
+    """Whether a boot in ``run_dir`` gives components their own ids: run as root, not
+    turned off, and the code and the run directory within another uid's reach."""
+    return os.geteuid() == 0 and params.DOMAINS and not unreachable(run_dir)
+
+
+def unreachable(run_dir: Path) -> str:
+    """Why a component's uid could not run the code or reach the run directory ("" when it
+    could): a directory on the way to the interpreter's library, the virtual environment,
+    the repository or the run directory that others may not search (a Python installed in
+    root's 0700 home, a run directory under pytest's 0700 temporary root, say)."""
+    return _code_unreachable() or _closed(Path(os.path.abspath(run_dir)).parent, False)
 
 
 @functools.cache
-def unreachable() -> str:
-    """Why a component's uid could not run the code ("" when it could): a directory on the
-    way to the interpreter's library, the virtual environment or the repository that others
-    may not search (a Python installed in root's 0700 home, say)."""
+def _code_unreachable() -> str:
     for top in (Path(sys.base_prefix), Path(sys.prefix), REPO_ROOT,
                 Path(sys.executable).resolve().parent):
-        for d in (top, *top.parents):
-            try:
-                mode = os.stat(d).st_mode
-            except OSError as e:
-                return f"{d}: {e.strerror}"
-            if not mode & stat.S_IXOTH or d == top and not mode & stat.S_IROTH:
-                return f"{d} (mode {stat.S_IMODE(mode):04o}) is closed to other users"
+        if why := _closed(top, True):
+            return why
+    return ""
+
+
+def _closed(top: Path, listed: bool) -> str:
+    """Why others may not reach ``top`` (and list it, if ``listed``), or ""."""
+    for d in (top, *top.parents):
+        try:
+            mode = os.stat(d).st_mode
+        except OSError as e:
+            return f"{d}: {e.strerror}"
+        if not mode & stat.S_IXOTH or listed and d == top and not mode & stat.S_IROTH:
+            return f"{d} (mode {stat.S_IMODE(mode):04o}) is closed to other users"
     return ""
 
 
@@ -142,9 +154,10 @@ def close_descriptors(keep: list[int]) -> None:
 def prepare(run_dir: Path, kernel_socket: Path) -> None:
     """Lay out the run directory for the components (the table above); the kernel calls
     this once its socket is bound, before it starts anyone.  Nothing done without root."""
-    if not active():
+    if not active(run_dir):
         if os.geteuid() == 0 and params.DOMAINS:
-            print(f"kernel: components run as root, not in domains: {unreachable()}", flush=True)
+            print(f"kernel: components run as root, not in domains: {unreachable(run_dir)}",
+                  flush=True)
         return
     dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
@@ -174,7 +187,7 @@ def board_disk(run_dir: Path, entries: list[dict[str, Any]]) -> None:
     """bin/boot, booted as root: hand the board (label hw) its disk image, if it exists
     (a missing one the board makes itself).  Its ids are the ones the kernel will give it:
     the same allocation, replayed over the boot image in the order the kernel starts it."""
-    if not active():
+    if not active(run_dir):
         return
     allocator, ids, args = Allocator(), None, []
     for e in entries:
@@ -206,6 +219,6 @@ def share_socket(path: Path) -> None:
 
 def share_event_log(fd: int) -> None:
     """A new events.log: writable by the event log's group, readable by no component."""
-    if params.EVENT_LOG_GID in os.getgroups() or active():
+    if params.EVENT_LOG_GID in os.getgroups() or os.geteuid() == 0 and params.DOMAINS:
         os.fchown(fd, -1, params.EVENT_LOG_GID)
         os.fchmod(fd, 0o620)

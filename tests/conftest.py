@@ -136,6 +136,17 @@ class SystemUnderTest:
             c.sock.close(linger=0)  # the kernel is gone: no goodbye to deliver
 
 
+def open_to_components(path: Path) -> None:
+    """Let other uids search ``path`` and its parents, so that a system booted as root under
+    pytest's private (0700) temporary root runs its components in their own domains
+    (minikern/domain.py; MINIKERN_TEST_DOMAINS=1, and tools/open_root_home.sh for a Python
+    in root's home)."""
+    for d in (path, *path.parents):
+        mode = d.stat().st_mode
+        if not mode & 0o001:
+            d.chmod(mode | 0o011)
+
+
 @pytest.fixture
 def make_system(tmp_path: Path) -> Iterator[Callable[..., SystemUnderTest]]:
     """Boot test systems; each one that came up is closed after the test, each in turn even
@@ -146,6 +157,8 @@ def make_system(tmp_path: Path) -> Iterator[Callable[..., SystemUnderTest]]:
         def make(boot: str = "echo", conf: str = TEST_CONF) -> SystemUnderTest:
             nonlocal tried
             tried += 1  # a fresh run directory each time, a failed one's too
+            if os.environ.get("MINIKERN_TEST_DOMAINS") == "1":  # as root: components in domains
+                open_to_components(tmp_path)
             s = SystemUnderTest(tmp_path / f"run{tried - 1}", conf.format(boot=boot))
             closing.callback(s.close)
             return s

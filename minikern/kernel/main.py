@@ -86,7 +86,7 @@ class Kernel:
             f.write(self.operator_key)  # then renamed: a tool never reads a key half written
         os.replace(run_dir / (params.OPERATOR_KEY + ".new"), run_dir / params.OPERATOR_KEY)
         self.bus = Bus(self, self.ctx, "ipc://" + str(run_dir / params.BUS_SOCKET))
-        self.domains = domain.Allocator() if domain.active() else None  # booted as root
+        self.domains = domain.Allocator() if domain.active(run_dir) else None  # booted as root
         domain.prepare(run_dir, run_dir / params.KERNEL_SOCKET)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
