@@ -22,17 +22,19 @@ The kernel itself stays root, and operator tools are whoever has the kernel's ui
 (checked from the connection: docs/PROTOCOL.md section 3).  What a component may open
 in the run directory (``prepare``; the board sets its own sockets' modes):
 
-| entry                                   | owner, group, mode      | who may open it          |
-|-----------------------------------------|-------------------------|--------------------------|
-| the run directory                       | root, components, 1770  | components enter and make their own files (sticky: never remove, rename or replace another's) |
-| kernel.sock                             | root, components, 0660  | every component          |
-| bus.sock                                | the board, 0600         | the board                |
-| board.sock (hw/board_fastpath.py)       | the board, components, 0660 | drivers              |
-| board.ctl, com1.sock (the board's)      | the board, 0600         | the board (and root)     |
-| events.log (minikern/events.py)         | its creator, event log, 0620 | EVENT_WRITERS append; none reads |
-| system.conf, boot.id                    | root, 0644              | RS reads the one, every event writer the other |
-| crash/                                  | root, components, 1770  | each component its own crash record |
-| operator.key, kernel.pid, boot.image, console.log | root, 0600    | root alone               |
+| entry                            | owner, group, mode           | who may open it            |
+|----------------------------------|------------------------------|----------------------------|
+| the run directory                | root, components, 1770       | components make own files (*) |
+| kernel.sock                      | root, components, 0660       | every component            |
+| bus.sock                         | the board, 0600              | the board                  |
+| board.sock (hw/board_fastpath)   | the board, components, 0660  | drivers                    |
+| board.ctl, com1.sock, disk.img   | the board, 0600              | the board (and root)       |
+| events.log (minikern/events.py)  | its creator, event log, 0620 | EVENT_WRITERS append       |
+| system.conf, boot.id             | root, 0644                   | RS, every event writer     |
+| crash/                           | root, components, 1770       | each its own crash record  |
+| operator.key, kernel.pid, ...    | root, 0600                   | root alone                 |
+
+(*) the sticky bit: a component never removes, renames or replaces another's file.
 
 Without root none of this holds: every component runs as the booting user, who may
 signal, trace and read all of them; only no_new_privs, non-dumpability (no ptrace or

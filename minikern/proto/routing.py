@@ -54,7 +54,7 @@ def receive(sock: zmq.Socket[Any], known: Callable[[bytes], bool]
     frames = [ident, *sock.recv_multipart()] if first.more else [ident]
     if known(ident):
         return frames, False, None
-    return frames, not assigned(ident), peercred.parse(first.get("Peer-Address"))
+    return frames, not assigned(ident), peercred.parse(str(first.get("Peer-Address")))
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27/ZAP), in the kernel's context
 

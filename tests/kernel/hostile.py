@@ -85,7 +85,7 @@ def operator_hello(address: str, key: bytes) -> None:
         sock.close(linger=0)
 
 
-def first_descriptor(pid: int) -> str:
+def last_descriptor(pid: int) -> str:
     return sorted(os.listdir(f"/proc/{pid}/fd"), key=int)[-1]
 
 
@@ -95,12 +95,13 @@ def attacks(key: bytes) -> dict[str, str]:
     out = {"targets": ",".join(sorted(pids))}
     for label in TARGETS:
         pid = pids.get(label, -1)
-        out[f"ptrace {label}"] = attempt(lambda: ptrace(pid))
+        out[f"ptrace {label}"] = attempt(lambda pid=pid: ptrace(pid))
         out[f"read {label}'s memory"] = attempt(
-            lambda: open(f"/proc/{pid}/mem", "rb").close())
-        out[f"list {label}'s descriptors"] = attempt(lambda: os.listdir(f"/proc/{pid}/fd"))
+            lambda pid=pid: open(f"/proc/{pid}/mem", "rb").close())
+        out[f"list {label}'s descriptors"] = attempt(
+            lambda pid=pid: os.listdir(f"/proc/{pid}/fd"))
         out[f"open {label}'s shared memory"] = attempt(
-            lambda: open(f"/proc/{pid}/fd/{first_descriptor(pid) if pid > 0 else 3}", "rb").close())
+            lambda pid=pid: open(f"/proc/{pid}/fd/{last_descriptor(pid)}", "rb").close())
     out["read the operator key"] = attempt(lambda: (run / params.OPERATOR_KEY).read_bytes())
     out["set a board knob"] = attempt(lambda: connect_unix(run / "board.ctl"))
     out["connect to the bus"] = attempt(lambda: connect_unix(run / params.BUS_SOCKET))
@@ -112,7 +113,7 @@ def attacks(key: bytes) -> dict[str, str]:
         lambda: operator_hello(ipc.boot_record["address"], key))
     for label in TARGETS:  # last: a kill that worked must not hide the other results
         pid = pids.get(label, -1)
-        out[f"kill {label}"] = attempt(lambda: os.kill(pid, signal.SIGKILL))
+        out[f"kill {label}"] = attempt(lambda pid=pid: os.kill(pid, signal.SIGKILL))
     out["kill the kernel"] = attempt(lambda: os.kill(kernel, signal.SIGKILL))
     return out
 

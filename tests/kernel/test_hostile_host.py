@@ -22,7 +22,6 @@ import psutil
 import pytest
 
 from minikern import domain, params
-from minikern.const import KCall
 from tests.conftest import SystemUnderTest, conf_entry, wait_for
 from tests.kernel.hostile import ATTACK, TARGETS
 
