@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,25 @@ def entry(args: argparse.Namespace) -> tuple[str, dict[str, list[str]]]:
     return label, keys
 
 
+def on_channel(action: str, label: str) -> int:
+    """A recovery script's bin/service: the request on its channel to RS (standard input,
+    docs/PROTOCOL.md section 16), not through an operator connection, which a script in
+    RS's protection domain (booted as root, minikern/domain.py) is not allowed."""
+    from minikern.proto import scriptchan
+    os.write(0, scriptchan.encode_request(action, label))
+    line = b""
+    while not line.endswith(b"\n") and len(line) <= 4 * scriptchan.MAX_LINE:
+        byte = os.read(0, 1)
+        if not byte:
+            return cli.fail("service", "RS closed the channel unanswered")
+        line += byte
+    ok, detail = scriptchan.decode_answer(line)
+    if not ok:
+        return cli.fail("service", f"{action} {label}: {detail}")
+    print(f"service {action} {label}: done {detail}".rstrip())
+    return cli.EXIT_OK
+
+
 def service(args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {"label": args.label}
     if args.action == "up" and definition(args):
@@ -115,6 +135,8 @@ def service(args: argparse.Namespace) -> int:
                                            for o in (*WORDS, *SINGLE, "script", "depends")):
         return cli.fail("service", f"{args.action} takes a label alone; options are for "
                         "up PROGRAM")
+    if os.environ.get("MINIKERN_RS_CHANNEL") == "0" and "service" not in fields:
+        return on_channel(args.action, args.label)  # run by RS as a recovery script
     from minikern import rsctl  # here: `service --help` loads no ZeroMQ
     from minikern.const import RsReq
     r = rsctl.request(args.run_dir, RsReq[args.action.upper()], **fields)

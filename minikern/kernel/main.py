@@ -38,7 +38,8 @@ from minikern import domain, events, params
 from minikern.proto import bus as wire
 from minikern.proto import codec, image, routing, startup
 from minikern.proto.peercred import PeerCred
-from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg, err_name
+from minikern.const import (CLOCK, HW, NONE, NR_PROCS, PROTO, RS, Call, Err, KCall, Kind, KMsg,
+                            err_name)
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
@@ -237,6 +238,8 @@ class Kernel:
         if p.child:  # operator tools come and go unlogged
             how = f"signal {signal.Signals(signo).name}" if signo else f"status {status}"
             self.log(f"{p.label} (endpoint {p.endpoint}, pid {p.pid}) exited with {how}")
+        if p.slot == RS and p.child and self.domains:  # RS's guardian, in RS's domain, cannot ask
+            self.request_shutdown()
         manager = self.table.lookup(p.manager)
         if manager is not None:
             ipc.kernel_message(self, manager, KMsg.EXIT, {
