@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                             help=argparse.SUPPRESS if option == "mem" else None)
     define.add_argument("--script", help="its recovery script")
     define.add_argument("--depends", help="labels it depends on, comma-separated")
-    return cmd.run(argv, service)
+    args = cmd.parse_args(argv)
+    if os.environ.get("MINIKERN_RS_CHANNEL") == "0" and (args.action != "up" or not definition(args)):
+        return on_channel(args.action, args.label)  # run by RS as a recovery script
+    return cmd.call(args, service)
 
 
 def definition(args: argparse.Namespace) -> bool:
@@ -135,8 +138,6 @@ def service(args: argparse.Namespace) -> int:
                                            for o in (*WORDS, *SINGLE, "script", "depends")):
         return cli.fail("service", f"{args.action} takes a label alone; options are for "
                         "up PROGRAM")
-    if os.environ.get("MINIKERN_RS_CHANNEL") == "0" and "service" not in fields:
-        return on_channel(args.action, args.label)  # run by RS as a recovery script
     from minikern import rsctl  # here: `service --help` loads no ZeroMQ
     from minikern.const import RsReq
     r = rsctl.request(args.run_dir, RsReq[args.action.upper()], **fields)

@@ -239,6 +239,7 @@ class Kernel:
             how = f"signal {signal.Signals(signo).name}" if signo else f"status {status}"
             self.log(f"{p.label} (endpoint {p.endpoint}, pid {p.pid}) exited with {how}")
         if p.slot == RS and p.child and self.domains:  # RS's guardian, in RS's domain, cannot ask
+            self.events.write("fatal", "rs", detail="the Reincarnation Server died")
             self.request_shutdown()
         manager = self.table.lookup(p.manager)
         if manager is not None:
