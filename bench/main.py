@@ -24,6 +24,8 @@ BENCHMARKS = {  # subcommand -> (module, one-line help)
     "blockdev": ("bench.blockdev", "sequential MB/s of a bdev client to at_wini, by DMA and PIO"),
     "disk": ("bench.disk", "20 MB cp and sha256sum through bin/mount, without and with at_wini "
                            "SIGKILLed"),
+    "print": ("bench.print", "a 1 MB print job through the spooler, without and with the printer "
+                             "driver SIGKILLed"),
     "mutation": ("bench.mutation", "share of planted bugs (mutants) the tests catch, per module"),
     "cli": ("bench.cli", "median wall time of each operator command, from a shell"),
     "idle": ("bench.idle", "CPU an idle booted system uses, over --seconds"),

@@ -11,7 +11,8 @@ time from accepting the connection to the end of the stream.
 Last line with --json: bytes, sha256_ok (both transfers whole and identical to
 the pattern sent), kills (SIGKILLs during the second transfer; kill_count is
 the same figure), nokill_MBps, kill_MBps, ratio (kill / nokill), peer,
-reset (a transfer that did not complete), and both transfers' sha256.
+reset (a transfer that did not complete), load (--load N: CPU-bound user
+programs spinning through both transfers, bench/load.py), and both transfers' sha256.
 Target: sha256_ok true, no reset, ratio at least 0.8.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench import load
 from tests.net import lab
 from userland.pattern import chunks
 
@@ -37,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bytes per transfer (default %(default)s)")
     p.add_argument("--peer", choices=("auto", "linux-tap", "udp"), default="auto",
                    help="linux-tap needs root; auto takes it when it can (default %(default)s)")
+    load.add_argument(p)
 
 
 Send = Callable[[int, int, int], dict[str, Any]]  # (nbytes, seed, port) -> transfer result
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for d in ("tap", "udp"):
         (work / d).mkdir()
     try:
-        with _rig(work, args.peer) as (peer, node, send):
+        with _rig(work, args.peer) as (peer, node, send), load.hogs(args.load):
             quiet = _transfer(send, args.bytes, 1, PORT)
             with lab.injecting(node, "sigkill") as inj:
                 killed = _transfer(send, args.bytes, 2, PORT + 1)
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     nokill, kill = rate(quiet), rate(killed)
     return {"bytes": args.bytes, "sha256_ok": ok, "kills": inj.count, "kill_count": inj.count,
             "nokill_MBps": nokill, "kill_MBps": kill,
-            "ratio": round(kill / nokill, 3) if nokill else 0.0, "peer": peer,
+            "ratio": round(kill / nokill, 3) if nokill else 0.0, "peer": peer, "load": args.load,
             "reset": "error" in quiet or "error" in killed,
             "nokill_sha256": quiet["received_sha256"], "kill_sha256": killed["received_sha256"],
             "nokill_seconds": quiet["seconds"], "kill_seconds": killed["seconds"],
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> str:
     met = r["sha256_ok"] and not r["reset"] and r["ratio"] >= TARGET_RATIO
-    return (f"net: {r['bytes']} bytes from the system to peer {r['peer']}: "
+    busy = f" ({r['load']} CPU-bound user programs beside it)" if r["load"] else ""
+    return (f"net: {r['bytes']} bytes from the system to peer {r['peer']}{busy}: "
             f"{r['nokill_MBps']} MB/s without kills, {r['kill_MBps']} MB/s with rtl8139 "
             f"SIGKILLed every second ({r['kills']} kills); ratio {r['ratio']}, sha256 "
             f"{'identical' if r['sha256_ok'] else 'DIFFERENT'}, "

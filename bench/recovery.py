@@ -11,6 +11,10 @@ service up and lets the kernel refill its template pool (SETTLE seconds), as
 a real failure would find it.  Last, it injects a hang (bin/crash LABEL
 hang) and times from the injection to RS's crash event with reason heartbeat.
 Targets: median <= 50 ms, p95 <= 100 ms, hang detected within 2 x period + 100 ms.
+With --load N, N CPU-bound user programs spin during the kills (bench/load.py;
+``load`` in the JSON); the targets on a loaded machine are median <= 20 ms and
+p95 <= 50 ms (issue 14): the system's components run in higher scheduling
+queues than user programs (minikern/sched.py).
 
 With --script the same series of kills runs twice, side by side: on a system
 where the service restarts by itself, and on one where its policy says
@@ -33,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import positive
+from bench import load, positive
 from minikern import cli, ds, ipc, params
 from minikern.boot import System
 from minikern.proto import Message
@@ -48,6 +52,8 @@ _wait = functools.partial(wait_for, interval=0.001, error=RuntimeError)
 SETTLE = 0.3  # seconds between kills: the kernel refills its template pool meanwhile
 
 
+TARGETS = (50, 100)  # ms: median and p95 of a restart
+LOADED_TARGETS = (20, 50)  # ms: the same with --load (issue 14)
 SCRIPT_RATIO_TARGET = 2.0  # a restart through rs.restart costs at most twice a plain one
 
 
@@ -58,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="heartbeat period in seconds for the hang test (default %(default)s)")
     p.add_argument("--script", action="store_true",
                    help="compare restarts through recovery_scripts/rs.restart with plain ones")
+    load.add_argument(p)
 
 
 def _config(label: str, period: float, script: str | None = None) -> str:
@@ -139,7 +146,8 @@ def _on_system(args: argparse.Namespace, script: str | None, hang: bool) -> dict
         _wait(lambda: _service(run_dir, args.label)["state"] == "up", 10, "the service")
         conn = cli.operator_connection(run_dir, "bench")
         try:
-            result = _figures(_kills(conn, run_dir, args.label, args.kills))
+            with load.hogs(args.load):
+                result = _figures(_kills(conn, run_dir, args.label, args.kills))
             if hang:
                 result.update(_hang(conn, run_dir, args.label, args.period))
         finally:
@@ -155,9 +163,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plain = _on_system(args, None, hang=False)
         scripted = _on_system(args, "rs.restart", hang=False)
         return {"label": args.label, "plain": plain, "script": scripted,
-                "ratio": round(scripted["median_ms"] / plain["median_ms"], 2)}
+                "ratio": round(scripted["median_ms"] / plain["median_ms"], 2), "load": args.load}
     return {**_on_system(args, None, hang=True), "period_ms": round(args.period * 1000),
-            "label": args.label}
+            "label": args.label, "load": args.load}
 
 
 def report(r: dict[str, Any]) -> str:
@@ -169,11 +177,13 @@ def report(r: dict[str, Any]) -> str:
              for k, how in (("plain", "restarted by RS"), ("script", "through rs.restart"))]
             + [f"ratio script/plain {r['ratio']} (target <= {SCRIPT_RATIO_TARGET:g}: "
                f"{'met' if ok else 'MISSED'})"])
-    ok = r["median_ms"] <= 50 and r["p95_ms"] <= 100
+    median, p95 = LOADED_TARGETS if r["load"] else TARGETS
+    ok = r["median_ms"] <= median and r["p95_ms"] <= p95
     hang_ok = r["hang_detect_ms"] <= 2 * r["period_ms"] + 100
-    return (f"recovery of {r['label']} after SIGKILL, {r['kills']} kills: median "
+    busy = f", {r['load']} CPU-bound user programs beside it" if r["load"] else ""
+    return (f"recovery of {r['label']} after SIGKILL, {r['kills']} kills{busy}: median "
             f"{r['median_ms']} ms, p95 {r['p95_ms']} ms, max {r['max_ms']} ms, min "
-            f"{r['min_ms']} ms (targets: median <= 50, p95 <= 100: "
+            f"{r['min_ms']} ms (targets: median <= {median}, p95 <= {p95}: "
             f"{'met' if ok else 'MISSED'})\n"
             f"hang detected after {r['hang_detect_ms']} ms with period {r['period_ms']} ms "
             f"(target <= {2 * r['period_ms'] + 100}: {'met' if hang_ok else 'MISSED'})")

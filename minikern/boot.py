@@ -27,9 +27,9 @@ from typing import Any
 
 import psutil
 
-from minikern import cli, domain, events, mounts, params, rundir, sysconf
+from minikern import cli, domain, events, mounts, params, rundir, sched, sysconf
 from minikern.proto import image
-from minikern.const import DS, HW, RS
+from minikern.const import DS, HW, KERNEL_Q, RS
 
 FIXED_SLOTS = {"rs": RS, "ds": DS, "hw": HW}
 DEFAULT_CONFIG = cli.REPO_ROOT / "etc" / "system.conf"
@@ -101,6 +101,9 @@ class System:
                     stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cli.REPO_ROOT,
                     start_new_session=True, preexec_fn=_die_with_parent if tie_to_parent else None,
                     env={**os.environ, "PYTHONPATH": str(cli.REPO_ROOT)})
+                # the kernel in MINIX's queue 0 (RS places every component, minikern/sched.py);
+                # a refusal (not root) leaves it with the user's programs, as RS then says
+                sched.apply(self.kernel.pid, KERNEL_Q)
             finally:
                 os.close(out)
         finally:

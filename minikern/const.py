@@ -123,12 +123,42 @@ class IrqOp(IntEnum):
 
 
 class CharReq(IntEnum):
-    """Requests to a character driver (MINIX CDEV_*; the hello driver answers these)."""
+    """Requests to a character driver (MINIX CDEV_*; drivers/char, docs/PROTOCOL.md section 22)."""
 
     OPEN = 0x400
     CLOSE = 0x401
     READ = 0x402
     WRITE = 0x403
+    IOCTL = 0x404
+    CANCEL = 0x405  # withdraw one of my suspended requests: it is answered EINTR
+    SELECT = 0x406
+    SEL2_REPLY = 0x482  # driver -> a caller that asked SELECT with SEL_NOTIFY: now ready
+
+
+class CharFlag(IntFlag):
+    """The ``flags`` of a character request (MINIX CDEV_NONBLOCK ...)."""
+
+    NONE = 0
+    NONBLOCK = 0x1  # READ / WRITE / IOCTL: answer EAGAIN rather than suspend
+
+
+class SelOp(IntFlag):
+    """SELECT's ``ops`` and the ``ready`` of its answers (MINIX CDEV_OP_* / CDEV_NOTIFY)."""
+
+    NONE = 0
+    RD = 0x1
+    WR = 0x2
+    ERR = 0x4
+    NOTIFY = 0x8  # in a request only: tell me later (SEL2_REPLY) if none is ready now
+
+
+class LpReq(IntEnum):
+    """Requests to the printer spooler (services/lpd, docs/PROTOCOL.md section 23)."""
+
+    SUBMIT = 0xD00  # start a job: name and size; answer: its job number
+    DATA = 0xD01  # the next bytes of a job being submitted
+    STATUS = 0xD02  # the queue and the printer's state (bin/lpq)
+    CANCEL = 0xD03  # remove a job (held, queued or printing)
 
 
 class BdevReq(IntEnum):
@@ -206,6 +236,10 @@ NAME_MAX = 60  # longest file name component (MINIX v3 directory entry)
 OPEN_MAX = 256  # file descriptors per process
 SYMLOOP_MAX = 40  # symlinks followed in one path lookup
 PATH_MAX = 1024  # longest path in a VFS request or a symlink's target, in bytes (MINIX's)
+
+CDEV_MAX_IO = 32 * 1024  # bytes one character READ or WRITE moves at most (in the message)
+LP_MAX_JOB = 16 * 1024 * 1024  # bytes of one print job
+LP_MAX_JOBS = 32  # jobs the spooler holds at once (queued, printing or being submitted)
 
 # Open flags (NetBSD's values, as MINIX 3 uses them).
 O_RDONLY = 0
@@ -333,3 +367,11 @@ def err_name(code: int) -> str:
         return Err(code).name
     except ValueError:
         return str(code)
+
+# Scheduling queues (MINIX 3 proc.h): 0 is the highest, USER_Q user programs' default,
+# IDLE_Q the lowest.  system.conf's ``priority`` names one; minikern/sched.py maps it onto
+# the host's scheduler.
+NR_SCHED_QUEUES = 16
+KERNEL_Q = 0  # the kernel (minikern's broker) and, in MINIX, the clock and system tasks
+USER_Q = 7  # a user program
+IDLE_Q = 15

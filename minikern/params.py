@@ -59,6 +59,8 @@ STABLE_TIME = 10.0  # seconds up after which a service's failure count starts ag
 INTENSITY_RESTARTS = 10  # default intensity limit: more than this many restarts ...
 INTENSITY_WINDOW = 60.0  # ... within this many seconds marks the service FAILED
 RESOURCE_CHECK = 1.0  # seconds between psutil memory / CPU checks of limited services
+DEFAULT_PRIORITY = 4  # scheduling queue of a service whose system.conf entry names none
+NICE_PER_QUEUE = 2  # host nice steps per scheduling queue: USER_Q is nice 0, queue 0 nice -14
 DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)
 RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was not ready for
 
@@ -87,3 +89,13 @@ MFS_SYNC_CHECK = 0.5  # seconds between MFS's checks of the oldest dirty block's
 UNMOUNT_TIMEOUT = 30.0  # seconds an unmounted mount's process may take to write back and end
 MOUNT_TIMEOUT = 30.0  # seconds bin/mount waits for its mount process to be serving
 FUSE_MAX_IO = 128 * 1024  # bytes of one FUSE read or write (the kernel's largest by default)
+
+# Character drivers and the printer (drivers/char, drivers/printer, services/lpd)
+CHAR_MAX_OPENS = 1024  # (caller, minor) opens a character driver remembers; the oldest forgotten
+CHAR_MAX_SUSPENDED = 256  # requests a character driver holds suspended at once (EAGAIN beyond)
+CHAR_MAX_SELECTS = 256  # SELECT notifications a character driver keeps waiting at once
+LPT_CHUNK = 256  # bytes the printer driver strobes in one board round trip, tagged in the latch
+LPT_INIT_HOLD = 0.05  # seconds the printer driver holds nINIT low to reset the printer (MINIX)
+LP_WRITE = 4096  # bytes of one spooler WRITE: short, so the driver answers RS's pings between them
+LP_RETRY = 0.5  # seconds between the spooler's looks at a printer that is out of paper or off line
+LP_REQUEST_TIMEOUT = 5.0  # seconds the spooler waits for the printer driver's answer

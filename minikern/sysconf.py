@@ -30,7 +30,7 @@ ALL_TRAPS = [int(c) for c in Call if c is not Call.HELLO]
 USER_TRAPS = [int(Call.SENDREC)]  # MINIX: user processes may only trap with SENDREC
 KNOWN_KEYS = {"program", "args", "uid", "ipc", "system", "io", "irq", "mem", "user",
               "period", "script", "restarts", "backoff", "stable", "memory_limit",
-              "cpu_limit", "depends", "control", "pci", "slot", "publish"}
+              "cpu_limit", "depends", "control", "pci", "slot", "publish", "priority"}
 
 
 class ConfError(ValueError):

@@ -96,11 +96,34 @@ def test_bench_recovery(tmp_path: Path) -> None:
     assert r["hang_reason"] == "heartbeat"  # the hang was found by missed pings
 
 
+def test_bench_recovery_under_load(tmp_path: Path) -> None:
+    r = bench(tmp_path, "recovery", "--kills", "2", "--period", "0.2", "--load", "1")
+    assert r["load"] == 1 and r["kills"] == 2
+    positive(r, "median_ms", "p95_ms", "max_ms", "hang_detect_ms")
+
+
+def test_load_processes_spin_at_user_priority_and_are_reaped(tmp_path: Path) -> None:
+    from bench import load
+    from minikern import sched
+    from minikern.const import USER_Q
+    # Ctrl-C in the middle of a benchmark
+    with pytest.raises(KeyboardInterrupt), load.hogs(2) as pids:
+        assert len(set(pids)) == 2
+        for pid in pids:
+            assert sched.current(pid) == USER_Q
+            assert psutil.Process(pid).cpu_times().user > 0  # it really spins
+        raise KeyboardInterrupt
+    for pid in pids:
+        assert not psutil.pid_exists(pid)  # killed and reaped
+    with load.hogs(0) as none:
+        assert none == []
+
+
 def test_bench_recovery_script(tmp_path: Path) -> None:
     """--script: the same kills on a plain system and on one whose policy is `script
     rs.restart`, both medians and their ratio (issue 12's figure), no hang test."""
     r = bench(tmp_path, "recovery", "--script", "--kills", "2", timeout=55)
-    assert set(r) == {"label", "plain", "script", "ratio"} and r["label"] == "hello"
+    assert set(r) == {"label", "plain", "script", "ratio", "load"} and r["label"] == "hello"
     for series in ("plain", "script"):
         assert r[series]["kills"] == 2
         positive(r[series], "median_ms", "p95_ms", "max_ms", "min_ms")
@@ -126,7 +149,8 @@ DISK_KEYS = ["client", "bytes", "sha256_ok", "kills", "nokill_write_MBps", "kill
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(disk_unavailable() is not None, reason=str(disk_unavailable()))
 def test_bench_disk(tmp_path: Path) -> None:
-    r = bench(tmp_path, "disk", "--bytes", "3000000", "--interval", "0.25", timeout=280)
+    r = bench(tmp_path, "disk", "--bytes", "3000000", "--rounds", "2", "--interval", "0.25",
+              timeout=280)
     assert list(r) == DISK_KEYS  # exactly the figures the README quotes, in that order
     assert r["client"] == "fuse" and r["bytes"] == 3_000_000
     assert r["sha256_ok"] is True and r["fsck_clean"] is True
@@ -152,3 +176,17 @@ def test_bench_idle(tmp_path: Path) -> None:
     assert "kernel" in r["processes"] and "mk-inet" in r["processes"]
     assert math.isclose(sum(r["processes"].values()), r["cpu_percent"], abs_tol=0.1 * len(
         r["processes"]))
+
+
+PRINT_KEYS = ["bytes", "identical", "kills", "duplicated", "lost", "nokill_Bps", "kill_Bps",
+              "ratio"]
+
+
+@pytest.mark.timeout(300)
+def test_bench_print(tmp_path: Path) -> None:
+    r = bench(tmp_path, "print", "--bytes", "300000", "--interval", "0.3", timeout=280)
+    assert list(r) == PRINT_KEYS  # exactly the figures the README quotes, in that order
+    assert r["bytes"] == 300_000 and r["identical"] is True
+    assert (r["duplicated"], r["lost"]) == (0, 0)
+    assert isinstance(r["kills"], int) and r["kills"] >= 1
+    positive(r, "nokill_Bps", "kill_Bps", "ratio")

@@ -11,10 +11,11 @@ with the operator key, holding user privileges and no kernel call) are
 listed with ``user`` true; operator tools, this one included, are not.
 -l (long) adds each process's IPC state, as the kernel's GETINFO reports it
 (``running``, ``recv ANY``, ``recv X``, ``send X``, ``sendrec X`` while the
-request waits to be taken, ``reply X`` while its answer is awaited, ``kcall``)
-and the reason of the last failure RS saw.  ``--pid LABEL`` prints that
-service's pid alone (``kill -9 $(bin/ps --pid rtl8139)``), or exits 1 with a
-line on stderr when it is not running.  With --json: one JSON array of
+request waits to be taken, ``reply X`` while its answer is awaited, ``kcall``),
+its scheduling queue as the host has it now (``pri``: 0 highest, user programs
+7, minikern/sched.py; ``nice`` in the JSON), and the reason of the last failure
+RS saw.  ``--pid LABEL`` prints that service's pid alone (``kill -9 $(bin/ps
+--pid rtl8139)``), or exits 1 with a line on stderr when it is not running.  With --json: one JSON array of
 objects with the same keys (``ipc`` among them, with ``wait`` and ``peer``
 raw), and the raw figures bin/top turns into rates: ``cpu_s`` (CPU seconds
 used so far), ``received`` (messages the kernel has delivered to it,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # the rest is imported where it is used: `ps --help` loads no
     from minikern import ipc
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
-LONG = (*COLUMNS, "ipc", "last_reason")
+LONG = (*COLUMNS, "pri", "ipc", "last_reason")
 WAITS = {"send": "send", "recv": "recv", "sendrec-send": "sendrec", "sendrec-recv": "reply"}
 
 
@@ -54,18 +55,21 @@ def _usage(pid: int | None) -> dict[str, Any]:
     """cpu (percent since start), cpu_s (CPU seconds), rss_mb and uptime (s) of a host
     process; None for each when there is no such process."""
     import psutil
-    none: dict[str, Any] = {"cpu": None, "cpu_s": None, "rss_mb": None, "uptime": None}
+    from minikern import sched
+    none: dict[str, Any] = {"cpu": None, "cpu_s": None, "rss_mb": None, "uptime": None,
+                            "pri": None, "nice": None}
     if pid is None:
         return none
     try:
         p = psutil.Process(pid)
         with p.oneshot():
-            t, rss, born = p.cpu_times(), p.memory_info().rss, p.create_time()
+            t, rss, born, nice = p.cpu_times(), p.memory_info().rss, p.create_time(), p.nice()
     except psutil.Error:
         return none
     age, used = max(time.time() - born, 1e-3), t.user + t.system
     return {"cpu": round(used / age * 100, 1), "cpu_s": round(used, 3),
-            "rss_mb": round(rss / (1 << 20), 1), "uptime": round(age, 3)}
+            "rss_mb": round(rss / (1 << 20), 1), "uptime": round(age, 3),
+            "pri": sched.queue_of(nice), "nice": nice}
 
 
 def _number(value: object) -> float | None:
@@ -112,7 +116,8 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
     for svc in services.values():  # known to RS but not running
         rows.append({"label": svc["label"], "endpoint": None, "pid": None,
                      "state": svc["state"], "incarnation": svc["incarnation"], "uptime": None,
-                     "cpu": None, "cpu_s": None, "rss_mb": None, "manager": RS, "user": False,
+                     "cpu": None, "cpu_s": None, "rss_mb": None, "pri": None, "nice": None,
+                     "manager": RS, "user": False,
                      "last_reason": svc.get("last_reason"), "ipc": None, "wait": None,
                      "peer": None, "priv": None, "received": None, "heartbeat_ms": None,
                      "restart_in": _number(svc.get("restart_in"))})

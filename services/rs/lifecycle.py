@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from minikern import params, programs
+from minikern import params, programs, sched
 from minikern.const import Err, KCall
 from minikern.identity import Identity
 from minikern.loop import Loop
@@ -86,6 +86,7 @@ class Lifecycle:
         self.by_endpoint: dict[int, Svc] = {}
         self.alarms: dict[str, Alarm] = {}  # label -> its one loop timer (rearm)
         self.shutting_down = False
+        self.priority_refused = False  # the host refused a raised priority (said once)
         self.waiting: list[str] = []  # services to start once every core server is up
 
     # -- the machine ----------------------------------------------------------------
@@ -106,6 +107,15 @@ class Lifecycle:
         svc.instance = Instance(endpoint=info["endpoint"], pid=info["pid"], started=started,
                                 started_wall=time.time() - (now - started), last_pong=now)
         self.by_endpoint[info["endpoint"]] = svc
+        self.prioritize(svc.label, info["pid"], svc.policy.priority)
+
+    def prioritize(self, label: str, pid: int, queue: int) -> None:
+        """Put a new instance in its scheduling queue; a refusal is said once per boot."""
+        refused = sched.apply(pid, queue)
+        if refused is not None and not self.priority_refused:
+            self.priority_refused = True
+            print(f"rs: priorities not applied ({label}: {refused}); every service runs at "
+                  "the host's default, as user programs do", flush=True)
 
     def _announce_up(self, svc: Svc, prev: State, info: Info) -> None:
         now, inst = self.clock(), svc.instance

@@ -44,6 +44,7 @@ operator tool through the loop's ``reply`` (a SENDNB: a tool waits in SENDREC).
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from minikern import params, sef, sysconf
@@ -52,6 +53,7 @@ from minikern.identity import Identity
 from minikern.proto import Message
 from services.rs import guardian, requests
 from services.rs.operations import Supervisor
+from services.rs.policy import Policy
 
 
 class ReincarnationServer:
@@ -62,6 +64,8 @@ class ReincarnationServer:
         ctx.loop.retry_every = params.RS_RETRY
         conf = sysconf.load(ctx.run_dir / "system.conf")
         self.core = Supervisor(ctx.conn, conf, ctx.run_dir, ctx.loop, Identity(ctx.conn))
+        if "rs" in conf.services:  # RS's own queue: no one else starts RS
+            self.core.prioritize("rs", os.getpid(), Policy.from_conf(conf.services["rs"]).priority)
         self.core.adopt()
         self.core.autostart(autostart)
         self.guardian = guardian.start(ctx.run_dir)

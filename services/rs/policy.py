@@ -22,6 +22,9 @@ The rules, per service (system.conf keys, parsed by ``Policy.from_conf``):
   elsewhere, minikern/programs.py): RS runs recovery_scripts/<script> and
   does not restart by itself; the intensity limit still applies, so a script
   that restarts blindly cannot storm.
+* **priority** (``priority 2;``): the scheduling queue every instance runs in,
+  0 (highest) to 15, MINIX's; RS applies it to each new instance through the
+  host's scheduler (minikern/sched.py).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from minikern import params
+from minikern import params, sched
 from minikern.sysconf import ConfError, Service, parse_duration
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([KMG]i?B?|B)?", re.IGNORECASE)
@@ -65,6 +68,7 @@ class Policy:
     cpu_limit: float | None = None  # percent of one CPU
     depends: tuple[str, ...] = ()
     publish: str = ""  # Data Store key of its state (up, restarting, down, failed)
+    priority: int = params.DEFAULT_PRIORITY  # scheduling queue (minikern/sched.py)
 
     @classmethod
     def from_conf(cls, svc: Service) -> Policy:
@@ -99,13 +103,18 @@ class Policy:
             cpu_limit = float(cpu.rstrip("%")) if cpu else None
         except ValueError:
             raise ConfError(f"service {svc.label}: cpu_limit wants a percentage") from None
+        pri = svc.get("priority")
+        try:
+            priority = sched.parse(pri) if pri is not None else params.DEFAULT_PRIORITY
+        except sched.PriorityError as e:
+            raise ConfError(f"service {svc.label}: {e}") from None
         return cls(period=dur("period", params.DEFAULT_PERIOD),
                    backoff=dur("backoff", params.BACKOFF_BASE),
                    stable=dur("stable", params.STABLE_TIME) or 0.0,
                    restarts=restarts, window=window, script=script,
                    memory_limit=parse_size(mem) if mem else None, cpu_limit=cpu_limit,
                    depends=tuple(svc.keys.get("depends", [])),
-                   publish=svc.get("publish") or f"rs.{svc.label}")
+                   publish=svc.get("publish") or f"rs.{svc.label}", priority=priority)
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,12 @@ def run_directly(path: Path, *args: str, cwd: Path,
 
 
 COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod", "ifconfig",
-            "status", "ds", "mount", "top"]
+            "status", "ds", "mount", "top", "lp", "lpq"]
 # Each with arguments that would make it talk to the system (all but boot and bench).
 NEEDS_SYSTEM = {"halt": [], "ps": [], "service": ["up", "hello"], "crash": ["hello", "kill"],
                 "hwctl": ["stats"], "nc": ["-l", "7"], "echod": ["7"], "ifconfig": [],
                 "status": [], "ds": ["list"], "mount": ["/nonexistent/mnt"],
-                "top": ["-b", "-n", "1"]}
+                "top": ["-b", "-n", "1"], "lp": ["/dev/null"], "lpq": []}
 
 
 def test_the_list_of_commands_is_complete() -> None:
@@ -68,7 +68,7 @@ def test_bench_has_help_for_itself_and_each_benchmark() -> None:
     """bench boots private systems in temporary directories, so it has no --run-dir."""
     r = run("bench", "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: bench ")
-    for name in ("ipc", "devio", "recovery", "net", "cli", "idle"):
+    for name in ("ipc", "devio", "recovery", "net", "cli", "idle", "print"):
         assert name in r.stdout
         sub = run("bench", name, "--help")
         assert sub.returncode == 0 and sub.stdout.startswith(f"usage: bench {name} ")
@@ -112,7 +112,7 @@ def vanished_system(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.mark.parametrize("cmd", ["ps", "service", "crash", "nc", "echod", "ifconfig", "status",
-                                 "ds", "top"])
+                                 "ds", "top", "lp", "lpq"])
 def test_a_system_gone_under_a_command_is_one_line_not_a_traceback(
         cmd: str, vanished_system: Path) -> None:
     r = run(cmd, "--run-dir", str(vanished_system), *NEEDS_SYSTEM[cmd])

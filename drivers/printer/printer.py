@@ -1,0 +1,144 @@
+"""printer: the driver of the printer on LPT1 (runs in its own process).
+
+MINIX's drivers/printer on the character driver framework (drivers/char):
+minor 0, written to by the spooler (services/lpd).  Init resets the printer
+(nINIT low for LPT_INIT_HOLD, then SELECT IN | nINIT), as MINIX does on the
+first open.  A WRITE is printed LPT_CHUNK bytes per board round trip: one
+vector that reads the data latch and the status, then does the Centronics
+handshake for every byte (data, STROBE on, STROBE off) and ends by leaving a
+tag in the data latch (docs/PROTOCOL.md 22.1).
+
+Why the tag: the spooler must never print a byte twice, yet this driver may
+be SIGKILLed between the board's printing of a chunk and the WRITE's answer.
+The board performs a vector whole or not at all (one frame, served in one
+turn of its loop, so no fault knob changes in the middle), and a strobe-less
+write of the data latch is remembered by the port, not by this process, and
+survives it.  So after chunk ``i`` of a WRITE tagged ``t`` the latch holds
+``(t + i) & 0xFF``: a restarted driver reads it (ioctl LPTAG) and the spooler
+counts how many chunks of the WRITE in flight reached the paper.  A WRITE
+holds at most CDEV_MAX_IO / LPT_CHUNK = 128 chunks, so the count is
+unambiguous modulo 256.
+
+Status (MINIX's mapping): ``status & 0xB0 == 0x90`` is ready; paper out
+answers EAGAIN, off line or a printer error EIO, with ``count`` the bytes
+printed before it.  Those strobes were refused by the printer, so the latch
+is put back to what it held: it names only chunks that reached the paper.
+(One race is left: a driver killed between a refused chunk's answer and
+that put-back, while the printer went out of paper in the microseconds since
+the chunk before; the spooler would then skip one chunk.)  The instant
+printer is ready again after every STROBE release, so no chunk waits for
+IRQ 7; the driver holds the line (system.conf) and acknowledges a stray one.
+"""
+from __future__ import annotations
+
+import time
+
+from drivers.char import CharDriver, Framework, Request, run
+from minikern import params, sef
+from minikern.const import Err
+from minikern.devio import Channel, ChannelError, open_channel
+from minikern.ipc import IpcError
+from minikern.proto import Message
+
+LPT1_BASE = 0x378  # MINIX reads it from the BIOS data area; the board puts LPT1 here
+LPT1_IRQ = 7
+DATA = LPT1_BASE + 0
+STATUS = LPT1_BASE + 1
+CONTROL = LPT1_BASE + 2
+
+# Status register
+ST_NBUSY = 0x80  # 1 = not busy
+ST_PE = 0x20  # paper end
+ST_SLCT = 0x10  # on line
+ST_NERROR = 0x08  # 0 = error
+ST_MASK = ST_NBUSY | ST_PE | ST_SLCT  # MINIX's 0xB0
+ST_READY = ST_NBUSY | ST_SLCT  # MINIX's 0x90
+# Control register
+CT_STROBE = 0x01
+CT_NINIT = 0x04  # 0 = printer reset
+CT_SELECT_IN = 0x08
+CT_RESET = CT_SELECT_IN  # MINIX's 0x08: selected, held in reset
+CT_IDLE = CT_SELECT_IN | CT_NINIT  # MINIX's 0x0C
+
+STATES = {"paper out": Err.EAGAIN, "offline": Err.EIO, "error": Err.EIO, "busy": Err.EAGAIN}
+
+
+def state_of(status: int) -> str:
+    """The printer's state from its status register."""
+    if status & ST_PE:
+        return "paper out"
+    if not status & ST_SLCT:
+        return "offline"
+    if not status & ST_NERROR:
+        return "error"
+    if not status & ST_NBUSY:
+        return "busy"
+    return "ready"
+
+
+def chunk_ops(chunk: bytes, tag: int) -> list[tuple[int, int, int | None]]:
+    """One chunk's vector: read latch and status, a handshake per byte, the tag in the latch."""
+    ops: list[tuple[int, int, int | None]] = [(DATA, 1, None), (STATUS, 1, None)]
+    for byte in chunk:
+        ops += [(DATA, 1, byte), (CONTROL, 1, CT_IDLE | CT_STROBE), (CONTROL, 1, CT_IDLE)]
+    ops.append((DATA, 1, tag & 0xFF))
+    return ops
+
+
+class Printer(CharDriver):
+    irq = LPT1_IRQ
+
+    def __init__(self) -> None:
+        self.ch: Channel | None = None
+        self.printed = 0  # bytes this instance printed
+
+    @property
+    def chan(self) -> Channel:
+        if self.ch is None:
+            raise RuntimeError("no channel to the board")
+        return self.ch
+
+    def init(self, fw: Framework) -> None:
+        self.fw = fw
+        try:
+            self.ch = open_channel(fw.ctx.conn)
+            self.ch.outb(CONTROL, CT_RESET)
+            time.sleep(params.LPT_INIT_HOLD)  # the reset pulse (MINIX holds it 50 ms)
+            self.ch.outb(CONTROL, CT_IDLE)
+        except (IpcError, ChannelError) as e:
+            sef.panic(f"cannot reach the printer port: {e}")
+
+    def write(self, req: Request) -> Message:
+        tag = req.msg.get("tag", 0)
+        if type(tag) is not int or not 0 <= tag <= 0xFF:
+            return self.fw.refuse("tag is not 0 to 255")
+        done, step = 0, params.LPT_CHUNK
+        for i, start in enumerate(range(0, len(req.data), step)):
+            chunk = req.data[start:start + step]
+            try:
+                got = self.chan.vec(chunk_ops(chunk, tag + i))
+            except ChannelError as e:
+                return Message(Err.EIO, {"count": done, "state": "error", "error": str(e)})
+            latch, status = got[0], got[1]
+            state = state_of(status if type(status) is int else 0)
+            if state != "ready":
+                self.chan.outb(DATA, latch if type(latch) is int else 0)  # nothing was printed
+                return Message(STATES[state], {"count": done, "state": state})
+            done += len(chunk)
+            self.printed += len(chunk)
+        return Message(Err.OK, {"count": done})
+
+    def ioctl(self, req: Request, name: str, arg: object) -> Message:
+        if name == "LPSTATUS":
+            status = self.chan.inb(STATUS)
+            return Message(Err.OK, {"state": state_of(status), "status": status})
+        if name == "LPTAG":
+            return Message(Err.OK, {"tag": self.chan.inb(DATA)})
+        return super().ioctl(req, name, arg)  # type: ignore[return-value]
+
+    def interrupt(self) -> None:
+        self.chan.inb(STATUS)  # reading the status acknowledges the printer's ACK
+
+
+def main() -> None:
+    run(Printer())
