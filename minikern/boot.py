@@ -53,8 +53,17 @@ def boot_image(conf: sysconf.SystemConf, nic: str | None = None) -> list[image.B
             slot = int(svc.get("slot") or 0)
         entries.append({"label": label, "module": program, "args": svc.keys.get("args", []),
                         "priv": svc.priv(), "slot": slot, "uid": svc.uid(),
+                        "priority": _priority(svc),
                         "manager": RS if "rs" in conf.boot and label != "rs" else None})
     return entries
+
+
+def _priority(svc: sysconf.Service) -> int:
+    """A boot process's scheduling queue, set by its template while still root."""
+    try:
+        return sched.parse(svc.get("priority") or str(params.DEFAULT_PRIORITY))
+    except sched.PriorityError as e:
+        raise sysconf.ConfError(f"service {svc.label}: {e}") from None
 
 
 def _no_follow(path: str, flags: int) -> int:

@@ -38,8 +38,8 @@ from minikern import domain, events, params
 from minikern.proto import bus as wire
 from minikern.proto import codec, image, routing, startup
 from minikern.proto.peercred import PeerCred
-from minikern.const import (CLOCK, HW, NONE, NR_PROCS, PROTO, RS, Call, Err, KCall, Kind, KMsg,
-                            err_name)
+from minikern.const import (CLOCK, HW, NONE, NR_PROCS, NR_SCHED_QUEUES, PROTO, RS, Call, Err,
+                            KCall, Kind, KMsg, err_name)
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
@@ -156,6 +156,8 @@ class Kernel:
                                           "incarnation": p.incarnation, "memory_size": seg.size}
         if ids:
             record["domain"] = ids
+        if type(q := a.get("priority")) is int and 0 <= q < NR_SCHED_QUEUES:  # set before the drop
+            record["priority"] = q
         if s == HW:  # the board: it alone gets the credential for the bus, and its socket
             record["bus"], record["bus_credential"] = self.bus.address, self.bus.expect_board()
             domain.give(self.run_dir / params.BUS_SOCKET, ids)

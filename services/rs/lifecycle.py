@@ -220,7 +220,8 @@ class Lifecycle:
         svc.restart_at = None
         status, r = self.conn.kcall_status(
             KCall.PRIVCTL, label=svc.label, module=svc.module, args=svc.args, priv=svc.priv,
-            incarnation=svc.incarnation, **({} if svc.uid is None else {"uid": svc.uid}))
+            incarnation=svc.incarnation, priority=svc.policy.priority,
+            **({} if svc.uid is None else {"uid": svc.uid}))
         if status != Err.OK:  # no free slot or no template
             self.answer(svc, status, {"error": "the kernel could not start it"})
             self.journal.write("crash", svc.label, reason="exit", action="backoff",

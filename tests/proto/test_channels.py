@@ -22,7 +22,7 @@ RECORD: startup.StartupRecord = {
     "incarnation": 2, "memory_size": 1 << 20}
 ENTRY: image.BootEntry = {"label": "rs", "module": "services.rs.main", "args": [],
                           "priv": {"ipc": ["ALL"]}, "slot": 3, "manager": None,
-                          "uid": None}
+                          "uid": None, "priority": 4}
 
 # (channel, a decoder, one valid frame of it, its decoded value)
 Case = tuple[codec.Protocol, Callable[[bytes], Any], bytes, Any]
