@@ -26,6 +26,8 @@ BENCHMARKS = {  # subcommand -> (module, one-line help)
                            "SIGKILLed"),
     "print": ("bench.print", "a 1 MB print job through the spooler, without and with the printer "
                              "driver SIGKILLed"),
+    "ramdisk": ("bench.ramdisk", "files on /ram through VFS, the memory driver SIGKILLed during "
+                                 "and after; read back, fsck.minix -f"),
     "mutation": ("bench.mutation", "share of planted bugs (mutants) the tests catch, per module"),
     "cli": ("bench.cli", "median wall time of each operator command, from a shell"),
     "idle": ("bench.idle", "CPU an idle booted system uses, over --seconds"),

@@ -30,7 +30,6 @@ Choices:
 """
 from __future__ import annotations
 
-import errno
 import os
 import select
 import socket
@@ -46,6 +45,7 @@ COM1_IRQ = 4
 UART_CLOCK_DIVISOR_BASE = 115200  # 1.8432 MHz / 16
 FIFO_DEPTH = 16
 HOST_RX_LIMIT = 4096  # bytes buffered from the host; beyond, what arrives is dropped (counted)
+HOST_TX_LIMIT = 64 * 1024  # bytes a socket backend holds for a client slower than the line
 
 # Register offsets from the base
 RBR = THR = DLL = 0
@@ -166,6 +166,14 @@ class SocketBackend:
     ``fileno()`` is an epoll descriptor watching the listener and the client,
     so the board waits on one fd whichever of the two has work.  A second
     client is accepted and closed at once (counted in ``refused``).
+
+    Output for the client is held in a buffer of up to HOST_TX_LIMIT bytes and
+    sent as the socket takes it (the epoll also watches the client for room
+    while some waits, so the board comes back to flush it): the UART hands
+    over one byte at a time, and a Unix socket's buffer is charged per send,
+    so a client that reads a few milliseconds late would otherwise lose
+    output after a few hundred bytes.  Beyond the buffer, bytes are refused
+    (the UART counts them dropped).
     """
 
     def __init__(self, directory: str | os.PathLike[str], name: str = "com1.sock") -> None:
@@ -178,6 +186,8 @@ class SocketBackend:
         self._epoll = select.epoll()
         self._epoll.register(self._listener.fileno(), select.EPOLLIN)
         self._client: socket.socket | None = None
+        self._out = bytearray()  # output the client's socket has not taken yet
+        self._watching_room = False
         self.refused = 0
 
     def fileno(self) -> int:
@@ -205,9 +215,29 @@ class SocketBackend:
             self._epoll.unregister(self._client.fileno())
             self._client.close()
             self._client = None
+        self._out.clear()
+        self._watching_room = False
+
+    def _flush(self) -> None:
+        """Send what the client's socket takes now; watch it for room while output waits."""
+        if self._client is None:
+            return
+        if self._out:
+            try:
+                del self._out[:self._client.send(self._out)]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self._drop_client()
+                return
+        if bool(self._out) != self._watching_room:
+            self._watching_room = bool(self._out)
+            self._epoll.modify(self._client.fileno(),
+                               select.EPOLLIN | (select.EPOLLOUT if self._out else 0))
 
     def read(self, limit: int) -> bytes:
         self._accept()
+        self._flush()
         if self._client is None:
             return b""
         try:
@@ -224,14 +254,10 @@ class SocketBackend:
         self._accept()
         if self._client is None:
             return 0
-        try:
-            return self._client.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError as error:
-            if error.errno in (errno.EPIPE, errno.ECONNRESET):
-                self._drop_client()
-            return 0
+        taken = data[:HOST_TX_LIMIT - len(self._out)]
+        self._out += taken
+        self._flush()
+        return len(taken)
 
     def close(self) -> None:
         self._drop_client()

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from minikern import cli, domain, events, mounts, params, rundir, sched, sysconf
+from minikern import cli, domain, events, mounts, params, rundir, sched, shm, sysconf
 from minikern.proto import image
 from minikern.const import DS, HW, KERNEL_Q, RS
 
@@ -204,6 +204,7 @@ class System:
             sync_files(self.run_dir)
         ok = self.kernel.poll() is not None or stop(self.kernel.pid, timeout=timeout)
         self.kernel.wait()
+        release_segments(self.run_dir)
         return ok
 
 
@@ -215,7 +216,17 @@ def halt(run_dir: str | Path, timeout: float = 10.0) -> bool:
     unmount_all(run_dir)
     if pid is not None:
         sync_files(run_dir)
-    return True if pid is None else stop(pid, timeout=timeout)
+    ok = True if pid is None else stop(pid, timeout=timeout)
+    if ok:
+        release_segments(run_dir)
+    return ok
+
+
+def release_segments(run_dir: str | Path) -> None:
+    """The system is gone: its drivers' shared memory (the RAM disks, minikern/shm.py) goes
+    too.  The memory driver unlinks its own at SHUTDOWN; this catches one killed meanwhile."""
+    for name in shm.remove_all(Path(run_dir)):
+        print(f"halt: removed the shared segment {name}", file=sys.stderr)
 
 
 def unmount_all(run_dir: str | Path) -> None:

@@ -292,6 +292,14 @@ class RsReq(IntEnum):
 # The faults RsReq.CRASH injects (its ``fault`` field): kill and segv are signals RS sends
 # through the kernel; the others the component does to itself (minikern/sef.py).
 FAULTS = ("kill", "segv", "exit", "exception", "panic", "hang")
+# SWIFI faults (bin/experiment, minikern/swifi.py): RsReq.CRASH with one of these as ``fault``
+# carries ``spec``, a small dict saying which kind and where (swifi.check_spec validates it);
+# RS hands both over with the next PING's reply, like the faults above.
+SWIFI_FAULTS = ("code", "interface", "resource")
+CODE_KINDS = ("raise", "skip", "return", "corrupt", "negate")
+INTERFACE_KINDS = ("field", "endpoint", "port", "register", "dma")
+RESOURCE_KINDS = ("leak", "spin", "fdleak")
+CORRUPTIONS = ("off_by_one", "bitflip", "none", "zero")  # what a corrupted value becomes
 
 
 class NetReq(IntEnum):

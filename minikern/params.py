@@ -11,6 +11,12 @@ KERNEL_PIDFILE = "kernel.pid"
 CONSOLE_LOG = "console.log"  # the components' stdout and stderr, as they print it
 EVENT_LOG = "events.log"  # the event stream: one JSON line per event (minikern/events.py)
 BOOT_ID = "boot.id"  # this boot's id, drawn by the kernel as it starts, stamped on every event
+SWIFI_DIR = "swifi"  # <injection id>.json: where and when an injected SWIFI fault fired
+SWIFI_LEAK_CHUNK = 8 << 20  # bytes a "leak" resource fault allocates (and touches) per step
+SWIFI_LEAK_CAP = 768 << 20  # ... and never more than this in all: the host must live on
+SWIFI_LEAK_STEP = 0.05  # seconds between two leak steps (160 MB/s: a leak, not a CPU hog)
+SWIFI_SPIN_MAX = 20.0  # seconds a "spin" fault burns CPU at most, if nothing ends it
+SWIFI_FD_LEAK = 256  # descriptors an "fdleak" fault opens and never closes
 CRASH_DIR = "crash"  # <pid>.json: why a component died (panic reason, traceback), read by RS
 EXIT_PANIC = 70  # exit status of panic() (EX_SOFTWARE)
 EXIT_EXCEPTION = 71  # exit status after an unhandled exception
@@ -77,6 +83,7 @@ VFS_SWEEP = 1.0  # seconds between VFS's looks (GETINFO) for dead processes hold
 VFS_IDLE_SWEEP = 10.0  # seconds between VFS's looks while no process is known to it and no mount
 #                        needs recovery (a file server's restart comes as DS's notification)
 VFS_MOUNT_RETRY = 0.5  # seconds between VFS's tries to mount the root (file server or driver not up)
+VFS_MOUNT_RETRY_CAP = 10.0  # seconds: the longest wait between tries of a --mount (doubling)
 VFS_NR_FILPS = 1024  # open files in the whole system (ENFILE beyond; MINIX NR_FILPS)
 VFS_MAX_PARKED = 256  # requests VFS holds while the root is not mounted yet (EAGAIN beyond)
 MFS_CACHE_BLOCKS = 4096  # MFS's buffer cache bound, in 1 KiB blocks (LRU; dirty blocks written on eviction)
@@ -84,6 +91,8 @@ MFS_INODE_CACHE = 1024  # unreferenced inodes MFS keeps in memory
 MFS_READAHEAD = 128  # blocks MFS reads ahead of a sequential reader (one 128 KiB device request)
 MFS_DIRTY_AGE = 2.0  # seconds a dirty block may wait before MFS's timer writes everything back
 MFS_SYNC_CHECK = 0.5  # seconds between MFS's checks of the oldest dirty block's age
+SHM_DIR = "/dev/shm"  # where the memory driver keeps its RAM disks' segments (POSIX shared memory)
+RAM_SIZE = 16 * 1024 * 1024  # the memory driver's RAM disk when system.conf gives no --ram
 
 # The host's FUSE mounts (bin/mount, minikern/mounts.py)
 UNMOUNT_TIMEOUT = 30.0  # seconds an unmounted mount's process may take to write back and end
@@ -99,3 +108,7 @@ LPT_INIT_HOLD = 0.05  # seconds the printer driver holds nINIT low to reset the 
 LP_WRITE = 4096  # bytes of one spooler WRITE: short, so the driver answers RS's pings between them
 LP_RETRY = 0.5  # seconds between the spooler's looks at a printer that is out of paper or off line
 LP_REQUEST_TIMEOUT = 5.0  # seconds the spooler waits for the printer driver's answer
+
+# The console (drivers/tty, userland/sh.py, bin/console)
+TTY_RECOVERY_WAIT = 60.0  # seconds a tty client (the shell) waits for a restarted tty driver
+TTY_RECOVERY_CHECK = 0.25  # seconds between its DS checks while it waits (DS notifies sooner)

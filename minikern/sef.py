@@ -26,7 +26,9 @@ crash a component), and it does so however busy the component is: a
 heartbeat NOTIFY waits as a pending bit and is delivered before any message
 at the next RECEIVE.  The faults that must happen inside the component (exit,
 exception, panic, hang) are done here, in the component's own loop; kill and
-segv RS sends as signals.
+segv RS sends as signals.  The SWIFI faults of bin/experiment (code, interface,
+resource: const.SWIFI_FAULTS) come the same way with a ``spec`` saying which
+kind and where, and are armed by minikern/swifi.py in this process.
 """
 from __future__ import annotations
 
@@ -41,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from minikern import ipc, params
+from minikern import ipc, params, swifi
 from minikern.proto import Message
-from minikern.const import ANY, RS, Err, Kind, KMsg, RsReq
+from minikern.const import ANY, RS, SWIFI_FAULTS, Err, Kind, KMsg, RsReq
 from minikern.loop import Loop
 
 Handler = Callable[[Message], "Message | None"]
@@ -114,7 +116,7 @@ def filtered(ctx: Context, m: Message) -> bool:
         except ipc.IpcError:
             return True
         if reply.type == Err.OK and reply.get("fault"):
-            inject_fault(str(reply.get("fault")))
+            inject_fault(str(reply.get("fault")), reply.get("spec"))
         return True
     if m.kind == Kind.KERNEL and m.type == KMsg.SHUTDOWN:
         for hook in ctx.on_shutdown:
@@ -127,8 +129,16 @@ class InjectedFault(Exception):
     """The unhandled exception bin/crash asks for."""
 
 
-def inject_fault(fault: str) -> None:
+def inject_fault(fault: str, spec: object = None) -> None:
     """Fail the way RS asked (only ever called for a message from RS)."""
+    if fault in SWIFI_FAULTS:
+        r = ipc.boot_record
+        error = swifi.arm(fault, spec, Path(r["run_dir"]) if r.get("run_dir") else None,
+                          str(r.get("label", "?")))
+        if error is not None:  # RS checked it: this would be a bug in RS, never a crash here
+            print(f"{r.get('label', '?')}: SWIFI fault refused: {error}", file=sys.stderr,
+                  flush=True)
+        return
     if fault == "exit":
         print(f"{ipc.boot_record.get('label', '?')}: exit 1 (injected)", file=sys.stderr,
               flush=True)

@@ -4,7 +4,7 @@
 no device of the machine, no driver and no user program.  A client of a server or of the
 board (RS control, the DS client, the driver's fast-path channel, the board's control
 client) is part of that library, so programs that run outside the servers and the board
-(drivers, user programs, the benchmarks, the commands) reach them through ``minikern/``.
+(drivers, user programs, the benchmarks, the experiment, the commands) reach them through ``minikern/``.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from minikern.cli import REPO_ROOT
 
-PROCESS_CODE = ("services", "hw", "drivers", "userland", "bench")
+PROCESS_CODE = ("services", "hw", "drivers", "userland", "bench", "experiment")
 # Runs outside the servers and the board; may import no server or machine module.
-CLIENTS = ("drivers", "userland", "bench")
+CLIENTS = ("drivers", "userland", "bench", "experiment")
 # The chip's register map: the emulated chip and its driver both follow it, as a datasheet.
 DATASHEETS = {"hw.rtl8139_regs"}
 
@@ -68,7 +68,7 @@ def test_programs_outside_the_servers_reach_them_through_the_library() -> None:
         found.update(crossings(folder, ("services", "hw")))
     table = runpy.run_path(str(REPO_ROOT / "bin" / "_launch"), run_name="launcher_table")
     for name, (module, _) in table["COMMANDS"].items():
-        if module.split(".")[0] not in ("minikern", "userland", "bench"):
+        if module.split(".")[0] not in ("minikern", "userland", "bench", "experiment"):
             found[f"bin/{name}"] = {module}
     unexpected = {where: mods - DATASHEETS for where, mods in found.items()}
     assert {where: mods for where, mods in unexpected.items() if mods} == {}

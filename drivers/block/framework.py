@@ -26,7 +26,9 @@ the rest, the same for every block driver (docs/PROTOCOL.md section 19):
   (MINIX w_intr_wait): the framework receives until the IRQ's notification
   comes or the timeout passes (an alarm from CLOCK), answering RS's
   heartbeat meanwhile, and keeps any request that arrives for after the
-  current one (blockdriver_mq_queue): the driver answers in order.
+  current one (blockdriver_mq_queue): the driver answers in order.  A driver
+  whose ``irq`` is None (the memory driver's RAM disk) has no line to set up
+  and never waits.
 """
 from __future__ import annotations
 
@@ -74,9 +76,12 @@ WaitInterrupt = Callable[[float], bool]
 
 
 class BlockDriver(Protocol):
-    """The callbacks a block driver provides."""
+    """The callbacks a block driver provides.  ``irq`` None: a device without an interrupt
+    (the memory driver's RAM disk), whose transfers never wait."""
 
-    irq: int
+    @property
+    def irq(self) -> int | None:
+        """The drive's interrupt line (None: none)."""
 
     def init(self, ctx: sef.Context, wait_interrupt: WaitInterrupt) -> Geometry:
         """Find and identify the drive (panic if there is none); ``wait_interrupt(seconds)``
@@ -123,7 +128,8 @@ class Framework:
             sef.panic("no memory segment for the staging area")
         self.staging = memoryview(ctx.memory)[STAGING:STAGING + BDEV_MAX_IO]
         self.geometry = self.drv.init(ctx, self.wait_interrupt)
-        ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.SETPOLICY, irq=self.drv.irq)
+        if self.drv.irq is not None:
+            ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.SETPOLICY, irq=self.drv.irq)
         self.read_partitions()
 
     def read_partitions(self) -> None:
@@ -148,6 +154,9 @@ class Framework:
         One alarm serves many waits: it is set only when none is due before this
         wait's deadline, and one that rings early is set again."""
         conn, deadline = self.ctx.conn, time.monotonic() + timeout
+        irq = self.drv.irq
+        if irq is None:
+            return False  # nothing to wait for: a driver without an interrupt never asks
         while True:
             if self.alarm_at is None or self.alarm_at > deadline:
                 conn.kcall(KCall.SETALARM, ms=max(1, math.ceil((deadline - time.monotonic()) * 1000)))
@@ -156,8 +165,8 @@ class Framework:
             if sef.filtered(self.ctx, m):
                 continue
             if m.kind == Kind.NOTIFY and m.source == HARDWARE:
-                if m.aux & (1 << self.drv.irq):
-                    conn.kcall(KCall.IRQCTL, op=IrqOp.ENABLE, irq=self.drv.irq)
+                if m.aux & (1 << irq):
+                    conn.kcall(KCall.IRQCTL, op=IrqOp.ENABLE, irq=irq)
                     return True
             elif m.kind == Kind.NOTIFY and m.source == CLOCK:
                 self.alarm_at = None
@@ -167,9 +176,10 @@ class Framework:
                 self.deferred.append(m)  # answered after the request in hand, in order
 
     def on_notify(self, m: Message) -> None:
-        if m.source == HARDWARE and m.aux & (1 << self.drv.irq):
+        irq = self.drv.irq
+        if m.source == HARDWARE and irq is not None and m.aux & (1 << irq):
             self.drv.interrupt()
-            self.ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.ENABLE, irq=self.drv.irq)
+            self.ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.ENABLE, irq=irq)
         elif m.source == CLOCK:
             self.alarm_at = None  # an alarm set for a wait that ended in time
 

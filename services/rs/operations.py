@@ -105,6 +105,9 @@ class Supervisor(Lifecycle):
         if inst.ping_sent is not None:
             inst.latency, inst.ping_sent = inst.last_pong - inst.ping_sent, None
         fault, inst.pending_fault = inst.pending_fault, None
+        if fault is not None and inst.pending_spec is not None:
+            spec, inst.pending_spec = inst.pending_spec, None
+            return Message(Err.OK, {"fault": fault, "spec": spec})
         return Message(Err.OK, {"fault": fault})
 
     def status(self) -> list[dict[str, Any]]:
@@ -200,8 +203,9 @@ class Supervisor(Lifecycle):
                   by="script" if script is not None else "operator")
         return None
 
-    def crash(self, svc: Svc, fault: str) -> Message:
-        """Inject ``fault`` (one of minikern.const.FAULTS) into the running copy."""
+    def crash(self, svc: Svc, fault: str, spec: dict[str, Any] | None = None) -> Message:
+        """Inject ``fault`` (one of minikern.const.FAULTS, or of SWIFI_FAULTS with its
+        checked ``spec``) into the running copy."""
         inst = svc.instance
         if inst is None:
             return Message(Err.ESRCH, {"error": f"{svc.label} is not running"})
@@ -212,7 +216,7 @@ class Supervisor(Lifecycle):
             return Message(status, {"pid": inst.pid})
         # Delivered like a heartbeat: a NOTIFY is never lost (it waits as a pending bit even
         # while the component is busy), and the component's PING fetches the fault.
-        inst.pending_fault = fault
+        inst.pending_fault, inst.pending_spec = fault, spec
         self.conn.notify(inst.endpoint)
         return Message(Err.OK, {"pid": inst.pid})
 

@@ -14,8 +14,10 @@ The RS protocol (type RsReq.*, fields; the reply's type is an Err code):
                                                 backoff wait; a script's way to restart);
                                                 EBUSY while it runs (MINIX); late reply
     REFRESH    {label}               operator   kill it and start a fresh copy; late reply
-    CRASH      {label, fault}        operator   fault injection: kill, segv, exit,
-                                                exception, panic, hang -> OK once sent
+    CRASH      {label, fault, spec?} operator   fault injection: kill, segv, exit,
+                                                exception, panic, hang -> OK once sent;
+                                                code, interface, resource with a spec
+                                                (minikern/swifi.py checks it: EINVAL)
     SHUTDOWN   {reason?}             operator   shut the whole system down
 
 "Operator" means a caller the kernel lists with ``operator`` set
@@ -35,7 +37,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minikern.const import DS, FAULTS, Err, RsReq
+from minikern import swifi
+from minikern.const import DS, FAULTS, SWIFI_FAULTS, Err, RsReq
 from minikern.proto import Message
 from services.rs import define
 from services.rs.operations import Supervisor
@@ -96,11 +99,17 @@ def do_refresh(rs: Supervisor, m: Message) -> Message | None:
 
 
 def do_crash(rs: Supervisor, m: Message) -> Message | None:
-    svc, fault = _service(rs, m), m.get("fault")
+    svc, fault, spec = _service(rs, m), m.get("fault"), m.get("spec")
     if isinstance(svc, Message):
         return svc
+    if type(fault) is str and fault in SWIFI_FAULTS:
+        error = swifi.check_spec(fault, spec)
+        if error is not None:
+            return Message(Err.EINVAL, {"error": error})
+        return rs.crash(svc, fault, spec)
     if type(fault) is not str or fault not in FAULTS:
-        return Message(Err.EINVAL, {"error": f"fault must be one of {', '.join(FAULTS)}"})
+        return Message(Err.EINVAL, {"error": "fault must be one of "
+                                    + ", ".join((*FAULTS, *SWIFI_FAULTS))})
     return rs.crash(svc, fault)
 
 

@@ -85,6 +85,7 @@ class Instance:
     kill_deadline: float | None = None  # SIGKILL after this (a graceful stop)
     cpu_sample: tuple[float, float] | None = None  # (monotonic, cpu seconds) last resource check
     pending_fault: str | None = None  # bin/crash: handed over with the next PING's reply
+    pending_spec: dict[str, Any] | None = None  # bin/experiment: a SWIFI fault's spec, with it
     ping_sent: float | None = None  # monotonic time of the ping not yet answered, if any
     latency: float | None = None  # seconds between the last answered ping and its answer
 

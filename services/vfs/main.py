@@ -24,13 +24,21 @@ the files of the dead and looks at DS again; with nothing of the kind it
 sleeps ``params.VFS_IDLE_SWEEP`` between looks, so an idle system's VFS
 does not wake every second.
 
+Then each ``--mount`` of its arguments (the RAM disk: ``/ram=mfs_ram:memory:0``),
+in order, each tried again after ``params.VFS_MOUNT_RETRY``, doubling up to
+``VFS_MOUNT_RETRY_CAP`` (a configuration whose file server never comes), until it works
+(the directory is made if missing; services/vfs/mounting.py).
+
 Arguments (system.conf ``args``): --root DRIVER:MINOR (the block device of
-the root file system), --fs LABEL (its file server), --readonly.
+the root file system), --fs LABEL (its file server), --readonly, and
+--mount PATH=FS:DRIVER:MINOR (any number: a file server's device mounted on
+PATH at start-up, read-write).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import NamedTuple
 
 from minikern import ds, params, sef
 from minikern.const import DS, DsFlag, Err, KCall, VfsReq, err_name
@@ -50,6 +58,8 @@ class VfsServer:
         self.driver, _, minor = args.root.partition(":")
         self.minor = int(minor or 0)
         self.tries = 0
+        self.pending: list[BootMount] = list(args.mount)  # --mount ones not mounted yet
+        self.mount_delay = params.VFS_MOUNT_RETRY  # doubles up to VFS_MOUNT_RETRY_CAP
 
     def init(self, ctx: sef.Context) -> None:
         self.ctx, self.loop = ctx, ctx.loop
@@ -93,11 +103,33 @@ class VfsServer:
         if status == Err.OK:
             print(f"vfs: root file system mounted: {self.driver} minor {self.minor} "
                   f"by {self.args.fs} (try {self.tries})", flush=True)
+            self.next_mount()
             return
         self.vfs.guard.once(f"root mount {err_name(status)}",
                             f"cannot mount the root yet ({self.args.fs} on {self.driver} minor "
                             f"{self.minor}): {err_name(status)} {why}; trying again")
         self.loop.call_later(params.VFS_MOUNT_RETRY, self.mount_root)
+
+    def next_mount(self) -> None:
+        """Mount the first of the ``--mount`` arguments still to do (then the next)."""
+        if not self.pending:
+            return
+        b = self.pending[0]
+
+        def done(status: int, why: str) -> None:
+            if status == Err.OK:
+                print(f"vfs: mounted {b.driver} minor {b.minor} by {b.fs} on {b.path}",
+                      flush=True)
+                self.pending.pop(0)
+                self.mount_delay = params.VFS_MOUNT_RETRY
+                self.next_mount()
+                return
+            self.vfs.guard.once(f"mount {b.path} {err_name(status)}",
+                                f"cannot mount {b.path} yet ({b.fs} on {b.driver} minor "
+                                f"{b.minor}): {err_name(status)} {why}; trying again")
+            self.loop.call_later(self.mount_delay, self.next_mount)
+            self.mount_delay = min(2 * self.mount_delay, params.VFS_MOUNT_RETRY_CAP)
+        self.vfs.boot_mount(b.path, b.fs, b.driver, b.minor, done)
 
     def sweep(self) -> None:
         """Now and then: the files of dead processes, and file servers RS restarted."""
@@ -161,11 +193,30 @@ class VfsServer:
         return self.dispatch(m)
 
 
+class BootMount(NamedTuple):
+    path: str
+    fs: str
+    driver: str
+    minor: int
+
+
+def boot_mount(text: str) -> BootMount:
+    """PATH=FS:DRIVER:MINOR, e.g. /ram=mfs_ram:memory:0."""
+    path, _, rest = text.partition("=")
+    parts = rest.split(":")
+    if (not path.startswith("/") or path.rstrip("/") == "" or len(parts) != 3
+            or not all(parts) or not parts[2].isdigit() or int(parts[2]) > 255):
+        raise argparse.ArgumentTypeError(f"not PATH=FS:DRIVER:MINOR: {text!r}")
+    return BootMount(path, parts[0], parts[1], int(parts[2]))
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="vfs")
     ap.add_argument("--root", default="at_wini:0", help="DRIVER:MINOR of the root file system")
     ap.add_argument("--fs", default="mfs", help="the label of the root's file server")
     ap.add_argument("--readonly", action="store_true")
+    ap.add_argument("--mount", type=boot_mount, action="append", default=[],
+                    help="PATH=FS:DRIVER:MINOR mounted once the root is (e.g. the RAM disk)")
     return ap.parse_args(argv)
 
 

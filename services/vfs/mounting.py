@@ -4,7 +4,8 @@ A file server is found by its label in DS and mounted with READSUPER (the
 block driver's label and minor, read-only or not); its answer's ``root`` is
 the mounted file system's root inode.  The root file system is mounted at
 start-up from VFS's arguments (services/vfs/main.py retries until the file
-server and its driver answer).  MOUNT and UMOUNT come from operator
+server and its driver answer), then the ``--mount`` ones (the RAM disk at /ram:
+its directory made if missing).  MOUNT and UMOUNT come from operator
 processes only (EPERM otherwise): the kernel's GETINFO must list the caller
 as admitted with the operator key and holding the operator's privileges
 (SHUTDOWN); user programs have the key but ``service user``'s privileges.
@@ -19,6 +20,7 @@ or something is mounted inside it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from stat import S_IFDIR
 from typing import Any
 
 from minikern.const import NAME_MAX, Err, FsReq
@@ -76,6 +78,45 @@ class MountOps:
         # one held (references, open files) died with it.  Start again from a clean mount.
         yield Call(fs, FsReq.UNMOUNT, {})
         return (yield from self.readsuper(fs, driver, minor, readonly, None))
+
+    def boot_mount(self, path: str, label: str, driver: str, minor: int) -> Reply:
+        """A mount of VFS's arguments (``--mount``), made once the root is mounted: the
+        directory is made first if it is missing (0755, root's), and a file server that
+        has the device mounted already (this VFS restarted) is unmounted and mounted
+        again from a clean state, as the root is."""
+        if self.st.mounts.by_label(label) is not None:
+            raise Fail(Err.EBUSY, f"{label} is mounted already")
+        return self._boot_mount(path, label, driver, minor)
+
+    def _boot_mount(self, path: str, label: str, driver: str, minor: int) -> Op:
+        fs = self.server(label)  # first: no directory is made for a file server not there
+        d, name = yield from self.st.resolver.parent(path, None)
+        if name:
+            try:
+                yield Call(d.fs, FsReq.MKDIR, {"dir": d.ino, "name": name,
+                                               "mode": S_IFDIR | 0o755, "uid": 0, "gid": 0})
+            except Fail as e:
+                if e.code != Err.EEXIST:
+                    raise
+        node = yield from self.st.resolver.resolve(path, None)
+        if not node.is_dir:
+            raise Fail(Err.ENOTDIR, f"{path} is not a directory")
+        m = self.st.mounts
+        if m.rooted_at(node.fs, node.ino) is not None or m.on(node.fs, node.ino) is not None:
+            raise Fail(Err.EBUSY, f"{path} is a mount already")
+        covered = yield from self.st.resolver.acquire(node)
+        try:
+            try:
+                yield from self.readsuper(fs, driver, minor, False, covered)
+            except Fail as e:
+                if e.code != Err.EBUSY:
+                    raise
+                yield Call(fs, FsReq.UNMOUNT, {})  # the old VFS's mount: start clean
+                yield from self.readsuper(fs, driver, minor, False, covered)
+        except Fail:
+            self.st.vnodes.release(covered)
+            raise
+        return Message(Err.OK)
 
     def recover(self, mount: Mount) -> Op:
         """Mount again on a restarted file server, and take again the references VFS holds

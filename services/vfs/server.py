@@ -144,6 +144,23 @@ class Vfs:
         if out is not None:
             finished(out)
 
+    def boot_mount(self, path: str, label: str, driver: str, minor: int,
+                   done: Callable[[int, str], None]) -> None:
+        """One of VFS's ``--mount`` arguments, once the root is mounted; ``done(status, why)``."""
+        try:
+            op = self.mounts.boot_mount(path, label, driver, minor)
+        except Fail as e:
+            done(e.code, e.why)
+            return
+        if isinstance(op, Message):
+            done(op.type, "")
+            return
+        task = Task(op, lambda reply: done(reply.type, str(reply.get("error", ""))),
+                    lambda e: self.guard.failed("boot mount", e))
+        out = task.start()
+        if out is not None:
+            done(out.type, "")
+
     def check_servers(self) -> None:
         """Mount again on every mounted file server that RS restarted (DS names a new endpoint
         for its label), or whose last recovery failed."""

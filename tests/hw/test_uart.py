@@ -248,3 +248,33 @@ def test_host_input_beyond_the_buffer_is_dropped_not_left_readable(
         assert uart.rx_dropped >= 6000 - 4096 - 16
     finally:
         os.close(peer)
+
+
+def test_socket_backend_holds_output_for_a_client_that_reads_late(
+        tmp_path: Path, irq: NullIrq, clock: FakeClock) -> None:
+    """One-byte sends fill a Unix socket's buffer after a few hundred; the backend keeps the
+    rest (up to HOST_TX_LIMIT) and sends it when the socket has room again."""
+    backend = SocketBackend(tmp_path)
+    uart = Uart16550(irq, clock, backend)
+    ports = Ports(uart)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(backend.path)
+        wait_readable(backend.fileno())
+        uart.poll()
+        text = bytes(range(256)) * 40  # 10 KiB, nobody reading yet
+        for b in text:
+            ports.outb(THR, b)
+        assert uart.tx_dropped == 0
+        got = bytearray()
+        while len(got) < len(text):
+            readable, _, _ = select.select([client, backend.fileno()], [], [], 2.0)
+            assert readable, f"stalled after {len(got)} bytes"
+            if backend.fileno() in readable:
+                uart.poll()  # the board's turn: room in the client's socket, flush
+            if client in readable:
+                got += client.recv(65536)
+        assert bytes(got) == text
+    finally:
+        client.close()
+        uart.close()

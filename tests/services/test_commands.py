@@ -39,12 +39,13 @@ def run_directly(path: Path, *args: str, cwd: Path,
 
 
 COMMANDS = ["boot", "halt", "ps", "service", "crash", "logs", "hwctl", "nc", "echod", "ifconfig",
-            "status", "ds", "mount", "top", "lp", "lpq"]
-# Each with arguments that would make it talk to the system (all but boot and bench).
+            "status", "ds", "mount", "top", "lp", "lpq", "experiment", "console"]
+# Each with arguments that would make it talk to the system (all but boot, bench and
+# experiment, which boot their own).
 NEEDS_SYSTEM = {"halt": [], "ps": [], "service": ["up", "hello"], "crash": ["hello", "kill"],
                 "hwctl": ["stats"], "nc": ["-l", "7"], "echod": ["7"], "ifconfig": [],
                 "status": [], "ds": ["list"], "mount": ["/nonexistent/mnt"],
-                "top": ["-b", "-n", "1"], "lp": ["/dev/null"], "lpq": []}
+                "top": ["-b", "-n", "1"], "lp": ["/dev/null"], "lpq": [], "console": []}
 
 
 def test_the_list_of_commands_is_complete() -> None:

@@ -38,19 +38,24 @@ def test_a_priority_outside_the_queues_is_refused_naming_the_service(bad: str) -
 
 
 def test_the_shipped_configuration_orders_rs_drivers_servers_users() -> None:
-    """etc/system.conf: RS first, then every driver (a service with ports), then every other
-    server, each above the user programs' queue."""
+    """etc/system.conf: RS first, then every driver (a program of drivers/), then every
+    server (of services/), each above the user programs' queue, where the console's shell (a
+    program of userland/) runs."""
     conf = sysconf.load(REPO_ROOT / "etc" / "system.conf")
     q = {label: Policy.from_conf(svc).priority for label, svc in conf.services.items()
          if svc.get("program")}
     drivers = {label for label, svc in conf.services.items()
-               if svc.keys.get("io") and label != "hw"}
-    servers = set(q) - drivers - {"rs", "hw"}
-    assert drivers and servers
+               if (svc.get("program") or "").startswith("drivers.")}
+    servers = {label for label, svc in conf.services.items()
+               if (svc.get("program") or "").startswith("services.")} - {"rs"}
+    users = {label for label, svc in conf.services.items()
+             if (svc.get("program") or "").startswith("userland.")}
+    assert drivers and servers and users
     assert q["rs"] == KERNEL_Q
     assert q["rs"] < min(q[d] for d in drivers)
     assert max(q[d] for d in drivers) < min(q[s] for s in servers)
     assert max(q[s] for s in servers) < USER_Q
+    assert {q[u] for u in users} == {USER_Q}
 
 
 def _child() -> subprocess.Popen[bytes]:

@@ -385,3 +385,38 @@ def test_a_restarted_file_server_is_mounted_again_with_vfs_references() -> None:
     assert refs(h) == 0
     h.vfs.check_servers()
     assert [n for n, _ in fs.log].count("READSUPER") == 2, "no second recovery"
+
+
+def boot_mount(h: Harness, path: str = "/ram", label: str = "mfs_ram") -> tuple[int, str]:
+    done: list[tuple[int, str]] = []
+    h.vfs.boot_mount(path, label, "memory", 0, lambda s, w: done.append((s, w)))
+    h.run()
+    assert len(done) == 1
+    return done[0]
+
+
+def test_a_boot_mount_makes_its_directory_and_mounts_again_after_a_vfs_restart() -> None:
+    """VFS's --mount (the RAM disk): the directory made if missing, the file server mounted
+    on it; a restarted VFS finds the file server holding its device (EBUSY), unmounts it and
+    mounts it again; a file server not in DS is ENXIO and makes no directory."""
+    h = Harness(("mfs", "mfs_ram"))
+    assert boot_mount(h, label="nowhere")[0] == Err.ENXIO
+    assert h.err(P, VfsReq.STAT, path="/ram", follow=True) == Err.ENOENT, "no directory made"
+    assert boot_mount(h) == (Err.OK, "")
+    write_file(h, "/ram/x", b"on the RAM disk")
+    assert len(h.servers["mfs_ram"].inodes) == 2, "the file is on mfs_ram"
+    assert boot_mount(h)[0] == Err.EBUSY, "mounted already"
+
+    h.vfs = Vfs(h.send, h.reply, h.find_label, lambda e: e in h.operator)  # a fresh VFS
+    h.vfs.mount_root("mfs", "at_wini", 0, False, lambda s, w: h.mounted.append((s, w)))
+    h.run()
+    assert boot_mount(h) == (Err.OK, ""), "the directory exists now: no MKDIR error"
+    assert [name for name, _ in h.servers["mfs_ram"].log[-3:]] == ["READSUPER", "UNMOUNT",
+                                                                    "READSUPER"]
+    assert read_file(h, "/ram/x") == b"on the RAM disk"
+
+
+def test_a_boot_mount_on_a_file_is_refused() -> None:
+    h = Harness(("mfs", "mfs_ram"))
+    write_file(h, "/ram", b"a file")
+    assert boot_mount(h)[0] == Err.ENOTDIR

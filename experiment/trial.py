@@ -1,0 +1,228 @@
+"""One trial: boot the rig, run the applications, inject a slice of the plan one fault at
+a time, and classify what each did.
+
+For each injection, in order:
+
+1. wait until the driver is up and its application has done an operation;
+2. send RsReq.CRASH (a process fault, or a SWIFI fault with its spec);
+3. watch RS's events and the activation record (run_dir/swifi/<id>.json):
+   a crash event of the driver is the detection, and its ``reason`` says by
+   what; a SWIFI fault that has not fired within ACTIVATE_WAIT is "not
+   activated"; one that fired and is not detected within the detection window
+   (two heartbeat periods, or two resource checks, and some slack) is "not
+   detected";
+4. after a detection, wait for RS's restart event: recovered, and the time
+   from detection to the new instance up;
+5. wait until the driver's application completes an operation again (or
+   RESUME_WAIT passes): the window closes there.
+
+In the window: the errors and corrupted bytes each application saw, the
+longest pause of the driver's application (a stall if over STALL_MS), crash
+or restart events of any other component (of A or of B), and whether both
+kernels still run.  An activated fault that no one detected but that hurt
+the application is a silent failure.
+"""
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from minikern import cli, ipc, params
+from minikern import rsctl as ctl
+from minikern.const import RsReq
+from minikern.events import Reader
+
+from experiment.plan import Injection
+from experiment.rig import Rig, events_path
+from experiment.workload import DiskLoad, Load
+
+POLL = 0.005
+ACTIVATE_WAIT = 1.5  # seconds a SWIFI fault may take to reach its nth event
+RECOVERY_WAIT = 10.0  # seconds from detection to the restart event
+RESUME_WAIT = 8.0  # seconds for the driver's application to do an operation again
+UP_WAIT = 15.0
+STALL_MS = 300.0  # a pause of the application longer than this is a stall ...
+STALL_PACES = 4  # ... and longer than this many of its usual intervals
+SLACK = 0.5  # seconds over a detector's own period
+
+
+class Watcher:
+    """The events of systems A and B since the trial began."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.readers = {"a": Reader(events_path(rig.run_a), keep=params.EVENT_LOG_KEEP)}
+        if rig.b is not None:
+            self.readers["b"] = Reader(events_path(rig.run_b), keep=params.EVENT_LOG_KEEP)
+        self.events: list[dict[str, Any]] = []
+        self.poll()
+        self.events.clear()
+
+    def poll(self) -> None:
+        for system, r in self.readers.items():
+            for e in r.read_new():
+                self.events.append({**e, "system": system})
+
+    def find(self, kind: str, label: str, since: float) -> dict[str, Any] | None:
+        self.poll()
+        return next((e for e in self.events if e.get("kind") == kind and e.get("system") == "a"
+                     and e.get("label") == label and e.get("ts", 0) >= since), None)
+
+    def others(self, label: str, since: float, until: float) -> list[str]:
+        return sorted({f"{e['system']}:{e.get('label')}:{e['kind']}"
+                       + (f"({e['reason']})" if e.get("reason") else "") for e in self.events
+                       if e.get("kind") in ("crash", "restart", "halt", "shutdown")
+                       and since <= e.get("ts", 0) <= until
+                       and not (e["system"] == "a" and e.get("label") == label)})
+
+
+def _wait(cond: Any, seconds: float) -> Any:
+    end = time.monotonic() + seconds
+    while True:
+        got = cond()
+        if got or time.monotonic() > end:
+            return got
+        time.sleep(POLL)
+
+
+def _detect_window(inj: Injection, period: float) -> float:
+    if inj.type == "resource":
+        return 2 * params.RESOURCE_CHECK + period + SLACK
+    return 2 * period + SLACK
+
+
+def _stall_ms(load: Load, start: float, end: float) -> float:
+    """The longest pause between two of the application's operations across [start, end]."""
+    times = [t for t, _ in load.ops if t <= end]
+    before = [t for t in times if t < start]
+    inside = [t for t in times if t >= start]
+    marks = ([before[-1]] if before else [start]) + inside + [end]
+    return max((b - a) * 1000 for a, b in itertools.pairwise(marks))
+
+
+def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, Load],
+               inj: Injection, period: float) -> dict[str, Any]:
+    out: dict[str, Any] = {**inj.asdict(), "activated": False, "detected": False,
+                           "detected_by": "none", "recovered": False, "recovery_ms": None,
+                           "app": "nothing", "stall_ms": 0.0, "app_errors": 0,
+                           "bytes_corrupted": 0, "other_components": [], "kernel_crash": False}
+    load = loads[inj.driver]
+    _wait(lambda: rig.state(rig.run_a, inj.driver) == "up", UP_WAIT)
+    t_ready = time.time()
+    _wait(lambda: load.done_after(t_ready - 1.0), RESUME_WAIT)
+    t0 = time.time()
+    out["t"] = t0
+    fields: dict[str, Any] = {"label": inj.driver}
+    if inj.type == "process":
+        fields["fault"] = inj.kind
+    else:
+        fields.update(fault=inj.type, spec=inj.spec())
+    try:
+        ctl.call(conn, RsReq.CRASH, **fields)
+    except ctl.RsError as e:
+        out["app"] = f"not injected: {e}"
+        return out
+    record = rig.run_a / params.SWIFI_DIR / f"{inj.id}.json"
+    if inj.type == "process":
+        out["activated"] = True
+        window = 2 * period + SLACK if inj.kind == "hang" else 2.0
+        crash = _wait(lambda: watch.find("crash", inj.driver, t0), window)
+    else:
+        fired = _wait(record.exists, ACTIVATE_WAIT)
+        out["activated"] = bool(fired)
+        crash = watch.find("crash", inj.driver, t0)
+        if fired and crash is None:
+            crash = _wait(lambda: watch.find("crash", inj.driver, t0), _detect_window(inj, period))
+    t_back = time.time()
+    if crash is not None:
+        out.update(detected=True, detected_by=crash.get("reason", "?"),
+                   detail=str(crash.get("detail", ""))[:200],
+                   detect_ms=round((crash["ts"] - t0) * 1000, 1))
+        out["activated"] = True  # whatever the record says: it failed
+        up = _wait(lambda: watch.find("restart", inj.driver, crash["ts"]), RECOVERY_WAIT)
+        if up is not None:
+            out.update(recovered=True, recovery_ms=round((up["ts"] - crash["ts"]) * 1000, 1))
+            t_back = up["ts"]
+    resumed = _wait(lambda: load.done_after(t_back), RESUME_WAIT)
+    t_end = time.time()
+    watch.poll()
+    out["other_components"] = watch.others(inj.driver, t0, t_end)
+    out["kernel_crash"] = not rig.kernel_alive()
+    errors = sum(1 for ld in loads.values() for t, _ in ld.errors if t0 <= t <= t_end)
+    corrupted = sum(n for ld in loads.values() for t, n in ld.corrupted if t0 <= t <= t_end)
+    stall = _stall_ms(load, t0, t_end)
+    stalled = stall > max(STALL_MS, STALL_PACES * 1000 * load.pace(t0))
+    out.update(app_errors=errors, bytes_corrupted=corrupted, stall_ms=round(stall, 1),
+               end=t_end)
+    if corrupted:
+        out["app"] = "data corrupted"
+    elif not resumed:
+        out["app"] = "stall (did not resume)"
+    elif errors:
+        out["app"] = "error"
+    elif stalled:
+        out["app"] = "stall"
+    out["silent"] = bool(out["activated"] and not out["detected"] and out["app"] != "nothing")
+    if out["silent"] or not resumed:
+        _restore(rig, conn, loads, inj.driver)
+        out["refreshed"] = True
+    return out
+
+
+def _restore(rig: Rig, conn: ipc.Connection, loads: dict[str, Load], driver: str) -> None:
+    """After a failure nobody detected, do what the operator would: refresh the driver
+    (so the next injection meets a sound one), and give a new connection to an
+    application stuck in a call that will never return."""
+    try:
+        ctl.call(conn, RsReq.REFRESH, label=driver)
+    except ctl.RsError:
+        pass  # it failed meanwhile: RS restarts it anyway
+    t = time.time()
+    for label, load in list(loads.items()):
+        if not _wait(lambda ld=load: ld.done_after(t), RESUME_WAIT):
+            loads[label] = load.renew()
+            loads[label].start()
+
+
+def run_trial(injections: list[Injection], drivers: list[str], seed: int,
+              period_ms: int, work: Path | None = None) -> dict[str, Any]:
+    """Run ``injections`` on a rig of their own; everything a report needs, as JSON data."""
+    tmp = Path(tempfile.mkdtemp(prefix="mk-exp-")) if work is None else work
+    rig = Rig(tmp, drivers, period_ms)
+    loads: dict[str, Load] = {}
+    outcomes: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"seed": seed, "drivers": drivers, "injections": outcomes}
+    try:
+        rig.boot()
+        watch = Watcher(rig)
+        loads = rig.loads(seed)
+        result["start"] = time.time()
+        for ld in loads.values():
+            ld.start()
+        conn = cli.operator_connection(rig.run_a, "experiment")
+        try:
+            for inj in injections:
+                outcomes.append(inject_one(rig, conn, watch, loads, inj, period_ms / 1000))
+                if outcomes[-1]["kernel_crash"]:
+                    break
+        finally:
+            conn.close()
+        result["kernel_alive"] = rig.kernel_alive()
+        for ld in loads.values():
+            ld.halt()
+        result["loads"] = {d: {"ops": ld.ops, "errors": ld.errors, "corrupted": ld.corrupted}
+                           for d, ld in loads.items()}
+        rig.halt()
+        disk = next((ld for ld in loads.values() if isinstance(ld, DiskLoad)), None)
+        if disk is not None:
+            result["disk"] = rig.check_disk(disk.expected)
+    finally:
+        for ld in loads.values():
+            ld.stop.set()
+        rig.halt()
+        if work is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
