@@ -96,6 +96,11 @@ def _closed(top: Path, listed: bool) -> str:
     return ""
 
 
+def inside() -> bool:
+    """Whether this process is a component in its own domain (its uid one of the range)."""
+    return params.DOMAIN_UID_FIRST <= os.getuid() <= params.DOMAIN_UID_LAST
+
+
 class Allocator:
     """Ids per label, kept by the kernel for the life of the boot."""
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from minikern import params, programs, sched
+from minikern import domain, params, programs, sched
 from minikern.const import Err, KCall
 from minikern.identity import Identity
 from minikern.loop import Loop
@@ -110,7 +110,10 @@ class Lifecycle:
         self.prioritize(svc.label, info["pid"], svc.policy.priority)
 
     def prioritize(self, label: str, pid: int, queue: int) -> None:
-        """Put a new instance in its scheduling queue; a refusal is said once per boot."""
+        """Put a new instance in its scheduling queue; a refusal is said once per boot.  In
+        a protection domain RS may not renice another uid: the template did, as root."""
+        if domain.inside():
+            return
         refused = sched.apply(pid, queue)
         if refused is not None and not self.priority_refused:
             self.priority_refused = True
