@@ -5,7 +5,8 @@ kernel has checked its privileges; here the kernel checks the IOMAP call
 (the driver holds I/O windows) and forwards ``["iomap", endpoint, label, io,
 mem]`` on the bus.  The board answers with a one-time token and the path of
 its listening socket, ``run_dir/board.sock`` (AF_UNIX SOCK_SEQPACKET, 0600
-inside the 0700 run directory).  The driver connects and sends ATTACH with
+inside the 0700 run directory; booted as root, 0660 for the components' group,
+minikern/domain.py).  The driver connects and sends ATTACH with
 the token (minikern.proto.fastpath); the board answers with its windows and,
 as SCM_RIGHTS, a fresh ring (hw.board_ring, minikern.proto.ring), the
 driver's end of the ring's doorbell and one memfd per memory window, then
@@ -90,6 +91,7 @@ class FastPath:
             self.listener.bind(str(self.path))
         finally:
             os.umask(old)
+        domain.share_socket(self.path)  # booted as root: every component's group may connect
         self.listener.listen(16)
         self.offers: dict[str, Offer] = {}
         self.token_of: dict[int, str] = {}

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from minikern import cli, events, mounts, params, rundir, sched, shm, sysconf
+from minikern import cli, domain, events, mounts, params, rundir, sched, shm, sysconf
 from minikern.proto import image
 from minikern.const import DS, HW, KERNEL_Q, RS
 
@@ -52,9 +52,18 @@ def boot_image(conf: sysconf.SystemConf, nic: str | None = None) -> list[image.B
         if svc.get("slot") is not None:
             slot = int(svc.get("slot") or 0)
         entries.append({"label": label, "module": program, "args": svc.keys.get("args", []),
-                        "priv": svc.priv(), "slot": slot,
+                        "priv": svc.priv(), "slot": slot, "uid": svc.uid(),
+                        "priority": _priority(svc),
                         "manager": RS if "rs" in conf.boot and label != "rs" else None})
     return entries
+
+
+def _priority(svc: sysconf.Service) -> int:
+    """A boot process's scheduling queue, set by its template while still root."""
+    try:
+        return sched.parse(svc.get("priority") or str(params.DEFAULT_PRIORITY))
+    except sched.PriorityError as e:
+        raise sysconf.ConfError(f"service {svc.label}: {e}") from None
 
 
 def _no_follow(path: str, flags: int) -> int:
@@ -87,7 +96,9 @@ class System:
         dir_fd = rundir.open_dir(self.run_dir, create=True)  # RunDirError: refused, nothing written
         try:
             rundir.write_file(dir_fd, "system.conf", config_text)
-            rundir.write_file(dir_fd, "boot.image", image.encode(boot_image(conf, nic)))
+            entries = boot_image(conf, nic)
+            rundir.write_file(dir_fd, "boot.image", image.encode(entries))
+            domain.board_disk(self.run_dir, [dict(e) for e in entries])  # as root: the board's own
             out = rundir.open_file(dir_fd, params.CONSOLE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             try:
                 self.console_offset = os.fstat(out).st_size

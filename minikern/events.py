@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minikern import params
+from minikern import domain, params
 from minikern.audit import Audit
 from minikern.const import PROTO
 from minikern.event_kinds import COMMON, SCHEMAS, Field
@@ -156,7 +156,10 @@ class EventLog:
         if self.fd is None:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
                               | os.O_NOFOLLOW, 0o600)
-            self.inode = os.fstat(self.fd).st_ino
+            st = os.fstat(self.fd)
+            self.inode = st.st_ino
+            if st.st_uid == os.geteuid() and st.st_size == 0:  # ours, maybe new: its writers' group
+                domain.share_event_log(self.fd)
         return self.fd, os.fstat(self.fd).st_size if self.keep else 0
 
     def _rotate(self, fd: int) -> None:

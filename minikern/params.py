@@ -39,6 +39,13 @@ DENIED_WINDOW = 1.0  # ... (seconds) are counted, and summed up in one denied-su
 EVENT_LOG_MAX = 16 * 1024 * 1024  # bytes of events.log before it rotates to events.log.1
 EVENT_LOG_KEEP = 4  # rotated event logs kept (events.log.1 newest ... .4); older ones go
 
+# Protection domains (minikern/domain.py): booted as root, each component runs as its own uid
+DOMAINS = os.environ.get("MINIKERN_DOMAINS", "1") != "0"  # "0": components run as the booter
+COMPONENT_GID = 61000  # every component's extra group: may enter the run directory, reach kernel.sock
+EVENT_LOG_GID = 61001  # the event log's writers' extra group (domain.EVENT_WRITERS)
+DOMAIN_UID_FIRST = 61002  # components' uids (gid = uid) are allocated per label from here ...
+DOMAIN_UID_LAST = 61999  # ... to here; system.conf's uid key must name one of them
+
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
 SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before halt kills them
 HALT_SYNC_TIMEOUT = 30.0  # seconds bin/halt waits for VFS to sync the file systems before SIGTERM

@@ -8,6 +8,9 @@ prepared would write through their symlinks.  The rules:
 * The directory is created 0700 by the booting user, or taken as it is only when it is a
   real directory (lstat: not a symlink) owned by the booting user that neither group nor
   others may write.  Otherwise the boot is refused, before anything is written.
+* Booted as root, the kernel shares it with the components (root, their group, 1770 with the
+  sticky bit: minikern/domain.py); such a directory is taken too, and entries a component
+  of the last boot made (owned by a uid of the components' range) are left as they are.
 * Nothing in it is followed: every entry, at every depth, must be the booting user's own,
   and no symbolic link nor a regular file with a second hard link (either could name a
   file elsewhere that a boot would then overwrite).  Boot opens what it writes relative
@@ -68,7 +71,8 @@ def check_owner(run_dir: str | Path, st: os.stat_result) -> None:
     if st.st_uid != os.geteuid():
         raise RunDirError(f"run directory {run_dir} is owned by uid {st.st_uid}, not by you "
                           f"(uid {os.geteuid()}); refusing it")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    shared = st.st_gid == params.COMPONENT_GID and st.st_mode & stat.S_ISVTX  # domain.prepare's
+    if st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP and not shared:
         raise RunDirError(f"run directory {run_dir} is group- or world-writable "
                           f"(mode {stat.S_IMODE(st.st_mode):04o}); refusing it")
 
@@ -88,12 +92,18 @@ def check_contents(run_dir: str | Path, fd: int) -> None:
             if stat.S_ISLNK(st.st_mode):
                 raise RunDirError(f"{where} in run directory {run_dir} is a symbolic link; "
                                   "refusing to follow it")
-            if st.st_uid != me:
+            if st.st_uid != me and not _component(st.st_uid):
                 raise RunDirError(f"{where} in run directory {run_dir} is owned by uid "
                                   f"{st.st_uid}, not by you; refusing it")
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 raise RunDirError(f"{where} in run directory {run_dir} has {st.st_nlink} hard "
                                   "links; refusing to write through a link")
+
+
+def _component(uid: int) -> bool:
+    """Whether ``uid`` is a component's (booted as root: minikern/domain.py): the entries a
+    component made in the last boot (the board's sockets and disk, crash records)."""
+    return params.DOMAIN_UID_FIRST <= uid <= params.DOMAIN_UID_LAST
 
 
 def open_file(dir_fd: int, name: str, flags: int, mode: int = 0o600) -> int:

@@ -183,7 +183,9 @@ def _crash_record(kind: str, **info: Any) -> None:
         d.mkdir(exist_ok=True)
         rec = {"kind": kind, "label": ipc.boot_record.get("label"), "pid": os.getpid(),
                "ts": time.time(), **info}
-        (d / f"{os.getpid()}.json").write_text(json.dumps(rec))
+        path = d / f"{os.getpid()}.json"
+        path.write_text(json.dumps(rec))
+        path.chmod(0o644)  # RS reads it, under its own uid when booted as root
     except OSError:
         pass
 

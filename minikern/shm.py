@@ -31,8 +31,13 @@ def prefix(run_dir: Path) -> str:
 
 
 def is_ours(run_dir: Path, name: str) -> bool:
-    """A segment name of this user and this run directory."""
-    return NAME.fullmatch(name) is not None and name.startswith(prefix(run_dir))
+    """A segment name of this user and this run directory; for root, also one a component
+    made under its own uid (booted as root, minikern/domain.py)."""
+    if NAME.fullmatch(name) is None:
+        return False
+    uid, tag = int(name.split("-")[1]), name.split("-")[2]
+    domain = os.getuid() == 0 and params.DOMAIN_UID_FIRST <= uid <= params.DOMAIN_UID_LAST
+    return (uid == os.getuid() or domain) and tag == run_dir_tag(run_dir)
 
 
 def remove_named(run_dir: Path, name: str) -> bool:

@@ -47,6 +47,12 @@ class Service:
         v = self.keys.get(key)
         return v[0] if v else default
 
+    def uid(self) -> int | None:
+        """The ``uid`` key: the uid the component runs as when booted as root (one of
+        params.DOMAIN_UID_FIRST..LAST, checked by the kernel), or None: one is allocated."""
+        text = self.get("uid")
+        return None if text is None else _int(text, self.label)
+
     def priv(self) -> dict[str, Any]:
         """The privilege structure for the kernel."""
         user = self.get("user") == "yes"

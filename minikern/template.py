@@ -16,7 +16,7 @@ import sys
 
 import zmq  # noqa: F401  (imported ahead of need: this is what the template saves)
 
-from minikern import ipc, sef
+from minikern import domain, ipc, sched, sef
 from minikern.proto import codec, startup
 
 PR_SET_NAME = 15
@@ -45,6 +45,16 @@ def main() -> None:
     if record is None:  # the kernel sees this process die before its HELLO
         print(f"template: refused a startup record {dict(codec.refused)}", flush=True)
         os._exit(1)
+    if "priority" in record:  # while still root: a raised priority needs CAP_SYS_NICE
+        sched.apply(os.getpid(), record["priority"])  # refused without root: RS says so
+    try:  # its own uid and gid (booted as root), no_new_privs, not dumpable, no other fd
+        domain.enter(record.get("domain"), fds[:1])
+    except OSError as e:  # never run a component with more than it was given
+        print(f"template: cannot enter {record['label']}'s domain: {e}", flush=True)
+        os._exit(1)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # again: a change of uid clears it
+    if os.getppid() != kernel_pid:
+        os._exit(0)
     ipc.boot_record.update(record)
     ipc.boot_memfd = fds[0] if fds else -1
     _prctl(PR_SET_NAME, ("mk-" + record["label"])[:15].encode())

@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,16 @@ class SystemUnderTest:
             c.sock.close(linger=0)  # the kernel is gone: no goodbye to deliver
 
 
+def open_to_components() -> Path:
+    """A directory for a run directory that other uids may reach, so that a system booted
+    as root runs its components in their own domains (minikern/domain.py): not under
+    pytest's temporary root, which pytest keeps 0700 (MINIKERN_TEST_DOMAINS=1, and
+    tools/open_root_home.sh for a Python in root's home).  The caller removes it."""
+    top = Path(tempfile.mkdtemp(prefix="mk-test-"))
+    top.chmod(0o711)
+    return top
+
+
 @pytest.fixture
 def make_system(tmp_path: Path) -> Iterator[Callable[..., SystemUnderTest]]:
     """Boot test systems; each one that came up is closed after the test, each in turn even
@@ -146,7 +158,11 @@ def make_system(tmp_path: Path) -> Iterator[Callable[..., SystemUnderTest]]:
         def make(boot: str = "echo", conf: str = TEST_CONF) -> SystemUnderTest:
             nonlocal tried
             tried += 1  # a fresh run directory each time, a failed one's too
-            s = SystemUnderTest(tmp_path / f"run{tried - 1}", conf.format(boot=boot))
+            top = tmp_path
+            if os.environ.get("MINIKERN_TEST_DOMAINS") == "1":  # as root: components in domains
+                top = open_to_components()
+                closing.callback(shutil.rmtree, top, ignore_errors=True)  # after the halt
+            s = SystemUnderTest(top / f"run{tried - 1}", conf.format(boot=boot))
             closing.callback(s.close)
             return s
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                             help=argparse.SUPPRESS if option == "mem" else None)
     define.add_argument("--script", help="its recovery script")
     define.add_argument("--depends", help="labels it depends on, comma-separated")
-    return cmd.run(argv, service)
+    args = cmd.parse_args(argv)
+    if os.environ.get("MINIKERN_RS_CHANNEL") == "0" and (args.action != "up" or not definition(args)):
+        return on_channel(args.action, args.label)  # run by RS as a recovery script
+    return cmd.call(args, service)
 
 
 def definition(args: argparse.Namespace) -> bool:
@@ -101,6 +105,25 @@ def entry(args: argparse.Namespace) -> tuple[str, dict[str, list[str]]]:
     label = args.new_label or (Path(program).stem if program.startswith("/")
                                else program.rsplit(".", 1)[-1])
     return label, keys
+
+
+def on_channel(action: str, label: str) -> int:
+    """A recovery script's bin/service: the request on its channel to RS (standard input,
+    docs/PROTOCOL.md section 16), not through an operator connection, which a script in
+    RS's protection domain (booted as root, minikern/domain.py) is not allowed."""
+    from minikern.proto import scriptchan
+    os.write(0, scriptchan.encode_request(action, label))
+    line = b""
+    while not line.endswith(b"\n") and len(line) <= 4 * scriptchan.MAX_LINE:
+        byte = os.read(0, 1)
+        if not byte:
+            return cli.fail("service", "RS closed the channel unanswered")
+        line += byte
+    ok, detail = scriptchan.decode_answer(line)
+    if not ok:
+        return cli.fail("service", f"{action} {label}: {detail}")
+    print(f"service {action} {label}: done {detail}".rstrip())
+    return cli.EXIT_OK
 
 
 def service(args: argparse.Namespace) -> int:

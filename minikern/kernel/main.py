@@ -34,10 +34,12 @@ from typing import Any
 
 import zmq
 
-from minikern import events, params
+from minikern import domain, events, params
 from minikern.proto import bus as wire
 from minikern.proto import codec, image, routing, startup
-from minikern.const import CLOCK, HW, NONE, NR_PROCS, PROTO, Call, Err, KCall, Kind, KMsg, err_name
+from minikern.proto.peercred import PeerCred
+from minikern.const import (CLOCK, HW, NONE, NR_PROCS, NR_SCHED_QUEUES, PROTO, RS, Call, Err,
+                            KCall, Kind, KMsg, err_name)
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
@@ -85,6 +87,8 @@ class Kernel:
             f.write(self.operator_key)  # then renamed: a tool never reads a key half written
         os.replace(run_dir / (params.OPERATOR_KEY + ".new"), run_dir / params.OPERATOR_KEY)
         self.bus = Bus(self, self.ctx, "ipc://" + str(run_dir / params.BUS_SOCKET))
+        self.domains = domain.Allocator() if domain.active(run_dir) else None  # booted as root
+        domain.prepare(run_dir, run_dir / params.KERNEL_SOCKET)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.bus.sock, zmq.POLLIN)
@@ -137,6 +141,8 @@ class Kernel:
         if (type(label) is not str or not 0 < len(label) <= 32 or type(module) is not str
                 or type(args) is not list or not all(type(x) is str for x in args) or priv is None):
             return Err.EINVAL, {}
+        if (ids := self.domains.ids(label, a.get("uid")) if self.domains else []) is None:
+            return Err.EPERM, {}  # a uid outside the components' range, or another label's
         s = self.table.free_slot(system.int_arg(a, "slot", 0))
         if s is None:
             self.count("no_free_slot")
@@ -148,8 +154,13 @@ class Kernel:
                                           "endpoint": p.endpoint, "credential": p.credential,
                                           "address": self.address, "run_dir": str(self.run_dir),
                                           "incarnation": p.incarnation, "memory_size": seg.size}
-        if s == HW:  # the board: it alone gets the credential for the bus
+        if ids:
+            record["domain"] = ids
+        if type(q := a.get("priority")) is int and 0 <= q < NR_SCHED_QUEUES:  # set before the drop
+            record["priority"] = q
+        if s == HW:  # the board: it alone gets the credential for the bus, and its socket
             record["bus"], record["bus_credential"] = self.bus.address, self.bus.expect_board()
+            domain.give(self.run_dir / params.BUS_SOCKET, ids)
         spawned = self.spawner.spawn(record, seg.fd)
         if spawned is None:
             self.table.remove(p)
@@ -166,16 +177,19 @@ class Kernel:
         self.pidfds[p.pidfd] = p
         self.poller.register(p.pidfd, zmq.POLLIN)
 
-    def hello(self, ident: bytes, cred: bytes, pid: int, label: str | None,
-              wire_priv: dict[str, Any] | None) -> None:
-        """Admit a connection: a started process's credential, or the operator key."""
+    def hello(self, peer: PeerCred | None, ident: bytes, cred: bytes, pid: int,
+              label: str | None, wire_priv: dict[str, Any] | None) -> None:
+        """Admit a connection: a started process's credential, or the operator key from a
+        process of the kernel's own uid (``peer``: what the OS says of the connection)."""
+        pid = peer.pid if peer else pid
         for p in self.table.live():
             if p.credential is not None and secrets.compare_digest(p.credential, cred):
                 if p.pid != pid:
                     break
                 p.credential = None
                 return self._admit(p, ident)
-        if not secrets.compare_digest(cred, self.operator_key) or self.shutting_down:
+        if (not secrets.compare_digest(cred, self.operator_key) or self.shutting_down
+                or peer is None or peer.uid != os.geteuid()):
             return self.count("hello_refused")
         priv, s = Priv.from_wire(wire_priv), self.table.free_slot()
         if priv is None or s is None or not label or len(label) > 32:
@@ -226,6 +240,9 @@ class Kernel:
         if p.child:  # operator tools come and go unlogged
             how = f"signal {signal.Signals(signo).name}" if signo else f"status {status}"
             self.log(f"{p.label} (endpoint {p.endpoint}, pid {p.pid}) exited with {how}")
+        if p.slot == RS and p.child and self.domains:  # RS's guardian, in RS's domain, cannot ask
+            self.events.write("fatal", "rs", detail="the Reincarnation Server died")
+            self.request_shutdown()
         manager = self.table.lookup(p.manager)
         if manager is not None:
             ipc.kernel_message(self, manager, KMsg.EXIT, {
@@ -234,14 +251,14 @@ class Kernel:
 
     # -- the loop -------------------------------------------------------------------
 
-    def handle(self, frames: list[bytes]) -> None:
+    def handle(self, frames: list[bytes], peer: PeerCred | None = None) -> None:
         ident = frames[0]
         p = self.table.by_ident.get(ident)
         req = codec.decode_request(frames[1:])
         if req is None:
             return self.count("malformed" if p else "unadmitted")
         if req[0] == Call.HELLO:
-            return self.hello(ident, *req[1:]) if p is None else self.count("hello_twice")
+            return self.hello(peer, ident, *req[1:]) if p is None else self.count("hello_twice")
         if p is None:
             return self.count("unadmitted")
         if req[0] == Call.BYE:
@@ -312,8 +329,8 @@ class Kernel:
             events = dict(self.poller.poll(timeout))
             if events.pop(self.sock, 0):  # one frame a poll: deaths and alarms are never starved
                 try:
-                    frames, named = routing.receive(self.sock, self.table.by_ident.__contains__)
-                    self.handle(frames) if not named else self.count("routing_id_claimed")
+                    frames, named, peer = routing.receive(self.sock, self.table.by_ident.__contains__)
+                    self.handle(frames, peer) if not named else self.count("routing_id_claimed")
                 except Exception:  # a kernel bug: say so loudly, but keep serving
                     self.count("kernel_bug")
                     self.log("BUG handling a frame:\n" + traceback.format_exc())
@@ -321,7 +338,7 @@ class Kernel:
                 for _ in range(params.BUS_BATCH):
                     if not int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
                         break
-                    frames, named = routing.receive(self.bus.sock, self.bus.is_board)
+                    frames, named, _ = routing.receive(self.bus.sock, self.bus.is_board)
                     self.bus.handle(frames) if not named else self.count("bus_routing_id_claimed")
             if events and [events.pop(s, 0) for s in self.guards] != [0, 0, 0]:
                 for domain in self.admission.on_requests(params.ADMISSION_BATCH):

@@ -25,6 +25,8 @@ class BootEntry(TypedDict):
     priv: dict[str, Any]
     slot: int | None      # a fixed slot (the board's HW, RS's, ...) or None for any
     manager: int | None   # the endpoint told of this process's death (RS), or None
+    uid: int | None       # booted as root: system.conf's uid key, or None (one is allocated)
+    priority: int         # the scheduling queue (minikern/sched.py)
 
 
 def encode(entries: list[BootEntry]) -> bytes:
@@ -37,7 +39,9 @@ def _valid(e: object) -> bool:
             and type(e["args"]) is list and all(type(a) is str for a in e["args"])
             and type(e["priv"]) is dict
             and (e["slot"] is None or type(e["slot"]) is int)
-            and (e["manager"] is None or type(e["manager"]) is int))
+            and (e["manager"] is None or type(e["manager"]) is int)
+            and (e["uid"] is None or type(e["uid"]) is int)
+            and type(e["priority"]) is int)
 
 
 def decode(frame: bytes) -> list[BootEntry] | None:

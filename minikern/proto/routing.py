@@ -28,6 +28,9 @@ from typing import Any
 
 import zmq
 
+from minikern.proto import peercred
+from minikern.proto.peercred import PeerCred
+
 
 def seed_routing_ids() -> None:
     """Seed libc's rand(), which libzmq draws each ROUTER's first routing id from."""
@@ -39,13 +42,19 @@ def assigned(ident: bytes) -> bool:
     return len(ident) == 5 and ident[0] == 0
 
 
-def receive(sock: zmq.Socket[Any], known: Callable[[bytes], bool]) -> tuple[list[bytes], bool]:
-    """One message from a ROUTER socket (its first frame the peer's routing id), and
-    whether the peer named itself: one not ``known`` yet (not admitted) whose id is not
-    of the assigned form.  One read a message, as before the check: the hot path pays a
-    lookup."""
-    frames = sock.recv_multipart()
-    return frames, not known(frames[0]) and not assigned(frames[0])
+def receive(sock: zmq.Socket[Any], known: Callable[[bytes], bool]
+            ) -> tuple[list[bytes], bool, PeerCred | None]:
+    """One message from a ROUTER socket (its first frame the peer's routing id), whether
+    the peer named itself (one not ``known`` yet, not admitted, whose id is not of the
+    assigned form), and, for a peer not admitted yet, its credentials as the operating
+    system gave them (minikern.proto.peercred; None for an admitted peer: the kernel
+    already knows who it is).  The hot path pays a lookup and one frame read apart."""
+    first = sock.recv(copy=False)
+    ident = first.bytes
+    frames = [ident, *sock.recv_multipart()] if first.more else [ident]
+    if known(ident):
+        return frames, False, None
+    return frames, not assigned(ident), peercred.parse(str(first.get("Peer-Address")))
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27/ZAP), in the kernel's context
 

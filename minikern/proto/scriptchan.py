@@ -65,6 +65,15 @@ def encode_request(action: str, label: str) -> bytes:
     return f"{PROTO} {VERSION} {action} {label}\n".encode("ascii")
 
 
+def decode_answer(line: bytes) -> tuple[bool, str]:
+    """RS's answer as a script reads it: whether it is OK, and the rest of the line (the
+    status name first when it is not)."""
+    words = line.decode("ascii", errors="replace").split()
+    if words[:2] != [PROTO, VERSION] or len(words) < 3:
+        return False, "RS answered outside the protocol"
+    return words[2] == "OK", " ".join(words[2 + (words[2] == "OK"):])
+
+
 def encode_answer(status: int, fields: dict[str, Any]) -> bytes:
     words = [PROTO, VERSION, err_name(status) if status else "OK"]
     words += [f"{k}={v}" for k, v in fields.items()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict, cast
 
+from minikern.const import NR_SCHED_QUEUES
 from minikern.proto import codec
 
 STARTUP = codec.Protocol("MKSTART", 1, 4096)
@@ -35,10 +36,18 @@ class StartupRecord(TypedDict):
     memory_size: int
     bus: NotRequired[str]  # the board alone: the bus's address and its one-time credential
     bus_credential: NotRequired[bytes]
+    priority: NotRequired[int]  # the scheduling queue (minikern/sched.py), set while still root
+    domain: NotRequired[list[int]]  # booted as root: uid, gid, extra groups to run as (minikern.domain)
 
 
 def encode(record: StartupRecord) -> bytes:
     return codec.encode_frame(STARTUP, RECORD, dict(record))
+
+
+def _ids(ids: object) -> bool:
+    """uid, gid and extra groups: two to eight ids, none of them root's (0)."""
+    return (type(ids) is list and 2 <= len(ids) <= 8
+            and all(type(i) is int and 0 < i < 1 << 31 for i in ids))
 
 
 def decode(frame: bytes) -> StartupRecord | None:
@@ -51,7 +60,10 @@ def decode(frame: bytes) -> StartupRecord | None:
             or set(rec) - set(StartupRecord.__annotations__)
             or ("bus" in rec) != ("bus_credential" in rec)
             or "bus" in rec and (type(rec["bus"]) is not str
-                                 or type(rec["bus_credential"]) is not bytes)):
+                                 or type(rec["bus_credential"]) is not bytes)
+            or "domain" in rec and not _ids(rec["domain"])
+            or "priority" in rec and (type(rec["priority"]) is not int
+                                      or not 0 <= rec["priority"] < NR_SCHED_QUEUES)):
         codec.refused[STARTUP.name + ":malformed"] += 1
         return None
     return cast(StartupRecord, rec)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from minikern import params, programs, sched
+from minikern import domain, params, programs, sched
 from minikern.const import Err, KCall
 from minikern.identity import Identity
 from minikern.loop import Loop
@@ -110,7 +110,10 @@ class Lifecycle:
         self.prioritize(svc.label, info["pid"], svc.policy.priority)
 
     def prioritize(self, label: str, pid: int, queue: int) -> None:
-        """Put a new instance in its scheduling queue; a refusal is said once per boot."""
+        """Put a new instance in its scheduling queue; a refusal is said once per boot.  In
+        a protection domain RS may not renice another uid: the template did, as root."""
+        if domain.inside():
+            return
         refused = sched.apply(pid, queue)
         if refused is not None and not self.priority_refused:
             self.priority_refused = True
@@ -220,7 +223,8 @@ class Lifecycle:
         svc.restart_at = None
         status, r = self.conn.kcall_status(
             KCall.PRIVCTL, label=svc.label, module=svc.module, args=svc.args, priv=svc.priv,
-            incarnation=svc.incarnation)
+            incarnation=svc.incarnation, priority=svc.policy.priority,
+            **({} if svc.uid is None else {"uid": svc.uid}))
         if status != Err.OK:  # no free slot or no template
             self.answer(svc, status, {"error": "the kernel could not start it"})
             self.journal.write("crash", svc.label, reason="exit", action="backoff",
@@ -324,7 +328,7 @@ class Lifecycle:
         entry = self.conf.services[label]
         module, args = programs.component(entry.get("program") or "", entry.keys.get("args", []))
         svc = Svc(label=label, module=module, args=args, priv=entry.priv(),
-                  policy=Policy.from_conf(entry), core=core)
+                  policy=Policy.from_conf(entry), core=core, uid=entry.uid())
         self.services[label] = svc
         return svc
 

@@ -98,6 +98,7 @@ class Svc:
     priv: dict[str, Any]
     policy: Policy
     core: bool = False  # a boot-image server (ds): its death is fatal for the system
+    uid: int | None = None  # system.conf's uid key (the kernel allocates one if None)
     state: State = State.DOWN
     since: float = 0.0  # wall time the state was last entered (bin/status's "since")
     instance: Instance | None = None

@@ -21,7 +21,8 @@ RECORD: startup.StartupRecord = {
     "credential": b"k" * 32, "address": "ipc:///tmp/x/kernel.sock", "run_dir": "/tmp/x",
     "incarnation": 2, "memory_size": 1 << 20}
 ENTRY: image.BootEntry = {"label": "rs", "module": "services.rs.main", "args": [],
-                          "priv": {"ipc": ["ALL"]}, "slot": 3, "manager": None}
+                          "priv": {"ipc": ["ALL"]}, "slot": 3, "manager": None,
+                          "uid": None, "priority": 4}
 
 # (channel, a decoder, one valid frame of it, its decoded value)
 Case = tuple[codec.Protocol, Callable[[bytes], Any], bytes, Any]

@@ -3,11 +3,12 @@ recovery script; and down then up as a fresh start (MINIX purges a stopped label
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from minikern import ds, programs, rsctl
 from minikern.const import CharReq, Err, RsReq
 from minikern.proto import Message
 from services.rs import define
-from tests.conftest import SystemUnderTest, wait_for
+from tests.conftest import SystemUnderTest, open_to_components, wait_for
 from tests.services.rs_helpers import boot_rs, events, service, wait_event, wait_state
 from tests.services.test_commands import BIN
 
@@ -53,14 +54,18 @@ def service_cmd(s: SystemUnderTest, *args: str, cwd: Path, path: str = ""
 
 
 @pytest.fixture
-def outside(tmp_path: Path) -> Path:
+def outside(tmp_path: Path) -> Iterator[Path]:
     """A folder outside the repository with a driver and a recovery script."""
-    folder = tmp_path / "outside"
+    domains = os.environ.get("MINIKERN_TEST_DOMAINS") == "1"  # booted as root: a component's
+    top = open_to_components() if domains else tmp_path  # uid must reach it
+    folder = top / "outside"
     folder.mkdir()
     (folder / "faraway.py").write_text(DRIVER)
     (folder / "fixit").write_text(SCRIPT)
     (folder / "fixit").chmod(0o755)
-    return folder
+    yield folder
+    if domains:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def read(s: SystemUnderTest, label: str) -> dict[str, object]:

@@ -1,0 +1,231 @@
+"""Protection domains: each component its own uid and gid when the system boots as root.
+
+Runs in three places: the kernel (which gives a component its ids as it starts it, and
+lays out the run directory once its sockets exist), bin/boot (which hands the board its
+disk image before the boot) and the template (which drops to the ids, then becomes the
+component: ``enter``).
+
+Booted as root (and params.DOMAINS, the default), every component runs as
+
+* its own uid, and a gid of the same number: system.conf's ``uid`` key, or one allocated
+  per label from params.DOMAIN_UID_FIRST..DOMAIN_UID_LAST the first time the label
+  starts (the same one on every restart in that boot, like systemd's DynamicUser: no
+  /etc/passwd entry is made or needed); no two labels share one;
+* extra groups: COMPONENT_GID for every component (it may enter the run directory and
+  reach the kernel's socket and the board's fast path), EVENT_LOG_GID for the event
+  log's writers only (EVENT_WRITERS);
+* no_new_privs (nothing it execs gains a privilege), not dumpable (no other uid, nor
+  the same one, may ptrace it, read its /proc/PID/mem or open its descriptors through
+  /proc/PID/fd), and no descriptor but its console and its memory segment.
+
+The kernel itself stays root, and operator tools are whoever has the kernel's uid
+(checked from the connection: docs/PROTOCOL.md section 3).  What a component may open
+in the run directory (``prepare``; the board sets its own sockets' modes):
+
+| entry                            | owner, group, mode           | who may open it            |
+|----------------------------------|------------------------------|----------------------------|
+| the run directory                | root, components, 1770       | components make own files (*) |
+| kernel.sock                      | root, components, 0660       | every component            |
+| bus.sock                         | the board, 0600              | the board                  |
+| board.sock (hw/board_fastpath)   | the board, components, 0660  | drivers                    |
+| board.ctl, com1.sock, disk.img   | the board, 0600              | the board (and root)       |
+| events.log (minikern/events.py)  | its creator, event log, 0620 | EVENT_WRITERS append       |
+| system.conf, boot.id             | root, 0644                   | RS, every event writer     |
+| crash/                           | root, components, 1770       | each its own crash record  |
+| operator.key, kernel.pid, ...    | root, 0600                   | root alone                 |
+
+(*) the sticky bit: a component never removes, renames or replaces another's file.
+
+Without root none of this holds: every component runs as the booting user, who may
+signal, trace and read all of them; only no_new_privs, non-dumpability (no ptrace or
+/proc/PID/mem without CAP_SYS_PTRACE) and the closed descriptors remain (README,
+"What a compromised driver can do").
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from minikern import params
+
+EVENT_WRITERS = frozenset({"hw", "rs", "inet"})  # the components that write events.log
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def active(run_dir: Path) -> bool:
+    """Whether a boot in ``run_dir`` gives components their own ids: run as root, not
+    turned off, and the code and the run directory within another uid's reach."""
+    return os.geteuid() == 0 and params.DOMAINS and not unreachable(run_dir)
+
+
+def unreachable(run_dir: Path) -> str:
+    """Why a component's uid could not run the code or reach the run directory ("" when it
+    could): a directory on the way to the interpreter's library, the virtual environment,
+    the repository or the run directory that others may not search (a Python installed in
+    root's 0700 home, a run directory under pytest's 0700 temporary root, say)."""
+    return _code_unreachable() or _closed(Path(os.path.abspath(run_dir)).parent, False)
+
+
+@functools.cache
+def _code_unreachable() -> str:
+    for top in (Path(sys.base_prefix), Path(sys.prefix), REPO_ROOT,
+                Path(sys.executable).resolve().parent):
+        if why := _closed(top, True):
+            return why
+    return ""
+
+
+def _closed(top: Path, listed: bool) -> str:
+    """Why others may not reach ``top`` (and list it, if ``listed``), or ""."""
+    for d in (top, *top.parents):
+        try:
+            mode = os.stat(d).st_mode
+        except OSError as e:
+            return f"{d}: {e.strerror}"
+        if not mode & stat.S_IXOTH or listed and d == top and not mode & stat.S_IROTH:
+            return f"{d} (mode {stat.S_IMODE(mode):04o}) is closed to other users"
+    return ""
+
+
+def inside() -> bool:
+    """Whether this process is a component in its own domain (its uid one of the range)."""
+    return params.DOMAIN_UID_FIRST <= os.getuid() <= params.DOMAIN_UID_LAST
+
+
+class Allocator:
+    """Ids per label, kept by the kernel for the life of the boot."""
+
+    def __init__(self) -> None:
+        self.uid_of: dict[str, int] = {}
+
+    def ids(self, label: str, wanted: object = None) -> list[int] | None:
+        """[uid, gid, extra groups...] for ``label``: ``wanted`` (system.conf's uid key) if
+        given, else the label's uid from an earlier start, else the lowest free one.  None
+        when ``wanted`` is outside the range or another label's, or the range is used up."""
+        uid = self.uid_of.get(label)
+        if wanted is not None:
+            if (type(wanted) is not int or not params.DOMAIN_UID_FIRST <= wanted <= params.DOMAIN_UID_LAST
+                    or uid not in (None, wanted) or uid is None and wanted in self.uid_of.values()):
+                return None
+            uid = wanted
+        if uid is None:
+            taken = set(self.uid_of.values())
+            uid = next((u for u in range(params.DOMAIN_UID_FIRST, params.DOMAIN_UID_LAST + 1)
+                        if u not in taken), None)
+            if uid is None:
+                return None
+        self.uid_of[label] = uid
+        return [uid, uid, params.COMPONENT_GID,
+                *([params.EVENT_LOG_GID] if label in EVENT_WRITERS else [])]
+
+
+def enter(ids: list[int] | None, keep: list[int]) -> None:
+    """Become the component's domain: in the template, before any component code runs.
+    Raises OSError if a step fails: the template then dies, and the kernel sees a process
+    die before its HELLO (never a component running with more than it was given)."""
+    if ids:
+        uid, gid, *groups = ids
+        os.umask(0o077)  # what it makes (the board's disk image) is its own alone
+        os.setgroups(groups)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        if os.getresuid() != (uid, uid, uid):
+            raise OSError("setresuid did not take")
+    libc = ctypes.CDLL(None, use_errno=True)
+    for option in (PR_SET_NO_NEW_PRIVS, 1), (PR_SET_DUMPABLE, 0):  # after setuid: it resets this
+        if libc.prctl(option[0], option[1], 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    close_descriptors(keep)
+
+
+def close_descriptors(keep: list[int]) -> None:
+    """Close every descriptor but 0, 1, 2 and ``keep``."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:  # the listing's own descriptor, closed already
+                pass
+
+
+def prepare(run_dir: Path, kernel_socket: Path) -> None:
+    """Lay out the run directory for the components (the table above); the kernel calls
+    this once its socket is bound, before it starts anyone.  Nothing done without root."""
+    if not active(run_dir):
+        if os.geteuid() == 0 and params.DOMAINS:
+            print(f"kernel: components run as root, not in domains: {unreachable(run_dir)}",
+                  flush=True)
+        return
+    dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(dir_fd, 0, params.COMPONENT_GID)
+        os.fchmod(dir_fd, 0o1770)
+        for name, group, mode in ((kernel_socket.name, params.COMPONENT_GID, 0o660),
+                                  ("system.conf", 0, 0o644), (params.BOOT_ID, 0, 0o644)):
+            try:
+                if not stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    os.chown(name, 0, group, dir_fd=dir_fd, follow_symlinks=False)
+                    os.chmod(name, mode, dir_fd=dir_fd)  # Linux has no lchmod: checked above
+            except FileNotFoundError:
+                pass
+        try:
+            os.mkdir(params.CRASH_DIR, 0o700, dir_fd=dir_fd)
+        except FileExistsError:
+            pass
+        st = os.stat(params.CRASH_DIR, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == 0:
+            os.chown(params.CRASH_DIR, 0, params.COMPONENT_GID, dir_fd=dir_fd, follow_symlinks=False)
+            os.chmod(params.CRASH_DIR, 0o1770, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def board_disk(run_dir: Path, entries: list[dict[str, Any]]) -> None:
+    """bin/boot, booted as root: hand the board (label hw) its disk image, if it exists
+    (a missing one the board makes itself).  Its ids are the ones the kernel will give it:
+    the same allocation, replayed over the boot image in the order the kernel starts it."""
+    if not active(run_dir):
+        return
+    allocator, ids, args = Allocator(), None, []
+    for e in entries:
+        got = allocator.ids(e["label"], e.get("uid"))
+        if e["label"] == "hw":
+            ids, args = got, e["args"]
+    disk = Path(args[args.index("--disk") + 1]) if "--disk" in args[:-1] else run_dir / "disk.img"
+    if os.path.lexists(disk):
+        give(disk, ids)
+
+
+def give(path: Path, ids: list[int] | None, mode: int = 0o600) -> None:
+    """Make ``path`` (the bus socket, the board's disk image) the component's own, mode
+    ``mode``; nothing without ids (no domains)."""
+    if ids and not path.is_symlink():
+        os.chown(path, ids[0], ids[1], follow_symlinks=False)
+        os.chmod(path, mode)
+
+
+def share_socket(path: Path) -> None:
+    """A socket the components may connect to (the board's fast path): group components,
+    0660; without domains (the component not in that group) private to its owner."""
+    if params.COMPONENT_GID in os.getgroups():
+        os.chown(path, -1, params.COMPONENT_GID)
+        os.chmod(path, 0o660)
+    else:
+        os.chmod(path, 0o600)
+
+
+def share_event_log(fd: int) -> None:
+    """A new events.log: writable by the event log's group, readable by no component."""
+    if params.EVENT_LOG_GID in os.getgroups() or os.geteuid() == 0 and params.DOMAINS:
+        os.fchown(fd, -1, params.EVENT_LOG_GID)
+        os.fchmod(fd, 0o620)

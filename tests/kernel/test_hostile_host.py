@@ -1,0 +1,104 @@
+"""A compromised driver at the host level (issue 13): booted as root, each component runs
+in its own protection domain (minikern/domain.py), and a driver started by RS with a
+driver's privileges (tests/kernel/hostile.py) tries to kill the kernel and the other
+components, trace them and read their memory, open their shared memory, read the operator
+key, set the board's knobs, join the bus, write the event log, read the disk image, and
+connect as an operator with a leaked key.  Each attempt is refused by the host (an errno)
+or by the kernel (no answer), and the system is unharmed: the same processes up, a round
+trip through the kernel served.
+
+Without root none of this is refused (every component is the booting user): skipped, and
+README's table says what holds then.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from minikern import domain, params
+from tests.conftest import SystemUnderTest, conf_entry, wait_for
+from tests.kernel.hostile import ATTACK, TARGETS
+
+pytestmark = pytest.mark.timeout(180)
+
+CONF = """
+boot hw rs ds;
+service operator {{ user yes; system GETINFO KILL SHUTDOWN; ipc ALL; }};
+service rs {{ program services.rs.main; args hello hostile; system PRIVCTL KILL GETINFO SHUTDOWN;
+             ipc ALL; }};
+service hostile {{ program tests.kernel.hostile; system DEVIO SETALARM; ipc SYSTEM USER rs ds;
+                  io 0x1f0:8; period 10s; }};
+""" + "\n".join(conf_entry(label) for label in ("hw", "ds", "hello"))
+
+# What refuses each attempt: the host's permission checks (uid, mode, sticky bit, dumpable),
+# or the kernel's silence for an operator HELLO from another uid.
+REFUSED = {"read the operator key": "EACCES", "set a board knob": "EACCES",
+           "connect to the bus": "EACCES", "write the event log": "EACCES",
+           "read the disk image": "EACCES", "remove the kernel socket": "EPERM",
+           "operator HELLO with the key": "no answer", "kill the kernel": "EPERM",
+           **{f"{what} {label}": "EPERM" for label in TARGETS for what in ("kill", "ptrace")},
+           **{f"{what} {label}'s {thing}": "EACCES" for label in TARGETS
+              for what, thing in (("read", "memory"), ("list", "descriptors"),
+                                  ("open", "shared memory"))}}
+
+
+@pytest.fixture
+def hostile() -> Iterator[SystemUnderTest]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: without it every component runs as the booting user, who may "
+                    "signal, trace and read them all (README, What a compromised driver can do)")
+    top = Path(tempfile.mkdtemp(prefix="mk-hostile-"))  # in /tmp: other uids may search it
+    top.chmod(0o711)
+    run_dir = top / "run"
+    if why := domain.unreachable(run_dir):
+        shutil.rmtree(top)
+        pytest.skip(f"components cannot run in their own domains here: {why} "
+                    "(run under tools/open_root_home.sh)")
+    s = SystemUnderTest(run_dir, CONF.format())
+    try:
+        wait_for(lambda: {"hello", "hostile"} <= {p["label"] for p in s.info()["procs"]},
+                 timeout=30)
+        yield s
+    finally:
+        s.close()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def pids(s: SystemUnderTest) -> dict[str, int]:
+    return {p["label"]: p["pid"] for p in s.info()["procs"] if not p["operator"]}
+
+
+def test_each_component_runs_as_its_own_uid_without_privileges(hostile: SystemUnderTest) -> None:
+    running = pids(hostile)
+    uids = {label: psutil.Process(pid).uids() for label, pid in running.items()}
+    assert all(u.real == u.effective == u.saved for u in uids.values())
+    assert len({u.real for u in uids.values()}) == len(running)  # no two share one
+    assert all(params.DOMAIN_UID_FIRST <= u.real <= params.DOMAIN_UID_LAST for u in uids.values())
+    for label, pid in running.items():
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert "NoNewPrivs:\t1" in status, label
+        assert os.stat(f"/proc/{pid}/mem").st_uid == 0, label  # not dumpable: its files are root's
+        groups = psutil.Process(pid).gids()
+        assert groups.real == uids[label].real
+        fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+        assert fds[:3] == [0, 1, 2], label
+
+
+def test_a_compromised_driver_is_refused_everything_and_harms_nothing(
+        hostile: SystemUnderTest) -> None:
+    before = pids(hostile)
+    key = (hostile.run_dir / params.OPERATOR_KEY).read_bytes()  # as if it had leaked
+    got = dict(hostile.ask("hostile", ATTACK, key=key).fields)
+    assert set(got.pop("targets").split(",")) >= set(TARGETS)
+    assert got == REFUSED
+    assert pids(hostile) == before  # nobody killed, nobody restarted
+    info = hostile.info()  # the kernel serves a round trip
+    assert info["kernel_pid"] == hostile.system.kernel.pid
+    assert info["counters"]["hello_refused"] >= 1
+    assert (hostile.run_dir / params.KERNEL_SOCKET).exists()
