@@ -51,6 +51,7 @@ from typing import Any
 
 from hw.board_machine import DMA_DEVICES, Audit, Machine
 from hw.board_ring import Offer, Ring
+from minikern import domain
 from minikern.const import Err
 from minikern.proto import fastpath as fp
 
