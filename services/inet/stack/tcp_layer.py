@@ -132,12 +132,13 @@ class TcpLayer:
                               seq_add(seg.seq, seg.seg_len), RST | ACK, 0)
 
     def send_segment(self, remote_ip: int, local_port: int, remote_port: int, seq: int, ack: int,
-                     flags: int, window: int, payload: Payload = b"", mss: int | None = None) -> None:
+                     flags: int, window: int, payload: Payload = b"", options: bytes = b"") -> None:
         self.segments_out += 1
         if flags & RST:
             self.resets_sent += 1
         self._ip_output(remote_ip, PROTO_TCP, build(self.local_ip, remote_ip, local_port, remote_port,
-                                                    seq, ack, flags, window, payload, mss))
+                                                    seq, ack, flags, window, payload,
+                                                    options=options))
 
     # ---- timers ---------------------------------------------------------
 
