@@ -53,6 +53,7 @@ class Inet:
         self.stack = Stack(mac=b"\0" * 6, ip=self.args.ip, netmask=self.args.netmask,
                            gateway=self.args.gateway, send_frame=self.netif.send,
                            clock=self.loop.clock.now)
+        self.stack.output_held = self.netif.held
         self.sockets = Sockets(ctx.conn, self.stack, self.guard, self.loop.clock.now,
                                self.identity)
         try:
@@ -203,6 +204,7 @@ class Inet:
             "gateway": self.args.gateway, "mac": n.mac.hex(":") if n.mac else None,
             "driver": n.driver, "link": n.link, "queued": len(n.queue),
             "in_flight": len(n.in_flight), "inet": dict(n.counters),
+            "tcp": self.stack.tcp.counters(),
             "driver_stats": dict(n.driver_stats)})
 
     def do_socket(self, m: Message) -> Message | None:

@@ -55,6 +55,11 @@ class Netif:
         self.queue.append(frame)
         self.kick()
 
+    def held(self) -> bool:
+        """Frames wait for a driver that is being replaced (known, not yet back): TCP must
+        not take them for lost."""
+        return self.driver is None and self.mac is not None and bool(self.queue)
+
     def kick(self) -> None:
         if self.driver is None or self.notified:
             return

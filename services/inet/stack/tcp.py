@@ -196,6 +196,14 @@ class TcpSocket:
     def connected(self) -> bool:
         return self.state in SYNCHRONIZED
 
+    def counters(self) -> dict[str, int]:
+        """This connection's retransmission, SACK and ACK counters."""
+        snd, rcv = self.sender, self.receiver
+        return {"timeouts": snd.timeouts, "fast_retransmits": snd.fast_retransmits,
+                "sack_recoveries": snd.sack_recoveries, "timeouts_held": snd.timeouts_held, "retransmitted_segments": snd.retransmitted_segments,
+                "sack_blocks_rejected": snd.scoreboard.rejected, "ooo_segments_held": rcv.ooo_held,
+                "ooo_segments_dropped": rcv.ooo_dropped, "delayed_acks": self.delayed_acks}
+
     # ---- timers ---------------------------------------------------------
 
     def next_deadline(self) -> float | None:
@@ -203,7 +211,7 @@ class TcpSocket:
                                  self.delack_deadline) if d is not None]
         return min(deadlines, default=None)
 
-    def on_timer(self, now: float) -> None:
+    def on_timer(self, now: float, held: bool = False) -> None:
         if self.timer_deadline is not None and now >= self.timer_deadline:
             self.timer_deadline = None
             self._enter(E.TIMEOUT)
@@ -214,7 +222,7 @@ class TcpSocket:
         if self.delack_deadline is not None and now >= self.delack_deadline:
             self.delayed_acks += 1
             self._send_ack()
-        if not self.sender.on_timer(now, self._emit):
+        if not self.sender.on_timer(now, self._emit, held):
             self.error = errno.ETIMEDOUT
             self.abort()
 

@@ -91,6 +91,7 @@ class Sender:
         self.scoreboard = Scoreboard()
         self.rexmit_next = iss          # SACK recovery: holes below this were resent
         self.sack_recoveries = 0
+        self.timeouts_held = 0          # timeouts while the interface held our frames
         self.nodelay = False            # True: no Nagle
         self.buf_max = bufsize if bufsize > TCP_SNDBUF_MAX else TCP_SNDBUF_MAX
 
@@ -170,20 +171,33 @@ class Sender:
             sacked_new = self.scoreboard.update(ack, self.snd_max, sack)
         acked = seq_diff(ack, self.snd_una)
         if acked == 0:
-            outstanding = self.snd_max != self.snd_una
-            if outstanding and (sacked_new or (pure_ack and not window_changed and self.snd_wnd > 0)):
+            # With SACK a duplicate ACK is one that SACKs new data (RFC 6675 2): an ACK for a
+            # segment the peer got twice (INET resends what a dying driver may have sent) is not.
+            dup = sacked_new if self.sack_ok else pure_ack and not window_changed and self.snd_wnd > 0
+            if dup and self.snd_max != self.snd_una:
                 self._duplicate_ack(now, emit)
             return 0
         self._new_ack(ack, acked, now, emit)
         return acked
 
-    def on_timer(self, now: float, emit: Emit) -> bool:
-        """Run expired timers; False when the retransmission limit is reached and the connection must die."""
+    def on_timer(self, now: float, emit: Emit, held: bool = False) -> bool:
+        """Run expired timers; False when the retransmission limit is reached and the connection must die.
+
+        ``held``: the interface still holds what was sent (its driver is being replaced, and
+        INET resends its frames to the new one), so nothing is known lost.  As Linux does for
+        a segment still in the host's queue, the timeout then only backs off and counts
+        towards the retry limit: no go-back-N, no collapse of the congestion window.
+        """
         if self.rto_deadline is not None and now >= self.rto_deadline:
             self.rto_deadline = None
             self.retries += 1
             if self.retries > (TCP_MAX_RETRIES if self.syn_acked else TCP_SYN_RETRIES):
                 return False
+            if held:
+                self.timeouts_held += 1
+                self.rto.backoff()
+                self.rto_deadline = now + self.rto.rto
+                return True
             self.timeouts += 1
             self.ssthresh = max(seq_diff(self.snd_max, self.snd_una) // 2, 2 * self.mss)
             self.cwnd = self.mss
