@@ -54,6 +54,7 @@ class Inet:
                            gateway=self.args.gateway, send_frame=self.netif.send,
                            clock=self.loop.clock.now)
         self.stack.output_held = self.netif.held
+        self.stack.tcp.room = self.netif.room
         self.sockets = Sockets(ctx.conn, self.stack, self.guard, self.loop.clock.now,
                                self.identity)
         try:
@@ -192,9 +193,12 @@ class Inet:
             if type(frame) is bytes:
                 self.netif.counters["rx"] += 1
                 self.stack.input(frame)
-        if rx:
+        tx = self.netif.pull(m.source, done, free, m.get("stats"))
+        if tx:
+            self.stack.tcp.resume(self.loop.clock.now())  # room in the queue again
+        if rx or tx:
             self.sockets.retry()
-        return Message(Err.OK, {"tx": self.netif.pull(m.source, done, free, m.get("stats"))})
+        return Message(Err.OK, {"tx": tx})
 
     def do_ifstat(self, m: Message) -> Message:
         """The interface as INET sees it (bin/ifconfig): anyone allowed to talk to INET may ask."""

@@ -27,6 +27,7 @@ from minikern.const import Err
 from minikern.ipc import Connection
 
 MAX_QUEUE = 1024  # frames waiting for the driver; beyond, the oldest is dropped (TCP resends)
+TCP_QUEUE = 256  # frames queued beyond which TCP holds new data back (room): no drops
 MAX_STATS = 32  # counters kept from a driver's statistics
 
 
@@ -54,6 +55,10 @@ class Netif:
             self.counters["dropped"] += 1
         self.queue.append(frame)
         self.kick()
+
+    def room(self) -> bool:
+        """Whether TCP may queue more new data (retransmissions and ACKs always may)."""
+        return len(self.queue) < TCP_QUEUE
 
     def held(self) -> bool:
         """Frames wait for a driver that is being replaced (known, not yet back): TCP must

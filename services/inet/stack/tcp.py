@@ -130,6 +130,11 @@ class TcpSocket:
     def nodelay(self, value: bool) -> None:
         self._nodelay = self.sender.nodelay = value
 
+    def resume(self, now: float) -> None:
+        """The interface took frames: send what waited for room."""
+        if self.state in SYNCHRONIZED:
+            self._output(now)
+
     def send(self, data: Payload) -> int:
         """Queue what fits in the send buffer; returns the number of bytes accepted (0 when full)."""
         if self.error:
@@ -200,7 +205,8 @@ class TcpSocket:
         """This connection's retransmission, SACK and ACK counters."""
         snd, rcv = self.sender, self.receiver
         return {"timeouts": snd.timeouts, "fast_retransmits": snd.fast_retransmits,
-                "sack_recoveries": snd.sack_recoveries, "timeouts_held": snd.timeouts_held, "retransmitted_segments": snd.retransmitted_segments,
+                "sack_recoveries": snd.sack_recoveries, "timeouts_held": snd.timeouts_held,
+                "throttled": snd.throttled, "retransmitted_segments": snd.retransmitted_segments,
                 "sack_blocks_rejected": snd.scoreboard.rejected, "ooo_segments_held": rcv.ooo_held,
                 "ooo_segments_dropped": rcv.ooo_dropped, "delayed_acks": self.delayed_acks}
 
@@ -372,7 +378,7 @@ class TcpSocket:
 
     def _output(self, now: float) -> None:
         if self.state in SYNCHRONIZED or self.state is S.SYN_RECEIVED:
-            self.sender.output(now, self._emit)
+            self.sender.output(now, self._emit, self._layer.room)
         if self._ack_owed:
             self._send_ack()
 

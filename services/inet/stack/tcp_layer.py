@@ -49,6 +49,9 @@ class TcpLayer:
         self.segments_out = 0
         self.resets_sent = 0
         self._closed_totals: Counter[str] = Counter()  # SOCKET_COUNTERS of released sockets
+        # Whether the interface's queue takes more data now (the Stack's owner decides);
+        # None: always.  TCP holds new data back rather than have the queue drop it.
+        self.room: Callable[[], bool] | None = None
         self._next_port = TCP_EPHEMERAL.start + rng.randrange(len(TCP_EPHEMERAL))
 
     def socket(self) -> TcpSocket:
@@ -150,6 +153,13 @@ class TcpLayer:
             deadline = sock.next_deadline()
             if deadline is not None and now >= deadline:
                 sock.on_timer(now, held)
+
+    def resume(self, now: float) -> None:
+        """The interface's queue drained: connections send what waited for room."""
+        for sock in list(self.connections.values()):
+            if self.room is not None and not self.room():
+                return
+            sock.resume(now)
 
     def next_deadline(self) -> float | None:
         return min((d for s in self.connections.values() if (d := s.next_deadline()) is not None),

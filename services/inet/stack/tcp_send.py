@@ -92,6 +92,7 @@ class Sender:
         self.rexmit_next = iss          # SACK recovery: holes below this were resent
         self.sack_recoveries = 0
         self.timeouts_held = 0          # timeouts while the interface held our frames
+        self.throttled = 0              # times new data waited for the interface's queue
         self.nodelay = False            # True: no Nagle
         self.buf_max = bufsize if bufsize > TCP_SNDBUF_MAX else TCP_SNDBUF_MAX
 
@@ -128,8 +129,9 @@ class Sender:
         deadlines = [d for d in (self.rto_deadline, self.persist_deadline) if d is not None]
         return min(deadlines, default=None)
 
-    def output(self, now: float, emit: Emit) -> None:
-        """Send whatever the windows allow: the SYN, new data, the FIN."""
+    def output(self, now: float, emit: Emit, room: Callable[[], bool] | None = None) -> None:
+        """Send whatever the windows allow: the SYN, new data, the FIN.  ``room``: whether the
+        interface takes more now; new data waits when it does not (the owner calls again)."""
         if not self.syn_acked:
             if self.snd_nxt == self.iss:
                 self._transmit(now, emit, self.iss, SYN, b"")
@@ -140,6 +142,9 @@ class Sender:
             offset = seq_diff(self.snd_nxt, self.buf_seq)
             unsent = len(self.buf) - offset
             if unsent > 0:
+                if room is not None and not room():
+                    self.throttled += 1
+                    break
                 n = min(self.mss, unsent, self._room())
                 if n <= 0 or (n < self.mss and n < unsent and self.in_flight > 0):
                     break                       # wait for a usable window (sender SWS avoidance)
