@@ -73,8 +73,8 @@ class TcpSocket:
         self.delack_deadline: float | None = None
         self._unacked_bytes = 0         # in-order data received since our last ACK
         self._rcv_mss = TCP_DEFAULT_MSS  # the largest segment seen: what "full-sized" means
-        self._offer_wscale = True       # put the option in our SYN (a SYN+ACK: the peer's had it)
-        self._offer_sack = True
+        self.offer_wscale = True       # put the option in our SYN (a SYN+ACK: the peer's had it)
+        self.offer_sack = True
         self.delayed_acks = 0           # ACKs that waited for a second segment or the timer
         self._nodelay = False           # kept here too: the Sender is replaced at open
 
@@ -315,12 +315,12 @@ class TcpSocket:
 
     def _negotiate(self, seg: Segment) -> None:
         """The peer's SYN: window scaling and SACK hold when both sides offer them."""
-        self._offer_wscale = self._offer_wscale and seg.wscale is not None
-        self._offer_sack = self._offer_sack and seg.sack_ok
-        if self._offer_wscale and seg.wscale is not None:
+        self.offer_wscale = self.offer_wscale and seg.wscale is not None
+        self.offer_sack = self.offer_sack and seg.sack_ok
+        if self.offer_wscale and seg.wscale is not None:
             self.sender.snd_wscale = seg.wscale
             self.receiver.wscale = wscale_for(self.receiver.bufsize)
-        self.sender.sack_ok = self._offer_sack
+        self.sender.sack_ok = self.offer_sack
 
     def _input_rst(self, seg: Segment) -> None:
         if seg.seq != self.receiver.rcv_nxt:
@@ -398,8 +398,8 @@ class TcpSocket:
         window = receiver.window()
         if flags & SYN:                                     # never scaled (RFC 7323 2.2)
             window = min(window, 0xFFFF)
-            options = syn_options(TCP_MSS, wscale_for(receiver.bufsize) if self._offer_wscale else None,
-                                  self._offer_sack)
+            options = syn_options(TCP_MSS, wscale_for(receiver.bufsize) if self.offer_wscale else None,
+                                  self.offer_sack)
         else:
             window >>= receiver.wscale
             options = sack_option(receiver.sack_blocks(TCP_MAX_SACK_BLOCKS)) \
