@@ -27,7 +27,8 @@ from minikern.const import Err
 from minikern.ipc import Connection
 
 MAX_QUEUE = 1024  # frames waiting for the driver; beyond, the oldest is dropped (TCP resends)
-TCP_QUEUE = 256  # frames queued beyond which TCP holds new data back (room): no drops
+TCP_QUEUE = 128  # frames queued beyond which TCP holds new data back (room): no drops, and a
+# retransmission waits behind at most this many (four PULLs' worth)
 MAX_STATS = 32  # counters kept from a driver's statistics
 
 

@@ -77,6 +77,7 @@ class TcpSocket:
         self.offer_sack = True
         self.delayed_acks = 0           # ACKs that waited for a second segment or the timer
         self._nodelay = False           # kept here too: the Sender is replaced at open
+        self.sacks_sent = 0             # segments sent with SACK blocks
 
     # ---- API ------------------------------------------------------------
 
@@ -208,7 +209,7 @@ class TcpSocket:
                 "sack_recoveries": snd.sack_recoveries, "timeouts_held": snd.timeouts_held,
                 "throttled": snd.throttled, "retransmitted_segments": snd.retransmitted_segments,
                 "sack_blocks_rejected": snd.scoreboard.rejected, "ooo_segments_held": rcv.ooo_held,
-                "ooo_segments_dropped": rcv.ooo_dropped, "delayed_acks": self.delayed_acks}
+                "ooo_segments_dropped": rcv.ooo_dropped, "delayed_acks": self.delayed_acks, "sacks_sent": self.sacks_sent}
 
     # ---- timers ---------------------------------------------------------
 
@@ -402,8 +403,10 @@ class TcpSocket:
                                   self.offer_sack)
         else:
             window >>= receiver.wscale
-            options = sack_option(receiver.sack_blocks(TCP_MAX_SACK_BLOCKS)) \
-                if self.sender.sack_ok and receiver.ooo else b""
+            options = b""
+            if self.sender.sack_ok and receiver.ooo:
+                options = sack_option(receiver.sack_blocks(TCP_MAX_SACK_BLOCKS))
+                self.sacks_sent += 1
         self._layer.send_segment(self.remote_ip, self.local_port, self.remote_port, seq,
                                  receiver.rcv_nxt if flags & ACK else 0, flags,
                                  window, payload, options=options)

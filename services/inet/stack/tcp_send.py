@@ -242,6 +242,9 @@ class Sender:
         if n <= 0 and not flags:
             return
         self._transmit(now, emit, self.snd_una, flags, self.buf[offset:offset + max(n, 0)])
+        # The resent head must have its full RTO to come back (as Linux rearms it): the
+        # timer that ran since the last new ACK already spent the dup ACKs' round trip.
+        self.rto_deadline = now + self.rto.rto
 
     def _duplicate_ack(self, now: float, emit: Emit) -> None:
         self.dupacks += 1
