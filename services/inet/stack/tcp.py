@@ -209,7 +209,8 @@ class TcpSocket:
                 "sack_recoveries": snd.sack_recoveries, "timeouts_held": snd.timeouts_held,
                 "throttled": snd.throttled, "retransmitted_segments": snd.retransmitted_segments,
                 "sack_blocks_rejected": snd.scoreboard.rejected, "ooo_segments_held": rcv.ooo_held,
-                "ooo_segments_dropped": rcv.ooo_dropped, "delayed_acks": self.delayed_acks, "sacks_sent": self.sacks_sent}
+                "ooo_segments_dropped": rcv.ooo_dropped, "delayed_acks": self.delayed_acks,
+                "sacks_sent": self.sacks_sent}
 
     # ---- timers ---------------------------------------------------------
 
