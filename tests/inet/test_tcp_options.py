@@ -182,6 +182,39 @@ def test_without_sack_the_same_burst_takes_a_round_trip_per_segment() -> None:
     assert first_resends[-1] - first_resends[0] >= (len(lost) - 1) * 2 * LATENCY * 0.9
 
 
+def test_a_dsack_for_the_segment_a_timeout_resent_undoes_the_collapse() -> None:
+    peer = RawPeer()
+    conn, _ = accepted(peer, syn_options(1460, 7, True), window=4000)
+    conn.send(bytes(5000))
+    sent = our_segments(peer)
+    assert [len(s.payload) for s in sent] == [1460, 1460, 1460]
+    cwnd = conn.sender.cwnd
+    deadline = conn.next_deadline()
+    assert deadline is not None
+    peer.clock.now = deadline                               # no ACK in time: a timeout
+    peer.stack.tick()
+    (resent,) = our_segments(peer)
+    assert resent.seq == ISS + 1 and conn.sender.timeouts == 1 and conn.sender.cwnd == 1460
+    # The peer had it all along: a cumulative ACK, and a D-SACK for the copy.
+    segment(peer, PEER_ISS + 1, ISS + 1 + 4380, 4000,
+            options=sack_option([(ISS + 1, ISS + 1 + 1460)]))
+    assert conn.sender.spurious_timeouts == 1 and conn.sender.cwnd >= cwnd
+
+
+def test_an_ack_without_dsack_after_a_timeout_keeps_the_collapse() -> None:
+    peer = RawPeer()
+    conn, _ = accepted(peer, syn_options(1460, 7, True), window=4000)
+    conn.send(bytes(5000))
+    our_segments(peer)
+    deadline = conn.next_deadline()
+    assert deadline is not None
+    peer.clock.now = deadline
+    peer.stack.tick()
+    our_segments(peer)
+    segment(peer, PEER_ISS + 1, ISS + 1 + 1460, 4000)      # only the resent segment arrived
+    assert conn.sender.spurious_timeouts == 0 and conn.sender.cwnd <= 2 * 1460
+
+
 # ---- delayed ACKs ---------------------------------------------------------------------
 
 def test_one_segment_is_acked_after_the_delay_two_at_once() -> None:

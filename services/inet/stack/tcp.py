@@ -207,7 +207,8 @@ class TcpSocket:
         snd, rcv = self.sender, self.receiver
         return {"timeouts": snd.timeouts, "fast_retransmits": snd.fast_retransmits,
                 "sack_recoveries": snd.sack_recoveries, "timeouts_held": snd.timeouts_held,
-                "throttled": snd.throttled, "retransmitted_segments": snd.retransmitted_segments,
+                "throttled": snd.throttled, "spurious_timeouts": snd.spurious_timeouts,
+                "retransmitted_segments": snd.retransmitted_segments,
                 "sack_blocks_rejected": snd.scoreboard.rejected, "ooo_segments_held": rcv.ooo_held,
                 "ooo_segments_dropped": rcv.ooo_dropped, "delayed_acks": self.delayed_acks,
                 "sacks_sent": self.sacks_sent}

@@ -27,7 +27,9 @@ drops to ssthresh, and while the estimate of what is in the network
 (``pipe``: sent beyond the highest SACKed byte, plus holes already resent)
 leaves room, every hole below the highest SACKed byte is resent once, then new
 data goes out.  So a burst lost together is resent in one round trip, not one
-segment per round trip as NewReno does.  A timeout forgets the scoreboard.
+segment per round trip as NewReno does.  A timeout forgets the scoreboard; a
+D-SACK for the segment a timeout resent shows the timeout spurious and undoes
+its collapse of the congestion window (RFC 3708, RFC 4015).
 
 Window scaling (RFC 7323): ``snd_wnd`` is in bytes; the caller shifts the
 peer's window field by ``snd_wscale`` (0 unless both SYNs offered it).  The
@@ -93,6 +95,8 @@ class Sender:
         self.sack_recoveries = 0
         self.timeouts_held = 0          # timeouts while the interface held our frames
         self.throttled = 0              # times new data waited for the interface's queue
+        self.undo: tuple[int, int, int] | None = None  # (cwnd, ssthresh, SND.UNA) at the last timeout
+        self.spurious_timeouts = 0      # timeouts a D-SACK showed spurious (their collapse undone)
         self.nodelay = False            # True: no Nagle
         self.buf_max = bufsize if bufsize > TCP_SNDBUF_MAX else TCP_SNDBUF_MAX
 
@@ -173,6 +177,10 @@ class Sender:
             self._size_buffer()
         sacked_new = False
         if self.sack_ok and sack:
+            if self.undo is not None and self._spurious(ack, sack[0]):
+                self.cwnd, self.ssthresh = max(self.cwnd, self.undo[0]), self.undo[1]
+                self.undo = None
+                self.spurious_timeouts += 1
             sacked_new = self.scoreboard.update(ack, self.snd_max, sack)
         acked = seq_diff(ack, self.snd_una)
         if acked == 0:
@@ -204,6 +212,8 @@ class Sender:
                 self.rto_deadline = now + self.rto.rto
                 return True
             self.timeouts += 1
+            if self.undo is None:
+                self.undo = (self.cwnd, self.ssthresh, self.snd_una)
             self.ssthresh = max(seq_diff(self.snd_max, self.snd_una) // 2, 2 * self.mss)
             self.cwnd = self.mss
             self.recover = None
@@ -256,6 +266,7 @@ class Sender:
             return
         lost = self.sack_ok and self.scoreboard.sacked_bytes > (DUPACK_THRESHOLD - 1) * self.mss
         if self.dupacks == DUPACK_THRESHOLD or lost:
+            self.undo = None                    # a real loss: nothing to undo any more
             self.ssthresh = max(seq_diff(self.snd_max, self.snd_una) // 2, 2 * self.mss)
             self.recover = self.snd_max
             self.fast_retransmits += 1
@@ -269,6 +280,15 @@ class Sender:
             else:
                 self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss
                 self._retransmit_first(now, emit)
+
+    def _spurious(self, ack: int, first: Block) -> bool:
+        """A D-SACK (RFC 2883: a first block below the cumulative ACK) for the segment the
+        last timeout resent: the peer had it already, so the timeout was spurious (RFC 3708)
+        and its collapse of the congestion window is undone (in the manner of RFC 4015).
+        On a loaded machine a process that is not scheduled for 200 ms looks like a loss."""
+        left, right = first
+        una = self.undo[2] if self.undo is not None else ack
+        return seq_le(right, ack) and seq_le(left, una) and seq_lt(una, right)
 
     def _room(self) -> int:
         """Bytes of new data the windows let out now (in SACK recovery, cwnd less the pipe)."""
