@@ -180,6 +180,7 @@ class Sender:
             if self.undo is not None and self._spurious(ack, sack[0]):
                 self.cwnd, self.ssthresh = max(self.cwnd, self.undo[0]), self.undo[1]
                 self.undo = None
+                self.snd_nxt = self.snd_max     # the originals were not lost: no go-back-N
                 self.spurious_timeouts += 1
             sacked_new = self.scoreboard.update(ack, self.snd_max, sack)
         acked = seq_diff(ack, self.snd_una)
