@@ -21,12 +21,14 @@ from __future__ import annotations
 from services.inet.stack.tcp_sack import Block, receiver_blocks
 from services.inet.stack.tcp_seq import seq_add, seq_diff, seq_ge, seq_le
 
-# Why 64 KiB, window scaling or not: the receive path's narrowest buffer is the NIC's ring
-# (rtl8139: 64 KiB).  A larger window lets a fast sender (Linux) overrun it, and each overrun
-# resets the receiver and loses the whole ring: measured with 1 MiB, 62 resets and 17% of
-# Linux's bytes sent twice in one 20 MB transfer.  The send side is where scaling pays
-# (tcp_send.py: Linux's window, scaled, and a send buffer that grows with the path).
-TCP_RCVBUF = 64 * 1024        # bytes
+# Why 56 KiB, window scaling or not: the receive path's narrowest buffer is the NIC's ring
+# (rtl8139: 64 KiB, 43 full-sized records of 1,524 bytes).  A larger window lets a fast
+# sender (Linux) overrun it, and each overrun resets the receiver and loses the whole ring:
+# measured with 1 MiB, 62 resets and 17% of Linux's bytes sent twice in one 20 MB transfer;
+# with 64 KiB (45 segments, more than the ring's 43), 18 resets.  56 KiB is 39 segments.
+# The send side is where scaling pays (tcp_send.py: Linux's window, scaled, and a send
+# buffer that grows with the path).
+TCP_RCVBUF = 56 * 1024        # bytes
 TCP_MAX_WINDOW = 65535        # the window field; more only with window scaling
 TCP_OOO_SEGMENTS = 64         # out-of-order segments held before further ones are dropped
 
