@@ -12,7 +12,9 @@ Last line with --json: bytes, sha256_ok (both transfers whole and identical to
 the pattern sent), kills (SIGKILLs during the second transfer; kill_count is
 the same figure), nokill_MBps, kill_MBps, ratio (kill / nokill), peer,
 reset (a transfer that did not complete), load (--load N: CPU-bound user
-programs spinning through both transfers, bench/load.py), and both transfers' sha256.
+programs spinning through both transfers, bench/load.py), both transfers'
+sha256, and nokill_tcp / kill_tcp: what INET's TCP counters (bin/ifconfig)
+moved by during each transfer (timeouts, fast retransmits, SACK recoveries, ...).
 Target: sha256_ok true, no reset, ratio at least 0.8.
 """
 from __future__ import annotations
@@ -74,16 +76,31 @@ def _sha256(nbytes: int, seed: int) -> str:
     return h.hexdigest()
 
 
+def _tcp_counters(node: lab.Node) -> dict[str, int]:
+    try:
+        stat = node.ifstat()
+        return {**stat.get("tcp", {}), **{f"if_{k}": v for k, v in stat.get("inet", {}).items()}}
+    except (AssertionError, ValueError, OSError):
+        return {}
+
+
+def _moved(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="mk-bench-net-"))
     for d in ("tap", "udp"):
         (work / d).mkdir()
     try:
         with _rig(work, args.peer) as (peer, node, send), load.hogs(args.load):
+            c0 = _tcp_counters(node)
             quiet = _transfer(send, args.bytes, 1, PORT)
+            c1 = _tcp_counters(node)
             with lab.injecting(node, "sigkill") as inj:
                 killed = _transfer(send, args.bytes, 2, PORT + 1)
             assert inj is not None
+            c2 = _tcp_counters(node)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ok = all(t["bytes"] == args.bytes and t["received_sha256"] == t["sent_sha256"] == _sha256(
@@ -100,6 +117,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "nokill_sha256": quiet["received_sha256"], "kill_sha256": killed["received_sha256"],
             "nokill_seconds": quiet["seconds"], "kill_seconds": killed["seconds"],
             "injector_errors": inj.errors,
+            "nokill_tcp": _moved(c0, c1), "kill_tcp": _moved(c1, c2),
             "errors": [t["error"] for t in (quiet, killed) if "error" in t]}
 
 

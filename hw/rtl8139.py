@@ -149,14 +149,21 @@ class Rtl8139(PciFunction, Device):
     # -- hw.device.Device ---------------------------------------------------
 
     def config_written(self, offset: int, size: int) -> None:
-        # The I/O window follows BAR0; INTx disable may have changed the line.
-        self.ports = ((self.bar_base(0), regs.IO_WINDOW),)
+        # The I/O window follows BAR0; INTx disable may have changed the line.  Every change
+        # of configuration space comes through here, so the port accesses read the window
+        # from these two fields instead of decoding the configuration space each time.
+        self._io_base = self.bar_base(0)
+        self._io_on = self.io_enabled
+        self.ports = ((self._io_base, regs.IO_WINDOW),)
         self._update_irq()
 
     def io_read(self, port: int, size: int) -> int:
-        offset = port - self.bar_base(0)
-        if not self.io_enabled or offset < 0 or offset + size > regs.IO_WINDOW:
+        offset = port - self._io_base
+        if not self._io_on or offset < 0 or offset + size > regs.IO_WINDOW:
             return (1 << (8 * size)) - 1
+        reg = self._registers.get(offset)
+        if reg is not None and reg.width == size:  # the common case: one whole register
+            return reg.read() & ((1 << (8 * size)) - 1)
         value = 0
         cache: dict[int, int] = {}
         for lane in range(size):
@@ -169,8 +176,14 @@ class Rtl8139(PciFunction, Device):
         return value
 
     def io_write(self, port: int, size: int, value: int) -> None:
-        offset = port - self.bar_base(0)
-        if not self.io_enabled or offset < 0 or offset + size > regs.IO_WINDOW:
+        offset = port - self._io_base
+        if not self._io_on or offset < 0 or offset + size > regs.IO_WINDOW:
+            return
+        reg = self._registers.get(offset)
+        if reg is not None and reg.width == size:  # one whole register: all its lanes
+            if reg.write is not None:
+                mask = (1 << (8 * size)) - 1
+                reg.write(value & mask, mask)
             return
         lanes: dict[int, tuple[int, int]] = {}   # register base -> (value, mask) in its lanes
         for lane in range(size):

@@ -324,6 +324,7 @@ class SockReq(IntEnum):
     SENDTO = 0x908
     RECVFROM = 0x909
     IFSTAT = 0x90A  # the interface as INET sees it: address, link, driver, counters (ifconfig)
+    SETOPT = 0x90B  # a TCP socket's options: nodelay (TCP_NODELAY: no Nagle)
 
 
 # Grant access bits (MINIX safecopies.h).

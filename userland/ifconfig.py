@@ -23,6 +23,8 @@ def readable(s: dict[str, Any]) -> str:
              + (f"endpoint {driver}" if driver is not None else "gone (being replaced)"),
              "    inet:   " + "  ".join(f"{k} {v}" for k, v in s["inet"].items()),
              f"    queued {s['queued']}  in flight {s['in_flight']}"]
+    if s.get("tcp"):
+        lines.append("    tcp:    " + "  ".join(f"{k} {v}" for k, v in s["tcp"].items()))
     if s.get("driver_stats"):
         lines.append("    driver: " + "  ".join(f"{k} {v}" for k, v in s["driver_stats"].items()))
     return "\n".join(lines)

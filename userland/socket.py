@@ -6,7 +6,7 @@ answers, as a blocking socket call does.  Errors raise ``SocketError`` with
 the Err code.  The requests are listed in services/inet/sockets.py.
 
 TCP: ``bind``, ``listen``, ``accept``, ``connect``, ``send``/``sendall``,
-``recv``, ``close``.  UDP (``Socket(conn, "udp")``): ``bind``, ``sendto``,
+``recv``, ``close``, ``setopt(nodelay=...)``.  UDP (``Socket(conn, "udp")``): ``bind``, ``sendto``,
 ``recvfrom``, and after ``connect`` (which only sets the default peer, as
 POSIX) ``send`` and ``recv``; without a peer those fail with ENOTCONN.
 """
@@ -104,6 +104,10 @@ class Socket:
         """UDP: the next datagram (cut to ``n`` bytes) and its sender."""
         f = self._call(SockReq.RECVFROM, count=n)
         return f["data"], (f["ip"], f["port"])
+
+    def setopt(self, *, nodelay: bool) -> None:
+        """TCP: ``nodelay=True`` sends small writes at once (TCP_NODELAY; no Nagle)."""
+        self._call(SockReq.SETOPT, nodelay=nodelay)
 
     def close(self) -> None:
         self._call(SockReq.CLOSE)

@@ -22,6 +22,13 @@ can never block INET.  The driver does the calling (SENDREC to INET):
 
 Frames INET handed over and has not seen counted in ``done`` stay INET's to
 resend if this driver dies.
+
+The driver takes up to TX_QUEUE frames per PULL, more than a NIC's few
+transmit slots (the RTL8139 has four), and feeds the slots from that queue as
+they complete: one PULL round trip moves a window's worth of frames, not four.
+A queued frame is not ``done`` until the device says it was sent, so INET
+still resends it if the driver dies first.  ``kick`` starts what ``transmit``
+queued, in one bus round trip for several frames.
 """
 from __future__ import annotations
 
@@ -38,6 +45,7 @@ RX_BACKLOG = 512  # frames kept while INET is unreachable (oldest dropped first)
 RETRY_MS = 100  # how often to look for INET again while it is unreachable
 MAX_PULL_BYTES = 48 * 1024  # received bytes carried by one PULL (a message is at most 64 KiB)
 PULL_SLICE = 0.05  # seconds of trading before the loop goes back to RECEIVE (pings wait there)
+TX_QUEUE = 32  # frames taken from INET ahead of the device's slots (32 full frames < 64 KiB)
 
 
 class NetDriver(Protocol):
@@ -58,7 +66,11 @@ class NetDriver(Protocol):
         """Frames received since the last call."""
 
     def transmit(self, frame: bytes) -> None:
-        """Queue one frame; called only while ``tx_free()`` is positive."""
+        """Put one frame in a transmit slot; called only while ``tx_free()`` is positive.
+        The device may wait for ``kick`` to start it."""
+
+    def kick(self) -> None:
+        """Start every frame ``transmit`` placed since the last kick (and note completions)."""
 
     def tx_free(self) -> int:
         """Transmit slots free now."""
@@ -80,6 +92,7 @@ class Framework:
         self.backlog: deque[bytes] = deque(maxlen=RX_BACKLOG)
         self.done = 0
         self.greeted = False
+        self.txq: deque[bytes] = deque()  # frames from INET waiting for a transmit slot
 
     def init(self, ctx: sef.Context) -> None:
         self.ctx = ctx
@@ -124,7 +137,7 @@ class Framework:
             while self.backlog and size + len(self.backlog[0]) <= MAX_PULL_BYTES:
                 size += len(self.backlog[0])
                 rx.append(self.backlog.popleft())
-            free, inet = self.drv.tx_free(), self.inet or 0
+            free, inet = TX_QUEUE - len(self.txq), self.inet or 0
             try:
                 r = self.ctx.conn.sendrec(inet, Message(NetReq.PULL, {
                     "rx": rx, "done": self.done, "free": free, "stats": self.drv.stats(),
@@ -135,18 +148,30 @@ class Framework:
                 continue
             self.done = 0
             tx = r.fields.get("tx", []) if r.type == Err.OK else []
-            for frame in tx[:free]:
-                if isinstance(frame, bytes):
-                    self.drv.transmit(frame)
+            self.txq.extend(frame for frame in tx[:max(free, 0)] if isinstance(frame, bytes))
+            self.feed()
             self.backlog.extend(self.drv.receive())
             self.done += self.drv.tx_done()
-            if not self.backlog and not self.done and (not tx or not self.drv.tx_free()):
+            if not self.backlog and not self.done and (not tx or len(self.txq) >= TX_QUEUE):
                 return
+
+    def feed(self) -> None:
+        """Move queued frames into the device's free slots, kicking it after each batch,
+        until the queue is empty or the slots stay full (their completion interrupt, or
+        the next PULL, brings the loop back)."""
+        while self.txq:
+            free = self.drv.tx_free()
+            if free <= 0:
+                return
+            for _ in range(min(free, len(self.txq))):
+                self.drv.transmit(self.txq.popleft())
+            self.drv.kick()
 
     def on_notify(self, m: Message) -> None:
         if m.source == HARDWARE:
             self.drv.interrupt()
             self.ctx.conn.kcall(KCall.IRQCTL, op=IrqOp.ENABLE, irq=self.drv.irq)
+            self.feed()  # slots freed
         elif m.source == CLOCK:
             pass  # retry finding INET
         elif m.source != self.inet:  # a new INET (restarted) calling: find it again in DS

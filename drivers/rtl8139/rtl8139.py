@@ -12,7 +12,12 @@ Every port access goes through the board's fast-path channel, which reaches
 exactly the windows system.conf gives this driver.  Receive handling follows
 the sheet's driver loop: header check, CAPR written 16 bytes behind the read
 pointer, wrap in software (WRAP=0); a bad header or RXOVW resets the receiver
-rather than panicking.  Transmit uses the four descriptors strictly in order.
+rather than panicking.  Transmit uses the four descriptors strictly in order;
+``transmit`` copies a frame into its buffer and ``kick`` writes the TSDs of
+all frames placed since, then reads the four TSDs back, in one vector: one
+bus round trip starts up to four frames and retires those the chip finished.
+The interrupt handler likewise acknowledges, reads CBR, the TSDs (when frames
+are in flight) and ISR again in one vector.
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ class Rtl8139:
         self.in_flight = 0
         self.completed = 0
         self.rx_frames: list[bytes] = []
+        self.tx_kicks: list[tuple[int, int, int | None]] = []  # TSD writes waiting for kick
         self.link_up = False  # MSR.LINKB as last read: at reset and at each LinkChg
         self.counters = {"rx": 0, "tx": 0, "rx_errors": 0, "rx_resets": 0, "tx_errors": 0}
 
@@ -106,6 +112,7 @@ class Rtl8139:
         ch.vec(ops)
         self.read_off = 0
         self.tx_next = self.tx_tail = self.in_flight = 0
+        self.tx_kicks = []
         self.read_link()
 
     def set_mode(self, mode: dict[str, Any]) -> None:
@@ -125,21 +132,26 @@ class Rtl8139:
         high and no interrupt would ever come again.
         """
         ch, b = self.chan, self.base
+        isr = ch.inw(b + R.ISR)
         for _ in range(MAX_ISR_ROUNDS):
-            isr = ch.inw(b + R.ISR)
             if not isr:
                 return
             # Acknowledge first, then read CBR: a frame that lands after the acknowledgement
             # raises ROK again (a new interrupt) instead of waiting, unseen, for the next one.
-            _, cbr = ch.vec([(b + R.ISR, 2, isr), (b + R.CBR, 2, None)])
+            # The TSDs and ISR are read in the same vector: no round trip of their own.
+            tsd_reads = self.tsd_reads() if isr & (R.ISR_TOK | R.ISR_TER) else []
+            got = ch.vec([(b + R.ISR, 2, isr), (b + R.CBR, 2, None), *tsd_reads,
+                          (b + R.ISR, 2, None)])
+            cbr, next_isr = got[1], got[-1]
             if isr & (R.ISR_RXOVW | R.ISR_FOVW | R.ISR_RER):
                 self.reset_receiver()
             elif isr & R.ISR_ROK:
                 self.rx_ring(cbr or 0)
-            if isr & (R.ISR_TOK | R.ISR_TER):
-                self.tx_reap()
+            if tsd_reads:
+                self.retire(got[2:2 + len(tsd_reads)])
             if isr & R.ISR_PUN:
                 self.read_link()
+            isr = next_isr or 0
 
     def rx_ring(self, cbr: int) -> None:
         """Take every complete frame between the read pointer and CBR, then move CAPR once."""
@@ -170,12 +182,16 @@ class Rtl8139:
                 (b + R.RCR, 4, RCR_RBLEN | RCR_MXDMA_UNLIMITED | RCR_ACCEPT)])
         self.read_off = 0
 
+    def tsd_reads(self) -> list[tuple[int, int, int | None]]:
+        return [(self.base + R.TSD0 + 4 * i, 4, None) for i in range(R.NUM_TX_DESC)]
+
     def tx_reap(self) -> None:
         """Retire finished descriptors, oldest first (one round trip for all four)."""
-        if not self.in_flight:
-            return
-        b = self.base
-        tsds = self.chan.vec([(b + R.TSD0 + 4 * i, 4, None) for i in range(R.NUM_TX_DESC)])
+        if self.in_flight:
+            self.retire(self.chan.vec(self.tsd_reads()))
+
+    def retire(self, tsds: list[int | None]) -> None:
+        """Retire the descriptors ``tsds`` (TSD0..3 as read) show finished, oldest first."""
         while self.in_flight:
             tsd = tsds[self.tx_tail] or 0
             if not tsd & (R.TSD_TOK | R.TSD_TUN | R.TSD_TABT):
@@ -195,10 +211,19 @@ class Rtl8139:
         i = self.tx_next
         addr = self.tx_addr[i]
         self.chan.memory(addr, len(frame))[:] = frame
-        self.chan.outl(self.base + R.TSD0 + 4 * i, len(frame))
+        self.tx_kicks.append((self.base + R.TSD0 + 4 * i, 4, len(frame)))
         self.tx_next = (i + 1) % R.NUM_TX_DESC
         self.in_flight += 1
         self.counters["tx"] += 1
+
+    def kick(self) -> None:
+        """Write the TSDs of the frames placed since the last kick, in order, and read all
+        four back: the chip sends at each TSD write, so most come back finished at once."""
+        if not self.tx_kicks:
+            return
+        ops, self.tx_kicks = self.tx_kicks, []
+        got = self.chan.vec(ops + self.tsd_reads())
+        self.retire(got[len(ops):])
 
     def tx_free(self) -> int:
         return R.NUM_TX_DESC - self.in_flight

@@ -53,6 +53,8 @@ class Inet:
         self.stack = Stack(mac=b"\0" * 6, ip=self.args.ip, netmask=self.args.netmask,
                            gateway=self.args.gateway, send_frame=self.netif.send,
                            clock=self.loop.clock.now)
+        self.stack.output_held = self.netif.held
+        self.stack.tcp.room = self.netif.room
         self.sockets = Sockets(ctx.conn, self.stack, self.guard, self.loop.clock.now,
                                self.identity)
         try:
@@ -191,9 +193,12 @@ class Inet:
             if type(frame) is bytes:
                 self.netif.counters["rx"] += 1
                 self.stack.input(frame)
-        if rx:
+        tx = self.netif.pull(m.source, done, free, m.get("stats"))
+        if tx:
+            self.stack.tcp.resume(self.loop.clock.now())  # room in the queue again
+        if rx or tx:
             self.sockets.retry()
-        return Message(Err.OK, {"tx": self.netif.pull(m.source, done, free, m.get("stats"))})
+        return Message(Err.OK, {"tx": tx})
 
     def do_ifstat(self, m: Message) -> Message:
         """The interface as INET sees it (bin/ifconfig): anyone allowed to talk to INET may ask."""
@@ -203,6 +208,7 @@ class Inet:
             "gateway": self.args.gateway, "mac": n.mac.hex(":") if n.mac else None,
             "driver": n.driver, "link": n.link, "queued": len(n.queue),
             "in_flight": len(n.in_flight), "inet": dict(n.counters),
+            "tcp": self.stack.tcp.counters(),
             "driver_stats": dict(n.driver_stats)})
 
     def do_socket(self, m: Message) -> Message | None:

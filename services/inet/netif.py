@@ -27,6 +27,8 @@ from minikern.const import Err
 from minikern.ipc import Connection
 
 MAX_QUEUE = 1024  # frames waiting for the driver; beyond, the oldest is dropped (TCP resends)
+TCP_QUEUE = 128  # frames queued beyond which TCP holds new data back (room): no drops, and a
+# retransmission waits behind at most this many (four PULLs' worth)
 MAX_STATS = 32  # counters kept from a driver's statistics
 
 
@@ -54,6 +56,15 @@ class Netif:
             self.counters["dropped"] += 1
         self.queue.append(frame)
         self.kick()
+
+    def room(self) -> bool:
+        """Whether TCP may queue more new data (retransmissions and ACKs always may)."""
+        return len(self.queue) < TCP_QUEUE
+
+    def held(self) -> bool:
+        """Frames wait for a driver that is being replaced (known, not yet back): TCP must
+        not take them for lost."""
+        return self.driver is None and self.mac is not None and bool(self.queue)
 
     def kick(self) -> None:
         if self.driver is None or self.notified:

@@ -8,7 +8,7 @@ Requests (SockReq, fields as in userland/socket.py):
     CONNECT {fd, ip, port}              TCP: the handshake; UDP: the default peer
     SEND {fd, data} -> {count}          RECV {fd, count?} -> {data} (b"": end of stream)
     SENDTO {fd, ip, port, data}         RECVFROM {fd, count?} -> {data, ip, port}  (UDP)
-    CLOSE {fd}
+    CLOSE {fd}                          SETOPT {fd, nodelay: bool}  (TCP: TCP_NODELAY)
     IFSTAT -> {interface, ip, mac, link, driver, inet, driver_stats, ...}  (INET's own,
                                         services/inet/main.py: bin/ifconfig)
 
@@ -109,7 +109,7 @@ class Sockets:
             SockReq.ACCEPT: self.do_accept, SockReq.CONNECT: self.do_connect,
             SockReq.SEND: self.do_send, SockReq.RECV: self.do_recv,
             SockReq.CLOSE: self.do_close, SockReq.SENDTO: self.do_sendto,
-            SockReq.RECVFROM: self.do_recvfrom}
+            SockReq.RECVFROM: self.do_recvfrom, SockReq.SETOPT: self.do_setopt}
 
     def request(self, m: Message) -> Message | None:
         """Dispatch one sockets request; None means the caller waits (EDONTREPLY)."""
@@ -308,3 +308,10 @@ class Sockets:
             return None
         data, (ip, port) = got
         return Err.OK, {"data": data[:n], "ip": ip, "port": port}
+
+    def do_setopt(self, s: Sock, caller: int, f: dict[str, Any]) -> Result:
+        nodelay = f.get("nodelay")
+        if s.kind != "tcp" or type(nodelay) is not bool or set(f) - {"fd", "nodelay"}:
+            return Err.EINVAL, {}
+        s.obj.nodelay = nodelay
+        return Err.OK, {}

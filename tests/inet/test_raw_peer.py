@@ -62,6 +62,7 @@ def test_peer_mss_and_window_are_honoured() -> None:
     peer.tcp(1234, 80, 0, ISS + 1, ACK, window=2000)
     conn = listener.accept()
     assert conn is not None and conn.state is TcpState.ESTABLISHED
+    conn.nodelay = True             # the last 176 bytes go at once (Nagle: test_tcp_options.py)
     assert conn.send(bytes(5000)) == 5000
     sizes = [v.payload_len for f in peer.take() if (v := tcp_view(f)) is not None]
     assert sizes and max(sizes) <= 536 and sum(sizes) <= 2000

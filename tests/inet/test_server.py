@@ -249,3 +249,13 @@ def test_the_driver_state_in_ds_drops_or_nudges_the_driver(server: Server) -> No
     server.conn.ds_error = Err.EDEADSRCDST  # DS gone: INET carries on
     server.inet.on_notify(Message(source=DS))
     assert server.inet.guard.counts == {}
+
+
+def test_setopt_turns_nagle_off_and_refuses_what_it_does_not_know(server: Server) -> None:
+    tcp, udp = server.socket(USER, "tcp"), server.socket(USER, "udp")
+    assert server.status(USER, SockReq.SETOPT, fd=tcp, nodelay=1) == Err.EINVAL  # not a bool
+    assert server.status(USER, SockReq.SETOPT, fd=tcp, nodelay=True, cork=True) == Err.EINVAL
+    assert server.status(USER, SockReq.SETOPT, fd=udp, nodelay=True) == Err.EINVAL
+    assert server.status(OTHER, SockReq.SETOPT, fd=tcp, nodelay=True) == Err.EBADF
+    assert server.status(USER, SockReq.SETOPT, fd=tcp, nodelay=True) == Err.OK
+    assert server.inet.sockets.socks[tcp].obj.nodelay is True

@@ -147,6 +147,15 @@ class Node:
             sys.executable, str(REPO / "bin" / "nc"), "--run-dir", str(self.run_dir),
             *map(str, args), "--json"])
 
+    def ifstat(self) -> dict[str, Any]:
+        """INET's view of the interface (bin/ifconfig --json), its TCP counters included."""
+        out = subprocess.run([sys.executable, str(REPO / "bin" / "ifconfig"), "--run-dir",
+                              str(self.run_dir), "--json"], capture_output=True, text=True,
+                             timeout=30, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if out.returncode != 0:
+            raise AssertionError(f"bin/ifconfig failed: {out.stderr.strip()}")
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
     def halt(self) -> None:
         self.system.halt()
 

@@ -9,6 +9,8 @@ command one line with its result.
 
     send HOST PORT NBYTES SEED   connect (retrying while refused), send, close; wait for EOF
     recv BIND_IP PORT            accept one connection, read to end of stream
+    sendss / recvss              the same, and the result adds "ss": what ``ss -tin`` says
+                                 of the connection (options, wscale, retransmissions) at its end
     ping HOST COUNT              ICMP echo over a raw socket (for hosts without ping)
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import subprocess
 import sys
 import time
 
@@ -42,7 +45,22 @@ def connect(host: str, port: int) -> socket.socket:
             time.sleep(0.2)  # the system's listener is not bound yet: ask again
 
 
-def do_send(host: str, port: int, nbytes: int, seed: int) -> None:
+TCPI_OPT_SACK, TCPI_OPT_WSCALE = 2, 4  # linux/tcp.h
+
+
+def ss(s: socket.socket) -> dict[str, object]:
+    """What Linux says of the connection of ``s``: ``ss -tin``'s line (run inside the
+    namespace, as this program is) and TCP_INFO's options and window-scale shifts."""
+    host, port = s.getpeername()
+    out = subprocess.run(["ss", "-tinH", "dst", f"{host}:{port}"], capture_output=True,
+                         text=True, timeout=30)
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    return {"text": out.stdout, "sack": bool(info[5] & TCPI_OPT_SACK),
+            "wscale": bool(info[5] & TCPI_OPT_WSCALE),
+            "snd_wscale": info[6] & 0x0F, "rcv_wscale": info[6] >> 4}
+
+
+def do_send(host: str, port: int, nbytes: int, seed: int, with_ss: bool = False) -> None:
     digest, count = hashlib.sha256(), 0
     with connect(host, port) as s:
         start = time.monotonic()
@@ -50,15 +68,42 @@ def do_send(host: str, port: int, nbytes: int, seed: int) -> None:
             s.sendall(piece)
             digest.update(piece)
             count += len(piece)
+        seen = ss(s) if with_ss else None  # while connected: the receiver closes after EOF
         s.shutdown(socket.SHUT_WR)
         tail = s.recv(1)  # the receiver's close: everything was read
-        emit({"bytes": count, "sha256": digest.hexdigest(),
-              "seconds": round(time.monotonic() - start, 3), "tail": len(tail)})
+        result: dict[str, object] = {"bytes": count, "sha256": digest.hexdigest(),
+                                     "seconds": round(time.monotonic() - start, 3),
+                                     "tail": len(tail)}
+        if seen is not None:
+            result["ss"] = seen
+        emit(result)
+
+
+def do_recv_ss(bind_ip: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ls:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((bind_ip, port))
+        ls.listen(1)
+        ls.settimeout(TIMEOUT)
+        emit({"ready": True})
+        conn, _ = ls.accept()
+        conn.settimeout(TIMEOUT)
+        digest, count, start = hashlib.sha256(), 0, time.monotonic()
+        with conn:
+            while chunk := conn.recv(CHUNK):
+                digest.update(chunk)
+                count += len(chunk)
+            emit({"bytes": count, "sha256": digest.hexdigest(),
+                  "seconds": time.monotonic() - start, "ss": ss(conn)})
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["send"] and len(argv) == 5:
         do_send(argv[1], int(argv[2]), int(argv[3]), int(argv[4]))
+    elif argv[:1] == ["sendss"] and len(argv) == 5:
+        do_send(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), with_ss=True)
+    elif argv[:1] == ["recvss"] and len(argv) == 3:
+        do_recv_ss(argv[1], int(argv[2]))
     elif argv[:1] == ["recv"] and len(argv) == 3:
         do_recv(int(argv[2]), argv[1])
     elif argv[:1] == ["ping"] and len(argv) == 3:

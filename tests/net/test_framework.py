@@ -41,6 +41,9 @@ class Device:
     def transmit(self, frame: bytes) -> None:
         self.sent.append(frame)
 
+    def kick(self) -> None:
+        pass
+
     def tx_free(self) -> int:
         return 4
 

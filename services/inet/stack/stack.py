@@ -42,6 +42,9 @@ class Stack:
         self._send_frame = send_frame
         self.clock = clock
         self.on_event: EventHook | None = None
+        # The owner's word that frames sent are held, not lost (INET: the driver is being
+        # replaced and its frames wait in INET's queue): TCP's timeouts then only back off.
+        self.output_held: Callable[[], bool] | None = None
         self.drops: Counter[str] = Counter()
         self.frames_in = 0
         self.frames_out = 0
@@ -100,7 +103,7 @@ class Stack:
     def tick(self) -> None:
         now = self.clock()
         self.arp.tick(now)
-        self.tcp.tick(now)
+        self.tcp.tick(now, self.output_held is not None and self.output_held())
 
     def next_deadline(self) -> float | None:
         """The clock value at which ``tick`` next has work, or None when no timer runs."""

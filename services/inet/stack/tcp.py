@@ -11,6 +11,16 @@ wire input never raises, it is dropped and counted in the layer's ``drops``.
 Hardening from RFC 5961: an in-window SYN on a synchronized connection and
 an RST whose sequence number is in the window but not exactly RCV.NXT draw a
 challenge ACK instead of tearing the connection down.
+
+Options: every SYN offers window scaling (RFC 7323) and SACK (RFC 2018); a
+SYN+ACK offers each only if the peer's SYN did, and each is in force only when
+both SYNs carried it.  Window fields on SYNs are never scaled.
+
+Delayed ACKs (RFC 1122 4.2.3.2, RFC 5681 4.2): in-order data is acknowledged
+once two full-sized segments' worth is unacknowledged, or DELACK_TIMEOUT after
+the first, whichever comes first; data out of order, data that fills a hole,
+a FIN and anything else owed an ACK (a SYN, a challenge) are acknowledged at
+once.  Any segment sent carries the ACK and stops the timer.
 """
 from __future__ import annotations
 
@@ -20,8 +30,9 @@ from typing import TYPE_CHECKING
 
 from services.inet.stack.events import SocketEvent
 from services.inet.stack.ip import int_to_ip, ip_to_int
-from services.inet.stack.tcp_recv import Receiver
-from services.inet.stack.tcp_segment import ACK, FIN, RST, SYN, TCP_DEFAULT_MSS, Segment
+from services.inet.stack.tcp_recv import Receiver, wscale_for
+from services.inet.stack.tcp_segment import (ACK, FIN, RST, SYN, TCP_DEFAULT_MSS, TCP_MAX_SACK_BLOCKS,
+                                             Segment, sack_option, syn_options)
 from services.inet.stack.tcp_send import Payload, Sender
 from services.inet.stack.tcp_seq import seq_add, seq_gt, seq_le
 from services.inet.stack.tcp_state import CAN_RECEIVE, CAN_SEND, SYNCHRONIZED, TcpEvent, TcpState, transition
@@ -33,6 +44,10 @@ TCP_MSS = 1460                # ours: Ethernet MTU minus 40 bytes of IP and TCP 
 MSL = 2.0                     # seconds; short on purpose (RFC 793 says 2 min): TIME-WAIT lasts 2*MSL
 FIN_WAIT_2_TIMEOUT = 60.0     # seconds an orphaned FIN_WAIT_2 waits for the peer's FIN (as Linux)
 DEFAULT_BACKLOG = 8
+# Why 100 ms: RFC 1122 and RFC 5681 allow up to 500 ms; below our and Linux's minimum RTO
+# (200 ms) a lone segment's delayed ACK cannot make the peer's retransmission timer fire.
+DELACK_TIMEOUT = 0.1          # seconds an ACK of in-order data may wait
+DELACK_SEGMENTS = 2           # full-sized segments that are acknowledged at once
 
 S = TcpState
 E = TcpEvent
@@ -55,6 +70,14 @@ class TcpSocket:
         self.timer_deadline: float | None = None    # TIME_WAIT or FIN_WAIT_2 expiry
         self._ack_owed = False
         self._opened = False
+        self.delack_deadline: float | None = None
+        self._unacked_bytes = 0         # in-order data received since our last ACK
+        self._rcv_mss = TCP_DEFAULT_MSS  # the largest segment seen: what "full-sized" means
+        self.offer_wscale = True       # put the option in our SYN (a SYN+ACK: the peer's had it)
+        self.offer_sack = True
+        self.delayed_acks = 0           # ACKs that waited for a second segment or the timer
+        self._nodelay = False           # kept here too: the Sender is replaced at open
+        self.sacks_sent = 0             # segments sent with SACK blocks
 
     # ---- API ------------------------------------------------------------
 
@@ -94,9 +117,24 @@ class TcpSocket:
         self.remote_ip, self.remote_port = remote_ip, remote_port
         self.local_port = self._layer.connect_port(self)
         self.sender = Sender(self._layer.new_isn(), TCP_DEFAULT_MSS)
+        self.sender.nodelay = self._nodelay
         self._enter(E.ACTIVE_OPEN)
         self._layer.add_connection(self)
         self.sender.output(self._layer.clock(), self._emit)
+
+    @property
+    def nodelay(self) -> bool:
+        """TCP_NODELAY: True sends small segments at once (no Nagle)."""
+        return self.sender.nodelay
+
+    @nodelay.setter
+    def nodelay(self, value: bool) -> None:
+        self._nodelay = self.sender.nodelay = value
+
+    def resume(self, now: float) -> None:
+        """The interface took frames: send what waited for room."""
+        if self.state in SYNCHRONIZED:
+            self._output(now)
 
     def send(self, data: Payload) -> int:
         """Queue what fits in the send buffer; returns the number of bytes accepted (0 when full)."""
@@ -164,20 +202,36 @@ class TcpSocket:
     def connected(self) -> bool:
         return self.state in SYNCHRONIZED
 
+    def counters(self) -> dict[str, int]:
+        """This connection's retransmission, SACK and ACK counters."""
+        snd, rcv = self.sender, self.receiver
+        return {"timeouts": snd.timeouts, "fast_retransmits": snd.fast_retransmits,
+                "sack_recoveries": snd.sack_recoveries, "timeouts_held": snd.timeouts_held,
+                "throttled": snd.throttled, "spurious_timeouts": snd.spurious_timeouts,
+                "retransmitted_segments": snd.retransmitted_segments,
+                "sack_blocks_rejected": snd.scoreboard.rejected, "ooo_segments_held": rcv.ooo_held,
+                "ooo_segments_dropped": rcv.ooo_dropped, "delayed_acks": self.delayed_acks,
+                "sacks_sent": self.sacks_sent}
+
     # ---- timers ---------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.sender.next_deadline(), self.timer_deadline) if d is not None]
+        deadlines = [d for d in (self.sender.next_deadline(), self.timer_deadline,
+                                 self.delack_deadline) if d is not None]
         return min(deadlines, default=None)
 
-    def on_timer(self, now: float) -> None:
+    def on_timer(self, now: float, held: bool = False) -> None:
         if self.timer_deadline is not None and now >= self.timer_deadline:
             self.timer_deadline = None
             self._enter(E.TIMEOUT)
             return
         if self.state in (S.CLOSED, S.LISTEN, S.TIME_WAIT):
+            self.delack_deadline = None
             return
-        if not self.sender.on_timer(now, self._emit):
+        if self.delack_deadline is not None and now >= self.delack_deadline:
+            self.delayed_acks += 1
+            self._send_ack()
+        if not self.sender.on_timer(now, self._emit, held):
             self.error = errno.ETIMEDOUT
             self.abort()
 
@@ -188,7 +242,9 @@ class TcpSocket:
         self.parent, self._opened, self.state = listener, True, S.LISTEN
         self.local_port, self.remote_ip, self.remote_port = listener.local_port, remote_ip, seg.src_port
         self.sender = Sender(self._layer.new_isn(), min(TCP_MSS, seg.mss or TCP_DEFAULT_MSS))
+        self.nodelay = listener._nodelay
         self.sender.snd_wnd, self.sender.snd_wl1 = seg.window, seg.seq
+        self._negotiate(seg)
         self.receiver.start(seg.seq)
         self._enter(E.RCV_SYN)
         listener.embryos.add(self)
@@ -250,6 +306,7 @@ class TcpSocket:
         self.receiver.start(seg.seq)
         self.sender.set_mss(min(TCP_MSS, seg.mss or TCP_DEFAULT_MSS))
         self.sender.snd_wnd, self.sender.snd_wl1, self.sender.snd_wl2 = seg.window, seg.seq, self.sender.iss
+        self._negotiate(seg)
         if ack_ok:
             self._enter(E.RCV_SYN_ACK)
             self.sender.on_ack(seg.seq, seg.ack, seg.window, False, now, self._emit)
@@ -258,6 +315,15 @@ class TcpSocket:
         else:
             self._enter(E.RCV_SYN)                          # simultaneous open
             self._emit(self.sender.iss, SYN, b"")
+
+    def _negotiate(self, seg: Segment) -> None:
+        """The peer's SYN: window scaling and SACK hold when both sides offer them."""
+        self.offer_wscale = self.offer_wscale and seg.wscale is not None
+        self.offer_sack = self.offer_sack and seg.sack_ok
+        if self.offer_wscale and seg.wscale is not None:
+            self.sender.snd_wscale = seg.wscale
+            self.receiver.wscale = wscale_for(self.receiver.bufsize)
+        self.sender.sack_ok = self.offer_sack
 
     def _input_rst(self, seg: Segment) -> None:
         if seg.seq != self.receiver.rcv_nxt:
@@ -277,7 +343,8 @@ class TcpSocket:
             return False
         fin_was_acked, free_before = sender.fin_acked, sender.free
         pure = not seg.payload and not seg.flags & FIN
-        sender.on_ack(seg.seq, seg.ack, seg.window, pure, now, self._emit)
+        window = seg.window if seg.flags & SYN else seg.window << sender.snd_wscale
+        sender.on_ack(seg.seq, seg.ack, window, pure, now, self._emit, seg.sack)
         if sender.free > free_before and self.state in CAN_SEND:
             self._layer.notify(self, SocketEvent.WRITABLE)
         if sender.fin_acked and not fin_was_acked:
@@ -290,12 +357,21 @@ class TcpSocket:
         fin = bool(seg.flags & FIN)
         if not seg.payload and not fin:
             return
-        self._ack_owed = True
         if self.state not in CAN_RECEIVE:
+            self._ack_owed = True
             if self.state is S.TIME_WAIT and fin:
                 self.timer_deadline = now + 2 * MSL         # the peer resent its FIN: our ACK was lost
             return
-        delivered, fin_now = self.receiver.receive(seg.seq, seg.payload, fin)
+        receiver = self.receiver
+        in_order = seg.seq == receiver.rcv_nxt and not receiver.ooo
+        delivered, fin_now = receiver.receive(seg.seq, seg.payload, fin)
+        self._rcv_mss = max(self._rcv_mss, len(seg.payload))
+        self._unacked_bytes += delivered
+        if (not in_order or fin or delivered != len(seg.payload)
+                or self._unacked_bytes >= DELACK_SEGMENTS * self._rcv_mss):
+            self._ack_owed = True                           # out of order, a hole filled, a FIN
+        elif self.delack_deadline is None:
+            self.delack_deadline = now + DELACK_TIMEOUT
         if fin_now:
             self._enter(E.RCV_FIN)
         if delivered or fin_now:
@@ -305,7 +381,7 @@ class TcpSocket:
 
     def _output(self, now: float) -> None:
         if self.state in SYNCHRONIZED or self.state is S.SYN_RECEIVED:
-            self.sender.output(now, self._emit)
+            self.sender.output(now, self._emit, self._layer.room)
         if self._ack_owed:
             self._send_ack()
 
@@ -321,10 +397,24 @@ class TcpSocket:
     def _emit(self, seq: int, flags: int, payload: Payload) -> None:
         if self.state is not S.SYN_SENT:
             flags |= ACK
+        receiver = self.receiver
+        window = receiver.window()
+        if flags & SYN:                                     # never scaled (RFC 7323 2.2)
+            window = min(window, 0xFFFF)
+            options = syn_options(TCP_MSS, wscale_for(receiver.bufsize) if self.offer_wscale else None,
+                                  self.offer_sack)
+        else:
+            window >>= receiver.wscale
+            options = b""
+            if self.sender.sack_ok and receiver.ooo:
+                options = sack_option(receiver.sack_blocks(TCP_MAX_SACK_BLOCKS))
+                self.sacks_sent += 1
         self._layer.send_segment(self.remote_ip, self.local_port, self.remote_port, seq,
-                                 self.receiver.rcv_nxt if flags & ACK else 0, flags,
-                                 self.receiver.window(), payload, TCP_MSS if flags & SYN else None)
+                                 receiver.rcv_nxt if flags & ACK else 0, flags,
+                                 window, payload, options=options)
         self._ack_owed = False
+        self.delack_deadline = None
+        self._unacked_bytes = 0
 
     # ---- state ----------------------------------------------------------
 
@@ -347,6 +437,7 @@ class TcpSocket:
             self._layer.notify(self, SocketEvent.WRITABLE)
         if new is S.CLOSED:
             self.sender.rto_deadline = self.sender.persist_deadline = self.timer_deadline = None
+            self.delack_deadline = None
             if self.parent is not None:
                 self.parent.embryos.discard(self)
                 if self in self.parent.accept_queue:

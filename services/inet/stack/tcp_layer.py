@@ -48,6 +48,10 @@ class TcpLayer:
         self.segments_in = 0
         self.segments_out = 0
         self.resets_sent = 0
+        self._closed_totals: Counter[str] = Counter()  # SOCKET_COUNTERS of released sockets
+        # Whether the interface's queue takes more data now (the Stack's owner decides);
+        # None: always.  TCP holds new data back rather than have the queue drop it.
+        self.room: Callable[[], bool] | None = None
         self._next_port = TCP_EPHEMERAL.start + rng.randrange(len(TCP_EPHEMERAL))
 
     def socket(self) -> TcpSocket:
@@ -88,6 +92,7 @@ class TcpLayer:
         key = (sock.local_port, sock.remote_ip, sock.remote_port)
         if self.connections.get(key) is sock:
             del self.connections[key]
+            self._closed_totals.update(sock.counters())
         if self.listeners.get(sock.local_port) is sock:
             del self.listeners[sock.local_port]
         if self.bound.get(sock.local_port) is sock:
@@ -132,24 +137,42 @@ class TcpLayer:
                               seq_add(seg.seq, seg.seg_len), RST | ACK, 0)
 
     def send_segment(self, remote_ip: int, local_port: int, remote_port: int, seq: int, ack: int,
-                     flags: int, window: int, payload: Payload = b"", mss: int | None = None) -> None:
+                     flags: int, window: int, payload: Payload = b"", options: bytes = b"") -> None:
         self.segments_out += 1
         if flags & RST:
             self.resets_sent += 1
         self._ip_output(remote_ip, PROTO_TCP, build(self.local_ip, remote_ip, local_port, remote_port,
-                                                    seq, ack, flags, window, payload, mss))
+                                                    seq, ack, flags, window, payload,
+                                                    options=options))
 
     # ---- timers ---------------------------------------------------------
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, held: bool = False) -> None:
+        """Run due timers; ``held``: the interface holds frames it cannot send yet."""
         for sock in list(self.connections.values()):
             deadline = sock.next_deadline()
             if deadline is not None and now >= deadline:
-                sock.on_timer(now)
+                sock.on_timer(now, held)
+
+    def resume(self, now: float) -> None:
+        """The interface's queue drained: connections send what waited for room."""
+        for sock in list(self.connections.values()):
+            if self.room is not None and not self.room():
+                return
+            sock.resume(now)
 
     def next_deadline(self) -> float | None:
         return min((d for s in self.connections.values() if (d := s.next_deadline()) is not None),
                    default=None)
+
+    def counters(self) -> dict[str, int]:
+        """Segments in and out, and every connection's retransmission and ACK counters
+        (those that closed included): for bin/ifconfig and the tests."""
+        totals = Counter(self._closed_totals)
+        for sock in self.connections.values():
+            totals.update(sock.counters())
+        return {"segments_in": self.segments_in, "segments_out": self.segments_out,
+                "resets_sent": self.resets_sent, **totals}
 
     def open_count(self) -> int:
         return sum(1 for s in self.connections.values() if s.state is not TcpState.TIME_WAIT)
