@@ -184,10 +184,10 @@ class Admission:
     kernel's own context, can reach this socket; a request that is not ZAP 1.0 is dropped.
 
     A connection whose peer process is neither one the kernel started nor one admitted
-    ``params.UNADMITTED_DEADLINE`` after it was accepted is cut (``sweep``).  Why: libzmq counts only complete messages
-    against the high-water mark, so a peer that sends parts with MORE set and never ends
-    the message grows the kernel without bound, and the kernel cannot see those parts
-    until the message is complete.  Cutting the connection frees them."""
+    ``params.UNADMITTED_DEADLINE`` after it was accepted is cut (``sweep``).  Why: libzmq
+    counts only complete messages against the high-water mark, so a peer that sends parts
+    with MORE set and never ends the message grows the kernel without bound, and the kernel
+    cannot see those parts until the message is complete.  Cutting the connection frees them."""
 
     def __init__(self, ctx: zmq.Context[Any], own_uid: int | None = None) -> None:
         self.sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
