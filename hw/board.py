@@ -140,7 +140,8 @@ class Board:
         self.bus: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.bus.setsockopt(zmq.LINGER, 0)
         self.chipset = Chipset(self.loop, self.machine, self.raise_irq)
-        self.fast = FastPath(ctx.run_dir, self.machine, self.audit, self.watch, self.unwatch)
+        self.fast = FastPath(ctx.run_dir, self.machine, self.audit, self.watch, self.unwatch,
+                             self.loop.call_later)
         self.ctl = Control(ctx.run_dir, self.machine, self.stats, self.watch, self.unwatch)
         self.watch(self.bus, self.on_bus)
         self.bus.connect(record["bus"])

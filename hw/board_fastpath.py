@@ -43,17 +43,19 @@ from pathlib import Path
 from typing import Any
 
 from hw.board_machine import DMA_DEVICES, Audit, Machine
+from minikern import params
 from minikern.const import Err
 from minikern.proto import fastpath as fp
 
 Windows = tuple[tuple[int, int], ...]
 Watch = Callable[[int, Callable[[], None]], None]
 Unwatch = Callable[[int], None]
+Later = Callable[[float, Callable[[], None]], object]  # the loop's call_later
 
 MAX_PACKET = fp.FASTPATH.max_frame + 1  # one byte more, so an oversized request is seen
 BURST = 64  # requests served from one channel per loop turn
 SPIN = 100e-6  # seconds the board waits for a served driver's next request before polling
-MAX_PENDING = 32  # connected channels that have not attached yet
+MAX_PENDING = 32  # connected channels that have not attached yet (each for ATTACH_TIMEOUT at most)
 SOCKET_NAME = "board.sock"
 
 
@@ -93,8 +95,9 @@ def _windows(value: object, limit: int) -> Windows | None:
 
 class FastPath:
     def __init__(self, run_dir: Path, machine: Machine, audit: Audit,
-                 watch: Watch, unwatch: Unwatch) -> None:
+                 watch: Watch, unwatch: Unwatch, later: Later) -> None:
         self.machine, self.audit, self.watch, self.unwatch = machine, audit, watch, unwatch
+        self.later = later
         self.path = run_dir / SOCKET_NAME
         self.path.unlink(missing_ok=True)  # left by a board that died
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_NONBLOCK)
@@ -166,6 +169,16 @@ class FastPath:
             fd = sock.fileno()
             self.pending[fd] = sock
             self.watch(fd, lambda fd=fd: self.on_attach(fd))  # type: ignore[misc]
+            self.later(params.ATTACH_TIMEOUT, lambda fd=fd, sock=sock: self.expire(fd, sock))  # type: ignore[misc]
+
+    def expire(self, fd: int, sock: socket.socket) -> None:
+        """A connection that has not sent its ATTACH in time is closed (counted): held
+        connections would otherwise fill MAX_PENDING and keep every driver out."""
+        if self.pending.get(fd) is sock:
+            del self.pending[fd]
+            self.unwatch(fd)
+            sock.close()
+            self.counters["attach_timeout"] += 1
 
     def on_attach(self, fd: int) -> None:
         sock = self.pending.pop(fd)

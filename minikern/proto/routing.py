@@ -71,10 +71,11 @@ _LIBC = ctypes.CDLL(None)
 
 class Peer:
     """One accepted connection, as the operating system names its peer (SO_PEERCRED)."""
-    __slots__ = ("fd", "uid", "pid", "since", "bounded")
+    __slots__ = ("fd", "uid", "pid", "since", "bounded", "gone")
 
     def __init__(self, fd: int, uid: int, pid: int, since: float, bounded: Bounded) -> None:
         self.fd, self.uid, self.pid, self.since, self.bounded = fd, uid, pid, since, bounded
+        self.gone = False  # disconnected (its descriptor may be another connection's now)
 
 
 def _connection(fd: int, path: str) -> socket.socket | None:
@@ -130,14 +131,14 @@ class Bounded:
     def open(self) -> int:
         return len(self.peers)
 
-    def on_events(self, batch: int, pending: dict[int, Peer]) -> None:
+    def on_events(self, batch: int, pending: set[Peer]) -> None:
         for _ in range(batch):
             try:
                 event = self.monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             kind, fd = struct.unpack("=HI", event[0][:6])
-            self._forget(fd, pending)
+            self._forget(fd)
             if kind == zmq.EVENT_ACCEPTED:
                 self.path = self.path or event[1].decode(errors="replace").removeprefix("ipc://")
                 s = _connection(fd, self.path)
@@ -145,13 +146,14 @@ class Bounded:
                     continue
                 with s:
                     uid, pid = peer_credentials(s)
-                self.peers[fd] = pending[fd] = Peer(fd, uid, pid, time.monotonic(), self)
+                self.peers[fd] = peer = Peer(fd, uid, pid, time.monotonic(), self)
+                pending.add(peer)
                 self.uids[uid] += 1
 
-    def _forget(self, fd: int, pending: dict[int, Peer]) -> None:
+    def _forget(self, fd: int) -> None:
         peer = self.peers.pop(fd, None)
-        pending.pop(fd, None)
         if peer is not None:
+            peer.gone = True
             self.uids[peer.uid] -= 1
             if not self.uids[peer.uid]:
                 del self.uids[peer.uid]
@@ -195,7 +197,7 @@ class Admission:
         self.sock.bind(ZAP_ENDPOINT)
         self.guarded: dict[bytes, Bounded] = {}
         self.own_uid = os.getuid() if own_uid is None else own_uid
-        self.pending: dict[int, Peer] = {}  # accepted, their peer process not admitted yet
+        self.pending: set[Peer] = set()  # accepted, their peer process not known yet
         self.next_sweep = 0.0
 
     def guard(self, sock: zmq.Socket[Any], domain: str, limit: int,
@@ -249,20 +251,23 @@ class Admission:
         if now >= self.next_sweep:
             self.on_events(1024)  # first the accepts and disconnects already reported
             admitted: dict[int, set[int]] = {}
-            cut = 0
-            for fd, peer in list(self.pending.items()):
+            freed = 0
+            for peer in list(self.pending):
                 pids = admitted.get(id(peer.bounded))
                 if pids is None:
                     pids = admitted[id(peer.bounded)] = peer.bounded.admitted()
                 if peer.pid in pids:
-                    del self.pending[fd]  # its process is admitted: one of its own
+                    self.pending.discard(peer)  # its process is known: one of its own
+                elif peer.gone:
+                    self.pending.discard(peer)
+                    freed += 1
                 elif now - peer.since >= params.UNADMITTED_DEADLINE:
-                    del self.pending[fd]
+                    self.pending.discard(peer)
                     if peer.bounded.cut(peer):
-                        cut += 1
+                        freed += 1
                         count(peer.bounded.domain + "_unadmitted_cut")
-            if cut:
-                _LIBC.malloc_trim(0)  # what libzmq freed goes back to the system
+            if freed:  # what libzmq held for an unknown peer goes back to the system
+                _LIBC.malloc_trim(0)
             self.next_sweep = now + SWEEP
         if not self.pending:
             return timeout
