@@ -35,7 +35,7 @@ class Bus:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
         self.bounded = k.admission.guard(self.sock, "bus", params.MAX_BUS_CONNECTIONS, lambda: {
-            p.pid for p in (k.table.lookup(HW),) if p is not None and self.ident is not None})
+            p.pid for p in (k.table.lookup(HW),) if p is not None})  # the board's process
         self.sock.bind(address)
         self.ident: bytes | None = None
         self.credential: bytes | None = None

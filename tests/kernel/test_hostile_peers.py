@@ -25,7 +25,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-import zmq
 
 from minikern import params
 from minikern.cli import REPO_ROOT
