@@ -39,6 +39,7 @@ def test_idle_connections_to_the_board_do_not_keep_drivers_out(machine: Machine)
                 return None
 
         ch = wait_for(attached, 30, "a driver to attach past the held connections", interval=0.2)
+        assert ch is not None
         try:
             ch.outb(COM + 7, 0x5A)  # the scratch register: a round trip on the channel
             assert ch.inb(COM + 7) == 0x5A

@@ -41,6 +41,7 @@ def test_every_frame_kind_fuzzed_leaves_the_system_serving(
             fuzzer.close()
         assert set(state["sent"]) == set(KINDS)
         assert state["alive"] and sum(state["refused"]["kernel"].values()) > 0
+        assert "kernel_bug" not in state["refused"]["kernel"], "a frame raised in the kernel"
         assert sum(state["refused"]["board"].values()) > 0
         assert kernel.memory_info().rss <= start + MEMORY_SLACK
         assert any(p["label"] == "hw" for p in m.system.info()["procs"])
