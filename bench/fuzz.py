@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import psutil
 
-    from tests.fuzzer import Fuzzer, run_examples
+    from tests.fuzzer import KINDS, Fuzzer, run_examples
 
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     with standard_system("mk-bench-fuzz-") as system:
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 slowest = max(slowest, time.perf_counter() - start)
 
             fuzzer.check = timed_check  # type: ignore[method-assign]
-            run_examples(fuzzer, args.examples, seed=seed)
+            for kind in KINDS:  # kind by kind: each gets its share of examples
+                run_examples(fuzzer, max(args.examples // len(KINDS), 1), seed=seed, kind=kind)
             seconds = time.monotonic() - t0
             state = fuzzer.state()
         finally:
