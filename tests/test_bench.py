@@ -152,3 +152,12 @@ def test_bench_idle(tmp_path: Path) -> None:
     assert "kernel" in r["processes"] and "mk-inet" in r["processes"]
     assert math.isclose(sum(r["processes"].values()), r["cpu_percent"], abs_tol=0.1 * len(
         r["processes"]))
+
+
+@pytest.mark.timeout(180)
+def test_bench_fuzz(tmp_path: Path) -> None:
+    from tests.fuzzer import KINDS
+    r = bench(tmp_path, "fuzz", "--examples", "1", "--seed", "7", timeout=150)
+    assert r["alive"] and set(r["sent"]) == set(KINDS) and r["frames"] == sum(r["sent"].values())
+    assert sum(r["refused"]["kernel"].values()) > 0 and r["rss_mib"] > 0 and r["fds"] > 0
+    assert 0 <= r["check_ms"]["p50"] <= r["check_ms"]["max"]
