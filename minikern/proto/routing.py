@@ -79,24 +79,21 @@ class Peer:
 
 
 def _connection(fd: int, path: str) -> socket.socket | None:
-    """A duplicate of descriptor ``fd`` if it is still a connection accepted on the socket
-    bound at ``path``: the monitor reports a descriptor by number, and by the time the
-    report is read it may have been closed and reused (by a spawn's socketpair, say)."""
+    """Descriptor ``fd`` as a socket object, if it is still a connection accepted on the
+    socket bound at ``path``: the monitor reports a descriptor by number, and by the time
+    the report is read it may have been closed and reused (by a spawn's socketpair, say).
+    The object borrows the descriptor (no dup: near the descriptor limit there may be none
+    to spare); release it with ``detach``, never ``close``."""
     try:
-        dup = os.dup(fd)
+        s = socket.socket(fileno=fd)
     except OSError:
-        return None
-    try:
-        s = socket.socket(fileno=dup)
-    except OSError:
-        os.close(dup)
         return None
     try:
         if s.family == socket.AF_UNIX and s.getsockname() == path:
             return s
     except OSError:
         pass
-    s.close()
+    s.detach()
     return None
 
 
@@ -144,8 +141,12 @@ class Bounded:
                 s = _connection(fd, self.path)
                 if s is None:
                     continue
-                with s:
+                try:
                     uid, pid = peer_credentials(s)
+                except OSError:
+                    continue
+                finally:
+                    s.detach()
                 self.peers[fd] = peer = Peer(fd, uid, pid, time.monotonic(), self)
                 pending.add(peer)
                 self.uids[uid] += 1
@@ -164,10 +165,14 @@ class Bounded:
         s = _connection(peer.fd, self.path)
         if s is None:
             return False
-        with s:
+        try:
             if peer_credentials(s) != (peer.uid, peer.pid):
                 return False
             s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return False
+        finally:
+            s.detach()
         return True
 
     def close(self) -> None:
