@@ -31,6 +31,7 @@ BENCHMARKS = {  # subcommand -> (module, one-line help)
     "mutation": ("bench.mutation", "share of planted bugs (mutants) the tests catch, per module"),
     "cli": ("bench.cli", "median wall time of each operator command, from a shell"),
     "idle": ("bench.idle", "CPU an idle booted system uses, over --seconds"),
+    "fuzz": ("bench.fuzz", "the kernel's and the board's sockets under --examples fuzzed frames"),
 }
 
 

@@ -51,7 +51,7 @@ from typing import Any
 
 from hw.board_machine import DMA_DEVICES, Audit, Machine
 from hw.board_ring import Offer, Ring
-from minikern import domain
+from minikern import domain, params
 from minikern.const import Err
 from minikern.proto import fastpath as fp
 
@@ -63,7 +63,7 @@ Later = Callable[[float, Callable[[], None]], object]
 MAX_PACKET = fp.FASTPATH.max_frame + 1  # one byte more, so an oversized request is seen
 BURST = 256  # requests served from one ring per loop turn (one ring's worth)
 SPIN = 100e-6  # seconds the board polls a served ring for the next request before sleeping
-MAX_PENDING = 32  # connected sockets that have not attached yet
+MAX_PENDING = 32  # connected sockets that have not attached yet (each for ATTACH_TIMEOUT at most)
 SOCKET_NAME = "board.sock"
 
 
@@ -156,6 +156,16 @@ class FastPath:
             fd = sock.fileno()
             self.pending[fd] = sock
             self.watch(fd, lambda fd=fd: self.on_attach(fd))  # type: ignore[misc]
+            self.later(params.ATTACH_TIMEOUT, lambda fd=fd, sock=sock: self.expire(fd, sock))  # type: ignore[misc]
+
+    def expire(self, fd: int, sock: socket.socket) -> None:
+        """A connection that has not sent its ATTACH in time is closed (counted): held
+        connections would otherwise fill MAX_PENDING and keep every driver out."""
+        if self.pending.get(fd) is sock:
+            del self.pending[fd]
+            self.unwatch(fd)
+            sock.close()
+            self.counters["attach_timeout"] += 1
 
     def on_attach(self, fd: int) -> None:
         """Answer the one ATTACH with a fresh ring, then close the connection."""

@@ -26,6 +26,12 @@ MAX_KERNEL_ANSWER = 1024 * 1024  # largest body of a kernel call's answer (GETIN
 MAX_HEADER = 256  # largest request header, in bytes
 MAX_CONNECTIONS = int(os.environ.get("MINIKERN_MAX_CONNECTIONS", "1000"))  # open connections to
 #   the kernel socket (at most half its descriptor limit); further ones are refused (ZAP)
+MAX_CONNECTIONS_PER_UID = int(os.environ.get("MINIKERN_MAX_CONNECTIONS_PER_UID", "64"))  # open
+#   connections of one uid other than the kernel's own (which only MAX_CONNECTIONS bounds)
+UNADMITTED_DEADLINE = 2.0  # seconds a connection may stay unadmitted before the kernel cuts it
+UNADMITTED_MAX_BYTES = 4096  # bytes of one message from a peer not admitted (a HELLO is ~600)
+UNADMITTED_MAX_PARTS = 2  # parts of one message from a peer not admitted (HELLO has one)
+ATTACH_TIMEOUT = 2.0  # seconds a fast-path connection may wait to ATTACH before the board drops it
 MAX_BUS_CONNECTIONS = 8  # open connections to the bus (the board needs one); further ones refused
 BUS_BATCH = 64  # bus frames the kernel takes per loop turn (then one frame of the kernel socket)
 ADMISSION_BATCH = 64  # connection requests (ZAP) the kernel answers per loop turn

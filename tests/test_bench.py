@@ -212,3 +212,10 @@ def test_bench_print(tmp_path: Path) -> None:
     assert (r["duplicated"], r["lost"]) == (0, 0)
     assert isinstance(r["kills"], int) and r["kills"] >= 1
     positive(r, "nokill_Bps", "kill_Bps", "ratio")
+@pytest.mark.timeout(180)
+def test_bench_fuzz(tmp_path: Path) -> None:
+    from tests.fuzzer import KINDS
+    r = bench(tmp_path, "fuzz", "--examples", "1", "--seed", "7", timeout=150)
+    assert r["alive"] and set(r["sent"]) == set(KINDS) and r["frames"] == sum(r["sent"].values())
+    assert sum(r["refused"]["kernel"].values()) > 0 and r["rss_mib"] > 0 and r["fds"] > 0
+    assert 0 <= r["check_ms"]["p50"] <= r["check_ms"]["max"]

@@ -34,7 +34,8 @@ class Bus:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
-        self.bounded = k.admission.guard(self.sock, "bus", params.MAX_BUS_CONNECTIONS)
+        self.bounded = k.admission.guard(self.sock, "bus", params.MAX_BUS_CONNECTIONS, lambda: {
+            p.pid for p in (k.table.lookup(HW),) if p is not None})  # the board's process
         self.sock.bind(address)
         self.ident: bytes | None = None
         self.credential: bytes | None = None

@@ -80,7 +80,8 @@ class Kernel:
                            (zmq.RCVHWM, params.SOCKET_HWM), (zmq.SNDHWM, params.SOCKET_HWM)):
             self.sock.setsockopt(opt, value)
         limit = min(params.MAX_CONNECTIONS, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)
-        self.bounded = self.admission.guard(self.sock, "kernel", limit)  # before bind: it copies
+        self.bounded = self.admission.guard(  # before bind; pids: the started, the admitted
+            self.sock, "kernel", limit, lambda: {p.pid for p in self.table.live()})
         self.sock.bind(self.address)
         self.operator_key = secrets.token_bytes(32)
         with open(run_dir / (params.OPERATOR_KEY + ".new"), "wb", opener=_owner_only) as f:
@@ -329,8 +330,8 @@ class Kernel:
             events = dict(self.poller.poll(timeout))
             if events.pop(self.sock, 0):  # one frame a poll: deaths and alarms are never starved
                 try:
-                    frames, named, peer = routing.receive(self.sock, self.table.by_ident.__contains__)
-                    self.handle(frames, peer) if not named else self.count("routing_id_claimed")
+                    frames, refused, peer = routing.receive(self.sock, self.table.by_ident.__contains__)
+                    self.handle(frames, peer) if refused is None else self.count(refused)
                 except Exception:  # a kernel bug: say so loudly, but keep serving
                     self.count("kernel_bug")
                     self.log("BUG handling a frame:\n" + traceback.format_exc())
@@ -338,8 +339,8 @@ class Kernel:
                 for _ in range(params.BUS_BATCH):
                     if not int(self.bus.sock.get(zmq.EVENTS)) & _POLLIN:
                         break
-                    frames, named, _ = routing.receive(self.bus.sock, self.bus.is_board)
-                    self.bus.handle(frames) if not named else self.count("bus_routing_id_claimed")
+                    frames, refused, _ = routing.receive(self.bus.sock, self.bus.is_board)
+                    self.bus.handle(frames) if refused is None else self.count("bus_" + refused)
             if events and [events.pop(s, 0) for s in self.guards] != [0, 0, 0]:
                 for domain in self.admission.on_requests(params.ADMISSION_BATCH):
                     self.count(domain + "_connection_refused")
@@ -352,6 +353,8 @@ class Kernel:
                 elif isinstance(fd, int):
                     self.reap(fd)
             timeout = self.run_alarms()
+            if self.admission.pending:  # connections not admitted yet: cut those overdue
+                timeout = self.admission.sweep(timeout, self.count)
             if self.shutting_down and not self.pidfds:
                 break
         self.close()

@@ -22,12 +22,18 @@ not the peer's):
 from __future__ import annotations
 
 import ctypes
+import os
 import secrets
+import socket
+import struct
+import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
+from minikern import params
 from minikern.proto import peercred
 from minikern.proto.peercred import PeerCred
 
@@ -43,41 +49,138 @@ def assigned(ident: bytes) -> bool:
 
 
 def receive(sock: zmq.Socket[Any], known: Callable[[bytes], bool]
-            ) -> tuple[list[bytes], bool, PeerCred | None]:
-    """One message from a ROUTER socket (its first frame the peer's routing id), whether
-    the peer named itself (one not ``known`` yet, not admitted, whose id is not of the
-    assigned form), and, for a peer not admitted yet, its credentials as the operating
-    system gave them (minikern.proto.peercred; None for an admitted peer: the kernel
-    already knows who it is).  The hot path pays a lookup and one frame read apart."""
+            ) -> tuple[list[bytes], str | None, PeerCred | None]:
+    """One message from a ROUTER socket (its first frame the peer's routing id); why it is
+    refused unread, if it is: from a peer not ``known`` yet (not admitted) that named
+    itself (``routing_id_claimed``), or that sent more parts or bytes than a HELLO needs
+    (``unadmitted_oversized``); and, for a peer not admitted yet, its credentials as the
+    operating system gave them (minikern.proto.peercred; None for an admitted peer: the
+    kernel already knows who it is).  The hot path pays a lookup and one frame read apart."""
     first = sock.recv(copy=False)
     ident = first.bytes
     frames = [ident, *sock.recv_multipart()] if first.more else [ident]
     if known(ident):
-        return frames, False, None
-    return frames, not assigned(ident), peercred.parse(str(first.get("Peer-Address")))
+        return frames, None, None
+    if not assigned(ident):
+        return frames, "routing_id_claimed", None
+    if (len(frames) > 1 + params.UNADMITTED_MAX_PARTS
+            or sum(map(len, frames)) > params.UNADMITTED_MAX_BYTES):
+        return frames, "unadmitted_oversized", None
+    return frames, None, peercred.parse(str(first.get("Peer-Address")))
+
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27/ZAP), in the kernel's context
 
 
-class Bounded:
-    """A listening socket's open connections, counted from its monitor (accepted and
-    disconnected, the ZAP-refused ones included)."""
+SWEEP = 0.25  # seconds between two looks at the connections not admitted yet
+_LIBC = ctypes.CDLL(None)
 
-    def __init__(self, sock: zmq.Socket[Any], limit: int) -> None:
-        self.limit, self.open = limit, 0
+
+class Peer:
+    """One accepted connection, as the operating system names its peer (SO_PEERCRED)."""
+    __slots__ = ("fd", "uid", "pid", "since", "bounded", "gone")
+
+    def __init__(self, fd: int, uid: int, pid: int, since: float, bounded: Bounded) -> None:
+        self.fd, self.uid, self.pid, self.since, self.bounded = fd, uid, pid, since, bounded
+        self.gone = False  # disconnected (its descriptor may be another connection's now)
+
+
+def _connection(fd: int, path: str) -> socket.socket | None:
+    """Descriptor ``fd`` as a socket object, if it is still a connection accepted on the
+    socket bound at ``path``: the monitor reports a descriptor by number, and by the time
+    the report is read it may have been closed and reused (by a spawn's socketpair, say).
+    The object borrows the descriptor (no dup: near the descriptor limit there may be none
+    to spare); release it with ``detach``, never ``close``."""
+    try:
+        s = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        if s.family == socket.AF_UNIX and s.getsockname() == path:
+            return s
+    except OSError:
+        pass
+    s.detach()
+    return None
+
+
+def peer_credentials(s: socket.socket) -> tuple[int, int]:
+    """(uid, pid) of the process at the other end of the AF_UNIX socket ``s``."""
+    pid, uid, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return uid, pid
+
+
+def zap_uid(address: bytes) -> int | None:
+    """The peer's uid in a ZAP request's address: libzmq writes ``localhost:<uid>:<gid>:<pid>``
+    for an ipc:// peer, from SO_PEERCRED."""
+    parts = address.split(b":")
+    return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+
+
+class Bounded:
+    """A listening socket's open connections, from its monitor (accepted and disconnected,
+    the ZAP-refused ones included), each with its peer's uid and pid: ``peers`` by
+    descriptor and ``uids``, open connections per uid."""
+
+    def __init__(self, sock: zmq.Socket[Any], limit: int, per_uid: int,
+                 admitted: Callable[[], set[int]], domain: str) -> None:
+        self.limit, self.per_uid, self.admitted, self.domain = limit, per_uid, admitted, domain
+        self.peers: dict[int, Peer] = {}
+        self.uids: Counter[int] = Counter()
         self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(
             zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-        self.sock = sock
+        self.sock, self.path = sock, ""
 
-    def on_events(self, batch: int) -> None:
+    @property
+    def open(self) -> int:
+        return len(self.peers)
+
+    def on_events(self, batch: int, pending: set[Peer]) -> None:
         for _ in range(batch):
             try:
                 event = self.monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            kind = int.from_bytes(event[0][:2], "little")
-            step = 1 if kind == zmq.EVENT_ACCEPTED else -1 if kind == zmq.EVENT_DISCONNECTED else 0
-            self.open = max(self.open + step, 0)
+            kind, fd = struct.unpack("=HI", event[0][:6])
+            self._forget(fd)
+            if kind == zmq.EVENT_ACCEPTED:
+                self.path = self.path or event[1].decode(errors="replace").removeprefix("ipc://")
+                s = _connection(fd, self.path)
+                if s is None:
+                    continue
+                try:
+                    uid, pid = peer_credentials(s)
+                except OSError:
+                    continue
+                finally:
+                    s.detach()
+                self.peers[fd] = peer = Peer(fd, uid, pid, time.monotonic(), self)
+                pending.add(peer)
+                self.uids[uid] += 1
+
+    def _forget(self, fd: int) -> None:
+        peer = self.peers.pop(fd, None)
+        if peer is not None:
+            peer.gone = True
+            self.uids[peer.uid] -= 1
+            if not self.uids[peer.uid]:
+                del self.uids[peer.uid]
+
+    def cut(self, peer: Peer) -> bool:
+        """End a connection whose peer was never admitted: shutdown(2) on its descriptor
+        (still the same peer's), so libzmq sees it close and frees what it buffered."""
+        s = _connection(peer.fd, self.path)
+        if s is None:
+            return False
+        try:
+            if peer_credentials(s) != (peer.uid, peer.pid):
+                return False
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return False
+        finally:
+            s.detach()
+        return True
 
     def close(self) -> None:
         self.sock.disable_monitor()
@@ -85,28 +188,56 @@ class Bounded:
 
 
 class Admission:
-    """The kernel's ZAP handler: every connection to a guarded socket is asked about
-    before its handshake completes, and refused (ZAP status 400) while the socket has
-    more than its bound of open connections.  Why not stop listening instead: libzmq's
-    unbind drops every connection it accepted.  Only libzmq, from inside the kernel's own
-    context, can reach this socket; a request that is not ZAP 1.0 is dropped."""
+    """The kernel's ZAP handler and the watch on connections not admitted yet.
 
-    def __init__(self, ctx: zmq.Context[Any]) -> None:
+    Every connection to a guarded socket is asked about before its handshake completes,
+    and refused (ZAP status 400) while the socket has more than its bound of open
+    connections, or its peer's uid more than its own bound (the kernel's own uid, whose
+    processes are the system's, has only the socket's).  Why not stop listening instead:
+    libzmq's unbind drops every connection it accepted.  Only libzmq, from inside the
+    kernel's own context, can reach this socket; a request that is not ZAP 1.0 is dropped.
+
+    A connection whose peer process is neither one the kernel started nor one admitted
+    ``params.UNADMITTED_DEADLINE`` after it was accepted is cut (``sweep``).  Why: libzmq
+    counts only complete messages against the high-water mark, so a peer that sends parts
+    with MORE set and never ends the message grows the kernel without bound, and the kernel
+    cannot see those parts until the message is complete.  Cutting the connection frees them."""
+
+    def __init__(self, ctx: zmq.Context[Any], own_uid: int | None = None) -> None:
         self.sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(ZAP_ENDPOINT)
         self.guarded: dict[bytes, Bounded] = {}
+        self.own_uid = os.getuid() if own_uid is None else own_uid
+        self.pending: set[Peer] = set()  # accepted, their peer process not known yet
+        self.next_sweep = 0.0
 
-    def guard(self, sock: zmq.Socket[Any], domain: str, limit: int) -> Bounded:
+    def guard(self, sock: zmq.Socket[Any], domain: str, limit: int,
+              admitted: Callable[[], set[int]] = set,
+              per_uid: int = params.MAX_CONNECTIONS_PER_UID) -> Bounded:
+        """Guard ``sock`` (before its bind: libzmq copies the domain then).  ``admitted``
+        gives the pids the socket knows (a connection of theirs is never cut)."""
         sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
-        self.guarded[domain.encode()] = bounded = Bounded(sock, limit)
+        self.guarded[domain.encode()] = bounded = Bounded(sock, limit, per_uid, admitted, domain)
         return bounded
 
+    def on_events(self, batch: int) -> None:
+        for bounded in self.guarded.values():
+            bounded.on_events(batch, self.pending)
+
+    def refusal(self, bounded: Bounded, address: bytes) -> str | None:
+        if bounded.open > bounded.limit:
+            return "too many connections"
+        uid = zap_uid(address)
+        if uid is not None and uid != self.own_uid and bounded.uids[uid] > bounded.per_uid:
+            return "too many connections of this uid"
+        return None
+
     def on_requests(self, batch: int) -> list[str]:
-        """Answer up to ``batch`` requests; return the domains of the refused ones."""
+        """Answer up to ``batch`` requests; return what each refusal is counted as: the
+        domain (``kernel``, ``bus``), or the domain and ``_uid`` for the bound per uid."""
         refused: list[str] = []
-        for socket_counts in self.guarded.values():
-            socket_counts.on_events(4 * batch)  # counts first: the request follows its accept
+        self.on_events(4 * batch)  # counts first: the request follows its accept
         for _ in range(batch):
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK)
@@ -115,13 +246,45 @@ class Admission:
             if len(frames) < 8 or frames[1] != b"" or frames[2] != b"1.0":
                 continue
             bounded = self.guarded.get(frames[4])
-            ok = bounded is not None and bounded.open <= bounded.limit
-            if not ok:
-                refused.append(frames[4].decode(errors="replace"))
+            why = "no such domain" if bounded is None else self.refusal(bounded, frames[5])
+            if why is not None:
+                domain = frames[4].decode(errors="replace")
+                refused.append(domain + "_uid" if why.endswith("uid") else domain)
             self.sock.send_multipart([frames[0], b"", b"1.0", frames[3],
-                                      b"200" if ok else b"400",
-                                      b"OK" if ok else b"too many connections", b"", b""])
+                                      b"200" if why is None else b"400",
+                                      (why or "OK").encode(), b"", b""])
         return refused
+
+    def sweep(self, timeout: int | None, count: Callable[[str], None]) -> int | None:
+        """Cut the connections past the deadline whose peer process is not known to the
+        socket (``admitted``) (each counted ``<domain>_unadmitted_cut``); return the poll timeout
+        (``timeout``, or sooner while connections remain to be watched)."""
+        now = time.monotonic()
+        if now >= self.next_sweep:
+            self.on_events(1024)  # first the accepts and disconnects already reported
+            admitted: dict[int, set[int]] = {}
+            freed = 0
+            for peer in list(self.pending):
+                pids = admitted.get(id(peer.bounded))
+                if pids is None:
+                    pids = admitted[id(peer.bounded)] = peer.bounded.admitted()
+                if peer.pid in pids:
+                    self.pending.discard(peer)  # its process is known: one of its own
+                elif peer.gone:
+                    self.pending.discard(peer)
+                    freed += 1
+                elif now - peer.since >= params.UNADMITTED_DEADLINE:
+                    self.pending.discard(peer)
+                    if peer.bounded.cut(peer):
+                        freed += 1
+                        count(peer.bounded.domain + "_unadmitted_cut")
+            if freed:  # what libzmq held for an unknown peer goes back to the system
+                _LIBC.malloc_trim(0)
+            self.next_sweep = now + SWEEP
+        if not self.pending:
+            return timeout
+        left = int((self.next_sweep - now) * 1000) + 1
+        return left if timeout is None else min(timeout, left)
 
     def close(self) -> None:
         for bounded in self.guarded.values():
