@@ -11,8 +11,10 @@ and the kernel's state after).  Frame kinds (docs/PROTOCOL.md sections 3-11):
 - ``kcall:<KCall>``: a SENDREC to SYSTEM whose body names each kernel call, its argument
   map drawn from the call's own keys and from anything;
 - ``bus:<Verb>``: a bus frame of every verb, from a peer that is not the board;
-- ``fastpath:<Op>``: a request of every fast-path op on an attached channel, and
-  ``fastpath:unattached`` on a connection that never attached;
+- ``fastpath:<Op>``: a frame of every op of the board's attach socket (ATTACH is the
+  only one: port I/O goes through the ring), and ``fastpath:unattached`` a frame of
+  any op on it;
+- ``ring``: raw request slots written into an attached driver's ring, then its bell;
 - ``control``: a board control line.
 
 Each message may then be mangled: truncated msgpack, a part replaced by a huge one, extra
@@ -21,9 +23,11 @@ SHUTDOWN: a fuzzed call of those must be refused (ECALLDENIED), never carried ou
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,7 +41,7 @@ from hypothesis import strategies as st
 from minikern import devio, params, sysconf
 from minikern.boardctl import BoardCtl
 from minikern.const import ANY, PROTO, SYSTEM, Call, Err, KCall
-from minikern.proto import bus, codec, fastpath
+from minikern.proto import bus, codec, fastpath, ring
 
 FUZZ_CONF = """
 service fuzzer { system GETINFO SETALARM SETGRANT REVOKE SAFECOPYFROM SAFECOPYTO DEVIO VDEVIO
@@ -66,7 +70,7 @@ KCALL_KEYS: dict[KCall, tuple[str, ...]] = {
 }
 KINDS = ([f"trap:{c.name}" for c in Call] + [f"kcall:{k.name}" for k in KCall]
          + [f"bus:{v.name}" for v in bus.Verb] + [f"fastpath:{o.name}" for o in fastpath.Op]
-         + ["fastpath:unattached", "control"])
+         + ["fastpath:unattached", "ring", "control"])
 
 # -- values ---------------------------------------------------------------------------
 
@@ -153,6 +157,10 @@ def _message(draw: st.DrawFn, kind: str) -> list[bytes]:
         tag = mostly(draw, "MKBUS", st.sampled_from(["MKFP", "", None]))
         return [codec.pack([tag, mostly(draw, 1, INTS), verb,
                             *draw(st.lists(VALUES, max_size=5))])]
+    if family == "ring":  # raw words for the request slots of an attached driver's ring
+        return [struct.pack("<QQ", draw(st.integers(0, 2**64 - 1)),
+                            draw(st.integers(0, 2**64 - 1)))
+                for _ in range(draw(st.integers(1, 8)))]
     if family == "fastpath":
         op = int(fastpath.Op[name]) if name != "unattached" else draw(INTS)
         tag = mostly(draw, "MKFP", st.sampled_from(["MKBUS", "", None]))
@@ -221,9 +229,7 @@ class Fuzzer:
         status, r = self.kcall(s, KCall.IOMAP)
         if status != Err.OK:
             raise AssertionError(f"IOMAP refused: {status}")
-        ch = devio.Channel(r["path"], r["token"])
-        ch.sock.settimeout(DEADLINE)
-        return ch
+        return devio.Channel(r["path"], r["token"])
 
     def check(self) -> None:
         """The kernel and the board each serve a legitimate round trip (within DEADLINE)."""
@@ -250,12 +256,12 @@ class Fuzzer:
                 s.close(100)
         elif family == "bus":
             self._to_zmq("ipc://" + str(self.run_dir / params.BUS_SOCKET), messages)
-        elif kind == "fastpath:unattached":
-            self._to_board(None, messages)
-        elif family == "fastpath":
+        elif family == "fastpath":  # the attach socket: what it reads before a ring exists
+            self._to_board(messages)
+        elif family == "ring":
             s = self.admitted("fuzzer")
             try:
-                self._to_board(self._attach(s), messages)
+                self._to_ring(self._attach(s), messages)
             finally:
                 s.send(codec.encode_bye())
                 s.close(100)
@@ -278,11 +284,29 @@ class Fuzzer:
         while s.poll(max(int((end - time.monotonic()) * 1000), 0)):
             s.recv_multipart()  # what the kernel answers: anything, or nothing
 
-    def _to_board(self, ch: devio.Channel | None, messages: list[list[bytes]]) -> None:
-        sock = ch.sock if ch is not None else socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    @staticmethod
+    def _to_ring(ch: devio.Channel, messages: list[list[bytes]]) -> None:
+        """Raw request slots, written as a driver writes them (value first, head last) from
+        the ring's next slot on, then the bell: the board must refuse what is malformed or
+        outside the windows, and serve the legitimate channel after."""
         try:
-            if ch is None:
-                sock.connect(str(self.run_dir / "board.sock"))
+            for slots in messages:
+                for k, slot in enumerate(slots):
+                    # mangled() may have cut or grown the slot: two words of whatever is there
+                    head, value = struct.unpack("<QQ", (bytes(slot) + bytes(16))[:16])
+                    i = ring.W_REQUESTS + (((ch.seq + k) & ring.MASK) << 1)
+                    ch.words[i + 1] = value
+                    ch.words[i] = head
+                with contextlib.suppress(OSError):
+                    ch.bell.send(b"\1", socket.MSG_DONTWAIT)
+                time.sleep(READ_S / 10)  # the board reads them (or not) meanwhile
+        finally:
+            ch.close()
+
+    def _to_board(self, messages: list[list[bytes]]) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sock.connect(str(self.run_dir / "board.sock"))
             sock.settimeout(READ_S)
             for parts in messages:
                 try:
