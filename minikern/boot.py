@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import psutil
@@ -86,7 +87,10 @@ class System:
     """A booted system: the kernel process and its run directory."""
 
     def __init__(self, run_dir: str | Path, config: str | Path = DEFAULT_CONFIG,
-                 tie_to_parent: bool = True, nic: str | None = None) -> None:
+                 tie_to_parent: bool = True, nic: str | None = None,
+                 wrap: Sequence[str] = ()) -> None:
+        """``wrap``: a command the kernel is started under, which must exec it in the end
+        (tools/open_root_home.sh for the domain tests on a host whose Python is in /root)."""
         self.run_dir = Path(run_dir)
         conf = sysconf.load(config)
         self.labels = list(conf.boot)
@@ -106,7 +110,7 @@ class System:
                                                   _size(dir_fd, params.EVENT_LOG),
                                                   keep=params.EVENT_LOG_KEEP)
                 self.kernel = subprocess.Popen(
-                    [sys.executable, "-m", "minikern.kernel", os.path.abspath(self.run_dir)],
+                    [*wrap, sys.executable, "-m", "minikern.kernel", os.path.abspath(self.run_dir)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cli.REPO_ROOT,
                     start_new_session=True, preexec_fn=_die_with_parent if tie_to_parent else None,
                     env={**os.environ, "PYTHONPATH": str(cli.REPO_ROOT)})

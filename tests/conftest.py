@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import psutil
 import pytest
@@ -54,13 +54,13 @@ def conf_entry(label: str) -> str:
 class SystemUnderTest:
     """A booted system in a private run directory, with helpers to connect test endpoints."""
 
-    def __init__(self, run_dir: Path, conf_text: str) -> None:
+    def __init__(self, run_dir: Path, conf_text: str, wrap: Sequence[str] = ()) -> None:
         self.conf_text = conf_text
         self.conf = sysconf.parse(conf_text)
         conf_path = run_dir.parent / "system.conf"
         conf_path.write_text(conf_text)
         self.run_dir = run_dir
-        self.system = System(run_dir, conf_path)
+        self.system = System(run_dir, conf_path, wrap=wrap)
         self.conns: list[ipc.Connection] = []
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
         self.futures: list[concurrent.futures.Future[Any]] = []
