@@ -109,7 +109,8 @@ FUSE_MAX_IO = 128 * 1024  # bytes of one FUSE read or write (the kernel's larges
 CHAR_MAX_OPENS = 1024  # (caller, minor) opens a character driver remembers; the oldest forgotten
 CHAR_MAX_SUSPENDED = 256  # requests a character driver holds suspended at once (EAGAIN beyond)
 CHAR_MAX_SELECTS = 256  # SELECT notifications a character driver keeps waiting at once
-LPT_CHUNK = 256  # bytes the printer driver strobes in one board round trip, tagged in the latch
+LPT_CHUNK = 64  # bytes the printer driver strobes in one board round trip, tagged in the latch
+#                (3 port accesses a byte + 3: one chain of the driver's ring, at most 256 slots)
 LPT_INIT_HOLD = 0.05  # seconds the printer driver holds nINIT low to reset the printer (MINIX)
 LP_WRITE = 4096  # bytes of one spooler WRITE: short, so the driver answers RS's pings between them
 LP_RETRY = 0.5  # seconds between the spooler's looks at a printer that is out of paper or off line

@@ -16,8 +16,11 @@ write of the data latch is remembered by the port, not by this process, and
 survives it.  So after chunk ``i`` of a WRITE tagged ``t`` the latch holds
 ``(t + i) & 0xFF``: a restarted driver reads it (ioctl LPTAG) and the spooler
 counts how many chunks of the WRITE in flight reached the paper.  A WRITE
-holds at most CDEV_MAX_IO / LPT_CHUNK = 128 chunks, so the count is
-unambiguous modulo 256.
+prints at most MAX_CHUNKS = 255 chunks (a longer one is answered with the
+bytes printed, a short write the spooler continues), so the count is
+unambiguous modulo 256.  A chunk's vector is one chain of the driver's port
+I/O ring (minikern.proto.ring.MAX_CHAIN accesses at most), which is what
+makes it whole or nothing.
 
 Status (MINIX's mapping): ``status & 0xB0 == 0x90`` is ready; paper out
 answers EAGAIN, off line or a printer error EIO, with ``count`` the bytes
@@ -61,6 +64,9 @@ CT_RESET = CT_SELECT_IN  # MINIX's 0x08: selected, held in reset
 CT_IDLE = CT_SELECT_IN | CT_NINIT  # MINIX's 0x0C
 
 STATES = {"paper out": Err.EAGAIN, "offline": Err.EIO, "error": Err.EIO, "busy": Err.EAGAIN}
+
+
+MAX_CHUNKS = 255  # chunks one WRITE prints: the tags of one WRITE are distinct modulo 256
 
 
 def state_of(status: int) -> str:
@@ -113,7 +119,7 @@ class Printer(CharDriver):
         if type(tag) is not int or not 0 <= tag <= 0xFF:
             return self.fw.refuse("tag is not 0 to 255")
         done, step = 0, params.LPT_CHUNK
-        for i, start in enumerate(range(0, len(req.data), step)):
+        for i, start in enumerate(range(0, min(len(req.data), MAX_CHUNKS * step), step)):
             chunk = req.data[start:start + step]
             try:
                 got = self.chan.vec(chunk_ops(chunk, tag + i))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from minikern import cli
+from minikern import cli, params
 from minikern.const import CDEV_MAX_IO, CharReq, Err
 from minikern.deadline import wait_for
 from minikern.proto import Message
@@ -118,3 +118,12 @@ def test_the_driver_refuses_bad_requests_and_a_restarted_one_wants_a_reopen(
         assert rig.paper() == b""  # nothing refused was printed
     finally:
         conn.close()
+
+
+def test_a_chunk_is_one_chain_of_the_drivers_ring() -> None:
+    """A chunk is printed whole or not at all only if its vector is one chain of the ring;
+    and the tags of one WRITE's chunks must stay distinct modulo 256."""
+    from drivers.printer.printer import MAX_CHUNKS, chunk_ops
+    from minikern.proto import ring
+    assert len(chunk_ops(bytes(params.LPT_CHUNK), 0)) <= ring.MAX_CHAIN
+    assert MAX_CHUNKS < 256

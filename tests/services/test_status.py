@@ -114,9 +114,9 @@ def test_ps_long_form_and_pid_of_a_label(make_system: Make) -> None:
     assert r.returncode == 0, r.stderr
     head, *rows = r.stdout.splitlines()
     assert head.split() == ["LABEL", "ENDPOINT", "PID", "STATE", "INCARNATION", "UPTIME", "CPU",
-                            "RSS_MB", "IPC", "LAST_REASON"]
+                            "RSS_MB", "PRI", "IPC", "LAST_REASON"]
     hello = next(ln.split() for ln in rows if ln.startswith("hello "))
-    assert hello[8:] == ["recv", "ANY", "-"]
+    assert 0 <= int(hello[8]) <= 15 and hello[9:] == ["recv", "ANY", "-"]
     pid = service(s, "hello")["pid"]
     r = run("ps", *rd, "--pid", "hello")
     assert (r.returncode, r.stdout) == (0, f"{pid}\n")
