@@ -16,7 +16,7 @@ import sys
 
 import zmq  # noqa: F401  (imported ahead of need: this is what the template saves)
 
-from minikern import domain, ipc, sched, sef
+from minikern import domain, ipc, params, sched, sef
 from minikern.proto import codec, startup
 
 PR_SET_NAME = 15
@@ -33,6 +33,8 @@ def main() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != kernel_pid:  # the kernel died before the prctl took effect
         os._exit(0)
+    for name in params.TEMPLATE_PRELOAD:  # library code only: no component's code runs here
+        importlib.import_module(name)
     sock = socket.socket(fileno=fd)
     try:
         data, fds, _, _ = socket.recv_fds(sock, 4096, 1)
