@@ -152,12 +152,16 @@ class Framework:
 
     # -- answering -----------------------------------------------------------------------
 
-    def reply(self, req: Request, answer: Message) -> None:
-        """Answer a suspended request (a late reply); one not suspended (cancelled) is ignored."""
+    def reply(self, req: Request, answer: Message) -> bool:
+        """Answer a suspended request (a late reply); one not suspended (cancelled) is ignored.
+        False if the answer was not delivered (cancelled, or the caller died meanwhile): what
+        it carried is the driver's again (a tty puts the line back for the next reader)."""
         if self.pending.pop((req.caller, req.id), None) is None:
-            return
+            return False
         if self.ctx.loop.reply(req.msg, answer) not in (Err.OK, Err.ENOTREADY):
             self.refused["late reply not taken"] += 1  # the caller died meanwhile
+            return False
+        return True
 
     def suspended(self, minor: int | None = None, rtype: CharReq | None = None) -> list[Request]:
         """The suspended requests (of one minor, of one type), oldest first."""

@@ -191,6 +191,10 @@ class LineDiscipline:
                 break
         return bytes(out)
 
+    def unread(self, data: bytes) -> None:
+        """Put back what a read took but could not deliver (its reader died): read first again."""
+        self.ready.appendleft(bytes(data))
+
     # -- output --------------------------------------------------------------------------
 
     def output(self, data: bytes) -> bytes:

@@ -223,8 +223,13 @@ class Tty(CharDriver):
             answers.append((req, self.ld.take(req.count)))
         if answers:
             self.save()
-        for req, data in answers:
-            self.fw.reply(req, Message(Err.OK, {"data": data}))
+        undelivered = [data for req, data in answers
+                       if not self.fw.reply(req, Message(Err.OK, {"data": data}))]
+        if undelivered:  # a reader that died waiting (a killed shell): the next one gets it
+            for data in reversed(undelivered):
+                self.ld.unread(data)
+            self.save()
+            self.serve_reads()
 
     def queue(self, data: bytes) -> None:
         self.tx += data

@@ -136,3 +136,14 @@ def test_a_raw_mode_snapshot_keeps_the_bytes_in_one_record() -> None:
     snap = ld.snapshot()
     assert snap["ready"] == ["abc"]
     assert LineDiscipline.restore(snap).take(10) == b"abc"
+
+
+def test_a_line_a_dead_reader_took_is_put_back_first() -> None:
+    """The driver puts back what it could not deliver (the reader died): the next read gets
+    that line, before the lines typed after it, and nothing twice."""
+    ld = LineDiscipline()
+    ld.receive(b"first\nsecond\n")
+    taken = ld.take(100)
+    assert taken == b"first\n"
+    ld.unread(taken)
+    assert [ld.take(100), ld.take(100)] == [b"first\n", b"second\n"] and not ld.readable()
