@@ -38,8 +38,9 @@ def transfer_bytes(fault: str) -> int:
     faults landed').  Twice as much, with at most HANGS_AT_MOST hangs (most_faults), ends in
     time on a loaded machine too (three times as much with a hang every 5 s did not).  Since
     INET's window scaling and SACK, 20 MB to Linux takes about 2 s on a quiet machine, so a
-    kill a second may land only once in it: every fault gets twice as much."""
-    return TRANSFER_BYTES * 2
+    kill a second may land only once in it: every fault gets twice as much, and a hang (whose
+    second lands some 7 s in) four times (40 MB ended before it in CI)."""
+    return TRANSFER_BYTES * (4 if fault == "hang" else 2)
 
 
 HANGS_AT_MOST = 3
