@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -49,7 +47,7 @@ from hw.board_fastpath import FastPath
 from hw.board_machine import Audit, Machine
 from hw.uart import PtyBackend, SerialBackend, SocketBackend
 from hw.wire import TapWire, UdpWire, Wire, WireUnavailable
-from minikern import ipc, sef
+from minikern import hosttools, ipc, sef
 from minikern.const import Err
 from minikern.proto import Message, codec
 from minikern.proto import bus as wire
@@ -113,8 +111,7 @@ def make_disk(path: Path) -> Path:
 
 
 def format_disk(path: Path) -> None:
-    tool = shutil.which("mkfs.minix") or next(
-        (p for p in ("/usr/sbin/mkfs.minix", "/sbin/mkfs.minix") if os.access(p, os.X_OK)), None)
+    tool = hosttools.find("mkfs.minix")
     if tool is not None:
         done = subprocess.run([tool, "-3", str(path)], capture_output=True, text=True)
         if done.returncode == 0:

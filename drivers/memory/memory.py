@@ -26,22 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 from drivers.block import framework
 from drivers.block.framework import Geometry, WaitInterrupt
 from drivers.memory.segment import Info, Refused, Segment
-from minikern import ds, params, sef, shm
+from minikern import ds, hosttools, params, sef, shm
 from minikern.const import SECTOR_SIZE, DsFlag
 from minikern.ipc import IpcError, KernelGone
 
 HEADS, SPT = 64, 32  # the geometry DIOCGETP reports (a RAM disk has none; MINIX's is made up too)
 MKFS_TIMEOUT = 60.0  # seconds mkfs.minix may take on a new disk
-SBIN = ("/usr/sbin", "/sbin")
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -66,11 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def mkfs_tool() -> str | None:
-    found = shutil.which("mkfs.minix")
-    for d in SBIN:
-        if found is None and os.access(Path(d, "mkfs.minix"), os.X_OK):
-            found = str(Path(d, "mkfs.minix"))
-    return found
+    return hosttools.find("mkfs.minix")
 
 
 def segment_key(label: str) -> str:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from minikern import hosttools
 
 from hw.ata import AtaChannel, default_geometry
 from hw.device import NullIrq
@@ -298,9 +299,8 @@ def test_absent_slave_reads_zero(ata: AtaChannel, irq: NullIrq, ports: Ports) ->
 
 # A disk nobody here wrote: util-linux's mkfs.minix, checked by its fsck.minix.
 
-SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-MKFS_MINIX = shutil.which("mkfs.minix", path=SBIN_PATH)
-FSCK_MINIX = shutil.which("fsck.minix", path=SBIN_PATH)
+MKFS_MINIX = hosttools.find("mkfs.minix")
+FSCK_MINIX = hosttools.find("fsck.minix")
 MINIX_BLOCK = 1024
 
 

@@ -12,14 +12,13 @@ second" loop of tests/net/lab.py aimed at at_wini.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from minikern import cli, mounts, params
+from minikern import cli, hosttools, mounts, params
 from minikern.boot import System
 from minikern.boardctl import BoardCtl
 from minikern.const import RsReq
@@ -33,16 +32,11 @@ REPO = cli.REPO_ROOT
 DRIVER = "at_wini"
 STACK = ("at_wini", "mfs", "vfs")  # what must be up before the file tree is there
 DISK_MB = 64
-SBIN = ("/usr/sbin", "/sbin")
 
 
 def tool(name: str) -> str | None:
     """util-linux's tools live in sbin, often not on a user's PATH."""
-    found = shutil.which(name)
-    for d in SBIN:
-        if found is None and Path(d, name).exists():
-            found = str(Path(d, name))
-    return found
+    return hosttools.find(name)
 
 
 def unavailable() -> str | None:
