@@ -129,8 +129,7 @@ def test_board_formats_only_a_new_disk(tmp_path: Path, monkeypatch: pytest.Monke
                                        have_tool: bool) -> None:
     from hw import board
     if not have_tool:
-        monkeypatch.setattr(board.shutil, "which", lambda name: None)
-        monkeypatch.setattr(board.os, "access", lambda p, mode: False)
+        monkeypatch.setattr(board.hosttools, "find", lambda name: None)
     monkeypatch.setattr(board, "DISK_SIZE", 2 * 1024 * 1024)
     disk = tmp_path / "disk.img"
     board.make_disk(disk)
