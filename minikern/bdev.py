@@ -41,11 +41,10 @@ every BDEV_RECOVERY_CHECK).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import zmq
 
-from minikern import ds, params, sef
+from minikern import ds, params, sef, successor
 from minikern.const import (BDEV_MAX_IO, CPF_READ, CPF_WRITE, DS, SECTOR_SIZE, BdevReq, DsFlag,
                             Err, KCall, Kind)
 from minikern.ipc import IpcError, KernelGone
@@ -217,39 +216,12 @@ class BlockDevice:
 
     def find_driver(self, dead: int | None) -> None:
         """Block until DS says the driver is up at an endpoint other than ``dead``."""
-        deadline = time.monotonic() + params.BDEV_RECOVERY_WAIT
-        while True:
-            state, endpoint = self.lookup()
-            if state == "failed":
-                raise IpcError(Err.EIO, f"{self.label} has failed (RS gave up on it)")
-            if state == "up" and endpoint is not None and endpoint != dead:
-                if self.driver is not None and endpoint != self.driver:
-                    self.driver_restarts_seen += 1
-                self.driver = endpoint
-                return
-            if time.monotonic() > deadline:
-                raise IpcError(Err.EIO, f"{self.label} not back within "
-                               f"{params.BDEV_RECOVERY_WAIT:g} s")
-            self.pause(params.BDEV_RECOVERY_CHECK)
-
-    def lookup(self) -> tuple[str | None, int | None]:
-        """The driver's state and endpoint as DS has them (None where DS has nothing)."""
-        conn = self.ctx.conn
-        try:
-            state: Any = ds.retrieve(conn, self.key, vtype="str")
-        except KernelGone:
-            raise
-        except IpcError as e:
-            if e.code != Err.ESRCH:
-                raise IpcError(Err.EIO, f"cannot ask DS about {self.label}: {e}") from None
-            state = None
-        try:
-            endpoint: int | None = ds.retrieve_label(conn, self.label)
-        except KernelGone:
-            raise
-        except IpcError:
-            endpoint = None
-        return (state if type(state) is str else None), endpoint
+        endpoint = successor.wait_up(self.ctx.conn, self.label, self.key, dead,
+                                     params.BDEV_RECOVERY_WAIT, params.BDEV_RECOVERY_CHECK,
+                                     self.pause)
+        if self.driver is not None and endpoint != self.driver:
+            self.driver_restarts_seen += 1
+        self.driver = endpoint
 
     def pause(self, seconds: float) -> None:
         """Receive for up to ``seconds``: RS's heartbeat is answered, DS's news ends the wait."""

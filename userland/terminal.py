@@ -25,12 +25,11 @@ gave up on (``failed``), or not back within TTY_RECOVERY_WAIT, gives EIO.
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import zmq
 
-from minikern import ds, params, sef
+from minikern import ds, params, sef, successor
 from minikern.const import CDEV_MAX_IO, DS, CharReq, DsFlag, Err, Kind, err_name
 from minikern.ipc import IpcError, KernelGone
 from minikern.proto import Message
@@ -122,31 +121,12 @@ class Terminal:
 
     def find_driver(self, dead: int | None) -> None:
         """Block until RS says the driver is up at an endpoint other than ``dead``."""
-        deadline = time.monotonic() + params.TTY_RECOVERY_WAIT
-        while True:
-            state, endpoint = self.lookup()
-            if state == "failed":
-                raise TerminalError(Err.EIO, f"{self.label} has failed (RS gave up on it)")
-            if state == "up" and endpoint is not None and endpoint != dead:
-                if self.driver is not None and endpoint != self.driver:
-                    self.restarts_seen += 1
-                self.driver = endpoint
-                return
-            if time.monotonic() > deadline:
-                raise TerminalError(Err.EIO, f"{self.label} not back within "
-                                    f"{params.TTY_RECOVERY_WAIT:g} s")
-            self.pause(params.TTY_RECOVERY_CHECK)
-
-    def lookup(self) -> tuple[str | None, int | None]:
-        conn = self.ctx.conn
-        try:
-            state: Any = ds.retrieve(conn, self.state_key, vtype="str")
-            endpoint: int | None = ds.retrieve_label(conn, self.label)
-        except KernelGone:
-            raise
-        except IpcError:
-            return None, None
-        return (state if type(state) is str else None), endpoint
+        endpoint = successor.wait_up(self.ctx.conn, self.label, self.state_key, dead,
+                                     params.TTY_RECOVERY_WAIT, params.TTY_RECOVERY_CHECK,
+                                     self.pause, TerminalError)
+        if self.driver is not None and endpoint != self.driver:
+            self.restarts_seen += 1
+        self.driver = endpoint
 
     def pause(self, seconds: float) -> None:
         """Receive for up to ``seconds``; DS's notification ends the wait early."""

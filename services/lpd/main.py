@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minikern import ds, params, sef
+from minikern import ds, params, sef, successor
 from minikern.const import DS, DsFlag, Err, LpReq
 from minikern.ipc import IpcError
 from minikern.proto import Message
@@ -47,12 +47,8 @@ class Spooler:
 
     def find_driver(self) -> None:
         """Ask DS where the printer driver runs (None while RS is replacing it)."""
-        try:
-            state = ds.retrieve(self.ctx.conn, f"rs.{self.printer}")
-            endpoint = ds.retrieve_label(self.ctx.conn, self.printer) if state == "up" else None
-        except IpcError:
-            endpoint = None
-        self.pump.driver_at(endpoint)
+        state, endpoint = successor.locate(self.ctx.conn, self.printer, f"rs.{self.printer}")
+        self.pump.driver_at(endpoint if state == "up" else None)
 
     def on_notify(self, m: Message) -> None:
         if m.source != DS:

@@ -42,16 +42,12 @@ service ds {{ program services.ds; system GETINFO; ipc ALL; period 2s; }};
 """
 
 
-class Line:
-    """The person's end of COM1: what they type, and what the screen showed so far.
+class Screen:
+    """What a person's screen showed so far, read all the time by a thread from ``fd``
+    (``recv(n)`` takes what is there), and what they type."""
 
-    A thread reads the line all the time, as a terminal does: the UART sends at once and the
-    board drops what its socket cannot take, and a Unix socket holds only a few hundred
-    one-byte sends that nobody reads."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
+    def __init__(self, fd: int, recv: Callable[[int], bytes]) -> None:
+        self.fd, self.recv = fd, recv
         self.screen = bytearray()
         self.seen = 0  # ``expect`` looks from here on
         self.lock = threading.Lock()
@@ -61,16 +57,16 @@ class Line:
 
     def _read(self) -> None:
         while not self.stop.is_set():
-            readable, _, _ = select.select([self.sock], [], [], 0.1)
+            readable, _, _ = select.select([self.fd], [], [], 0.1)
             if readable:
-                data = self.sock.recv(65536)
+                try:
+                    data = self.recv(65536)
+                except OSError:
+                    return
                 if not data:
                     return
                 with self.lock:
                     self.screen += data
-
-    def type(self, keys: bytes) -> None:
-        self.sock.sendall(keys)
 
     def shown(self) -> bytes:
         with self.lock:
@@ -91,13 +87,32 @@ class Line:
         self.seen = found.end()
         return text
 
-    def close(self) -> None:
+    def halt_reader(self) -> None:
         self.stop.set()
         self.reader.join(timeout=5)
+
+
+class Line(Screen):
+    """The person's end of COM1: what they type, and what the screen showed so far.
+
+    The thread reads the line all the time, as a terminal does: the UART sends at once and
+    the board drops what its socket cannot take, and a Unix socket holds only a few hundred
+    one-byte sends that nobody reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        super().__init__(self.sock.fileno(), self.sock.recv)
+
+    def type(self, keys: bytes) -> None:
+        self.sock.sendall(keys)
+
+    def close(self) -> None:
+        self.halt_reader()
         self.sock.close()
 
 
-class Terminal(Line):
+class Terminal(Screen):
     """bin/console run on a pseudo terminal, as a person runs it: ``type`` presses keys on
     the terminal, the screen is what bin/console prints there."""
 
@@ -107,23 +122,8 @@ class Terminal(Line):
         self.proc = subprocess.Popen(
             [str(REPO_ROOT / "bin" / "console"), "--run-dir", str(run_dir)],
             stdin=self.slave, stdout=self.slave, stderr=self.slave, start_new_session=True)
-        self.screen = bytearray()
-        self.seen = 0
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        while not self.stop.is_set():
-            readable, _, _ = select.select([self.master], [], [], 0.1)
-            if readable:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:
-                    return
-                with self.lock:
-                    self.screen += data
+        master = self.master
+        super().__init__(master, lambda n: os.read(master, n))
 
     def type(self, keys: bytes) -> None:
         os.write(self.master, keys)
@@ -135,8 +135,7 @@ class Terminal(Line):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
-        self.stop.set()
-        self.reader.join(timeout=5)
+        self.halt_reader()
         os.close(self.master)
         os.close(self.slave)
 
@@ -146,7 +145,7 @@ class Console:
 
     def __init__(self, system: SystemUnderTest) -> None:
         self.s = system
-        self.lines: list[Line] = []
+        self.lines: list[Line | Terminal] = []
 
     @property
     def run_dir(self) -> Path:
