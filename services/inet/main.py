@@ -177,9 +177,12 @@ class Inet:
             known = "unknown to the kernel" if caller is None else (
                 f"kernel label {caller.label!r}, operator {caller.operator}")
             return self.refuse(m, Err.EPERM, f"claims {label!r}; {known}")
+        restarts = self.netif.counters["restarts"]
         status, fields = self.netif.hello(m.source, label, mac, m.get("link"))
         if status == Err.OK:
             self.stack.set_mac(mac)
+        if self.netif.counters["restarts"] > restarts:  # a new instance: the old one's
+            self.stack.tcp.interface_back(self.loop.clock.now())  # ACKs in were lost
         return Message(status, fields)
 
     def do_pull(self, m: Message) -> Message:

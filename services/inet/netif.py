@@ -11,7 +11,11 @@ driver: the label in the message is only a claim); INET checks its MAC
 against the old one, tells it the receive mode (MINIX eth_restart: DL_CONF,
 MAC, re-queue the write, post a read) and from its first PULL the kept
 frames flow again.
-Frames lost on the way in are left to TCP's retransmission.
+Frames lost on the way in are left to TCP's retransmission; since the
+peer's ACKs are among them, INET then has every TCP connection resend its
+head as a probe (``TcpLayer.interface_back``), so a connection whose last
+flight went out before the kill gets its ACK in a round trip, not after a
+backed-off RTO.
 Each of these steps is an event in the system's event stream (source
 ``inet``, label the interface's driver: driver-gone, driver-up, driver-back,
 link, mac-changed) and a readable line on the console.

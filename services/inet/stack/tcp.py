@@ -136,6 +136,11 @@ class TcpSocket:
         if self.state in SYNCHRONIZED:
             self._output(now)
 
+    def interface_back(self, now: float) -> None:
+        """The interface's driver was replaced: probe for the ACKs lost meanwhile."""
+        if self.state in SYNCHRONIZED:
+            self.sender.interface_back(now, self._emit)
+
     def send(self, data: Payload) -> int:
         """Queue what fits in the send buffer; returns the number of bytes accepted (0 when full)."""
         if self.error:
@@ -207,6 +212,7 @@ class TcpSocket:
         snd, rcv = self.sender, self.receiver
         return {"timeouts": snd.timeouts, "fast_retransmits": snd.fast_retransmits,
                 "sack_recoveries": snd.sack_recoveries, "timeouts_held": snd.timeouts_held,
+                "outage_probes": snd.outage_probes,
                 "throttled": snd.throttled, "spurious_timeouts": snd.spurious_timeouts,
                 "retransmitted_segments": snd.retransmitted_segments,
                 "sack_blocks_rejected": snd.scoreboard.rejected, "ooo_segments_held": rcv.ooo_held,

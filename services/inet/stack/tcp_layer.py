@@ -161,6 +161,12 @@ class TcpLayer:
                 return
             sock.resume(now)
 
+    def interface_back(self, now: float) -> None:
+        """The interface's driver was replaced and is back: every connection probes for the
+        ACKs the old driver lost."""
+        for sock in list(self.connections.values()):
+            sock.interface_back(now)
+
     def next_deadline(self) -> float | None:
         return min((d for s in self.connections.values() if (d := s.next_deadline()) is not None),
                    default=None)

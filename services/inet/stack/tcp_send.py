@@ -94,6 +94,7 @@ class Sender:
         self.rexmit_next = iss          # SACK recovery: holes below this were resent
         self.sack_recoveries = 0
         self.timeouts_held = 0          # timeouts while the interface held our frames
+        self.outage_probes = 0          # heads resent when the interface came back
         self.throttled = 0              # times new data waited for the interface's queue
         self.undo: tuple[int, int, int] | None = None  # (cwnd, ssthresh, SND.UNA) at the last timeout
         self.spurious_timeouts = 0      # timeouts a D-SACK showed spurious (their collapse undone)
@@ -227,6 +228,17 @@ class Sender:
         if self.persist_deadline is not None and now >= self.persist_deadline:
             self._probe(now, emit)
         return True
+
+    def interface_back(self, now: float, emit: Emit) -> None:
+        """The interface's driver was replaced and is back.  What we sent is safe (delivered,
+        or resent from INET's queue), but the peer's ACKs that arrived meanwhile were lost
+        with the old driver; with the window full, nothing would draw a new ACK until the
+        RTO, which the outage backed off.  So resend the segment at SND.UNA now, as a probe
+        (the tail loss probe's idea, RFC 8985 7): the peer answers it within a round trip
+        with its cumulative ACK (and SACK blocks).  cwnd is kept: nothing is known lost."""
+        if self.snd_una != self.snd_max:
+            self.outage_probes += 1
+            self._retransmit_first(now, emit)
 
     def _transmit(self, now: float, emit: Emit, seq: int, flags: int, payload: Payload) -> None:
         emit(seq, flags, payload)
