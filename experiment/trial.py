@@ -38,6 +38,7 @@ from minikern.events import Reader
 
 from experiment.plan import Injection
 from experiment.rig import Rig, events_path
+from experiment.devloads import RamLoad
 from experiment.workload import DiskLoad, Load
 
 POLL = 0.005
@@ -215,8 +216,11 @@ def run_trial(injections: list[Injection], drivers: list[str], seed: int,
             ld.halt()
         result["loads"] = {d: {"ops": ld.ops, "errors": ld.errors, "corrupted": ld.corrupted}
                            for d, ld in loads.items()}
+        ram = next((ld for ld in loads.values() if isinstance(ld, RamLoad)), None)
+        if ram is not None and result["kernel_alive"]:
+            result["ram"] = rig.check_ram(ram.expected)
         rig.halt()
-        disk = next((ld for ld in loads.values() if isinstance(ld, DiskLoad)), None)
+        disk = next((ld for ld in loads.values() if type(ld) is DiskLoad), None)
         if disk is not None:
             result["disk"] = rig.check_disk(disk.expected)
     finally:
