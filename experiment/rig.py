@@ -67,7 +67,7 @@ def campaign_conf(labels: list[str], period_ms: int, ip: str | None = None,
         text = re.sub(r"(service\s+rs\s*\{.*?\n\s*args )[^;]*;",
                       lambda m: m.group(1) + " ".join(only) + ";", text, count=1, flags=re.S)
         if "memory" not in only:
-            text = re.sub(r" --mount /ram=\S+", "", text)
+            text = re.sub(r" --mount /ram=[^\s;]+", "", text)
     for label in labels:
         block = re.search(r"service\s+" + re.escape(label) + r"\s*\{.*?\n\};", text, re.S)
         if block is None:
