@@ -20,6 +20,7 @@ segment dies with the system (bin/halt releases it), so it is checked before.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,6 +44,10 @@ from experiment.targets import TARGETS
 
 BOOT_DEADLINE = 90.0
 MEMORY_LIMIT = "192M"  # a driver is far below: a leak goes over it within a second
+MEMORY_LIMIT_BYTES = 192 << 20
+# RS's resource checks in the campaign's systems (params.RESOURCE_CHECK, by its environment
+# variable: the kernel and RS inherit it): a leak or a spin is seen sooner, the window is shorter
+RESOURCE_CHECK = 0.5
 PEER = ["inet", "rtl8139"]  # what system B runs (the echo server's side of the wire)
 CPU_LIMIT = "60%"  # a spinning thread goes over it in one check period (a driver: < 30%)
 
@@ -105,6 +110,7 @@ class Rig:
             conf_b = self.work / "b.conf"
             conf_b.write_text(campaign_conf([], 1000, ip=lab.SECOND_IP, only=PEER))
             self.b = System(self.run_b, conf_b, nic=f"udp:{pb}:{pa}")
+        os.environ["MINIKERN_RESOURCE_CHECK"] = str(RESOURCE_CHECK)  # for the kernel's children
         self.a = System(self.run_a, self.conf_a, nic=nic_a)
         for system, labels in ((self.a, self.services), (self.b, PEER)):
             if system is None:

@@ -38,7 +38,7 @@ from minikern.const import RsReq
 from minikern.events import Reader
 
 from experiment.plan import Injection
-from experiment.rig import Rig, events_path
+from experiment.rig import MEMORY_LIMIT_BYTES, RESOURCE_CHECK, Rig, events_path
 from experiment.devloads import RamLoad
 from experiment.workload import DiskLoad, Load
 
@@ -91,8 +91,14 @@ def _wait(cond: Any, seconds: float) -> Any:
 
 
 def _detect_window(inj: Injection, period: float) -> float:
+    """Seconds after a fault fired within which its failure is detected, if at all: two
+    heartbeat periods (a hang); for a resource fault, two of RS's checks (the CPU share is
+    measured between two), or the leak's time to reach the memory limit and one check."""
+    if inj.kind == "leak":
+        leak = MEMORY_LIMIT_BYTES / (params.SWIFI_LEAK_CHUNK / params.SWIFI_LEAK_STEP)
+        return max(2 * RESOURCE_CHECK, leak + RESOURCE_CHECK) + period + SLACK
     if inj.type == "resource":
-        return 2 * params.RESOURCE_CHECK + period + SLACK
+        return 2 * RESOURCE_CHECK + period + SLACK
     return 2 * period + SLACK
 
 

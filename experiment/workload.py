@@ -9,6 +9,9 @@ Each is a thread that repeats one end-to-end operation and checks every byte:
     disk    16 KiB written to a file through VFS, fsync'd (MFS -> at_wini), read
             back and compared; ``verify`` reads every file again (after a reboot)
 
+The RAM disk's, the printer's and the console's are in experiment/devloads.py
+(its WORKLOADS maps every Target's ``workload`` key to its class).
+
 A thread records, with host timestamps: each operation done (bytes), each
 error the application saw, and each corrupted byte; the trial reads them
 between injections.  A thread never dies of a fault: it records the error,
