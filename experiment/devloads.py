@@ -40,7 +40,7 @@ from experiment.workload import (WORKLOADS as BASE, DiskLoad, HelloLoad, Load, N
 PRINT_BYTES = 2048
 PRINT_WAIT = 8.0  # seconds for a job to be printed
 PRINT_POLL = 0.01
-ECHO_WAIT = 3.0  # seconds for a typed line's echo to show on the line
+ECHO_WAIT = 1.0  # seconds for a typed line's echo to show on the line
 SPOOLER_IDLE = 15.0  # seconds for the spooler to finish what an error left
 
 

@@ -45,7 +45,8 @@ from experiment.workload import DiskLoad, Load
 POLL = 0.005
 ACTIVATE_WAIT = 1.5  # seconds a SWIFI fault may take to reach its nth event
 RECOVERY_WAIT = 10.0  # seconds from detection to the restart event
-RESUME_WAIT = 8.0  # seconds for the driver's application to do an operation again
+RESUME_WAIT = 5.0  # seconds for the driver's application to do an operation again (a stuck one
+# stays stuck: a reply sent elsewhere; the slowest that came back in the runs took 4.1 s)
 UP_WAIT = 15.0
 STALL_MS = 300.0  # a pause of the application longer than this is a stall ...
 STALL_PACES = 4  # ... and longer than this many of its usual intervals
