@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=None,
                    help="make trial N's systems in RUN_DIR/trial-N and keep them (default: a "
                    "fresh temporary folder per trial, removed after)")
-    p.add_argument("--period", type=_positive, default=500,
+    p.add_argument("--period", type=_positive, default=300,
                    help="the drivers' heartbeat period in ms (default %(default)s)")
     p.add_argument("--plan", action="store_true", help="print the plan as JSON and stop")
     p.add_argument("--json", action="store_true", help="end with the summary as one JSON line")

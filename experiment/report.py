@@ -36,7 +36,8 @@ def outcome_class(o: Outcome) -> str:
 def summarize(trials: list[dict[str, Any]], report: str) -> dict[str, Any]:
     outs = [o for t in trials for o in t["injections"]]
     rec = [o["recovery_ms"] for o in outs if o["recovered"] and o["recovery_ms"] is not None]
-    disk_bad = sum(len(t.get("disk", {}).get("verify", {}).get("bad", [])) for t in trials)
+    disk_bad = sum(len(t.get(d, {}).get("verify", {}).get("bad", [])) for t in trials
+                   for d in ("disk", "ram"))
     return {
         "faults": len(outs),
         "activated": sum(o["activated"] for o in outs),
@@ -93,9 +94,12 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[st
              f"| median recovery (detection to new instance up) | "
              f"{summary['median_recovery_ms']} ms |"]
     for t in trials:
-        if "disk" in t:
-            d = t["disk"]
-            lines.append(f"| disk (trial seed {t['seed']}): fsck.minix -f | "
+        for what in ("disk", "ram"):
+            if what not in t:
+                continue
+            d = t[what]
+            lines.append(f"| {'RAM disk' if what == 'ram' else 'disk'} (trial seed "
+                         f"{t['seed']}): fsck.minix -f | "
                          f"{'clean' if d['fsck_clean'] else 'ERRORS'}; "
                          f"{d.get('verify', {}).get('files', 0)} files read back, "
                          f"{len(d.get('verify', {}).get('bad', []))} bad |")

@@ -1,7 +1,9 @@
 """The systems one trial runs on, built as the drivers under test need them.
 
-System A is etc/system.conf with each target driver's policy set for a
-campaign: restart at once every time (``backoff off; restarts off;``, as
+System A is etc/system.conf booting only what the target drivers need (RS's
+args: each Target's ``boots``, in system.conf's order; VFS mounts the RAM disk
+only when the memory driver is a target), with each target driver's policy set
+for a campaign: restart at once every time (``backoff off; restarts off;``, as
 bin/bench recovery), a short heartbeat period, and resource limits (so a
 leak or a spin is something RS can see).  With "disk" A boots on a fresh
 MINIX v3 image (mkfs.minix -3); with "net" its board is joined by the UDP
@@ -9,35 +11,68 @@ wire to system B (INET at lab.SECOND_IP, the policy as shipped), which runs
 the echo server and is never injected.  ``close`` halts everything and reaps
 every child; ``check_disk`` (A halted) runs ``fsck.minix -f`` on the image
 (never -a or -r), boots A again alone and reads back what the disk load left.
+``check_ram`` (A still up, the applications stopped) has VFS sync, copies the
+RAM disk out of the memory driver's shared memory segment (the name is in DS,
+``memory.segment``; the disk follows the segment's header and journal) and runs
+``fsck.minix -f`` on the copy, then reads every file back through VFS: the
+segment dies with the system (bin/halt releases it), so it is checked before.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from minikern import cli, params
+from drivers.memory import segment
+from minikern import cli, params, shm
 from minikern import rsctl as ctl
 from minikern.boot import System
-from minikern.const import RsReq
+from minikern.const import DS, DsReq, Err, RsReq
+from minikern.proto import Message
 from minikern.deadline import wait_for
 from tests.net import lab
 from tests.storage import mountlab
+from userland import spool
+from userland.fs import Files, FsError
 
-from experiment import workload
+from experiment import devloads, workload
 from experiment.targets import TARGETS
 
 BOOT_DEADLINE = 90.0
 MEMORY_LIMIT = "192M"  # a driver is far below: a leak goes over it within a second
+MEMORY_LIMIT_BYTES = 192 << 20
+# RS's resource checks in the campaign's systems (params.RESOURCE_CHECK, by its environment
+# variable: the kernel and RS inherit it): a leak or a spin is seen sooner, the window is shorter
+RESOURCE_CHECK = 0.5
+PEER = ["inet", "rtl8139"]  # what system B runs (the echo server's side of the wire)
 CPU_LIMIT = "60%"  # a spinning thread goes over it in one check period (a driver: < 30%)
 
 
-def campaign_conf(labels: list[str], period_ms: int, ip: str | None = None) -> str:
+def boots(labels: list[str]) -> list[str]:
+    """The services the target drivers need, in the order of RS's args in system.conf."""
+    text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
+    block = re.search(r"service\s+rs\s*\{.*?\n\s*args ([^;]*);", text, re.S)
+    if block is None:
+        raise SystemExit("experiment: no args of rs in etc/system.conf")
+    wanted = {s for label in labels for s in TARGETS[label].boots}
+    return [s for s in block.group(1).split() if s in wanted]
+
+
+def campaign_conf(labels: list[str], period_ms: int, ip: str | None = None,
+                  only: list[str] | None = None) -> str:
+    """etc/system.conf for a campaign on ``labels``; ``only``: RS starts just these."""
     text = (cli.REPO_ROOT / "etc" / "system.conf").read_text()
     if ip is not None:
         text = text.replace(f"--ip {lab.SYSTEM_IP} ", f"--ip {ip} ")
+    if only is not None:
+        text = re.sub(r"(service\s+rs\s*\{.*?\n\s*args )[^;]*;",
+                      lambda m: m.group(1) + " ".join(only) + ";", text, count=1, flags=re.S)
+        if "memory" not in only:
+            text = re.sub(r" --mount /ram=[^\s;]+", "", text)
     for label in labels:
         block = re.search(r"service\s+" + re.escape(label) + r"\s*\{.*?\n\};", text, re.S)
         if block is None:
@@ -59,11 +94,13 @@ class Rig:
         if "disk" in self.needs:
             mountlab.make_image(self.image, 16)
         self.conf_a = work / "a.conf"
-        self.conf_a.write_text(campaign_conf(drivers, period_ms))
+        self.services = boots(drivers)
+        self.conf_a.write_text(campaign_conf(drivers, period_ms, only=self.services))
         self.a: System | None = None
         self.b: System | None = None
         self.echo_port = 7000
         self.echod: subprocess.Popen[bytes] | None = None
+        self.line: devloads.Line | None = None
 
     def boot(self) -> None:
         nic_a = "none"
@@ -71,16 +108,27 @@ class Rig:
             pa, pb = lab.free_udp_port(), lab.free_udp_port()
             nic_a = f"udp:{pa}:{pb}"
             conf_b = self.work / "b.conf"
-            conf_b.write_text(campaign_conf([], 1000, ip=lab.SECOND_IP))
+            conf_b.write_text(campaign_conf([], 1000, ip=lab.SECOND_IP, only=PEER))
             self.b = System(self.run_b, conf_b, nic=f"udp:{pb}:{pa}")
+        os.environ["MINIKERN_RESOURCE_CHECK"] = str(RESOURCE_CHECK)  # for the kernel's children
         self.a = System(self.run_a, self.conf_a, nic=nic_a)
-        for system, labels in ((self.a, [*self.drivers, "vfs", "inet"]), (self.b, ["inet"])):
+        for system, labels in ((self.a, self.services), (self.b, PEER)):
             if system is None:
                 continue
             if not system.wait_ready(timeout=BOOT_DEADLINE):
                 raise RuntimeError(f"system {system.run_dir.name} did not come up")
             for label in labels:
                 self.wait_up(system.run_dir, label)
+        if "ram" in self.needs:
+            with cli.connected(self.run_a, "exp-wait", privileges="user") as conn:
+                files = Files(conn)
+                wait_for(lambda: _ram_mounted(files), BOOT_DEADLINE, "VFS serving /ram")
+        if "printer" in self.drivers:
+            with cli.connected(self.run_a, "exp-wait", privileges="user") as conn:
+                wait_for(lambda: spool.status(conn)["printer"]["state"] == "idle",
+                         BOOT_DEADLINE, "the spooler ready")
+        if "tty" in self.drivers:
+            self.line = devloads.Line(self.run_a / "com1.sock")
 
     def wait_up(self, run_dir: Path, label: str) -> None:
         def up() -> bool:
@@ -115,11 +163,17 @@ class Rig:
             kind = TARGETS[d].workload
             if kind == "net":
                 out[d] = workload.NetLoad(self.run_a, seed, lab.SECOND_IP, self.echo)
+            elif kind == "console":
+                assert self.line is not None
+                out[d] = devloads.ConsoleLoad(self.run_a, seed, self.line)
             else:
-                out[d] = workload.WORKLOADS[kind](self.run_a, seed)
+                out[d] = devloads.WORKLOADS[kind](self.run_a, seed)
         return out
 
     def halt(self) -> None:
+        if self.line is not None:
+            self.line.close()
+            self.line = None
         self.children.reap()
         for s in (self.a, self.b):
             if s is not None:
@@ -138,6 +192,37 @@ class Rig:
         finally:
             again.halt()
         return result
+
+
+    def check_ram(self, expected: dict[str, str]) -> dict[str, Any]:
+        """A up, its applications stopped: VFS syncs, the RAM disk is copied out of the memory
+        driver's segment and checked with fsck.minix -f; every file is read back via VFS."""
+        result: dict[str, Any] = {"fsck_clean": False, "fsck": ""}
+        image = self.work / "ram.img"
+        with cli.connected(self.run_a, "exp-ram", privileges="user") as conn:
+            Files(conn).sync()
+        with cli.connected(self.run_a, "exp-ram") as conn:
+            r = conn.sendrec(DS, Message(DsReq.RETRIEVE, {"key": "memory.segment",
+                                                         "version": 0, "operator": True}))
+        if r.type != Err.OK:
+            result["fsck"] = f"no memory.segment in DS ({r.type})"
+        else:
+            info = json.loads(str(r["value"]))
+            with (shm.shm_dir() / str(info["name"])).open("rb") as f:
+                f.seek(segment.DATA)
+                image.write_bytes(f.read(int(info["size"])))
+            result["fsck_clean"], said = mountlab.fsck(image)
+            result["fsck"] = said[-400:]
+        result["verify"] = workload.verify(self.run_a, expected)
+        return result
+
+
+def _ram_mounted(files: Files) -> bool:
+    """/ram is the RAM disk's root (inode 1 there; the root disk's folder has another)."""
+    try:
+        return files.stat("/ram").st_ino == 1
+    except FsError:
+        return False
 
 
 def events_path(run_dir: Path) -> Path:

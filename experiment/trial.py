@@ -8,7 +8,8 @@ For each injection, in order:
 3. watch RS's events and the activation record (run_dir/swifi/<id>.json):
    a crash event of the driver is the detection, and its ``reason`` says by
    what; a SWIFI fault that has not fired within ACTIVATE_WAIT is "not
-   activated"; one that fired and is not detected within the detection window
+   activated" (the wait ends at once when the record appears, or the
+   driver's crash event, whichever is first); one that fired and is not detected within the detection window
    (two heartbeat periods, or two resource checks, and some slack) is "not
    detected";
 4. after a detection, wait for RS's restart event: recovered, and the time
@@ -37,17 +38,19 @@ from minikern.const import RsReq
 from minikern.events import Reader
 
 from experiment.plan import Injection
-from experiment.rig import Rig, events_path
+from experiment.rig import MEMORY_LIMIT_BYTES, RESOURCE_CHECK, Rig, events_path
+from experiment.devloads import RamLoad
 from experiment.workload import DiskLoad, Load
 
 POLL = 0.005
 ACTIVATE_WAIT = 1.5  # seconds a SWIFI fault may take to reach its nth event
 RECOVERY_WAIT = 10.0  # seconds from detection to the restart event
-RESUME_WAIT = 8.0  # seconds for the driver's application to do an operation again
+RESUME_WAIT = 5.0  # seconds for the driver's application to do an operation again (a stuck one
+# stays stuck: a reply sent elsewhere; the slowest that came back in the runs took 4.1 s)
 UP_WAIT = 15.0
 STALL_MS = 300.0  # a pause of the application longer than this is a stall ...
 STALL_PACES = 4  # ... and longer than this many of its usual intervals
-SLACK = 0.5  # seconds over a detector's own period
+SLACK = 0.3  # seconds over a detector's own period (RS's timers fire within a few ms)
 
 
 class Watcher:
@@ -89,8 +92,14 @@ def _wait(cond: Any, seconds: float) -> Any:
 
 
 def _detect_window(inj: Injection, period: float) -> float:
+    """Seconds after a fault fired within which its failure is detected, if at all: two
+    heartbeat periods (a hang); for a resource fault, two of RS's checks (the CPU share is
+    measured between two), or the leak's time to reach the memory limit and one check."""
+    if inj.kind == "leak":
+        leak = MEMORY_LIMIT_BYTES / (params.SWIFI_LEAK_CHUNK / params.SWIFI_LEAK_STEP)
+        return max(2 * RESOURCE_CHECK, leak + RESOURCE_CHECK) + period + SLACK
     if inj.type == "resource":
-        return 2 * params.RESOURCE_CHECK + period + SLACK
+        return 2 * RESOURCE_CHECK + period + SLACK
     return 2 * period + SLACK
 
 
@@ -110,11 +119,13 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
                            "app": "nothing", "stall_ms": 0.0, "app_errors": 0,
                            "bytes_corrupted": 0, "other_components": [], "kernel_crash": False}
     load = loads[inj.driver]
+    t_start = time.time()
     _wait(lambda: rig.state(rig.run_a, inj.driver) == "up", UP_WAIT)
     t_ready = time.time()
     _wait(lambda: load.done_after(t_ready - 1.0), RESUME_WAIT)
     t0 = time.time()
     out["t"] = t0
+    phases = out["phases_ms"] = {"ready": _ms(t0 - t_start)}
     fields: dict[str, Any] = {"label": inj.driver}
     if inj.type == "process":
         fields["fault"] = inj.kind
@@ -131,12 +142,16 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
         window = 2 * period + SLACK if inj.kind == "hang" else 2.0
         crash = _wait(lambda: watch.find("crash", inj.driver, t0), window)
     else:
-        fired = _wait(record.exists, ACTIVATE_WAIT)
-        out["activated"] = bool(fired)
+        # ends as soon as the record appears, or the driver is seen failing (before its record)
+        _wait(lambda: record.exists() or watch.find("crash", inj.driver, t0), ACTIVATE_WAIT)
+        fired = record.exists()
+        out["activated"] = fired
+        phases["activate"] = _ms(time.time() - t0)
         crash = watch.find("crash", inj.driver, t0)
         if fired and crash is None:
             crash = _wait(lambda: watch.find("crash", inj.driver, t0), _detect_window(inj, period))
     t_back = time.time()
+    phases["detect"] = _ms(t_back - t0)
     if crash is not None:
         out.update(detected=True, detected_by=crash.get("reason", "?"),
                    detail=str(crash.get("detail", ""))[:200],
@@ -146,8 +161,10 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
         if up is not None:
             out.update(recovered=True, recovery_ms=round((up["ts"] - crash["ts"]) * 1000, 1))
             t_back = up["ts"]
+    t_up = time.time()
     resumed = _wait(lambda: load.done_after(t_back), RESUME_WAIT)
     t_end = time.time()
+    phases.update(recover=_ms(t_up - t_back), resume=_ms(t_end - t_up))
     watch.poll()
     out["other_components"] = watch.others(inj.driver, t0, t_end)
     out["kernel_crash"] = not rig.kernel_alive()
@@ -169,7 +186,12 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
     if out["silent"] or not resumed:
         _restore(rig, conn, loads, inj.driver)
         out["refreshed"] = True
+        phases["restore"] = _ms(time.time() - t_end)
     return out
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
 
 
 def _restore(rig: Rig, conn: ipc.Connection, loads: dict[str, Load], driver: str) -> None:
@@ -215,8 +237,11 @@ def run_trial(injections: list[Injection], drivers: list[str], seed: int,
             ld.halt()
         result["loads"] = {d: {"ops": ld.ops, "errors": ld.errors, "corrupted": ld.corrupted}
                            for d, ld in loads.items()}
+        ram = next((ld for ld in loads.values() if isinstance(ld, RamLoad)), None)
+        if ram is not None and result["kernel_alive"]:
+            result["ram"] = rig.check_ram(ram.expected)
         rig.halt()
-        disk = next((ld for ld in loads.values() if isinstance(ld, DiskLoad)), None)
+        disk = next((ld for ld in loads.values() if type(ld) is DiskLoad), None)
         if disk is not None:
             result["disk"] = rig.check_disk(disk.expected)
     finally:

@@ -9,6 +9,9 @@ Each is a thread that repeats one end-to-end operation and checks every byte:
     disk    16 KiB written to a file through VFS, fsync'd (MFS -> at_wini), read
             back and compared; ``verify`` reads every file again (after a reboot)
 
+The RAM disk's, the printer's and the console's are in experiment/devloads.py
+(its WORKLOADS maps every Target's ``workload`` key to its class).
+
 A thread records, with host timestamps: each operation done (bytes), each
 error the application saw, and each corrupted byte; the trial reads them
 between injections.  A thread never dies of a fault: it records the error,
@@ -195,6 +198,7 @@ class NetLoad(Load):
 
 class DiskLoad(Load):
     name_ = "disk"
+    root = "/exp"  # the folder of its files (the RAM disk's load: /ram/exp)
 
     def __init__(self, run_dir: Path, seed: int) -> None:
         super().__init__(run_dir, seed)
@@ -203,20 +207,20 @@ class DiskLoad(Load):
         self.rng = random.Random(seed)
 
     def _again(self) -> Load:
-        new = DiskLoad(self.run_dir, self.seed + 1)
+        new = type(self)(self.run_dir, self.seed + 1)
         new.expected = self.expected
         return new
 
     def connect(self) -> None:
         self.conn = cli.operator_connection(self.run_dir, "exp-disk", privileges="user")
         self.files = Files(self.conn)
-        if not self.files.exists("/exp"):
-            self.files.mkdir("/exp")
+        if not self.files.exists(self.root):
+            self.files.mkdir(self.root)
 
     def op(self, i: int) -> int:
         assert self.files is not None
         f = self.files
-        path = f"/exp/f{i % DISK_FILES}"
+        path = f"{self.root}/f{i % DISK_FILES}"
         data = self.rng.randbytes(OP_BYTES)
         self.expected.pop(path, None)  # until the write is known done, its content is not
         fd = f.open(path, O_WRONLY | O_CREAT | O_TRUNC)
@@ -256,4 +260,4 @@ def verify(run_dir: Path, expected: dict[str, str]) -> dict[str, Any]:
     return {"files": len(expected), "bad": bad}
 
 
-WORKLOADS = {"hello": HelloLoad, "net": NetLoad, "disk": DiskLoad}
+WORKLOADS: dict[str, type[Load]] = {"hello": HelloLoad, "net": NetLoad, "disk": DiskLoad}

@@ -74,7 +74,8 @@ BACKOFF_CAP = 30.0  # seconds: the longest restart delay (MINIX rs/const.h)
 STABLE_TIME = 10.0  # seconds up after which a service's failure count starts again from zero
 INTENSITY_RESTARTS = 10  # default intensity limit: more than this many restarts ...
 INTENSITY_WINDOW = 60.0  # ... within this many seconds marks the service FAILED
-RESOURCE_CHECK = 1.0  # seconds between psutil memory / CPU checks of limited services
+# seconds between psutil memory / CPU checks of limited services (bin/experiment: 0.5)
+RESOURCE_CHECK = float(os.environ.get("MINIKERN_RESOURCE_CHECK", "1.0"))
 DEFAULT_PRIORITY = 4  # scheduling queue of a service whose system.conf entry names none
 NICE_PER_QUEUE = 2  # host nice steps per scheduling queue: USER_Q is nice 0, queue 0 nice -14
 DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)

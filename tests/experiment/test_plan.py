@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
+from experiment import rig
 from experiment.plan import TYPES, make_plan, slices
 from experiment.targets import TARGETS
-from minikern import cli, swifi
+from minikern import cli, swifi, sysconf
 
 pytestmark = pytest.mark.timeout(60)
 DRIVERS = list(TARGETS)
@@ -58,3 +59,46 @@ def test_slices_keep_the_plan_in_order(trials: int) -> None:
     parts = slices(plan, trials)
     assert [i for p in parts for i in p] == plan
     assert len(parts) == min(trials, 100) and all(parts)
+
+
+def test_every_driver_of_system_conf_is_a_target() -> None:
+    conf = sysconf.load(cli.REPO_ROOT / "etc" / "system.conf")
+    drivers = {label for label, s in conf.services.items()
+               if (s.get("program") or "").startswith("drivers.")}
+    assert drivers == set(TARGETS)
+
+
+@pytest.mark.parametrize("driver,never,some", [
+    ("memory", {"port", "register", "dma"}, set()),  # a shared memory segment, no device
+    ("hello", {"port", "register", "dma"}, set()),
+    ("printer", {"dma"}, {"port", "register"}),  # LPT1's ports, no DMA
+    ("tty", {"dma"}, {"port", "register"}),  # the 16550's ports, no DMA
+    ("at_wini", set(), {"port", "register", "dma"}),
+])
+def test_device_kinds_only_where_the_driver_has_the_device(driver: str, never: set[str],
+                                                           some: set[str]) -> None:
+    kinds = {i.kind for i in make_plan(4, 400, [driver], ["interface"])}
+    assert not kinds & never and some <= kinds
+    assert {"field", "endpoint"} <= kinds
+
+
+@pytest.mark.parametrize("drivers,services", [
+    (["tty"], ["tty"]),
+    (["printer"], ["printer", "lpd"]),
+    (["hello"], ["hello"]),
+    (["memory"], ["at_wini", "mfs", "memory", "mfs_ram", "vfs"]),
+    (["at_wini", "rtl8139"], ["inet", "rtl8139", "at_wini", "mfs", "vfs"]),
+])
+def test_the_rig_boots_only_what_its_drivers_need(drivers: list[str],
+                                                  services: list[str]) -> None:
+    assert rig.boots(drivers) == services
+    conf = sysconf.parse(rig.campaign_conf(drivers, 300, only=services))
+    assert conf.services["rs"].keys["args"] == services
+    for d in drivers:  # the campaign's policy on the targets, as system.conf's keys
+        assert conf.services[d].get("period") == "300ms"
+        assert conf.services[d].get("restarts") == "off"
+    if "vfs" in services:
+        mount = ["--mount", "/ram=mfs_ram:memory:0"] if "memory" in services else []
+        assert conf.services["vfs"].keys["args"] == ["--root", "at_wini:0", "--fs", "mfs",
+                                                     *mount]
+        assert conf.services["vfs"].get("system") == "GETINFO"
