@@ -10,11 +10,18 @@ code, interface and resource faults armed inside the driver by SEF, see
 minikern/swifi.py), and classifies each: activated, detected and by what,
 recovered and how fast, what the application saw, what else was hit.
 
---workers N cuts the plan into N trials that run side by side, each on its
-own systems, on this machine's cores; --dask ADDRESS runs them on a Dask
-distributed scheduler instead (``local``: a LocalCluster of --workers
-processes; needs the optional ``experiment`` extras).  The plan, and so the
-sequence of injections, does not depend on how it is cut.  The report goes
+--chunks N cuts the plan into N trials, each on freshly booted systems
+(default: one per worker); --workers N runs that many side by side on this
+machine's cores; --dask ADDRESS runs them on a Dask distributed scheduler
+instead (``local``: a LocalCluster of --workers processes; needs the optional
+``experiment`` extras).  The plan, and so the sequence of injections, does
+not depend on how it is cut.
+
+A long campaign survives its own interruption: each trial's outcomes are
+saved to --out/trials/trial-N.json as soon as it ends; --resume loads the
+trials already saved (for the same plan) instead of running them again, and
+--report-only writes the report from the saved trials alone (a partial
+campaign says how many of the planned faults it ran).  The report goes
 to --out: report.json, report.md and PNG figures.  With --json the last line
 is the summary: {faults, activated, detected, recovered, kernel_crashes,
 other_components_hit, app_errors, bytes_corrupted, silent_failures,
@@ -28,7 +35,8 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -68,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
                    help="the report's folder (default experiment-SEED)")
     p.add_argument("--workers", type=_positive, default=1,
                    help="trials side by side (default %(default)s)")
+    p.add_argument("--chunks", type=_positive, default=None,
+                   help="trials the plan is cut into (default: --workers)")
+    p.add_argument("--resume", action="store_true",
+                   help="load the trials already saved in --out instead of running them")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from the trials saved in --out, run nothing")
     p.add_argument("--dask", metavar="ADDRESS", default=None,
                    help="run the trials on this Dask scheduler ('local': a LocalCluster)")
     p.add_argument("--run-dir", type=Path, default=None,
@@ -90,46 +104,98 @@ def _trial(job: Job) -> dict[str, Any]:
                      Path(work) if work else None)
 
 
-def run_local(jobs: list[Job],
-              workers: int) -> list[dict[str, Any]]:
+Save = Callable[[int, dict[str, Any]], None]
+
+
+def run_local(jobs: dict[int, Job], workers: int, save: Save) -> None:
     if workers == 1 or len(jobs) == 1:
-        return [_trial(j) for j in jobs]
+        for n, job in jobs.items():
+            save(n, _trial(job))
+        return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_trial, jobs))
+        running = {pool.submit(_trial, job): n for n, job in jobs.items()}
+        for done in as_completed(running):
+            save(running[done], done.result())
 
 
-def run_dask(jobs: list[Job], address: str,
-             workers: int) -> list[dict[str, Any]]:
+def run_dask(jobs: dict[int, Job], address: str, workers: int, save: Save) -> None:
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
     except ImportError as e:
         raise SystemExit("experiment: --dask needs dask[distributed] "
                          "(pip install -e '.[experiment]')") from e
     os.environ["PYTHONPATH"] = str(cli.REPO_ROOT)  # the workers import experiment too
+
+    def gather(client: Any) -> None:
+        futures = {client.submit(_trial, job, pure=False): n for n, job in jobs.items()}
+        for done in dask_completed(list(futures)):  # type: ignore[no-untyped-call]
+            save(futures[done], done.result())
     if address == "local":
         with LocalCluster(n_workers=workers, threads_per_worker=1,  # type: ignore[no-untyped-call]
                           processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:  # type: ignore[no-untyped-call]
-            return list(client.gather(client.map(_trial, jobs, pure=False)))
+            gather(client)
+        return
     with Client(address) as client:  # type: ignore[no-untyped-call]
-        return list(client.gather(client.map(_trial, jobs, pure=False)))
+        gather(client)
+
+
+def trial_path(out: Path, n: int) -> Path:
+    return out / "trials" / f"trial-{n}.json"
+
+
+def saved_trial(out: Path, n: int, injections: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Trial ``n`` as saved by an earlier run, if it ran exactly these injections."""
+    try:
+        trial: dict[str, Any] = json.loads(trial_path(out, n).read_text())
+    except (OSError, ValueError):
+        return None
+    ran = [{k: o.get(k) for k in injections[0]} for o in trial.get("injections", [])]
+    return trial if ran == injections[:len(ran)] and trial.get("complete") else None
 
 
 def campaign(args: argparse.Namespace) -> dict[str, Any]:
     from experiment import report
     plan = make_plan(args.seed, args.faults, args.drivers, args.types)
-    jobs: list[Job] = [
-        ([i.asdict() for i in part], args.drivers, args.seed * 1000 + n, args.period,
-         str(args.run_dir / f"trial-{n}") if args.run_dir else None)
-        for n, part in enumerate(slices(plan, args.workers))]
-    t0 = time.time()
-    trials = (run_dask(jobs, args.dask, args.workers) if args.dask
-              else run_local(jobs, args.workers))
-    meta = {"seed": args.seed, "drivers": args.drivers, "types": args.types,
-            "trials": len(jobs), "period_ms": args.period, "seconds": time.time() - t0,
-            "machine": f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}"}
     out = args.out or Path(f"experiment-{args.seed}")
-    return report.write(out, [i.asdict() for i in plan], trials, meta)
+    parts = slices(plan, args.chunks or args.workers)
+    jobs: dict[int, Job] = {
+        n: ([i.asdict() for i in part], args.drivers, args.seed * 1000 + n, args.period,
+            str(args.run_dir / f"trial-{n}") if args.run_dir else None)
+        for n, part in enumerate(parts)}
+    trials: dict[int, dict[str, Any]] = {}
+    if args.resume or args.report_only:
+        for n, job in jobs.items():
+            if (t := saved_trial(out, n, job[0])) is not None:
+                trials[n] = t
+    t0 = time.time()
+
+    def save(n: int, trial: dict[str, Any]) -> None:
+        trial["complete"] = True
+        path = trial_path(out, n)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(trial, default=str))
+        tmp.replace(path)
+        trials[n] = trial
+        print(f"experiment: trial {n} done ({len(trial['injections'])} injections; "
+              f"{len(trials)} of {len(jobs)} trials)", file=sys.stderr, flush=True)
+
+    todo = {n: job for n, job in jobs.items() if n not in trials}
+    if todo and not args.report_only:
+        if args.dask:
+            run_dask(todo, args.dask, args.workers, save)
+        else:
+            run_local(todo, args.workers, save)
+    ran = [trials[n] for n in sorted(trials)]
+    meta = {"seed": args.seed, "drivers": args.drivers, "types": args.types,
+            "trials": len(ran), "planned_trials": len(jobs), "planned_faults": len(plan),
+            "period_ms": args.period, "seconds": time.time() - t0,
+            "trial_seconds": sum(max((o.get("end", 0.0) for o in t["injections"]),
+                                     default=t.get("start", 0.0)) - t.get("start", 0.0)
+                                 for t in ran if "start" in t),
+            "machine": f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}"}
+    return report.write(out, [i.asdict() for i in plan], ran, meta)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,12 @@ def _table(outs: list[Outcome], key: str) -> list[str]:
 def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[str, Any]]) -> str:
     outs = [o for t in trials for o in t["injections"]]
     by = Counter(o["detected_by"] for o in outs if o["detected"])
-    lines = [f"# Fault-injection campaign: seed {meta['seed']}, {summary['faults']} faults", "",
+    planned = meta.get("planned_faults", summary["faults"])
+    partial = (f" (a partial campaign: {meta['trials']} of its {meta['planned_trials']} "
+               f"trials, {summary['faults']} of {planned} planned faults)"
+               if summary["faults"] < planned else "")
+    lines = [f"# Fault-injection campaign: seed {meta['seed']}, {summary['faults']} faults"
+             + partial, "",
              f"Drivers {', '.join(meta['drivers'])}; fault types {', '.join(meta['types'])}; "
              f"{meta['trials']} trial(s); heartbeat period {meta['period_ms']} ms; "
              f"{meta['seconds']:.0f} s on {meta['machine']}.", "",
