@@ -37,7 +37,7 @@ test: $(STAMP) host-tools
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict minikern services drivers hw userland
+	$(VENV)/bin/mypy --strict minikern services drivers hw userland experiment
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         """The median rate of the rounds; 0 if any of them went wrong."""
         if any(rd["errors"] for rd in rounds):
             return 0.0
-        return round(statistics.median(args.bytes / 1e6 / rd[key] for rd in rounds), 2)
+        return round(float(statistics.median(args.bytes / 1e6 / rd[key] for rd in rounds)), 2)
 
     rounds = quiet + killed
     r = {"client": "fuse", "bytes": args.bytes,

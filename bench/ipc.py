@@ -99,7 +99,7 @@ def measure(rounds: int = 7, n: int = 2000, notifies: int = 20000) -> dict[str, 
     conf.write_text(CONF)
     system = System(tmp / "run", conf)
     procs: list[subprocess.Popen[bytes]] = []
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     try:
         if not system.wait_ready():
             raise RuntimeError("benchmark system did not come up")

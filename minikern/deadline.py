@@ -8,7 +8,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(cond: Callable[[], T], timeout: float = 10.0, what: str = "condition",
+def wait_for(cond: Callable[[], T | None], timeout: float = 10.0, what: str = "condition",
              interval: float = 0.005, error: type[Exception] = AssertionError) -> T:
     """Poll ``cond`` until it returns something true and return that; raise ``error`` at the
     deadline."""

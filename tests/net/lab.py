@@ -24,6 +24,7 @@ fresh instance.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -87,12 +88,12 @@ class Children:
                 line = proc.stdout.readline()
                 if not line:
                     proc.wait(10)
-                    raise AssertionError(f"{proc.args} exited ({proc.returncode}) without a "
+                    raise AssertionError(f"{proc.args!r} exited ({proc.returncode}) without a "
                                          f"result:\n{self.stderr()}")
                 if line.lstrip().startswith(b"{"):
                     result: dict[str, Any] = json.loads(line)
                     return result
-        raise AssertionError(f"no result from {proc.args} within {timeout} s:\n{self.stderr()}")
+        raise AssertionError(f"no result from {proc.args!r} within {timeout} s:\n{self.stderr()}")
 
     def stderr(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}"
@@ -124,7 +125,10 @@ class Node:
         if not self.system.wait_ready(timeout=BOOT_DEADLINE):
             raise RuntimeError(f"system {self.name} did not come up:\n{self.console()}")
         for label in ("inet", DRIVER):
-            wait_for(lambda label=label: self.service(label)["state"] == "up", 30, f"{label} up")
+            wait_for(functools.partial(self.is_up, label), 30, f"{label} up")
+
+    def is_up(self, label: str) -> bool:
+        return bool(self.service(label)["state"] == "up")
 
     def service(self, label: str) -> dict[str, Any]:
         for s in ctl.request(self.run_dir, RsReq.STATUS)["services"]:
@@ -349,6 +353,7 @@ def system_to_system(a: Node, b: Node, nbytes: int, seed: int, port: int) -> dic
     deadline = time.monotonic() + 30
     while True:
         send = a.nc(b.ip, port, "--bytes", nbytes, "--seed", seed)
+        assert send.stdout is not None
         give_up = time.monotonic() + STEP_TIMEOUT
         while (send.poll() is None and time.monotonic() < give_up
                and not select.select([send.stdout], [], [], 0.2)[0]):

@@ -44,7 +44,7 @@ def service(s: SystemUnderTest, label: str) -> dict[str, Any]:
 def wait_state(s: SystemUnderTest, label: str, state: str, timeout: float = 10.0
                ) -> dict[str, Any]:
     return wait_for(lambda: (lambda v: v if v["state"] == state else None)(service(s, label)),
-                    timeout, f"{label} {state}")  # type: ignore[no-any-return]
+                    timeout, f"{label} {state}")
 
 
 def events(s: SystemUnderTest, event: str | None = None, label: str | None = None
@@ -57,5 +57,7 @@ def events(s: SystemUnderTest, event: str | None = None, label: str | None = Non
 def wait_event(s: SystemUnderTest, event: str, label: str, count: int = 1,
                timeout: float = 10.0) -> dict[str, Any]:
     """The ``count``-th event of that kind for ``label``."""
-    return wait_for(lambda: (events(s, event, label)[count - 1:] or [None])[0], timeout,
-                    f"{event} #{count} of {label}")  # type: ignore[no-any-return]
+    def nth() -> dict[str, Any] | None:
+        found = events(s, event, label)
+        return found[count - 1] if len(found) >= count else None
+    return wait_for(nth, timeout, f"{event} #{count} of {label}")

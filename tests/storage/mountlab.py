@@ -12,6 +12,7 @@ second" loop of tests/net/lab.py aimed at at_wini.
 from __future__ import annotations
 
 import contextlib
+import functools
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -81,7 +82,7 @@ class StorageNode:
         if not self.system.wait_ready():
             raise RuntimeError(f"the system did not come up:\n{self.console()}")
         for label in STACK:
-            wait_for(lambda label=label: self._up(label), 60, f"{label} up")
+            wait_for(functools.partial(self._up, label), 60, f"{label} up")
 
     def _up(self, label: str) -> bool:
         try:
