@@ -28,6 +28,8 @@ MAX_CONNECTIONS = int(os.environ.get("MINIKERN_MAX_CONNECTIONS", "1000"))  # ope
 #   the kernel socket (at most half its descriptor limit); further ones are refused (ZAP)
 MAX_CONNECTIONS_PER_UID = int(os.environ.get("MINIKERN_MAX_CONNECTIONS_PER_UID", "64"))  # open
 #   connections of one uid other than the kernel's own (which only MAX_CONNECTIONS bounds)
+MAX_CONNECTIONS_PER_PID = int(os.environ.get("MINIKERN_MAX_CONNECTIONS_PER_PID", "16"))  # open
+#   connections of one process, whatever its uid (a process needs one)
 UNADMITTED_DEADLINE = 2.0  # seconds a connection may stay unadmitted before the kernel cuts it
 UNADMITTED_MAX_BYTES = 4096  # bytes of one message from a peer not admitted (a HELLO is ~600)
 UNADMITTED_MAX_PARTS = 2  # parts of one message from a peer not admitted (HELLO has one)
