@@ -7,10 +7,11 @@ component: ``enter``).
 
 Booted as root (and params.DOMAINS, the default), every component runs as
 
-* its own uid, and a gid of the same number: system.conf's ``uid`` key, or one allocated
-  per label from params.DOMAIN_UID_FIRST..DOMAIN_UID_LAST the first time the label
-  starts (the same one on every restart in that boot, like systemd's DynamicUser: no
-  /etc/passwd entry is made or needed); no two labels share one;
+* its own uid, and a gid of the same number, from the block of params.DOMAIN_UID_BLOCK
+  uids this system claimed at boot (``Allocator.claim``: no other running system holds
+  it): system.conf's ``uid`` key (an index in the block), or one allocated per label the
+  first time the label starts (the same one on every restart in that boot, like systemd's
+  DynamicUser: no /etc/passwd entry is made or needed); no two labels share one;
 * extra groups: COMPONENT_GID for every component (it may enter the run directory and
   reach the kernel's socket and the board's fast path), EVENT_LOG_GID for the event
   log's writers only (EVENT_WRITERS);
@@ -24,16 +25,20 @@ in the run directory (``prepare``; the board sets its own sockets' modes):
 
 | entry                            | owner, group, mode           | who may open it            |
 |----------------------------------|------------------------------|----------------------------|
-| the run directory                | root, components, 1770       | components make own files (*) |
+| the run directory                | root, components, 1710 (+)   | components enter, never list |
 | kernel.sock                      | root, components, 0660       | every component            |
 | bus.sock                         | the board, 0600              | the board                  |
 | board.sock (hw/board_fastpath)   | the board, components, 0660  | drivers                    |
 | board.ctl, com1.sock, disk.img   | the board, 0600              | the board (and root)       |
-| events.log (minikern/events.py)  | its creator, event log, 0620 | EVENT_WRITERS append       |
+| events.log (minikern/events.py)  | root, event log, 0620        | EVENT_WRITERS append (+)   |
 | system.conf, boot.id             | root, 0644                   | RS, every event writer     |
-| crash/                           | root, components, 1770       | each its own crash record  |
+| crash/, scripts/, swifi/, scratch/ | root, components, 1770     | each its own files (*)     |
 | operator.key, kernel.pid, ...    | root, 0600                   | root alone                 |
 
+(+) and an ACL entry giving the board's uid rwx (``give_board``): the board alone makes
+names in the run directory (its sockets, disk image, printer output); no component
+may plant a name another would open later.  Nor may a writer rotate events.log: the
+kernel alone does (minikern/events.py).
 (*) the sticky bit: a component never removes, renames or replaces another's file.
 
 Without root none of this holds: every component runs as the booting user, who may
@@ -51,7 +56,6 @@ import stat
 import struct
 import sys
 from pathlib import Path
-from typing import Any
 
 from minikern import params
 

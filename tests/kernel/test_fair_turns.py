@@ -84,7 +84,7 @@ def queued_round_trips(system: SystemUnderTest, names: tuple[str, ...]) -> list[
     """A HELLO and QUEUED GETINFO requests, all queued before the connection is made, so
     they reach the kernel together (one write, read at once); then the answers: the sum of
     the counters ``names`` in each, in the order the kernel served them."""
-    s = zmq.Context.instance().socket(zmq.DEALER)
+    s: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     later = system.run_dir.parent / "later.sock"  # nothing there yet: ZeroMQ keeps trying,
     s.connect("ipc://" + str(later))  # and what is sent meanwhile waits in the socket
@@ -117,7 +117,7 @@ def served_in_turns(system: SystemUnderTest, names: tuple[str, ...], bound: int)
     finally:
         probe.close(0)
     seen = queued_round_trips(system, names)
-    steps = [b - a for a, b in zip(seen, seen[1:])]
+    steps = [b - a for a, b in zip(seen[:-1], seen[1:], strict=True)]
     assert max(steps) <= bound, f"flood frames served between two queued requests: {steps}"
     assert seen[-1] > seen[0], "the flood was not served meanwhile (or had stopped)"
 
