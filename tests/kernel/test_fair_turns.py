@@ -47,7 +47,8 @@ from minikern.proto import codec
 ctx = zmq.Context()
 s = ctx.socket(zmq.DEALER)
 s.setsockopt(zmq.LINGER, 0)
-s.connect(sys.argv[1])
+s.setsockopt(zmq.RECONNECT_IVL, 1)  # the kernel cuts a bus peer that is not the board after
+s.connect(sys.argv[1])  # 2 s (params.UNADMITTED_DEADLINE): the flood goes on at once
 if len(sys.argv) > 2:
     s.send(codec.encode_hello(open(sys.argv[2], "rb").read(), os.getpid(), "chatty",
                               json.loads(sys.argv[3])))
