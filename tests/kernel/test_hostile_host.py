@@ -2,10 +2,12 @@
 in its own protection domain (minikern/domain.py), and a driver started by RS with a
 driver's privileges (tests/kernel/hostile.py) tries to kill the kernel and the other
 components, trace them and read their memory, open their shared memory, read the operator
-key, set the board's knobs, join the bus, write the event log, read the disk image, and
-connect as an operator with a leaked key.  Each attempt is refused by the host (an errno)
-or by the kernel (no answer), and the system is unharmed: the same processes up, a round
-trip through the kernel served.
+key, set the board's knobs, join the bus, write the event log, read the disk image, make
+a file or a socket in the run directory or list it, and connect as an operator with a
+leaked key.  Each attempt is refused by the host (an errno) or by the kernel (no answer),
+and the system is unharmed: the same processes up, a round trip through the kernel served.
+Two systems booted as root at the same time give their components different uids (each
+claims its own block: minikern/domain.py), so neither can signal or trace the other's.
 
 Without root none of this is refused (every component is the booting user): skipped, and
 README's table says what holds then.
