@@ -47,7 +47,7 @@ from hw.board_fastpath import FastPath
 from hw.board_machine import Audit, Machine
 from hw.uart import PtyBackend, SerialBackend, SocketBackend
 from hw.wire import TapWire, UdpWire, Wire, WireUnavailable
-from minikern import hosttools, ipc, sef
+from minikern import hosttools, ipc, params, sef
 from minikern.const import Err
 from minikern.proto import Message, codec
 from minikern.proto import bus as wire
@@ -186,7 +186,11 @@ class Board:
     # -- the bus ----------------------------------------------------------------------
 
     def on_bus(self) -> None:
-        while int(self.bus.get(zmq.EVENTS)) & _POLLIN:
+        """At most params.BUS_BATCH frames a loop turn (the rest the next turn: the loop's
+        poll is level-triggered), so the bus never starves the drivers' rings."""
+        for _ in range(params.BUS_BATCH):
+            if not int(self.bus.get(zmq.EVENTS)) & _POLLIN:
+                return
             msg = wire.decode_from_kernel(self.bus.recv())  # never trust the wire, even the kernel's
             if msg is None:
                 self.counters["bus_malformed"] += 1

@@ -140,7 +140,7 @@ class FastPath:
     # -- the attach handshake -------------------------------------------------------
 
     def on_accept(self) -> None:
-        while True:
+        for _ in range(MAX_PENDING):  # a turn's worth; more are accepted the next turn
             try:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):

@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from minikern import cli, domain, events, mounts, params, rundir, sched, shm, sysconf
+from minikern import cli, events, mounts, params, rundir, sched, shm, sysconf
 from minikern.proto import image
 from minikern.const import DS, HW, KERNEL_Q, RS
 
@@ -102,7 +102,6 @@ class System:
             rundir.write_file(dir_fd, "system.conf", config_text)
             entries = boot_image(conf, nic)
             rundir.write_file(dir_fd, "boot.image", image.encode(entries))
-            domain.board_disk(self.run_dir, [dict(e) for e in entries])  # as root: the board's own
             out = rundir.open_file(dir_fd, params.CONSOLE_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             try:
                 self.console_offset = os.fstat(out).st_size

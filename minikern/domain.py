@@ -7,10 +7,11 @@ component: ``enter``).
 
 Booted as root (and params.DOMAINS, the default), every component runs as
 
-* its own uid, and a gid of the same number: system.conf's ``uid`` key, or one allocated
-  per label from params.DOMAIN_UID_FIRST..DOMAIN_UID_LAST the first time the label
-  starts (the same one on every restart in that boot, like systemd's DynamicUser: no
-  /etc/passwd entry is made or needed); no two labels share one;
+* its own uid, and a gid of the same number, from the block of params.DOMAIN_UID_BLOCK
+  uids this system claimed at boot (``Allocator.claim``: no other running system holds
+  it): system.conf's ``uid`` key (an index in the block), or one allocated per label the
+  first time the label starts (the same one on every restart in that boot, like systemd's
+  DynamicUser: no /etc/passwd entry is made or needed); no two labels share one;
 * extra groups: COMPONENT_GID for every component (it may enter the run directory and
   reach the kernel's socket and the board's fast path), EVENT_LOG_GID for the event
   log's writers only (EVENT_WRITERS);
@@ -24,16 +25,20 @@ in the run directory (``prepare``; the board sets its own sockets' modes):
 
 | entry                            | owner, group, mode           | who may open it            |
 |----------------------------------|------------------------------|----------------------------|
-| the run directory                | root, components, 1770       | components make own files (*) |
+| the run directory                | root, components, 1710 (+)   | components enter, never list |
 | kernel.sock                      | root, components, 0660       | every component            |
 | bus.sock                         | the board, 0600              | the board                  |
 | board.sock (hw/board_fastpath)   | the board, components, 0660  | drivers                    |
 | board.ctl, com1.sock, disk.img   | the board, 0600              | the board (and root)       |
-| events.log (minikern/events.py)  | its creator, event log, 0620 | EVENT_WRITERS append       |
+| events.log (minikern/events.py)  | root, event log, 0620        | EVENT_WRITERS append (+)   |
 | system.conf, boot.id             | root, 0644                   | RS, every event writer     |
-| crash/                           | root, components, 1770       | each its own crash record  |
+| crash/, scripts/, swifi/, scratch/ | root, components, 1770     | each its own files (*)     |
 | operator.key, kernel.pid, ...    | root, 0600                   | root alone                 |
 
+(+) and an ACL entry giving the board's uid rwx (``give_board``): the board alone makes
+names in the run directory (its sockets, disk image, printer output); no component
+may plant a name another would open later.  Nor may a writer rotate events.log: the
+kernel alone does (minikern/events.py).
 (*) the sticky bit: a component never removes, renames or replaces another's file.
 
 Without root none of this holds: every component runs as the booting user, who may
@@ -44,17 +49,21 @@ signal, trace and read all of them; only no_new_privs, non-dumpability (no ptrac
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import os
 import stat
+import struct
 import sys
 from pathlib import Path
-from typing import Any
 
 from minikern import params
 
 EVENT_WRITERS = frozenset({"hw", "rs", "inet"})  # the components that write events.log
 PR_SET_DUMPABLE = 4
+SHARED_DIRS = (params.CRASH_DIR, params.SCRIPT_DIR, params.SWIFI_DIR, params.SCRATCH_DIR)
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+ACL_UNDEFINED_ID = 0xFFFFFFFF
 PR_SET_NO_NEW_PRIVS = 38
 
 
@@ -101,31 +110,92 @@ def inside() -> bool:
     return params.DOMAIN_UID_FIRST <= os.getuid() <= params.DOMAIN_UID_LAST
 
 
-class Allocator:
-    """Ids per label, kept by the kernel for the life of the boot."""
+class DomainError(RuntimeError):
+    """No block of uids could be claimed: the message says why, in one line."""
 
-    def __init__(self) -> None:
+
+class Allocator:
+    """Ids per label, from one block of uids this system holds for the life of the boot.
+
+    ``claim`` takes the first block no other running system holds: each block has a lock
+    file in params.DOMAIN_LOCKS (root's own), and the kernel holds an flock on its block's
+    until it exits, whichever way (the lock goes with the descriptor: a kernel that dies
+    frees its block, with no file to clean up).  Two systems booted as root at the same time
+    thus never give a component the uid of the other's: one could signal or trace the other."""
+
+    def __init__(self, first: int = params.DOMAIN_UID_FIRST,
+                 last: int = params.DOMAIN_UID_FIRST + params.DOMAIN_UID_BLOCK - 1,
+                 lock: int | None = None) -> None:
+        self.first, self.last, self.lock = first, last, lock
         self.uid_of: dict[str, int] = {}
 
+    @classmethod
+    def claim(cls, locks: str = params.DOMAIN_LOCKS) -> Allocator:
+        """The first free block, locked (DomainError if the lock directory is not root's
+        own, or every block is held)."""
+        dir_fd = _lock_dir(locks)
+        try:
+            for first in range(params.DOMAIN_UID_FIRST,
+                               params.DOMAIN_UID_LAST - params.DOMAIN_UID_BLOCK + 2,
+                               params.DOMAIN_UID_BLOCK):
+                fd = os.open(f"{first}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # another running system's
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a person to see
+                return cls(first, first + params.DOMAIN_UID_BLOCK - 1, fd)
+        finally:
+            os.close(dir_fd)
+        raise DomainError(f"every block of component uids in {locks} is held by a running "
+                          "system; halt one first")
+
+    def release(self) -> None:
+        """Give the block back (the kernel's exit does it too)."""
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+
     def ids(self, label: str, wanted: object = None) -> list[int] | None:
-        """[uid, gid, extra groups...] for ``label``: ``wanted`` (system.conf's uid key) if
-        given, else the label's uid from an earlier start, else the lowest free one.  None
-        when ``wanted`` is outside the range or another label's, or the range is used up."""
+        """[uid, gid, extra groups...] for ``label``: the block's ``wanted``-th uid (system.conf's
+        uid key, an index) if given, else the label's uid from an earlier start, else the lowest
+        free one.  None when ``wanted`` is outside the block or another label's, or the block is
+        used up."""
         uid = self.uid_of.get(label)
         if wanted is not None:
-            if (type(wanted) is not int or not params.DOMAIN_UID_FIRST <= wanted <= params.DOMAIN_UID_LAST
-                    or uid not in (None, wanted) or uid is None and wanted in self.uid_of.values()):
+            if type(wanted) is not int or not 0 <= wanted <= self.last - self.first:
                 return None
-            uid = wanted
+            if uid not in (None, self.first + wanted) or uid is None and self.first + wanted in \
+                    self.uid_of.values():
+                return None
+            uid = self.first + wanted
         if uid is None:
             taken = set(self.uid_of.values())
-            uid = next((u for u in range(params.DOMAIN_UID_FIRST, params.DOMAIN_UID_LAST + 1)
-                        if u not in taken), None)
+            uid = next((u for u in range(self.first, self.last + 1) if u not in taken), None)
             if uid is None:
                 return None
         self.uid_of[label] = uid
         return [uid, uid, params.COMPONENT_GID,
                 *([params.EVENT_LOG_GID] if label in EVENT_WRITERS else [])]
+
+
+def _lock_dir(locks: str) -> int:
+    """A descriptor on the directory of block locks, made 0700 if missing; DomainError if it is
+    not a real directory of root's (of this process's uid) that no one else may write."""
+    try:
+        os.makedirs(locks, mode=0o700, exist_ok=True)
+        fd = os.open(locks, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise DomainError(f"uid block locks {locks}: {e.strerror}") from None
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        os.close(fd)
+        raise DomainError(f"uid block locks {locks}: owned by uid {st.st_uid}, mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}; refusing it")
+    return fd
 
 
 def enter(ids: list[int] | None, keep: list[int]) -> None:
@@ -169,7 +239,7 @@ def prepare(run_dir: Path, kernel_socket: Path) -> None:
     dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         os.fchown(dir_fd, 0, params.COMPONENT_GID)
-        os.fchmod(dir_fd, 0o1770)
+        os.fchmod(dir_fd, 0o1710)  # components enter; they neither list nor make names here
         for name, group, mode in ((kernel_socket.name, params.COMPONENT_GID, 0o660),
                                   ("system.conf", 0, 0o644), (params.BOOT_ID, 0, 0o644)):
             try:
@@ -178,29 +248,41 @@ def prepare(run_dir: Path, kernel_socket: Path) -> None:
                     os.chmod(name, mode, dir_fd=dir_fd)  # Linux has no lchmod: checked above
             except FileNotFoundError:
                 pass
-        try:
-            os.mkdir(params.CRASH_DIR, 0o700, dir_fd=dir_fd)
-        except FileExistsError:
-            pass
-        st = os.stat(params.CRASH_DIR, dir_fd=dir_fd, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == 0:
-            os.chown(params.CRASH_DIR, 0, params.COMPONENT_GID, dir_fd=dir_fd, follow_symlinks=False)
-            os.chmod(params.CRASH_DIR, 0o1770, dir_fd=dir_fd)
+        for name in SHARED_DIRS:
+            try:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            except FileExistsError:
+                pass
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == 0:
+                os.chown(name, 0, params.COMPONENT_GID, dir_fd=dir_fd, follow_symlinks=False)
+                os.chmod(name, 0o1770, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
 
 
-def board_disk(run_dir: Path, entries: list[dict[str, Any]]) -> None:
-    """bin/boot, booted as root: hand the board (label hw) its disk image, if it exists
-    (a missing one the board makes itself).  Its ids are the ones the kernel will give it:
-    the same allocation, replayed over the boot image in the order the kernel starts it."""
-    if not active(run_dir):
-        return
-    allocator, ids, args = Allocator(), None, []
-    for e in entries:
-        got = allocator.ids(e["label"], e.get("uid"))
-        if e["label"] == "hw":
-            ids, args = got, e["args"]
+def _writer_acl(uid: int) -> bytes:
+    """A POSIX access ACL (the kernel's xattr form, as acl_to_xattr writes it) for the run
+    directory: root rwx, ``uid`` rwx, the owning group (the components) search only."""
+    entries = ((ACL_USER_OBJ, 7, ACL_UNDEFINED_ID), (ACL_USER, 7, uid),
+               (ACL_GROUP_OBJ, 1, ACL_UNDEFINED_ID), (ACL_MASK, 7, ACL_UNDEFINED_ID),
+               (ACL_OTHER, 0, ACL_UNDEFINED_ID))
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def give_board(run_dir: Path, ids: list[int] | None, args: list[str]) -> None:
+    """The kernel, as it starts the board (label hw): make the bus socket and the board's disk
+    image (``--disk`` in its ``args``, or run_dir/disk.img), if it exists, the board's own
+    (a missing one the board makes itself)."""
+    give(run_dir / params.BUS_SOCKET, ids)
+    if ids and active(run_dir):  # the board alone may make names in the run directory
+        try:
+            os.setxattr(run_dir, "system.posix_acl_access", _writer_acl(ids[0]),
+                        follow_symlinks=False)
+        except OSError as e:  # a file system without ACLs: every component may make names
+            os.chmod(run_dir, 0o1770)
+            print(f"kernel: no ACL on {run_dir} ({e.strerror}): every component may make "
+                  "names in it", flush=True)
     disk = Path(args[args.index("--disk") + 1]) if "--disk" in args[:-1] else run_dir / "disk.img"
     if os.path.lexists(disk):
         give(disk, ids)

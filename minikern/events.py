@@ -139,6 +139,7 @@ class EventLog:
                 os.write(fd, b"\n")  # end the torn line here, not inside the next record
             if self.keep and size + n >= self.max_bytes:
                 self._rotate(fd)
+                self._open()  # the new events.log at once (booted as root, a component may not)
         except OSError:
             self.lost += 1
 

@@ -28,6 +28,8 @@ MAX_CONNECTIONS = int(os.environ.get("MINIKERN_MAX_CONNECTIONS", "1000"))  # ope
 #   the kernel socket (at most half its descriptor limit); further ones are refused (ZAP)
 MAX_CONNECTIONS_PER_UID = int(os.environ.get("MINIKERN_MAX_CONNECTIONS_PER_UID", "64"))  # open
 #   connections of one uid other than the kernel's own (which only MAX_CONNECTIONS bounds)
+MAX_CONNECTIONS_PER_PID = int(os.environ.get("MINIKERN_MAX_CONNECTIONS_PER_PID", "16"))  # open
+#   connections of one process, whatever its uid (a process needs one)
 UNADMITTED_DEADLINE = 2.0  # seconds a connection may stay unadmitted before the kernel cuts it
 UNADMITTED_MAX_BYTES = 4096  # bytes of one message from a peer not admitted (a HELLO is ~600)
 UNADMITTED_MAX_PARTS = 2  # parts of one message from a peer not admitted (HELLO has one)
@@ -50,7 +52,10 @@ DOMAINS = os.environ.get("MINIKERN_DOMAINS", "1") != "0"  # "0": components run 
 COMPONENT_GID = 61000  # every component's extra group: may enter the run directory, reach kernel.sock
 EVENT_LOG_GID = 61001  # the event log's writers' extra group (domain.EVENT_WRITERS)
 DOMAIN_UID_FIRST = 61002  # components' uids (gid = uid) are allocated per label from here ...
-DOMAIN_UID_LAST = 61999  # ... to here; system.conf's uid key must name one of them
+DOMAIN_UID_LAST = 61999  # ... to here, in blocks of DOMAIN_UID_BLOCK: one block per system
+DOMAIN_UID_BLOCK = 64  # uids one booted system holds (system.conf's uid key: an index in them)
+DOMAIN_LOCKS = os.environ.get("MINIKERN_DOMAIN_LOCKS", "/run/minikern-uids")  # root's directory of
+#   one lock file per block of uids: a kernel holds an flock on its block's until it exits
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
 # ... and the libraries a template imports ahead of need besides its own (the driver
@@ -66,6 +71,7 @@ BOOT_SETTLE = 1.0  # seconds every service must stay up, not restarted, for boot
 
 # Reincarnation Server (services/rs)
 ALERT_LOG = "alerts.log"  # records written by recovery_scripts/alert, for a person to read
+SCRATCH_DIR = "scratch"  # run_dir/scratch: components' temporary files (the RAM disk's mkfs image)
 SCRIPT_DIR = "scripts"  # run_dir/scripts/<label>.<n>.out: a recovery script's captured output
 DEFAULT_PERIOD = 5.0  # seconds between RS heartbeat pings when system.conf gives no period
 HEARTBEAT_MISSES = 2  # no ping answer within this many periods: the service is hung

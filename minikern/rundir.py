@@ -8,8 +8,9 @@ prepared would write through their symlinks.  The rules:
 * The directory is created 0700 by the booting user, or taken as it is only when it is a
   real directory (lstat: not a symlink) owned by the booting user that neither group nor
   others may write.  Otherwise the boot is refused, before anything is written.
-* Booted as root, the kernel shares it with the components (root, their group, 1770 with the
-  sticky bit: minikern/domain.py); such a directory is taken too, and entries a component
+* Booted as root, the kernel shares it with the components (root, their group, 1710 with the
+  sticky bit and an ACL entry for the board, shown as 1770: minikern/domain.py); such a
+  directory is taken too, and entries a component
   of the last boot made (owned by a uid of the components' range) are left as they are.
 * Nothing in it is followed: every entry, at every depth, must be the booting user's own,
   and no symbolic link nor a regular file with a second hard link (either could name a

@@ -148,7 +148,9 @@ class MemoryDriver:
         if tool is None:
             self.log("no mkfs.minix on this host: the RAM disk is left unformatted")
             return
-        fd, name = tempfile.mkstemp(prefix=".ram-", suffix=".img", dir=self.ctx.run_dir)
+        scratch = self.ctx.run_dir / params.SCRATCH_DIR  # booted as root, the kernel made it
+        scratch.mkdir(exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".ram-", suffix=".img", dir=scratch)
         try:
             os.ftruncate(fd, self.segment.size)
             done = subprocess.run([tool, "-3", name], capture_output=True, text=True,

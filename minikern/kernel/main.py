@@ -88,7 +88,7 @@ class Kernel:
             f.write(self.operator_key)  # then renamed: a tool never reads a key half written
         os.replace(run_dir / (params.OPERATOR_KEY + ".new"), run_dir / params.OPERATOR_KEY)
         self.bus = Bus(self, self.ctx, "ipc://" + str(run_dir / params.BUS_SOCKET))
-        self.domains = domain.Allocator() if domain.active(run_dir) else None  # booted as root
+        self.domains = domain.Allocator.claim() if domain.active(run_dir) else None  # as root
         domain.prepare(run_dir, run_dir / params.KERNEL_SOCKET)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
@@ -161,7 +161,7 @@ class Kernel:
             record["priority"] = q
         if s == HW:  # the board: it alone gets the credential for the bus, and its socket
             record["bus"], record["bus_credential"] = self.bus.address, self.bus.expect_board()
-            domain.give(self.run_dir / params.BUS_SOCKET, ids)
+            domain.give_board(self.run_dir, ids, args)
         spawned = self.spawner.spawn(record, seg.fd)
         if spawned is None:
             self.table.remove(p)

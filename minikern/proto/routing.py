@@ -110,23 +110,24 @@ def peer_credentials(s: socket.socket) -> tuple[int, int]:
     return uid, pid
 
 
-def zap_uid(address: bytes) -> int | None:
-    """The peer's uid in a ZAP request's address: libzmq writes ``localhost:<uid>:<gid>:<pid>``
-    for an ipc:// peer, from SO_PEERCRED."""
-    parts = address.split(b":")
-    return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+def zap_peer(address: bytes) -> PeerCred | None:
+    """The peer's credentials in a ZAP request's address: libzmq writes
+    ``localhost:<uid>:<gid>:<pid>`` for an ipc:// peer, from SO_PEERCRED."""
+    return peercred.parse(address.decode(errors="replace"))
 
 
 class Bounded:
     """A listening socket's open connections, from its monitor (accepted and disconnected,
     the ZAP-refused ones included), each with its peer's uid and pid: ``peers`` by
-    descriptor and ``uids``, open connections per uid."""
+    descriptor, ``uids`` and ``pids``, open connections per uid and per process."""
 
-    def __init__(self, sock: zmq.Socket[Any], limit: int, per_uid: int,
+    def __init__(self, sock: zmq.Socket[Any], limit: int, per_uid: int, per_pid: int,
                  admitted: Callable[[], set[int]], domain: str) -> None:
-        self.limit, self.per_uid, self.admitted, self.domain = limit, per_uid, admitted, domain
+        self.limit, self.per_uid, self.per_pid = limit, per_uid, per_pid
+        self.admitted, self.domain = admitted, domain
         self.peers: dict[int, Peer] = {}
         self.uids: Counter[int] = Counter()
+        self.pids: Counter[int] = Counter()
         self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(
             zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.sock, self.path = sock, ""
@@ -157,14 +158,16 @@ class Bounded:
                 self.peers[fd] = peer = Peer(fd, uid, pid, time.monotonic(), self)
                 pending.add(peer)
                 self.uids[uid] += 1
+                self.pids[pid] += 1
 
     def _forget(self, fd: int) -> None:
         peer = self.peers.pop(fd, None)
         if peer is not None:
             peer.gone = True
-            self.uids[peer.uid] -= 1
-            if not self.uids[peer.uid]:
-                del self.uids[peer.uid]
+            for count, key in (self.uids, peer.uid), (self.pids, peer.pid):
+                count[key] -= 1
+                if not count[key]:
+                    del count[key]
 
     def cut(self, peer: Peer) -> bool:
         """End a connection whose peer was never admitted: shutdown(2) on its descriptor
@@ -192,8 +195,10 @@ class Admission:
 
     Every connection to a guarded socket is asked about before its handshake completes,
     and refused (ZAP status 400) while the socket has more than its bound of open
-    connections, or its peer's uid more than its own bound (the kernel's own uid, whose
-    processes are the system's, has only the socket's).  Why not stop listening instead:
+    connections, its peer's uid more than its own bound (the kernel's own uid, whose
+    processes are the system's, has only the socket's), or its peer process more than
+    ``per_pid`` (every uid's: a process needs one connection, and an admitted one's others
+    are never cut, so they are bounded here).  Why not stop listening instead:
     libzmq's unbind drops every connection it accepted.  Only libzmq, from inside the
     kernel's own context, can reach this socket; a request that is not ZAP 1.0 is dropped.
 
@@ -214,11 +219,13 @@ class Admission:
 
     def guard(self, sock: zmq.Socket[Any], domain: str, limit: int,
               admitted: Callable[[], set[int]] = set,
-              per_uid: int = params.MAX_CONNECTIONS_PER_UID) -> Bounded:
+              per_uid: int = params.MAX_CONNECTIONS_PER_UID,
+              per_pid: int = params.MAX_CONNECTIONS_PER_PID) -> Bounded:
         """Guard ``sock`` (before its bind: libzmq copies the domain then).  ``admitted``
         gives the pids the socket knows (a connection of theirs is never cut)."""
         sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
-        self.guarded[domain.encode()] = bounded = Bounded(sock, limit, per_uid, admitted, domain)
+        self.guarded[domain.encode()] = bounded = Bounded(sock, limit, per_uid, per_pid, admitted,
+                                                          domain)
         return bounded
 
     def on_events(self, batch: int) -> None:
@@ -228,14 +235,17 @@ class Admission:
     def refusal(self, bounded: Bounded, address: bytes) -> str | None:
         if bounded.open > bounded.limit:
             return "too many connections"
-        uid = zap_uid(address)
-        if uid is not None and uid != self.own_uid and bounded.uids[uid] > bounded.per_uid:
+        peer = zap_peer(address)
+        if peer is not None and peer.uid != self.own_uid and bounded.uids[peer.uid] > bounded.per_uid:
             return "too many connections of this uid"
+        if peer is not None and bounded.pids[peer.pid] > bounded.per_pid:
+            return "too many connections of this pid"
         return None
 
     def on_requests(self, batch: int) -> list[str]:
         """Answer up to ``batch`` requests; return what each refusal is counted as: the
-        domain (``kernel``, ``bus``), or the domain and ``_uid`` for the bound per uid."""
+        domain (``kernel``, ``bus``), or the domain and ``_uid`` (``_pid``) for the bound
+        per uid (per process)."""
         refused: list[str] = []
         self.on_events(4 * batch)  # counts first: the request follows its accept
         for _ in range(batch):
@@ -249,7 +259,7 @@ class Admission:
             why = "no such domain" if bounded is None else self.refusal(bounded, frames[5])
             if why is not None:
                 domain = frames[4].decode(errors="replace")
-                refused.append(domain + "_uid" if why.endswith("uid") else domain)
+                refused.append(domain + "_" + why[-3:] if why.endswith(("uid", "pid")) else domain)
             self.sock.send_multipart([frames[0], b"", b"1.0", frames[3],
                                       b"200" if why is None else b"400",
                                       (why or "OK").encode(), b"", b""])

@@ -71,6 +71,11 @@ def connect_unix(path: Path, kind: int = socket.SOCK_STREAM) -> None:
                 raise OSError(errno.EPROTO, "refused by the board")
 
 
+def bind_unix(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+
+
 def operator_hello(address: str, key: bytes) -> None:
     """HELLO with the operator key from this process: admitted only if the kernel answers."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
@@ -108,6 +113,11 @@ def attacks(key: bytes) -> dict[str, str]:
     out["write the event log"] = attempt(
         lambda: open(run / params.EVENT_LOG, "ab").close())
     out["read the disk image"] = attempt(lambda: open(run / "disk.img", "rb").close())
+    out["make a file in the run directory"] = attempt(
+        lambda: os.close(os.open(run / "planted", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)))
+    out["make a socket in the run directory"] = attempt(
+        lambda: bind_unix(run / "planted.sock"))
+    out["list the run directory"] = attempt(lambda: os.listdir(run))
     out["remove the kernel socket"] = attempt(lambda: os.unlink(run / params.KERNEL_SOCKET))
     out["operator HELLO with the key"] = attempt(
         lambda: operator_hello(ipc.boot_record["address"], key))

@@ -31,6 +31,7 @@ BATCH = 20  # connections made at once
 def test_connections_past_the_fd_limit_do_not_abort_the_kernel(
         make_system: Callable[..., SystemUnderTest], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINIKERN_MAX_CONNECTIONS", str(BOUND))
+    monkeypatch.setenv("MINIKERN_MAX_CONNECTIONS_PER_PID", str(ATTACKERS))  # all are the test's
     system = make_system()
     kernel = system.system.kernel
     probe, _ = admitted_raw(system, "probe")  # admitted before the flood: it must keep working

@@ -2,16 +2,19 @@
 in its own protection domain (minikern/domain.py), and a driver started by RS with a
 driver's privileges (tests/kernel/hostile.py) tries to kill the kernel and the other
 components, trace them and read their memory, open their shared memory, read the operator
-key, set the board's knobs, join the bus, write the event log, read the disk image, and
-connect as an operator with a leaked key.  Each attempt is refused by the host (an errno)
-or by the kernel (no answer), and the system is unharmed: the same processes up, a round
-trip through the kernel served.
+key, set the board's knobs, join the bus, write the event log, read the disk image, make
+a file or a socket in the run directory or list it, and connect as an operator with a
+leaked key.  Each attempt is refused by the host (an errno) or by the kernel (no answer),
+and the system is unharmed: the same processes up, a round trip through the kernel served.
+Two systems booted as root at the same time give their components different uids (each
+claims its own block: minikern/domain.py), so neither can signal or trace the other's.
 
 Without root none of this is refused (every component is the booting user): skipped, and
 README's table says what holds then.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -41,7 +44,9 @@ service hostile {{ program tests.kernel.hostile; system DEVIO SETALARM; ipc SYST
 # or the kernel's silence for an operator HELLO from another uid.
 REFUSED = {"read the operator key": "EACCES", "set a board knob": "EACCES",
            "connect to the bus": "EACCES", "write the event log": "EACCES",
-           "read the disk image": "EACCES", "remove the kernel socket": "EPERM",
+           "read the disk image": "EACCES", "remove the kernel socket": "EACCES",
+           "make a file in the run directory": "EACCES", "list the run directory": "EACCES",
+           "make a socket in the run directory": "EACCES",
            "operator HELLO with the key": "no answer", "kill the kernel": "EPERM",
            **{f"{what} {label}": "EPERM" for label in TARGETS for what in ("kill", "ptrace")},
            **{f"{what} {label}'s {thing}": "EACCES" for label in TARGETS
@@ -49,25 +54,37 @@ REFUSED = {"read the operator key": "EACCES", "set a board knob": "EACCES",
                                   ("open", "shared memory"))}}
 
 
-@pytest.fixture
-def hostile() -> Iterator[SystemUnderTest]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: without it every component runs as the booting user, who may "
-                    "signal, trace and read them all (README, What a compromised driver can do)")
+NEEDS_ROOT = ("needs root: without it every component runs as the booting user, who may "
+              "signal, trace and read them all (README, What a compromised driver can do)")
+
+
+@contextlib.contextmanager
+def booted_as_root() -> Iterator[SystemUnderTest]:
+    """A system booted as root with CONF, its components up, in domains."""
     top = Path(tempfile.mkdtemp(prefix="mk-hostile-"))  # in /tmp: other uids may search it
     top.chmod(0o711)
     run_dir = top / "run"
     # A host whose Python lives in root's 0700 home (pyenv) cannot run components under
     # other uids: the system then boots in a mount namespace where /root may be searched.
     wrap = [str(OPEN_ROOT_HOME)] if domain.unreachable(run_dir) else []
-    s = SystemUnderTest(run_dir, CONF.format(), wrap=wrap)
     try:
-        wait_for(lambda: {"hello", "hostile"} <= {p["label"] for p in s.info()["procs"]},
-                 timeout=30)
-        yield s
+        s = SystemUnderTest(run_dir, CONF.format(), wrap=wrap)
+        try:
+            wait_for(lambda: {"hello", "hostile"} <= {p["label"] for p in s.info()["procs"]},
+                     timeout=30)
+            yield s
+        finally:
+            s.close()
     finally:
-        s.close()
         shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def hostile() -> Iterator[SystemUnderTest]:
+    if os.geteuid() != 0:
+        pytest.skip(NEEDS_ROOT)
+    with booted_as_root() as s:
+        yield s
 
 
 def pids(s: SystemUnderTest) -> dict[str, int]:
@@ -102,3 +119,13 @@ def test_a_compromised_driver_is_refused_everything_and_harms_nothing(
     assert info["kernel_pid"] == hostile.system.kernel.pid
     assert info["counters"]["hello_refused"] >= 1
     assert (hostile.run_dir / params.KERNEL_SOCKET).exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason=NEEDS_ROOT)
+def test_two_systems_booted_as_root_give_their_components_different_uids() -> None:
+    with booted_as_root() as one, booted_as_root() as two:
+        first = {label: psutil.Process(pid).uids().real for label, pid in pids(one).items()}
+        second = {label: psutil.Process(pid).uids().real for label, pid in pids(two).items()}
+        assert set(first) == set(second) >= {"hw", "rs", "ds", "hello", "hostile"}
+        assert not set(first.values()) & set(second.values())  # hello of one is not the other's
+        assert one.info()["kernel_pid"] != two.info()["kernel_pid"]

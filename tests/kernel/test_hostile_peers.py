@@ -11,12 +11,16 @@ started once the attackers have gone (docs/PROTOCOL.md sections 3 and 14).
   after params.UNADMITTED_DEADLINE, which frees what libzmq held.
 - A message of many parts from a peer not admitted is refused unread
   (``unadmitted_oversized``).
+- Connections per process: an admitted process, of the kernel's own uid (which has no
+  bound per uid), holds at most MINIKERN_MAX_CONNECTIONS_PER_PID connections; before, its
+  extra connections (never cut: its pid is known) were bounded only by the total.
 
 The attackers run as processes of their own: a connection of a process the kernel knows
 (the test's, which holds admitted connections) is never cut.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +31,7 @@ import psutil
 import pytest
 
 from minikern import params
+from minikern.const import Err
 from minikern.cli import REPO_ROOT
 from tests.conftest import SystemUnderTest, wait_for
 from tests.kernel.test_routing_ids import alive_and_serving, dealer, sockets
@@ -36,6 +41,7 @@ pytestmark = pytest.mark.timeout(180)
 
 MEMORY_SLACK = 50 << 20  # bytes the kernel may keep of an attack once the attacker has gone
 PER_UID = 8  # the test's bound on another uid's connections
+PER_PID = 6  # the test's bound on one process's connections
 TOTAL = 48  # the test's bound on all connections
 NOBODY = 65534
 
@@ -63,6 +69,38 @@ for _ in range(int(sys.argv[2])):  # one at a time: each handshake ends before t
     monitor.close(0)
     held.append(s)
 print(admitted, flush=True)
+sys.stdin.read()  # holds them until the test closes stdin
+"""
+
+ADMITTED_HOLDER = """
+import json, os, sys, zmq
+from zmq.utils.monitor import recv_monitor_message
+from minikern.proto import codec
+ctx = zmq.Context()
+first = ctx.socket(zmq.DEALER)
+first.setsockopt(zmq.LINGER, 0)
+first.connect(sys.argv[1])
+first.send(codec.encode_hello(open(sys.argv[3], "rb").read(), os.getpid(), "chatty",
+                              json.loads(sys.argv[4])))
+status = codec.decode_reply(first.recv())[0] if first.poll(10_000) else "no answer"
+held, admitted = [], 0
+ENDS = {zmq.EVENT_HANDSHAKE_SUCCEEDED: 1, zmq.EVENT_HANDSHAKE_FAILED_AUTH: 0,
+        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: 0, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: 0}
+for _ in range(int(sys.argv[2])):  # one at a time: each handshake ends before the next
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RECONNECT_IVL, 60_000)  # refused: stays away
+    monitor = s.get_monitor_socket()
+    s.connect(sys.argv[1])
+    while monitor.poll(10_000):
+        event = recv_monitor_message(monitor)["event"]
+        if event in ENDS:
+            admitted += ENDS[event]
+            break
+    s.disable_monitor()
+    monitor.close(0)
+    held.append(s)
+print(status, admitted, flush=True)
 sys.stdin.read()  # holds them until the test closes stdin
 """
 
@@ -134,6 +172,7 @@ def test_one_uid_cannot_take_every_connection(
         make_system: Callable[..., SystemUnderTest], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINIKERN_MAX_CONNECTIONS", str(TOTAL))
     monkeypatch.setenv("MINIKERN_MAX_CONNECTIONS_PER_UID", str(PER_UID))
+    monkeypatch.setenv("MINIKERN_MAX_CONNECTIONS_PER_PID", str(TOTAL))  # the test's own
     system = make_system()
     start = rss(system)
     probe, _ = admitted_raw(system, "probe")
@@ -156,6 +195,32 @@ def test_one_uid_cannot_take_every_connection(
             os.chmod(path, mode)
     alive_and_serving(system)
     memory_back(system, start)
+
+
+@pytest.mark.timeout(120)
+def test_an_admitted_process_cannot_take_every_connection(
+        make_system: Callable[..., SystemUnderTest], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIKERN_MAX_CONNECTIONS", str(TOTAL))
+    monkeypatch.setenv("MINIKERN_MAX_CONNECTIONS_PER_PID", str(PER_PID))
+    system = make_system()
+    probe, _ = admitted_raw(system, "probe")
+    address = "ipc://" + str(system.run_dir / params.KERNEL_SOCKET)
+    holder = attacker(ADMITTED_HOLDER, address, str(2 * TOTAL),
+                      str(system.run_dir / params.OPERATOR_KEY),
+                      json.dumps(system.conf.services["client"].priv()))
+    try:
+        assert holder.stdout is not None
+        status, extra = holder.stdout.readline().split()
+        assert int(status) == Err.OK, "the chatty process was not admitted"
+        assert int(extra) == PER_PID - 1, "the process's bound was not held"
+        counters = getinfo(probe)["counters"]
+        assert counters.get("kernel_pid_connection_refused", 0) == 2 * TOTAL - (PER_PID - 1)
+        assert counters.get("kernel_connection_refused", 0) == 0  # the total was never reached
+        assert "chatty" in {p["label"] for p in getinfo(probe)["procs"]}  # refused, not dropped
+        alive_and_serving(system)  # another process still connects while they are held
+    finally:
+        reap(holder)
+    alive_and_serving(system)
 
 
 @pytest.mark.timeout(180)

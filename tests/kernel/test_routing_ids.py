@@ -24,6 +24,14 @@ from tests.kernel.test_wire import admitted_raw, getinfo
 
 pytestmark = pytest.mark.timeout(120)
 
+
+@pytest.fixture(autouse=True)
+def connections_of_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every claiming connection is the test process's own: not bounded per process here
+    (before the system fixture boots the kernel, which reads it)."""
+    monkeypatch.setenv("MINIKERN_MAX_CONNECTIONS_PER_PID", "100000")
+
+
 # What an unseeded process's first rand() calls give: libzmq's generate_random() takes two
 # per ROUTER, so the n-th ROUTER a process makes starts at the n-th of these.
 _UNSEEDED = ("import ctypes; r = ctypes.CDLL(None).rand; v = [r() for _ in range(2 * {n})];"

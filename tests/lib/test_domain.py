@@ -11,7 +11,8 @@ import pytest
 from minikern import domain, params
 from minikern.proto import peercred, startup
 
-FIRST, LAST = params.DOMAIN_UID_FIRST, params.DOMAIN_UID_LAST
+FIRST, LAST = params.DOMAIN_UID_FIRST, params.DOMAIN_UID_FIRST + params.DOMAIN_UID_BLOCK - 1
+BLOCKS = (params.DOMAIN_UID_LAST - params.DOMAIN_UID_FIRST + 1) // params.DOMAIN_UID_BLOCK
 
 
 def test_each_label_gets_its_own_uid_for_the_whole_boot() -> None:
@@ -25,14 +26,15 @@ def test_each_label_gets_its_own_uid_for_the_whole_boot() -> None:
     assert params.EVENT_LOG_GID in hw and params.EVENT_LOG_GID in rs  # the event log's writers
 
 
-def test_the_uid_key_is_honoured_only_inside_the_range_and_for_one_label() -> None:
-    a = domain.Allocator()
-    assert a.ids("mfs", LAST) == [LAST, LAST, params.COMPONENT_GID]
-    assert a.ids("vfs", LAST) is None  # another label's
-    assert a.ids("mfs", FIRST) is None  # mfs already has its uid
-    for wanted in (0, 1000, FIRST - 1, LAST + 1, "61002", True, 61002.0):
+def test_the_uid_key_is_an_index_in_the_block_honoured_for_one_label() -> None:
+    a = domain.Allocator(FIRST + 64, LAST + 64)
+    top = LAST - FIRST
+    assert a.ids("mfs", top) == [LAST + 64, LAST + 64, params.COMPONENT_GID]
+    assert a.ids("vfs", top) is None  # another label's
+    assert a.ids("mfs", 0) is None  # mfs already has its uid
+    for wanted in (-1, top + 1, 1000, FIRST, "1", True, 1.0):
         assert a.ids("x", wanted) is None, wanted
-    assert a.ids("x") == [FIRST, FIRST, params.COMPONENT_GID]  # a refusal allocated nothing
+    assert a.ids("x") == [FIRST + 64, FIRST + 64, params.COMPONENT_GID]  # a refusal allocated nothing
 
 
 def test_the_range_used_up_is_a_refusal() -> None:
@@ -40,6 +42,36 @@ def test_the_range_used_up_is_a_refusal() -> None:
     for n in range(LAST - FIRST + 1):
         assert a.ids(f"s{n}") is not None
     assert a.ids("one-more") is None
+
+
+def test_each_system_claims_its_own_block_until_it_lets_go(tmp_path: Path) -> None:
+    locks = str(tmp_path / "locks")
+    held = [domain.Allocator.claim(locks) for _ in range(BLOCKS)]
+    try:
+        assert [a.first for a in held] == [FIRST + n * params.DOMAIN_UID_BLOCK for n in range(BLOCKS)]
+        assert all(a.last - a.first + 1 == params.DOMAIN_UID_BLOCK for a in held)
+        assert held[-1].last <= params.DOMAIN_UID_LAST
+        assert held[0].ids("hw") != held[1].ids("hw")  # the same label, two systems: two uids
+        with pytest.raises(domain.DomainError, match="held by a running system"):
+            domain.Allocator.claim(locks)
+        held[2].release()  # a halted (or dead) kernel's block is the next boot's
+        again = domain.Allocator.claim(locks)
+        assert again.first == FIRST + 2 * params.DOMAIN_UID_BLOCK
+        held[2] = again
+    finally:
+        for a in held:
+            a.release()
+
+
+def test_a_lock_directory_not_the_callers_own_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(domain.DomainError):
+        domain.Allocator.claim(str(tmp_path / "link"))
+    real.chmod(0o777)
+    with pytest.raises(domain.DomainError, match="refusing it"):
+        domain.Allocator.claim(str(real))
 
 
 RECORD: startup.StartupRecord = {
