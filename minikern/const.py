@@ -11,6 +11,10 @@ from __future__ import annotations
 from enum import IntEnum, IntFlag
 
 PROTO = 1  # protocol version, first field of every header
+# The type a receiver gives a message whose body does not decode (the kernel forwards bodies
+# unread; minikern/ipc.py): no handler has it, so a server answers EBADREQUEST, as it answers
+# any request it does not know, and the sender of a SENDREC is not left waiting.
+UNDECODABLE = 0x7FFFFFFF
 
 
 class Call(IntEnum):

@@ -13,6 +13,7 @@ and tests with ``Connection.operator(run_dir, label, priv)``.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import zmq
 from minikern import params
 from minikern.proto import codec
 from minikern.proto import Message
-from minikern.const import ANY, SYSTEM, Call, Err, KCall, Kind, err_name
+from minikern.const import ANY, SYSTEM, UNDECODABLE, Call, Err, KCall, Kind, err_name
 
 _encode_request = codec.encode_request
 _encode_body = codec.encode_body
@@ -33,6 +34,14 @@ class IpcError(Exception):
     def __init__(self, code: int, what: str = "") -> None:
         super().__init__(f"{what}: {err_name(code)}" if what else err_name(code))
         self.code = code
+
+
+class Undecodable(IpcError):
+    """The answer to my SENDREC does not decode."""
+
+    def __init__(self, source: int) -> None:
+        super().__init__(Err.EBADREQUEST, f"undecodable message body from endpoint {source}")
+        self.source = source
 
 
 class KernelGone(IpcError):
@@ -68,6 +77,7 @@ class Connection:
             raise IpcError(status, "admission")
         self.endpoint = endpoint
         self.label = label
+        self.undecodable = 0  # received messages whose bodies did not decode
 
     @classmethod
     def from_boot(cls) -> Connection:
@@ -139,10 +149,22 @@ class Connection:
         if body is not None:
             decoded = codec.decode_body(body, params.MAX_KERNEL_ANSWER if kind == Kind.KERNEL
                                         else params.MAX_MESSAGE)
-            if decoded is None:
-                raise IpcError(Err.EBADREQUEST, "undecodable message body")
-            m.type, m.fields = decoded
+            if decoded is None and what == "sendrec":
+                raise Undecodable(source)
+            m.type, m.fields = decoded or self._undecodable(source)
         return m
+
+    def _undecodable(self, source: int) -> tuple[int, dict[str, Any]]:
+        """A received message whose body does not decode (a broken or hostile sender): it
+        becomes a request of type UNDECODABLE with no fields, which the receiver refuses as
+        it refuses any unknown request; counted, the first one logged.  Never an exception
+        in the receiver's loop."""
+        self.undecodable += 1
+        if self.undecodable == 1:
+            print(f"{self.label or 'ipc'}: an undecodable message body from endpoint {source}"
+                  f" (refused as an unknown request; further ones are only counted)",
+                  file=sys.stderr, flush=True)
+        return UNDECODABLE, {}
 
     def _status(self, frames: list[bytes]) -> int:
         if len(frames[-1]) > params.MAX_MESSAGE:
