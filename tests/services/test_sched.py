@@ -153,16 +153,20 @@ def _templates(kernel_pid: int) -> list[int]:
 @pytest.mark.timeout(90)
 def test_templates_import_below_every_service_then_take_their_components_queue(
         make_system: Callable[..., SystemUnderTest]) -> None:
-    """A pooled template imports in params.TEMPLATE_QUEUE (below every service, above the
-    user programs), not in the kernel's queue; the component it becomes is in its own."""
+    """A pooled template (a refill) imports in params.TEMPLATE_QUEUE (below every service,
+    above the user programs), not in the kernel's queue; the component it becomes is in
+    its own, and so are the boot's (their templates had their record waiting)."""
     if not ROOT:
         pytest.skip(NOT_ROOT + " (a template lowered without it could not be raised again)")
     assert KERNEL_Q < params.TEMPLATE_QUEUE < USER_Q
     s = make_system("rs ds", CONF)
     wait_state(s, "hello", "up")
     kernel = s.system.kernel.pid
-    wait_for(lambda: len(_templates(kernel)) == params.TEMPLATE_POOL, 20, "the template pool")
-    assert {sched.current(pid) for pid in _templates(kernel)} == {params.TEMPLATE_QUEUE}
+    # a template lowers itself as soon as its interpreter runs: each one's queue, once
+    wait_for(lambda: len(pool := _templates(kernel)) == params.TEMPLATE_POOL
+             and {sched.current(pid) for pid in pool} == {params.TEMPLATE_QUEUE}, 20,
+             "the template pool, in the templates' queue")
+    assert sched.current(service(s, "ds")["pid"]) == 3
     old = service(s, "hello")["pid"]
     os.kill(old, signal.SIGKILL)
     wait_event(s, "restart", "hello")
