@@ -6,15 +6,24 @@ restarts off;``, so 50 kills in a row measure the restart path, not the
 backoff) and the heartbeat period given by --period.  Then, --kills times:
 SIGKILL the driver's pid from outside (as `kill -9` would), and time from the
 kill until a READ sent to the endpoint DS now publishes for the label is
-answered by the replacement.  Between kills it waits until RS reports the
-service up and lets the kernel refill its template pool (SETTLE seconds), as
-a real failure would find it.  Last, it injects a hang (bin/crash LABEL
-hang) and times from the injection to RS's crash event with reason heartbeat.
+answered by the replacement.  It asks DS only once RS's event log says the
+service was restarted (a local file read): asking DS every millisecond from the
+kill on would queue the benchmark's requests in the kernel and DS ahead of those
+of the replacement's own start (it asks DS for its state, then publishes).
+Between kills it waits until RS reports the service up and lets the kernel
+refill its template pool (SETTLE seconds), as a real failure would find it.
+Last, it injects a hang (bin/crash LABEL hang) and times from the injection
+to RS's crash event with reason heartbeat.
 Targets: median <= 50 ms, p95 <= 100 ms, hang detected within 2 x period + 100 ms.
 With --load N, N CPU-bound user programs spin during the kills (bench/load.py;
 ``load`` in the JSON); the targets on a loaded machine are median <= 20 ms and
 p95 <= 50 ms (issue 14): the system's components run in higher scheduling
-queues than user programs (minikern/sched.py).
+queues than user programs (minikern/sched.py).  The benchmark's own client
+(which asks DS and reads from the replacement) runs during the kills in
+CLIENT_QUEUE, the queue of the servers that use a driver, when the host allows
+it (root): left among the CPU-bound user programs, it would measure how long
+it waits for a CPU, not how long the system takes to recover.  ``client_queue``
+in the JSON says where it ran (null: the host refused, it ran as a user program).
 
 With --script the same series of kills runs twice, side by side: on a system
 where the service restarts by itself, and on one where its policy says
@@ -26,6 +35,7 @@ test in that mode.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import re
@@ -34,11 +44,12 @@ import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench import load, positive
-from minikern import cli, ds, ipc, params
+from minikern import cli, ds, ipc, params, sched
 from minikern.boot import System
 from minikern.proto import Message
 from minikern.events import Reader
@@ -50,6 +61,7 @@ from minikern import rsctl as ctl
 _wait = functools.partial(wait_for, interval=0.001, error=RuntimeError)
 
 SETTLE = 0.3  # seconds between kills: the kernel refills its template pool meanwhile
+CLIENT_QUEUE = params.DEFAULT_PRIORITY  # the measuring client: a server's queue (VFS, INET)
 
 
 TARGETS = (50, 100)  # ms: median and p95 of a restart
@@ -100,12 +112,16 @@ def _kills(conn: ipc.Connection, run_dir: Path, label: str, kills: int) -> list[
     """SIGKILL ``label`` ``kills`` times; the milliseconds from each kill until the
     replacement answers at the endpoint DS publishes, sorted."""
     times = []
+    log = Reader(run_dir / params.EVENT_LOG, keep=params.EVENT_LOG_KEEP)
     for _ in range(kills):
         time.sleep(SETTLE)
         svc = _service(run_dir, label)
         old = ds.retrieve_label(conn, label)
+        log.read_new()  # from here on: this kill's events
         t0 = time.perf_counter()
         os.kill(svc["pid"], signal.SIGKILL)
+        _wait(lambda: any(e.get("kind") == "restart" and e.get("label") == label
+                          for e in log.read_new()), 10, "RS's restart event")
         _wait(lambda old=old: _answered(conn, label, old), 10, "the replacement")
         times.append((time.perf_counter() - t0) * 1000)
         _wait(lambda: _service(run_dir, label)["state"] == "up", 10, "up")
@@ -132,6 +148,18 @@ def _hang(conn: ipc.Connection, run_dir: Path, label: str, period: float) -> dic
             "hang_reason": crash.get("reason")}
 
 
+@contextlib.contextmanager
+def _client_queue() -> Iterator[int | None]:
+    """This process in CLIENT_QUEUE for the body (its own queue back after); the queue, or
+    None if the host refused (not root)."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    refused = sched.apply(os.getpid(), CLIENT_QUEUE)
+    try:
+        yield CLIENT_QUEUE if refused is None else None
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
 def _on_system(args: argparse.Namespace, script: str | None, hang: bool) -> dict[str, Any]:
     """Boot a system with the label's policy for the benchmark, run the kills (and the
     hang), halt it."""
@@ -146,8 +174,9 @@ def _on_system(args: argparse.Namespace, script: str | None, hang: bool) -> dict
         _wait(lambda: _service(run_dir, args.label)["state"] == "up", 10, "the service")
         conn = cli.operator_connection(run_dir, "bench")
         try:
-            with load.hogs(args.load):
-                result = _figures(_kills(conn, run_dir, args.label, args.kills))
+            with load.hogs(args.load), _client_queue() as queue:
+                result = {**_figures(_kills(conn, run_dir, args.label, args.kills)),
+                          "client_queue": queue}
             if hang:
                 result.update(_hang(conn, run_dir, args.label, args.period))
         finally:

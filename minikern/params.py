@@ -62,6 +62,9 @@ TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran compone
 # frameworks and the clients most components load: ~5 ms of a restart, paid before it)
 TEMPLATE_PRELOAD = ("minikern.ds", "minikern.bdev", "drivers.char.framework",
                     "drivers.block.framework", "drivers.net.framework")
+# ... imported in this scheduling queue (booted as root): below every service's queue, so a
+# refill's imports never outweigh the instance being restarted; above the user programs'
+TEMPLATE_QUEUE = 5
 SHUTDOWN_GRACE = 2.0  # seconds processes get to exit after SHUTDOWN before halt kills them
 HALT_SYNC_TIMEOUT = 30.0  # seconds bin/halt waits for VFS to sync the file systems before SIGTERM
 INIT_TIMEOUT = 10.0  # seconds a boot process may take to report init done (MINIX RS_INIT_T)

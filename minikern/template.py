@@ -2,14 +2,22 @@
 
 Started by the kernel (minikern.kernel.spawn) ahead of need.  It has never run
 component code; when the kernel hands it a startup record it becomes that
-component, a fresh copy.  It dies with the kernel (PR_SET_PDEATHSIG), so no
-component outlives its system.
+component, a fresh copy.  Booted as root, a refill (a template started ahead of
+need, with no record waiting for it yet) imports in params.TEMPLATE_QUEUE, below
+every service: the kernel refills its pool as it hands a template out, so a
+refill imports while the instance just started initialises, and would
+otherwise do so in the kernel's own queue, above it.  One started for a record
+already sent (at boot, or with the pool empty) imports in the kernel's queue,
+as a component's start should.  Either takes the component's queue from the
+record (still root) before it runs any of its code.  It dies
+with the kernel (PR_SET_PDEATHSIG), so no component outlives its system.
 """
 from __future__ import annotations
 
 import ctypes
 import importlib
 import os
+import select
 import signal
 import socket
 import sys
@@ -33,9 +41,13 @@ def main() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != kernel_pid:  # the kernel died before the prctl took effect
         os._exit(0)
+    sock = socket.socket(fileno=fd)
+    # a refill (no record waiting: started ahead of need) imports below every service; only
+    # root may raise it again when it becomes a component
+    if os.geteuid() == 0 and not select.select([sock], [], [], 0)[0]:
+        sched.apply(os.getpid(), params.TEMPLATE_QUEUE)
     for name in params.TEMPLATE_PRELOAD:  # library code only: no component's code runs here
         importlib.import_module(name)
-    sock = socket.socket(fileno=fd)
     try:
         data, fds, _, _ = socket.recv_fds(sock, 4096, 1)
     except OSError:

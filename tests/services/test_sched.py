@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from minikern import sched, sysconf
+from minikern import params, sched, sysconf
 from minikern.cli import REPO_ROOT
 from minikern.const import IDLE_Q, KERNEL_Q, USER_Q
 from minikern.sysconf import ConfError
@@ -128,3 +128,46 @@ def test_rs_places_every_instance_in_its_queue(
         assert sched.current(wait_state(s, "hello", "up")["pid"]) == 2
     else:
         pytest.skip(NOT_ROOT + " (the queues below USER_Q were checked)")
+
+
+def _templates(kernel_pid: int) -> list[int]:
+    """The kernel's pooled templates: its children that run minikern.template and have not
+    become a component yet (a component is named mk-LABEL, minikern/template.py)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                with open(f"/proc/{entry}/comm", "rb") as f:
+                    named = f.read().startswith(b"mk-")
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            if ppid == kernel_pid and b"minikern.template" in argv and not named:
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.timeout(90)
+def test_templates_import_below_every_service_then_take_their_components_queue(
+        make_system: Callable[..., SystemUnderTest]) -> None:
+    """A pooled template (a refill) imports in params.TEMPLATE_QUEUE (below every service,
+    above the user programs), not in the kernel's queue; the component it becomes is in
+    its own, and so are the boot's (their templates had their record waiting)."""
+    if not ROOT:
+        pytest.skip(NOT_ROOT + " (a template lowered without it could not be raised again)")
+    assert KERNEL_Q < params.TEMPLATE_QUEUE < USER_Q
+    s = make_system("rs ds", CONF)
+    wait_state(s, "hello", "up")
+    kernel = s.system.kernel.pid
+    # a template lowers itself as soon as its interpreter runs: each one's queue, once
+    wait_for(lambda: len(pool := _templates(kernel)) == params.TEMPLATE_POOL
+             and {sched.current(pid) for pid in pool} == {params.TEMPLATE_QUEUE}, 20,
+             "the template pool, in the templates' queue")
+    assert sched.current(service(s, "ds")["pid"]) == 3
+    old = service(s, "hello")["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_event(s, "restart", "hello")
+    assert sched.current(wait_state(s, "hello", "up")["pid"]) == 2  # from a template's queue
