@@ -37,7 +37,7 @@ test: $(STAMP) host-tools
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict minikern services drivers hw userland experiment
+	$(VENV)/bin/mypy --strict minikern services drivers hw userland experiment bench
 
 clean:
 	rm -rf $(VENV) *.egg-info

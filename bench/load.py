@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -36,6 +37,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _spun(pid: int) -> bool:
+    """Whether process ``pid`` has burned some CPU already."""
+    return _cpu_seconds(pid) > 0.05
+
+
 @contextlib.contextmanager
 def hogs(n: int) -> Iterator[list[int]]:
     """``n`` spinning user programs for the body (none when n is 0); their pids."""
@@ -50,7 +56,7 @@ def hogs(n: int) -> Iterator[list[int]]:
             sched.apply(p.pid, USER_Q)  # where a user's program runs; never above the system
         # each has burned some CPU: the load is on before the measurement starts
         for p in procs:
-            wait_for(lambda p=p: _cpu_seconds(p.pid) > 0.05, 10, "a load process to spin")
+            wait_for(functools.partial(_spun, p.pid), 10, "a load process to spin")
         yield [p.pid for p in procs]
     finally:
         for p in procs:

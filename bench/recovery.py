@@ -122,7 +122,7 @@ def _kills(conn: ipc.Connection, run_dir: Path, label: str, kills: int) -> list[
         os.kill(svc["pid"], signal.SIGKILL)
         _wait(lambda: any(e.get("kind") == "restart" and e.get("label") == label
                           for e in log.read_new()), 10, "RS's restart event")
-        _wait(lambda old=old: _answered(conn, label, old), 10, "the replacement")
+        _wait(functools.partial(_answered, conn, label, old), 10, "the replacement")
         times.append((time.perf_counter() - t0) * 1000)
         _wait(lambda: _service(run_dir, label)["state"] == "up", 10, "up")
     return sorted(times)
