@@ -50,8 +50,13 @@ def test_connections_past_the_fd_limit_do_not_abort_the_kernel(
                 held[-1].setsockopt(zmq.RECONNECT_IVL, 60_000)  # refused: stays away
                 held[-1].send(b"hello?")
             made = batch + BATCH
-            wait_for(lambda made=made: refused() >= made - BOUND, 30,  # type: ignore[misc]
-                     f"the kernel to refuse the connections past its bound ({made} made)")
+            try:
+                wait_for(lambda made=made: refused() >= made - BOUND, 30,  # type: ignore[misc]
+                         f"the kernel to refuse the connections past its bound ({made} made)")
+            except AssertionError as e:  # say what the kernel counted, to explain it
+                counters = getinfo(probe)["counters"]
+                raise AssertionError(f"{e}\ncounters: {counters}\nconsole:\n"
+                                     f"{system.console()[-3000:]}") from None
         assert any(p["label"] == "echo" for p in getinfo(probe)["procs"])
         for s in held[1:]:
             s.close(0)
