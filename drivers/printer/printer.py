@@ -31,6 +31,14 @@ that put-back, while the printer went out of paper in the microseconds since
 the chunk before; the spooler would then skip one chunk.)  The instant
 printer is ready again after every STROBE release, so no chunk waits for
 IRQ 7; the driver holds the line (system.conf) and acknowledges a stray one.
+
+Fail-stop: before a chunk's vector goes to the board, ``write`` checks its
+shape (``well_formed``: the two reads, three accesses per byte, the tag
+last).  A bug that builds a short or wrong vector (a statement skipped, an
+early return, found by bin/experiment's code faults) would print part of a
+chunk and report it whole; the check turns it into a panic before anything
+is printed, RS starts a new driver, and the spooler resumes from the bytes
+confirmed, so the paper still has each byte once.
 """
 from __future__ import annotations
 
@@ -82,6 +90,16 @@ def state_of(status: int) -> str:
     return "ready"
 
 
+def well_formed(ops: list[tuple[int, int, int | None]], chunk: bytes, tag: int) -> bool:
+    """Whether ``ops`` is chunk_ops(chunk, tag)'s shape: checked by the caller, apart from the
+    code that builds it, so a fault in one is caught by the other."""
+    strobe = [(CONTROL, 1, CT_IDLE | CT_STROBE), (CONTROL, 1, CT_IDLE)]
+    return (len(ops) == 3 * len(chunk) + 3 and ops[:2] == [(DATA, 1, None), (STATUS, 1, None)]
+            and ops[-1] == (DATA, 1, tag & 0xFF)
+            and all(ops[2 + 3 * k] == (DATA, 1, b) and ops[3 + 3 * k:5 + 3 * k] == strobe
+                    for k, b in enumerate(chunk)))
+
+
 def chunk_ops(chunk: bytes, tag: int) -> list[tuple[int, int, int | None]]:
     """One chunk's vector: read latch and status, a handshake per byte, the tag in the latch."""
     ops: list[tuple[int, int, int | None]] = [(DATA, 1, None), (STATUS, 1, None)]
@@ -121,8 +139,12 @@ class Printer(CharDriver):
         done, step = 0, params.LPT_CHUNK
         for i, start in enumerate(range(0, min(len(req.data), MAX_CHUNKS * step), step)):
             chunk = req.data[start:start + step]
+            ops = chunk_ops(chunk, tag + i)
+            if not well_formed(ops, chunk, tag + i):  # fail-stop: nothing of it is printed
+                sef.panic(f"chunk {i} of a write built wrong ({len(ops)} accesses for "
+                          f"{len(chunk)} bytes): not printed")
             try:
-                got = self.chan.vec(chunk_ops(chunk, tag + i))
+                got = self.chan.vec(ops)
             except ChannelError as e:
                 return Message(Err.EIO, {"count": done, "state": "error", "error": str(e)})
             latch, status = got[0], got[1]

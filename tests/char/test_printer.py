@@ -127,3 +127,24 @@ def test_a_chunk_is_one_chain_of_the_drivers_ring() -> None:
     from minikern.proto import ring
     assert len(chunk_ops(bytes(params.LPT_CHUNK), 0)) <= ring.MAX_CHAIN
     assert MAX_CHUNKS < 256
+
+
+def test_a_chunk_built_wrong_is_refused_before_anything_is_printed() -> None:
+    """Fail-stop: a vector that is not chunk_ops's shape (a byte skipped, cut short, the tag
+    lost, a byte changed) is caught by ``well_formed`` before it reaches the board."""
+    from drivers.printer.printer import CONTROL, DATA, chunk_ops, well_formed
+    chunk, tag = bytes(range(10, 74)), 300
+    ops = chunk_ops(chunk, tag)
+    assert well_formed(ops, chunk, tag)
+    assert ops[-1] == (DATA, 1, tag & 0xFF)
+    assert not well_formed(ops[:-1], chunk, tag)                       # no tag
+    assert not well_formed(ops[:20] + ops[-1:], chunk, tag)            # returned early
+    assert not well_formed(ops[:5] + ops[8:], chunk, tag)              # a byte skipped
+    assert not well_formed(ops[:-1] + [(DATA, 1, 7)], chunk, tag)      # the wrong tag
+    wrong = list(ops)
+    wrong[2 + 3 * 9] = (DATA, 1, chunk[9] ^ 1)                          # a byte changed
+    assert not well_formed(wrong, chunk, tag)
+    wrong = list(ops)
+    wrong[3 + 3 * 20] = (CONTROL, 1, 0)                                 # a strobe lost
+    assert not well_formed(wrong, chunk, tag)
+    assert not well_formed(ops, chunk[:-1] + b"x", tag)                 # another chunk's vector
