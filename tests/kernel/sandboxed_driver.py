@@ -23,6 +23,7 @@ from minikern.proto import Message
 TRY = 1
 CLONE_NEWUSER = 0x10000000
 PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+WALL = 0x40000000  # waitpid's __WALL: a tracee that is not our child
 CHILD_TIMEOUT = 30.0  # seconds for the child to answer
 
 
@@ -36,7 +37,8 @@ def attempts(victim: int) -> dict[str, int]:
 
     def errno_of(name: str, *args: int) -> int:
         result = libc.syscall(ctypes.c_long(arch.numbers[name]), *map(ctypes.c_long, args))
-        if result >= 0 and name == "ptrace":  # a planted bug must not leave a sibling stopped
+        if result >= 0 and name == "ptrace":  # a planted bug must not leave a sibling stopped:
+            os.waitpid(victim, WALL)  # its attach stop, then let it go
             libc.syscall(ctypes.c_long(arch.numbers[name]), ctypes.c_long(PTRACE_DETACH),
                          ctypes.c_long(victim), ctypes.c_long(0), ctypes.c_long(0))
         elif result >= 0 and name == "userfaultfd":

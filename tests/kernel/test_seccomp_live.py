@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,13 @@ SANDBOXED = """service sandboxed {{ program tests.kernel.sandboxed_driver; ipc S
 """
 DENIED = {"ptrace": errno.EPERM, "bpf": errno.EPERM, "userfaultfd": errno.EPERM,
           "unshare": errno.EPERM}
+
+
+def untraced(pid: int) -> bool:
+    """Neither traced nor stopped."""
+    status = dict(line.split(":\t", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    return status["TracerPid"].strip() == "0" and status["State"][0] in "RSD"
 
 
 @pytest.mark.skipif(seccomp.unsupported() != "", reason=seccomp.unsupported() or "supported")
@@ -51,5 +59,26 @@ def test_a_component_and_its_child_get_eperm_and_work_on(
     assert system.ask("sandboxed", CharReq.READ).fields["data"] == "still working"
     r = system.ask("hello", CharReq.READ)  # the sibling is neither stopped nor traced
     assert r.type == Err.OK and r.fields["data"] == "Hello, World!"
+    assert untraced(sibling)
     assert wait_state(system, "sandboxed", "up")["state"] == "up"
     assert system.system.kernel.poll() is None
+
+
+@pytest.mark.timeout(180)
+def test_turned_off_the_console_says_so_once_and_nothing_is_denied(
+        make_system: Callable[..., SystemUnderTest], monkeypatch: pytest.MonkeyPatch) -> None:
+    """MINIKERN_SECCOMP=0 (the kernel passes its environment to the templates): no filter,
+    one console line at boot saying so."""
+    if seccomp.host_arch() is None:
+        pytest.skip("no filter for this architecture")
+    monkeypatch.setenv("MINIKERN_SECCOMP", "0")
+    conf = (RS_CONF.replace("{hello}", "period 5s;").replace("{agent}", "period off;")
+            .replace("{start}", "sandboxed") + SANDBOXED)
+    system = make_system("rs ds", conf)
+    wait_state(system, "sandboxed", "up", timeout=30)
+    victim = next(p["pid"] for p in system.info()["procs"] if p["label"] == "ds")
+    got = system.ask("sandboxed", TRY, victim=victim)
+    assert got.type == Err.OK
+    assert errno.EPERM not in (got.fields["bpf"], got.fields["userfaultfd"])
+    assert system.console().count("without a seccomp filter: turned off") == 1
+    assert untraced(victim)  # traced, then let go (the driver detaches at once)
