@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import errno
 import os
+import platform
 import struct
 import subprocess
 import sys
 
 import pytest
 
-from minikern import seccomp
+from minikern import params, seccomp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -89,7 +90,7 @@ def run_bpf(prog: bytes, nr: int, arch: int, args: tuple[int, ...] = (0,) * 6,
             taken = {0x10: a == k, 0x20: a > k, 0x30: a >= k, 0x40: a & k != 0}[op]
             pc += 1 + (jt if taken else jf)
         elif code == 0x06:  # ret k
-            return k
+            return int(k)
         else:
             raise AssertionError(f"unexpected instruction {code:#x} at {pc}")
 
@@ -147,14 +148,14 @@ def test_clone_into_a_namespace_is_denied_and_clone3_falls_back(name: str) -> No
 
 
 def test_an_unknown_architecture_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seccomp.platform, "machine", lambda: "riscv64")
+    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
     assert seccomp.host_arch() is None
     assert "riscv64" in seccomp.unsupported()
     assert seccomp.install() is False
 
 
 def test_turned_off_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seccomp.params, "SECCOMP", False)
+    monkeypatch.setattr(params, "SECCOMP", False)
     assert "MINIKERN_SECCOMP=0" in seccomp.unsupported()
     assert seccomp.install() is False
 
