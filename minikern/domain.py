@@ -17,7 +17,9 @@ Booted as root (and params.DOMAINS, the default), every component runs as
   log's writers only (EVENT_WRITERS);
 * no_new_privs (nothing it execs gains a privilege), not dumpable (no other uid, nor
   the same one, may ptrace it, read its /proc/PID/mem or open its descriptors through
-  /proc/PID/fd), and no descriptor but its console and its memory segment.
+  /proc/PID/fd), and no descriptor but its console and its memory segment;
+* booted as root or not, a seccomp filter (minikern/seccomp.py) that answers EPERM to
+  the system calls no component needs (ptrace, bpf, mount, unshare, ...).
 
 The kernel itself stays root, and operator tools are whoever has the kernel's uid
 (checked from the connection: docs/PROTOCOL.md section 3).  What a component may open
@@ -43,7 +45,7 @@ kernel alone does (minikern/events.py).
 
 Without root none of this holds: every component runs as the booting user, who may
 signal, trace and read all of them; only no_new_privs, non-dumpability (no ptrace or
-/proc/PID/mem without CAP_SYS_PTRACE) and the closed descriptors remain (README,
+/proc/PID/mem without CAP_SYS_PTRACE), the seccomp filter and the closed descriptors remain (README,
 "What a compromised driver can do").
 """
 from __future__ import annotations
@@ -57,7 +59,7 @@ import struct
 import sys
 from pathlib import Path
 
-from minikern import params
+from minikern import params, seccomp
 
 EVENT_WRITERS = frozenset({"hw", "rs", "inet"})  # the components that write events.log
 PR_SET_DUMPABLE = 4
@@ -214,6 +216,7 @@ def enter(ids: list[int] | None, keep: list[int]) -> None:
     for option in (PR_SET_NO_NEW_PRIVS, 1), (PR_SET_DUMPABLE, 0):  # after setuid: it resets this
         if libc.prctl(option[0], option[1], 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl")
+    seccomp.install()  # after no_new_privs, which it needs without CAP_SYS_ADMIN
     close_descriptors(keep)
 
 
@@ -230,7 +233,10 @@ def close_descriptors(keep: list[int]) -> None:
 
 def prepare(run_dir: Path, kernel_socket: Path) -> None:
     """Lay out the run directory for the components (the table above); the kernel calls
-    this once its socket is bound, before it starts anyone.  Nothing done without root."""
+    this once its socket is bound, before it starts anyone.  Nothing done without root.
+    It also says, once, when the components will have no seccomp filter."""
+    if why := seccomp.unsupported():
+        print(f"kernel: components run without a seccomp filter: {why}", flush=True)
     if not active(run_dir):
         if os.geteuid() == 0 and params.DOMAINS:
             print(f"kernel: components run as root, not in domains: {unreachable(run_dir)}",

@@ -54,6 +54,7 @@ EVENT_LOG_GID = 61001  # the event log's writers' extra group (domain.EVENT_WRIT
 DOMAIN_UID_FIRST = 61002  # components' uids (gid = uid) are allocated per label from here ...
 DOMAIN_UID_LAST = 61999  # ... to here, in blocks of DOMAIN_UID_BLOCK: one block per system
 DOMAIN_UID_BLOCK = 64  # uids one booted system holds (system.conf's uid key: an index in them)
+SECCOMP = os.environ.get("MINIKERN_SECCOMP", "1") != "0"  # "0": no seccomp filter (minikern/seccomp.py)
 DOMAIN_LOCKS = os.environ.get("MINIKERN_DOMAIN_LOCKS", "/run/minikern-uids")  # root's directory of
 #   one lock file per block of uids: a kernel holds an flock on its block's until it exits
 

@@ -61,7 +61,7 @@ def main() -> None:
         os._exit(1)
     if "priority" in record:  # while still root: a raised priority needs CAP_SYS_NICE
         sched.apply(os.getpid(), record["priority"])  # refused without root: RS says so
-    try:  # its own uid and gid (booted as root), no_new_privs, not dumpable, no other fd
+    try:  # its own uid and gid (booted as root), no_new_privs, not dumpable, seccomp, no other fd
         domain.enter(record.get("domain"), fds[:1])
     except OSError as e:  # never run a component with more than it was given
         print(f"template: cannot enter {record['label']}'s domain: {e}", flush=True)
