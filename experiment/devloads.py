@@ -14,7 +14,8 @@ Each checks every byte end to end, like experiment/workload.py's:
              driver (minor 0, canonical mode): the line must come back as typed (a wrong
              byte is a corrupted one), and its echo must show on the line (missing or
              garbled echo is an error: the screen is output, nothing is lost for the
-             reader)
+             reader); it sets canonical mode and the default settings when it connects
+             and after a wrong line, as a terminal program does
 
 ``WORKLOADS`` maps every Target's ``workload`` key to its class.
 """
@@ -28,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from drivers.tty.line import Termios
 from minikern import cli, ds, ipc
 from minikern.const import CDEV_MAX_IO, CharReq, Err
 from minikern.proto import Message
@@ -159,6 +161,15 @@ class ConsoleLoad(Load):
         self.conn = cli.operator_connection(self.run_dir, "exp-tty")
         self.tty = ds.retrieve_label(self.conn, "tty")
         self.call(Message(CharReq.OPEN, {"minor": 0, "access": 3}))
+        self.sane()
+
+    def sane(self) -> None:
+        """Set the modes this program reads in (``stty sane``), as a terminal program does
+        when it starts and after garbage: the tty backs its settings up in DS and restores
+        them when restarted, so a fault that corrupted one survives the driver's restart
+        until a program sets it again."""
+        self.call(Message(CharReq.IOCTL, {"minor": 0, "request": "TCSETS",
+                                          "arg": Termios().to_wire()}))
 
     def read_line(self) -> bytes:
         r = self.call(Message(CharReq.READ, {"minor": 0, "count": CDEV_MAX_IO}))
@@ -178,6 +189,7 @@ class ConsoleLoad(Load):
             if got in self.typed:
                 continue  # a line typed before an error, delivered now: late, not wrong
             self.corrupted.append((time.time(), _differ(got, want)))
+            self.sane()
             break
         self.typed.add(want)
         echo = re.compile(re.escape(text + b"\r\n"))
