@@ -128,7 +128,7 @@ class Rig:
                 wait_for(lambda: spool.status(conn)["printer"]["state"] == "idle",
                          BOOT_DEADLINE, "the spooler ready")
         if "tty" in self.drivers:
-            self.line = devloads.Line(self.run_a / "com1.sock")
+            self.line = devloads.Line(self.run_a / params.COM1_SOCKET)
 
     def wait_up(self, run_dir: Path, label: str) -> None:
         def up() -> bool:

@@ -51,7 +51,7 @@ from hw.rtl8139 import Rtl8139
 from hw.rtl8139_regs import DEFAULT_MAC
 from hw.uart import COM1_IRQ, SerialBackend, Uart16550
 from hw.wire import Wire
-from minikern import audit
+from minikern import audit, params
 from minikern.events import EventLog
 
 PIIX_PCI_SLOT = 1  # 00:01.0 the PIIX3's ISA bridge, 00:01.1 its IDE function (as on a PC)
@@ -155,7 +155,7 @@ class Machine:
         self.gates: dict[str, GatedLine] = {}
         self.pit = Pit8254(self._gate("pit", 0), clock)
         self.uart = Uart16550(self._gate("uart", COM1_IRQ), clock, serial)
-        self.lpt = ParallelPrinter(self._gate("lpt", LPT1_IRQ), run_dir / "lpt1.out")
+        self.lpt = ParallelPrinter(self._gate("lpt", LPT1_IRQ), run_dir / params.LPT1_PAPER)
         self.ata = AtaChannel(self._gate("ata", ATA_PRIMARY_IRQ), disk)
         self.nic = Rtl8139(self._gate("nic", 11), self.iommu.port_for("rtl8139"), wire, clock,
                            mac=mac)

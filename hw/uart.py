@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hw.device import Clock, Device, IrqLine
+from minikern import params
 
 COM1_BASE = 0x3F8
 COM1_IRQ = 4
@@ -176,7 +177,7 @@ class SocketBackend:
     (the UART counts them dropped).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], name: str = "com1.sock") -> None:
+    def __init__(self, directory: str | os.PathLike[str], name: str = params.COM1_SOCKET) -> None:
         self.path = str(Path(directory) / name)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         Path(self.path).unlink(missing_ok=True)  # left behind by a board that died

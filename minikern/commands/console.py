@@ -28,9 +28,9 @@ import tty
 from pathlib import Path
 from types import FrameType
 
-from minikern import cli
+from minikern import cli, params
 
-SOCKET_NAME = "com1.sock"  # hw/uart.py's SocketBackend, in the run directory (--serial socket)
+SOCKET_NAME = params.COM1_SOCKET  # hw/uart.py's SocketBackend, in the run directory
 DEFAULT_ESCAPE = "]"
 PIPE_QUIET = 1.0  # seconds of silence on the line that end a piped session after its input
 REFUSED_WAIT = 0.2  # seconds to wait for a first byte or the board's close (a refused client)

@@ -23,7 +23,7 @@ from tests.conftest import BOOT_DEADLINE
 from tests.net import lab
 from userland import spool
 
-PAPER = "lpt1.out"
+PAPER = params.LPT1_PAPER
 DRIVER = "printer"
 
 

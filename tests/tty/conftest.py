@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from minikern import ipc, rsctl
+from minikern import ipc, params, rsctl
 from minikern.cli import REPO_ROOT
 from minikern.const import CharReq, Err, RsReq
 from minikern.deadline import wait_for
@@ -157,7 +157,7 @@ class Console:
         return term
 
     def line(self) -> Line:
-        line = Line(self.run_dir / "com1.sock")
+        line = Line(self.run_dir / params.COM1_SOCKET)
         self.lines.append(line)
         return line
 

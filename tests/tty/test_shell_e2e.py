@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from minikern import params
 from minikern.cli import REPO_ROOT
 from minikern.deadline import wait_for
 from tests.tty.conftest import Console, Line
@@ -48,7 +49,7 @@ def test_the_shells_commands_through_bin_console(shell: Console) -> None:
         assert re.search(rb"\r\n" + label + rb" +\d+ +\d+ +up ", ps), (label, ps)
     assert b"tty: up" in command(term, b"service tty")
     assert re.fullmatch(rb"request id is \d+ \(21 bytes\)\r\n", command(term, b"lp /docs/b.txt"))
-    paper = shell.run_dir / "lpt1.out"
+    paper = shell.run_dir / params.LPT1_PAPER
     wait_for(lambda: paper.exists() and paper.read_bytes() == b"hello, console\nagain\n", 60,
              "the file on the paper")
     assert command(term, b"frobnicate").startswith(b"frobnicate: command not found")
