@@ -182,6 +182,7 @@ class ConsoleLoad(Load):
         text = f"exp {self.seed} {i} {self.seed * 7919 + i:08x}".encode()
         self.line.type(text + b"\r")
         want = text + b"\n"
+        self.typed.add(want)  # typed: if this read fails, it is read later, and not wrong
         while True:
             got = self.read_line()
             if got == want:
@@ -191,7 +192,6 @@ class ConsoleLoad(Load):
             self.corrupted.append((time.time(), _differ(got, want)))
             self.sane()
             break
-        self.typed.add(want)
         echo = re.compile(re.escape(text + b"\r\n"))
         end = time.monotonic() + ECHO_WAIT
         while (found := echo.search(self.line.shown(), self.seen)) is None:
