@@ -246,20 +246,40 @@ def injecting(node: Node, fault: str | None, interval: float = INTERVAL,
         inj.stop()
 
 
-class LinuxTap:
-    """A system on a TAP device in namespace ``ns``, where Linux is LINUX_IP."""
+class Namespace:
+    """A network namespace made for one rig, and the name of the TAP its board makes.
 
-    def __init__(self, node: Node, ns: str, children: Children) -> None:
-        self.node, self.ns, self.children = node, ns, children
+    The board makes the TAP in the host's namespace (``--nic tap:NAME``); ``attach`` moves
+    it into this one, where Linux has LINUX_IP: traffic never leaves the namespace.
+    """
 
-    def peer(self, *args: object) -> subprocess.Popen[bytes]:
-        """tests/net/peer.py run by Linux inside the namespace."""
-        return self.children.start("peer", ["ip", "netns", "exec", self.ns, sys.executable, "-m",
-                                            "tests.net.peer", *map(str, args)])
+    def __init__(self, name: str, tap: str) -> None:
+        self.name, self.tap = name, tap
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "-n", self.ns, *args], capture_output=True, text=True,
+        return subprocess.run(["ip", "-n", self.name, *args], capture_output=True, text=True,
                               timeout=30, check=check)
+
+    def attach(self) -> None:
+        """The board is up: move its TAP in here, give Linux LINUX_IP on it."""
+        wait_for(lambda: _ip("link", "show", self.tap).returncode == 0, 10, f"TAP {self.tap}")
+        moved = _ip("link", "set", self.tap, "netns", self.name)
+        if moved.returncode != 0:
+            raise AssertionError(f"ip link set {self.tap} netns {self.name}: "
+                                 f"{moved.stderr.strip()}")
+        self.ip("link", "set", "lo", "up")
+        self.ip("addr", "add", f"{LINUX_IP}/24", "dev", self.tap)
+        self.ip("link", "set", self.tap, "up")
+
+    def peer(self, children: Children, *args: object) -> subprocess.Popen[bytes]:
+        """tests/net/peer.py run by Linux inside the namespace."""
+        return children.start("peer", ["ip", "netns", "exec", self.name, sys.executable, "-m",
+                                       "tests.net.peer", *map(str, args)])
+
+    def exists(self) -> bool:
+        """The namespace, or the TAP in the host's namespace, is still there."""
+        return (self.name in _ip("netns", "list").stdout.split()
+                or _ip("link", "show", self.tap).returncode == 0)
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
@@ -267,35 +287,77 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def linux_tap(work: Path) -> Iterator[LinuxTap]:
+def namespace(prefix: str = "mk-net-", tap_prefix: str = "mkt") -> Iterator[Namespace]:
+    """A fresh namespace, deleted after the body (its TAP too, if still in the host's
+    namespace: a board that never got to ``attach``).  Halt the board inside the body."""
     if os.geteuid() != 0:
         raise Unavailable("needs root: creates a network namespace and a TAP device")
     if not os.path.exists("/dev/net/tun") or shutil.which("ip") is None:
         raise Unavailable("needs /dev/net/tun and the ip command (iproute2)")
     suffix = secrets.token_hex(4)
-    ns, tap = f"mk-net-{suffix}", f"mkt{suffix}"
-    made = _ip("netns", "add", ns)
+    ns = Namespace(f"{prefix}{suffix}", f"{tap_prefix}{suffix}")  # an interface name: < 16
+    made = _ip("netns", "add", ns.name)
     if made.returncode != 0:
         raise Unavailable(f"ip netns add failed: {made.stderr.strip()}")
-    children = Children(work)
-    node = None
     try:
-        node = Node(work, "sys", SYSTEM_IP, f"tap:{tap}", children)
-        node.boot()  # the board made the TAP in our namespace; Linux's end moves to the new one
-        wait_for(lambda: _ip("link", "show", tap).returncode == 0, 10, f"TAP {tap}")
-        rig = LinuxTap(node, ns, children)
-        moved = _ip("link", "set", tap, "netns", ns)
-        if moved.returncode != 0:
-            raise AssertionError(f"ip link set {tap} netns {ns}: {moved.stderr.strip()}")
-        rig.ip("link", "set", "lo", "up")
-        rig.ip("addr", "add", f"{LINUX_IP}/24", "dev", tap)
-        rig.ip("link", "set", tap, "up")
-        yield rig
+        yield ns
     finally:
-        children.reap()
-        if node is not None:
-            node.halt()
-        _ip("netns", "del", ns)
+        _ip("netns", "del", ns.name)
+        if _ip("link", "show", ns.tap).returncode == 0:
+            _ip("link", "del", ns.tap)
+
+
+PEERS = ("auto", "linux-tap", "udp")  # bin/bench net --peer, bin/experiment --net-peer
+
+
+@contextlib.contextmanager
+def peer_namespace(peer: str, what: str, prefix: str = "mk-net-",
+                   tap_prefix: str = "mkt") -> Iterator[Namespace | None]:
+    """For a choice among PEERS: the namespace of the Linux peer (``linux-tap``; ``auto``
+    when it can be made here), or None (``udp``: the rig pairs two systems instead).
+    ``linux-tap`` that cannot be made ends the program, saying why (``what``: its name)."""
+    with contextlib.ExitStack() as stack:
+        ns = None
+        if peer != "udp":
+            try:
+                ns = stack.enter_context(namespace(prefix, tap_prefix))
+            except Unavailable as e:
+                if peer == "linux-tap":
+                    raise SystemExit(f"{what}: {e}") from None
+        yield ns
+
+
+class LinuxTap:
+    """A system on a TAP device in namespace ``ns``, where Linux is LINUX_IP."""
+
+    def __init__(self, node: Node, netns: Namespace, children: Children) -> None:
+        self.node, self.netns, self.children = node, netns, children
+        self.ns = netns.name
+
+    def peer(self, *args: object) -> subprocess.Popen[bytes]:
+        """tests/net/peer.py run by Linux inside the namespace."""
+        return self.netns.peer(self.children, *args)
+
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.netns.ip(*args, check=check)
+
+
+@contextlib.contextmanager
+def linux_tap(work: Path, netns: Namespace | None = None) -> Iterator[LinuxTap]:
+    """The rig on ``netns`` (deleted after by its own owner), or on a namespace of its own."""
+    with contextlib.ExitStack() as stack:
+        ns = netns if netns is not None else stack.enter_context(namespace())
+        children = Children(work)
+        node = None
+        try:
+            node = Node(work, "sys", SYSTEM_IP, f"tap:{ns.tap}", children)
+            node.boot()  # the board made the TAP in our namespace; Linux's end moves to the new one
+            ns.attach()
+            yield LinuxTap(node, ns, children)
+        finally:
+            children.reap()
+            if node is not None:
+                node.halt()
 
 
 def free_udp_port() -> int:
