@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from minikern import cli
-from tests.net import lab
+from tests.net import netns
 from experiment.plan import TYPES, Injection, make_plan, slices
 from experiment.targets import TARGETS
 
@@ -90,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
                    "fresh temporary folder per trial, removed after)")
     p.add_argument("--period", type=_positive, default=300,
                    help="the drivers' heartbeat period in ms (default %(default)s)")
-    p.add_argument("--net-peer", choices=lab.PEERS, default="auto",
+    p.add_argument("--net-peer", choices=netns.PEERS, default="auto",
                    help="the network application's echo server: Linux's TCP in a network "
                    "namespace on a TAP (linux-tap, needs root), or a second system on the UDP "
                    "wire (udp); auto takes linux-tap when it can (default %(default)s)")

@@ -7,9 +7,9 @@ for a campaign: restart at once every time (``backoff off; restarts off;``, as
 bin/bench recovery), a short heartbeat period, and resource limits (so a
 leak or a spin is something RS can see).  With "disk" A boots on a fresh
 MINIX v3 image (mkfs.minix -3).  With "net" the echo server is the peer
-chosen by ``net_peer`` (lab.PEERS; ``auto``: linux-tap when it can be made):
+chosen by ``net_peer`` (netns.PEERS; ``auto``: linux-tap when it can be made):
 ``linux-tap``, A's board on a TAP in a network namespace the rig makes
-(lab.namespace, deleted at ``halt``, also after a failure or Ctrl-C) where
+(tests/net/netns.py, deleted at ``halt``, also after a failure or Ctrl-C) where
 Linux's own TCP echoes (tests/net/peer.py ``echo`` at lab.LINUX_IP); ``udp``,
 A's board joined by the UDP wire to system B (INET at lab.SECOND_IP, the
 policy as shipped), which runs bin/echod and is never injected.  ``halt``
@@ -40,7 +40,7 @@ from minikern.boot import System
 from minikern.const import DS, DsReq, Err, RsReq
 from minikern.proto import Message
 from minikern.deadline import wait_for
-from tests.net import lab
+from tests.net import lab, netns
 from tests.storage import mountlab
 from userland import spool
 from userland.fs import Files, FsError
@@ -111,13 +111,13 @@ class Rig:
         self.line: devloads.Line | None = None
         self.net_choice = net_peer
         self.net_peer: str | None = None  # the peer in use: "linux-tap" or "udp" (None: no net)
-        self.netns: lab.Namespace | None = None
+        self.netns: netns.Namespace | None = None
         self.owned = contextlib.ExitStack()  # the namespace, deleted at halt
 
     def boot(self) -> None:
         nic_a = "none"
         if "net" in self.needs:
-            self.netns = self.owned.enter_context(lab.peer_namespace(
+            self.netns = self.owned.enter_context(netns.peer_namespace(
                 self.net_choice, "experiment", NETNS_PREFIX, TAP_PREFIX))
             self.net_peer = "udp" if self.netns is None else "linux-tap"
         if self.netns is not None:
@@ -138,7 +138,7 @@ class Rig:
             for label in labels:
                 self.wait_up(system.run_dir, label)
         if self.netns is not None:
-            self.netns.attach()
+            self.netns.attach(f"{lab.LINUX_IP}/24")
         if "ram" in self.needs:
             with cli.connected(self.run_a, "exp-wait", privileges="user") as conn:
                 files = Files(conn)

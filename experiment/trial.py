@@ -213,7 +213,7 @@ def run_trial(injections: list[Injection], drivers: list[str], seed: int,
               period_ms: int, work: Path | None = None,
               net_peer: str = "auto") -> dict[str, Any]:
     """Run ``injections`` on a rig of their own; everything a report needs, as JSON data
-    (``net_peer``: the network application's peer in use, lab.PEERS' linux-tap or udp;
+    (``net_peer``: the network application's peer in use, netns.PEERS' linux-tap or udp;
     ``netns``: the namespace and TAP the rig made and deleted, for linux-tap)."""
     tmp = Path(tempfile.mkdtemp(prefix="mk-exp-")) if work is None else work
     rig = Rig(tmp, drivers, period_ms, net_peer)

@@ -23,7 +23,7 @@ from experiment.plan import make_plan
 from experiment.workload import Load
 from minikern import cli
 from minikern.deadline import wait_for
-from tests.net import lab
+from tests.net import lab, netns
 
 ROOT_REASON = ("needs root, /dev/net/tun and the ip command: the rig makes a network "
                "namespace and a TAP device")
@@ -39,8 +39,8 @@ def namespaces() -> set[str]:
     return {w for w in out.stdout.split() if w.startswith(exprig.NETNS_PREFIX)}
 
 
-def gone(netns: dict[str, str]) -> bool:
-    return not lab.Namespace(netns["name"], netns["tap"]).exists()
+def gone(made: dict[str, str]) -> bool:
+    return not netns.Namespace(made["name"], made["tap"]).exists()
 
 
 @needs_root
@@ -82,8 +82,8 @@ def test_a_failed_trial_deletes_its_namespace(tmp_path: Path,
     with pytest.raises(RuntimeError, match="planted"):
         trial.run_trial(make_plan(1, 1, ["rtl8139"], ["process"]), ["rtl8139"], 1, 300,
                         tmp_path / "t", "linux-tap")
-    netns = made[0].netns
-    assert netns is not None and not netns.exists()
+    ns = made[0].netns
+    assert ns is not None and not ns.exists()
 
 
 @needs_root
@@ -96,7 +96,7 @@ def test_ctrl_c_deletes_the_namespace(tmp_path: Path) -> None:
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
         ns = wait_for(lambda: namespaces() - before, 60, "the rig's namespace").pop()
-        probe = lab.Namespace(ns, "")
+        probe = netns.Namespace(ns, "")
 
         def attached() -> bool:  # the board's TAP moved in, Linux's address on it
             return lab.LINUX_IP in probe.ip("addr", "show", check=False).stdout
@@ -118,10 +118,10 @@ def test_without_root_auto_takes_the_udp_wire_and_linux_tap_says_why(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     for peer in ("auto", "udp"):
-        with lab.peer_namespace(peer, "experiment") as ns:
+        with netns.peer_namespace(peer, "experiment") as ns:
             assert ns is None
     with pytest.raises(SystemExit, match="experiment: needs root"), \
-            lab.peer_namespace("linux-tap", "experiment"):
+            netns.peer_namespace("linux-tap", "experiment"):
         pass
 
 

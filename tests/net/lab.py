@@ -7,8 +7,9 @@ when the body fails:
 * ``linux_tap``: one system whose board owns a TAP device (``--nic tap:NAME``),
   moved into a fresh network namespace where Linux has LINUX_IP and the
   system SYSTEM_IP.  The peer is ``python -m tests.net.peer`` run inside the
-  namespace: the Linux kernel's own TCP/IP.  Needs root (``Unavailable``
+  namespace: the Linux kernel's own TCP/IP.  Needs root (``netns.Unavailable``
   otherwise, with the reason).  Traffic never leaves the namespace.
+  The namespace is tests/net/netns.py's (shared with bin/experiment's rig).
 * ``udp_pair``: two systems whose boards are joined by the UDP wire on
   127.0.0.1, A at SYSTEM_IP and B at SECOND_IP.  Runs anywhere.
 
@@ -27,9 +28,7 @@ import contextlib
 import functools
 import json
 import os
-import secrets
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +44,7 @@ from minikern.boot import System
 from minikern.commands import crash
 from minikern.events import read_all
 from tests.conftest import BOOT_DEADLINE
+from tests.net.netns import Namespace, namespace
 from minikern.const import RsReq
 from minikern.deadline import wait_for
 from minikern import rsctl as ctl
@@ -54,10 +54,6 @@ SYSTEM_IP, LINUX_IP, SECOND_IP = "10.0.0.2", "10.0.0.1", "10.0.0.3"
 DRIVER = "rtl8139"
 STEP_TIMEOUT = 120.0  # seconds one transfer may take, faults included
 INTERVAL = 1.0        # seconds between injected faults
-
-
-class Unavailable(RuntimeError):
-    """This rig cannot be built here (not root, no /dev/net/tun, ip netns add refused)."""
 
 
 class Children:
@@ -246,87 +242,6 @@ def injecting(node: Node, fault: str | None, interval: float = INTERVAL,
         inj.stop()
 
 
-class Namespace:
-    """A network namespace made for one rig, and the name of the TAP its board makes.
-
-    The board makes the TAP in the host's namespace (``--nic tap:NAME``); ``attach`` moves
-    it into this one, where Linux has LINUX_IP: traffic never leaves the namespace.
-    """
-
-    def __init__(self, name: str, tap: str) -> None:
-        self.name, self.tap = name, tap
-
-    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "-n", self.name, *args], capture_output=True, text=True,
-                              timeout=30, check=check)
-
-    def attach(self) -> None:
-        """The board is up: move its TAP in here, give Linux LINUX_IP on it."""
-        wait_for(lambda: _ip("link", "show", self.tap).returncode == 0, 10, f"TAP {self.tap}")
-        moved = _ip("link", "set", self.tap, "netns", self.name)
-        if moved.returncode != 0:
-            raise AssertionError(f"ip link set {self.tap} netns {self.name}: "
-                                 f"{moved.stderr.strip()}")
-        self.ip("link", "set", "lo", "up")
-        self.ip("addr", "add", f"{LINUX_IP}/24", "dev", self.tap)
-        self.ip("link", "set", self.tap, "up")
-
-    def peer(self, children: Children, *args: object) -> subprocess.Popen[bytes]:
-        """tests/net/peer.py run by Linux inside the namespace."""
-        return children.start("peer", ["ip", "netns", "exec", self.name, sys.executable, "-m",
-                                       "tests.net.peer", *map(str, args)])
-
-    def exists(self) -> bool:
-        """The namespace, or the TAP in the host's namespace, is still there."""
-        return (self.name in _ip("netns", "list").stdout.split()
-                or _ip("link", "show", self.tap).returncode == 0)
-
-
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-
-
-@contextlib.contextmanager
-def namespace(prefix: str = "mk-net-", tap_prefix: str = "mkt") -> Iterator[Namespace]:
-    """A fresh namespace, deleted after the body (its TAP too, if still in the host's
-    namespace: a board that never got to ``attach``).  Halt the board inside the body."""
-    if os.geteuid() != 0:
-        raise Unavailable("needs root: creates a network namespace and a TAP device")
-    if not os.path.exists("/dev/net/tun") or shutil.which("ip") is None:
-        raise Unavailable("needs /dev/net/tun and the ip command (iproute2)")
-    suffix = secrets.token_hex(4)
-    ns = Namespace(f"{prefix}{suffix}", f"{tap_prefix}{suffix}")  # an interface name: < 16
-    made = _ip("netns", "add", ns.name)
-    if made.returncode != 0:
-        raise Unavailable(f"ip netns add failed: {made.stderr.strip()}")
-    try:
-        yield ns
-    finally:
-        _ip("netns", "del", ns.name)
-        if _ip("link", "show", ns.tap).returncode == 0:
-            _ip("link", "del", ns.tap)
-
-
-PEERS = ("auto", "linux-tap", "udp")  # bin/bench net --peer, bin/experiment --net-peer
-
-
-@contextlib.contextmanager
-def peer_namespace(peer: str, what: str, prefix: str = "mk-net-",
-                   tap_prefix: str = "mkt") -> Iterator[Namespace | None]:
-    """For a choice among PEERS: the namespace of the Linux peer (``linux-tap``; ``auto``
-    when it can be made here), or None (``udp``: the rig pairs two systems instead).
-    ``linux-tap`` that cannot be made ends the program, saying why (``what``: its name)."""
-    with contextlib.ExitStack() as stack:
-        ns = None
-        if peer != "udp":
-            try:
-                ns = stack.enter_context(namespace(prefix, tap_prefix))
-            except Unavailable as e:
-                if peer == "linux-tap":
-                    raise SystemExit(f"{what}: {e}") from None
-        yield ns
-
-
 class LinuxTap:
     """A system on a TAP device in namespace ``ns``, where Linux is LINUX_IP."""
 
@@ -352,7 +267,7 @@ def linux_tap(work: Path, netns: Namespace | None = None) -> Iterator[LinuxTap]:
         try:
             node = Node(work, "sys", SYSTEM_IP, f"tap:{ns.tap}", children)
             node.boot()  # the board made the TAP in our namespace; Linux's end moves to the new one
-            ns.attach()
+            ns.attach(f"{LINUX_IP}/24")
             yield LinuxTap(node, ns, children)
         finally:
             children.reap()
