@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
-from tests.net import lab
+from tests.net import lab, netns
 from userland.pattern import chunks
 
 TARGET_RATIO = 0.8
@@ -39,7 +39,7 @@ PORT = 6000
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bytes", type=int, default=20_000_000,
                    help="bytes per transfer (default %(default)s)")
-    p.add_argument("--peer", choices=("auto", "linux-tap", "udp"), default="auto",
+    p.add_argument("--peer", choices=netns.PEERS, default="auto",
                    help="linux-tap needs root; auto takes it when it can (default %(default)s)")
     load.add_argument(p)
 
@@ -49,16 +49,13 @@ Send = Callable[[int, int, int], dict[str, Any]]  # (nbytes, seed, port) -> tran
 
 @contextlib.contextmanager
 def _rig(work: Path, peer: str) -> Iterator[tuple[str, lab.Node, Send]]:
-    if peer in ("auto", "linux-tap"):
-        try:
-            with lab.linux_tap(work / "tap") as rig:
+    with netns.peer_namespace(peer, "bench net") as ns:
+        if ns is not None:
+            with lab.linux_tap(work / "tap", ns) as rig:
                 yield "linux-tap", rig.node, lambda n, s, p: lab.system_to_linux(rig, n, s, p)
-            return
-        except lab.Unavailable as e:
-            if peer == "linux-tap":
-                raise SystemExit(f"bench net: {e}") from None
-    with lab.udp_pair(work / "udp") as (a, b):
-        yield "udp", a, lambda n, s, p: lab.system_to_system(a, b, n, s, p)
+        else:
+            with lab.udp_pair(work / "udp") as (a, b):
+                yield "udp", a, lambda n, s, p: lab.system_to_system(a, b, n, s, p)
 
 
 def _transfer(send: Send, nbytes: int, seed: int, port: int) -> dict[str, Any]:

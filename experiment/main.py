@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from minikern import cli
+from tests.net import netns
 from experiment.plan import TYPES, Injection, make_plan, slices
 from experiment.targets import TARGETS
 
@@ -89,19 +90,23 @@ def parser() -> argparse.ArgumentParser:
                    "fresh temporary folder per trial, removed after)")
     p.add_argument("--period", type=_positive, default=300,
                    help="the drivers' heartbeat period in ms (default %(default)s)")
+    p.add_argument("--net-peer", choices=netns.PEERS, default="auto",
+                   help="the network application's echo server: Linux's TCP in a network "
+                   "namespace on a TAP (linux-tap, needs root), or a second system on the UDP "
+                   "wire (udp); auto takes linux-tap when it can (default %(default)s)")
     p.add_argument("--plan", action="store_true", help="print the plan as JSON and stop")
     p.add_argument("--json", action="store_true", help="end with the summary as one JSON line")
     return p
 
 
-Job = tuple[list[dict[str, Any]], list[str], int, int, str | None]
+Job = tuple[list[dict[str, Any]], list[str], int, int, str | None, str]
 
 
 def _trial(job: Job) -> dict[str, Any]:
     from experiment.trial import run_trial
-    injections, drivers, seed, period, work = job
+    injections, drivers, seed, period, work, net_peer = job
     return run_trial([Injection(**i) for i in injections], drivers, seed, period,
-                     Path(work) if work else None)
+                     Path(work) if work else None, net_peer)
 
 
 Save = Callable[[int, dict[str, Any]], None]
@@ -161,7 +166,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
     parts = slices(plan, args.chunks or args.workers)
     jobs: dict[int, Job] = {
         n: ([i.asdict() for i in part], args.drivers, args.seed * 1000 + n, args.period,
-            str(args.run_dir / f"trial-{n}") if args.run_dir else None)
+            str(args.run_dir / f"trial-{n}") if args.run_dir else None, args.net_peer)
         for n, part in enumerate(parts)}
     trials: dict[int, dict[str, Any]] = {}
     if args.resume or args.report_only:
@@ -191,11 +196,19 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
     meta = {"seed": args.seed, "drivers": args.drivers, "types": args.types,
             "trials": len(ran), "planned_trials": len(jobs), "planned_faults": len(plan),
             "period_ms": args.period, "seconds": time.time() - t0,
+            "net_peer": _net_peer(ran),
             "trial_seconds": sum(max((o.get("end", 0.0) for o in t["injections"]),
                                      default=t.get("start", 0.0)) - t.get("start", 0.0)
                                  for t in ran if "start" in t),
             "machine": f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}"}
     return report.write(out, [i.asdict() for i in plan], ran, meta)
+
+
+def _net_peer(trials: list[dict[str, Any]]) -> str | None:
+    """The network application's peer ("linux-tap" or "udp"; both, comma-separated, if the
+    trials differ; None without rtl8139)."""
+    peers = sorted({str(t["net_peer"]) for t in trials if t.get("net_peer")})
+    return ",".join(peers) or None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,15 @@ def _table(outs: list[Outcome], key: str) -> list[str]:
     return rows
 
 
+def _peer(meta: dict[str, Any]) -> str:
+    peer = meta.get("net_peer")
+    if not peer:
+        return ""
+    return (" The network application's echo server: " + {
+        "linux-tap": "Linux's TCP, on a TAP in a network namespace (net_peer linux-tap).",
+        "udp": "a second system on the UDP wire (net_peer udp)."}.get(peer, f"{peer}."))
+
+
 def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[str, Any]]) -> str:
     outs = [o for t in trials for o in t["injections"]]
     by = Counter(o["detected_by"] for o in outs if o["detected"])
@@ -83,7 +92,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[st
              + partial, "",
              f"Drivers {', '.join(meta['drivers'])}; fault types {', '.join(meta['types'])}; "
              f"{meta['trials']} trial(s); heartbeat period {meta['period_ms']} ms; "
-             f"{meta['seconds']:.0f} s on {meta['machine']}.", "",
+             f"{meta['seconds']:.0f} s on {meta['machine']}." + _peer(meta), "",
              "## The claims", "",
              "| | |", "|---|---:|",
              f"| kernel crashes | {summary['kernel_crashes']} |",

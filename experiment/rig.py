@@ -6,11 +6,16 @@ only when the memory driver is a target), with each target driver's policy set
 for a campaign: restart at once every time (``backoff off; restarts off;``, as
 bin/bench recovery), a short heartbeat period, and resource limits (so a
 leak or a spin is something RS can see).  With "disk" A boots on a fresh
-MINIX v3 image (mkfs.minix -3); with "net" its board is joined by the UDP
-wire to system B (INET at lab.SECOND_IP, the policy as shipped), which runs
-the echo server and is never injected.  ``close`` halts everything and reaps
-every child; ``check_disk`` (A halted) runs ``fsck.minix -f`` on the image
-(never -a or -r), boots A again alone and reads back what the disk load left.
+MINIX v3 image (mkfs.minix -3).  With "net" the echo server is the peer
+chosen by ``net_peer`` (netns.PEERS; ``auto``: linux-tap when it can be made):
+``linux-tap``, A's board on a TAP in a network namespace the rig makes
+(tests/net/netns.py, deleted at ``halt``, also after a failure or Ctrl-C) where
+Linux's own TCP echoes (tests/net/peer.py ``echo`` at lab.LINUX_IP); ``udp``,
+A's board joined by the UDP wire to system B (INET at lab.SECOND_IP, the
+policy as shipped), which runs bin/echod and is never injected.  ``halt``
+halts everything, reaps every child and deletes the namespace; ``check_disk``
+(A halted) runs ``fsck.minix -f`` on the image (never -a or -r), boots A again
+alone and reads back what the disk load left.
 ``check_ram`` (A still up, the applications stopped) has VFS sync, copies the
 RAM disk out of the memory driver's shared memory segment (the name is in DS,
 ``memory.segment``; the disk follows the segment's header and journal) and runs
@@ -19,6 +24,7 @@ segment dies with the system (bin/halt releases it), so it is checked before.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -34,7 +40,7 @@ from minikern.boot import System
 from minikern.const import DS, DsReq, Err, RsReq
 from minikern.proto import Message
 from minikern.deadline import wait_for
-from tests.net import lab
+from tests.net import lab, netns
 from tests.storage import mountlab
 from userland import spool
 from userland.fs import Files, FsError
@@ -49,6 +55,7 @@ MEMORY_LIMIT_BYTES = 192 << 20
 # variable: the kernel and RS inherit it): a leak or a spin is seen sooner, the window is shorter
 RESOURCE_CHECK = 0.5
 PEER = ["inet", "rtl8139"]  # what system B runs (the echo server's side of the wire)
+NETNS_PREFIX, TAP_PREFIX = "mk-exp-", "mke"  # the names of the namespaces and TAPs it makes
 CPU_LIMIT = "60%"  # a spinning thread goes over it in one check period (a driver: < 30%)
 
 
@@ -84,7 +91,8 @@ def campaign_conf(labels: list[str], period_ms: int, ip: str | None = None,
 
 
 class Rig:
-    def __init__(self, work: Path, drivers: list[str], period_ms: int) -> None:
+    def __init__(self, work: Path, drivers: list[str], period_ms: int,
+                 net_peer: str = "auto") -> None:
         self.work, self.drivers = work, drivers
         self.needs = set().union(*(TARGETS[d].needs for d in drivers))
         self.children = lab.Children(work)
@@ -101,10 +109,20 @@ class Rig:
         self.echo_port = 7000
         self.echod: subprocess.Popen[bytes] | None = None
         self.line: devloads.Line | None = None
+        self.net_choice = net_peer
+        self.net_peer: str | None = None  # the peer in use: "linux-tap" or "udp" (None: no net)
+        self.netns: netns.Namespace | None = None
+        self.owned = contextlib.ExitStack()  # the namespace, deleted at halt
 
     def boot(self) -> None:
         nic_a = "none"
         if "net" in self.needs:
+            self.netns = self.owned.enter_context(netns.peer_namespace(
+                self.net_choice, "experiment", NETNS_PREFIX, TAP_PREFIX))
+            self.net_peer = "udp" if self.netns is None else "linux-tap"
+        if self.netns is not None:
+            nic_a = f"tap:{self.netns.tap}"
+        elif "net" in self.needs:
             pa, pb = lab.free_udp_port(), lab.free_udp_port()
             nic_a = f"udp:{pa}:{pb}"
             conf_b = self.work / "b.conf"
@@ -119,6 +137,8 @@ class Rig:
                 raise RuntimeError(f"system {system.run_dir.name} did not come up")
             for label in labels:
                 self.wait_up(system.run_dir, label)
+        if self.netns is not None:
+            self.netns.attach(f"{lab.LINUX_IP}/24")
         if "ram" in self.needs:
             with cli.connected(self.run_a, "exp-wait", privileges="user") as conn:
                 files = Files(conn)
@@ -146,11 +166,18 @@ class Rig:
         return all(s is None or s.kernel.poll() is None for s in (self.a, self.b))
 
     def echo(self) -> int:
-        """(Re)start the echo server on B; its port."""
+        """(Re)start the echo server (Linux's in the namespace, or on B); its port."""
         if self.echod is not None and self.echod.poll() is None:
             self.echod.kill()
             self.echod.wait(10)
         self.echo_port += 1
+        if self.netns is not None:
+            self.echod = self.netns.peer(self.children, "echo", lab.LINUX_IP, self.echo_port)
+            try:
+                self.children.read_json(self.echod, BOOT_DEADLINE)  # {"ready": true}
+            except AssertionError as e:  # it exited, or said nothing in time
+                raise OSError(f"Linux's echo server did not start: {e}") from None
+            return self.echo_port
         self.echod = self.children.start("echod", [
             sys.executable, str(cli.REPO_ROOT / "bin" / "echod"), "--run-dir", str(self.run_b),
             str(self.echo_port)])
@@ -162,7 +189,8 @@ class Rig:
         for d in self.drivers:
             kind = TARGETS[d].workload
             if kind == "net":
-                out[d] = workload.NetLoad(self.run_a, seed, lab.SECOND_IP, self.echo)
+                peer_ip = lab.SECOND_IP if self.netns is None else lab.LINUX_IP
+                out[d] = workload.NetLoad(self.run_a, seed, peer_ip, self.echo)
             elif kind == "console":
                 assert self.line is not None
                 out[d] = devloads.ConsoleLoad(self.run_a, seed, self.line)
@@ -178,6 +206,7 @@ class Rig:
         for s in (self.a, self.b):
             if s is not None:
                 s.halt()
+        self.owned.close()  # after A's halt: its board no longer holds the TAP
 
     def check_disk(self, expected: dict[str, str]) -> dict[str, Any]:
         """A halted: fsck.minix -f the image, boot A alone on it, read the files back."""

@@ -210,15 +210,21 @@ def _restore(rig: Rig, conn: ipc.Connection, loads: dict[str, Load], driver: str
 
 
 def run_trial(injections: list[Injection], drivers: list[str], seed: int,
-              period_ms: int, work: Path | None = None) -> dict[str, Any]:
-    """Run ``injections`` on a rig of their own; everything a report needs, as JSON data."""
+              period_ms: int, work: Path | None = None,
+              net_peer: str = "auto") -> dict[str, Any]:
+    """Run ``injections`` on a rig of their own; everything a report needs, as JSON data
+    (``net_peer``: the network application's peer in use, netns.PEERS' linux-tap or udp;
+    ``netns``: the namespace and TAP the rig made and deleted, for linux-tap)."""
     tmp = Path(tempfile.mkdtemp(prefix="mk-exp-")) if work is None else work
-    rig = Rig(tmp, drivers, period_ms)
+    rig = Rig(tmp, drivers, period_ms, net_peer)
     loads: dict[str, Load] = {}
     outcomes: list[dict[str, Any]] = []
     result: dict[str, Any] = {"seed": seed, "drivers": drivers, "injections": outcomes}
     try:
         rig.boot()
+        result["net_peer"] = rig.net_peer
+        if rig.netns is not None:
+            result["netns"] = {"name": rig.netns.name, "tap": rig.netns.tap}
         watch = Watcher(rig)
         loads = rig.loads(seed)
         result["start"] = time.time()

@@ -20,7 +20,7 @@ class Interrupted(Exception):
 
 
 def fake_trial(job: exp.Job, fail_on: int | None = None) -> dict[str, Any]:
-    injections, _, seed, _, _ = job
+    injections, _, seed, *_ = job
     n = seed % 1000
     if n == fail_on:
         raise Interrupted(f"trial {n}")

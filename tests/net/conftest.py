@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from minikern.deadline import wait_for
-from tests.net import lab
+from tests.net import lab, netns
 from userland.pattern import chunks
 
 TRANSFER_BYTES = 20_000_000
@@ -56,7 +56,7 @@ def linux(tmp_path: Path) -> Iterator[lab.LinuxTap]:
     try:
         with lab.linux_tap(tmp_path) as rig:
             yield rig
-    except lab.Unavailable as e:
+    except netns.Unavailable as e:
         pytest.skip(str(e))
 
 

@@ -7,8 +7,9 @@ when the body fails:
 * ``linux_tap``: one system whose board owns a TAP device (``--nic tap:NAME``),
   moved into a fresh network namespace where Linux has LINUX_IP and the
   system SYSTEM_IP.  The peer is ``python -m tests.net.peer`` run inside the
-  namespace: the Linux kernel's own TCP/IP.  Needs root (``Unavailable``
+  namespace: the Linux kernel's own TCP/IP.  Needs root (``netns.Unavailable``
   otherwise, with the reason).  Traffic never leaves the namespace.
+  The namespace is tests/net/netns.py's (shared with bin/experiment's rig).
 * ``udp_pair``: two systems whose boards are joined by the UDP wire on
   127.0.0.1, A at SYSTEM_IP and B at SECOND_IP.  Runs anywhere.
 
@@ -27,9 +28,7 @@ import contextlib
 import functools
 import json
 import os
-import secrets
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +44,7 @@ from minikern.boot import System
 from minikern.commands import crash
 from minikern.events import read_all
 from tests.conftest import BOOT_DEADLINE
+from tests.net.netns import Namespace, namespace
 from minikern.const import RsReq
 from minikern.deadline import wait_for
 from minikern import rsctl as ctl
@@ -54,10 +54,6 @@ SYSTEM_IP, LINUX_IP, SECOND_IP = "10.0.0.2", "10.0.0.1", "10.0.0.3"
 DRIVER = "rtl8139"
 STEP_TIMEOUT = 120.0  # seconds one transfer may take, faults included
 INTERVAL = 1.0        # seconds between injected faults
-
-
-class Unavailable(RuntimeError):
-    """This rig cannot be built here (not root, no /dev/net/tun, ip netns add refused)."""
 
 
 class Children:
@@ -249,53 +245,34 @@ def injecting(node: Node, fault: str | None, interval: float = INTERVAL,
 class LinuxTap:
     """A system on a TAP device in namespace ``ns``, where Linux is LINUX_IP."""
 
-    def __init__(self, node: Node, ns: str, children: Children) -> None:
-        self.node, self.ns, self.children = node, ns, children
+    def __init__(self, node: Node, netns: Namespace, children: Children) -> None:
+        self.node, self.netns, self.children = node, netns, children
+        self.ns = netns.name
 
     def peer(self, *args: object) -> subprocess.Popen[bytes]:
         """tests/net/peer.py run by Linux inside the namespace."""
-        return self.children.start("peer", ["ip", "netns", "exec", self.ns, sys.executable, "-m",
-                                            "tests.net.peer", *map(str, args)])
+        return self.netns.peer(self.children, *args)
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "-n", self.ns, *args], capture_output=True, text=True,
-                              timeout=30, check=check)
-
-
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+        return self.netns.ip(*args, check=check)
 
 
 @contextlib.contextmanager
-def linux_tap(work: Path) -> Iterator[LinuxTap]:
-    if os.geteuid() != 0:
-        raise Unavailable("needs root: creates a network namespace and a TAP device")
-    if not os.path.exists("/dev/net/tun") or shutil.which("ip") is None:
-        raise Unavailable("needs /dev/net/tun and the ip command (iproute2)")
-    suffix = secrets.token_hex(4)
-    ns, tap = f"mk-net-{suffix}", f"mkt{suffix}"
-    made = _ip("netns", "add", ns)
-    if made.returncode != 0:
-        raise Unavailable(f"ip netns add failed: {made.stderr.strip()}")
-    children = Children(work)
-    node = None
-    try:
-        node = Node(work, "sys", SYSTEM_IP, f"tap:{tap}", children)
-        node.boot()  # the board made the TAP in our namespace; Linux's end moves to the new one
-        wait_for(lambda: _ip("link", "show", tap).returncode == 0, 10, f"TAP {tap}")
-        rig = LinuxTap(node, ns, children)
-        moved = _ip("link", "set", tap, "netns", ns)
-        if moved.returncode != 0:
-            raise AssertionError(f"ip link set {tap} netns {ns}: {moved.stderr.strip()}")
-        rig.ip("link", "set", "lo", "up")
-        rig.ip("addr", "add", f"{LINUX_IP}/24", "dev", tap)
-        rig.ip("link", "set", tap, "up")
-        yield rig
-    finally:
-        children.reap()
-        if node is not None:
-            node.halt()
-        _ip("netns", "del", ns)
+def linux_tap(work: Path, netns: Namespace | None = None) -> Iterator[LinuxTap]:
+    """The rig on ``netns`` (deleted after by its own owner), or on a namespace of its own."""
+    with contextlib.ExitStack() as stack:
+        ns = netns if netns is not None else stack.enter_context(namespace())
+        children = Children(work)
+        node = None
+        try:
+            node = Node(work, "sys", SYSTEM_IP, f"tap:{ns.tap}", children)
+            node.boot()  # the board made the TAP in our namespace; Linux's end moves to the new one
+            ns.attach(f"{LINUX_IP}/24")
+            yield LinuxTap(node, ns, children)
+        finally:
+            children.reap()
+            if node is not None:
+                node.halt()
 
 
 def free_udp_port() -> int:

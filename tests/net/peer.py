@@ -9,6 +9,8 @@ command one line with its result.
 
     send HOST PORT NBYTES SEED   connect (retrying while refused), send, close; wait for EOF
     recv BIND_IP PORT            accept one connection, read to end of stream
+    echo BIND_IP PORT            a TCP echo server (bin/experiment's peer): every connection
+                                 gets back what it sends, garbage included, until killed
     sendss / recvss              the same, and the result adds "ss": what ``ss -tin`` says
                                  of the connection (options, wscale, retransmissions) at its end
     ping HOST COUNT              ICMP echo over a raw socket (for hosts without ping)
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import socketserver
 import subprocess
 import sys
 import time
@@ -97,6 +100,27 @@ def do_recv_ss(bind_ip: str, port: int) -> None:
                   "seconds": time.monotonic() - start, "ss": ss(conn)})
 
 
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.settimeout(TIMEOUT)
+        try:
+            while chunk := self.request.recv(CHUNK):
+                self.request.sendall(chunk)
+        except OSError:
+            pass  # reset, or silent for TIMEOUT: the client went away (it reconnects)
+
+
+class _EchoServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def do_echo(bind_ip: str, port: int) -> None:
+    with _EchoServer((bind_ip, port), _Echo) as server:
+        emit({"ready": True})
+        server.serve_forever()
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["send"] and len(argv) == 5:
         do_send(argv[1], int(argv[2]), int(argv[3]), int(argv[4]))
@@ -106,6 +130,8 @@ def main(argv: list[str]) -> int:
         do_recv_ss(argv[1], int(argv[2]))
     elif argv[:1] == ["recv"] and len(argv) == 3:
         do_recv(int(argv[2]), argv[1])
+    elif argv[:1] == ["echo"] and len(argv) == 3:
+        do_echo(argv[1], int(argv[2]))
     elif argv[:1] == ["ping"] and len(argv) == 3:
         do_ping(argv[1], int(argv[2]))
     else:
