@@ -59,7 +59,8 @@ class Pump:
         self.latch = 0  # the data latch by our count (learnt from LPTAG after each sync)
         self.inflight: tuple[Job, int, int] | None = None  # (job, bytes sent, first tag)
         self.why = "no printer driver yet"  # why the printer is not printing, for STATUS
-        self.counters = {"writes": 0, "resyncs": 0, "resent_bytes": 0, "recovered_bytes": 0}
+        self.counters = {"writes": 0, "resyncs": 0, "resent_bytes": 0, "recovered_bytes": 0,
+                         "bad_answers": 0}
 
     # -- the driver comes and goes --------------------------------------------------------
 
@@ -153,10 +154,22 @@ class Pump:
     def written(self, a: Message) -> None:
         if self.inflight is None:
             return
-        job, _, first = self.inflight
-        self.inflight = None
+        job, sent, first = self.inflight
         count = a.get("count", 0)
-        count = count if type(count) is int and count >= 0 else 0
+        if type(count) is not int or not 0 <= count <= sent or (a.type == Err.OK
+                                                                  and count != sent):
+            # An answer that cannot be true (more printed than sent, or "done" short of it):
+            # a driver bug.  Trusting it would skip or repeat bytes; the latch says what
+            # reached the paper, as after a driver's death.
+            self.counters["bad_answers"] += 1
+            if self.counters["bad_answers"] == 1:
+                self.log(f"the printer answered a write of {sent} bytes with count {count!r} "
+                         f"({err_name(a.type)}): asking the latch instead (later ones counted)")
+            self.link = Link.SYNCING
+            self.counters["resyncs"] += 1
+            self.ask(Message(CharReq.IOCTL, {"minor": 0, "request": "LPTAG"}), self.synced)
+            return
+        self.inflight = None
         if count:
             self.latch = (first + chunks(count) - 1) & 0xFF
         self.jobs.confirm(job, count)

@@ -101,6 +101,28 @@ def test_a_driver_dead_under_a_write_leaves_the_latch_to_say_how_much_was_printe
     assert pump.counters["recovered_bytes"] == 3 * chunk
 
 
+@pytest.mark.parametrize("count", [10**6, -1, "64", None, "ok-short"])
+def test_an_answer_that_cannot_be_true_is_not_trusted_the_latch_decides(count: object) -> None:
+    """A driver that answers a WRITE with more bytes than were sent, a count that is not one,
+    or OK short of what was sent (a fault in it, or a lie): the spooler asks the latch what
+    reached the paper, as after the driver's death, so no byte is skipped or printed twice."""
+    chunk, write = params.LPT_CHUNK, params.LP_WRITE
+    pump, loop, jobs, data = pump_with_job(2 * write)
+    first = loop.asked[0][1]
+    answer = {"count": write - chunk} if count == "ok-short" else {"count": count}
+    loop.answer(Message(Err.OK, answer))
+    sync = loop.asked[0][1]
+    assert sync.type == CharReq.IOCTL and sync["request"] == "LPTAG"
+    assert pump.counters["bad_answers"] == 1
+    job = jobs.next_to_print()
+    assert job is not None and job.printed == 0  # nothing taken from the answer
+    loop.answer(Message(Err.OK, {"tag": (first["tag"] + 1) & 0xFF}))  # 2 chunks on paper
+    assert job.printed == 2 * chunk
+    again = loop.asked[0][1]
+    assert again["data"] == data[2 * chunk:2 * chunk + write]
+    assert again["tag"] == (first["tag"] + 2) & 0xFF
+
+
 def test_a_write_lost_before_any_chunk_is_sent_again_whole() -> None:
     pump, loop, jobs, data = pump_with_job(1000)
     sent = loop.asked.pop(0)[1]
