@@ -135,6 +135,14 @@ class Line:
         self.sock.close()
 
 
+def _lost_from(got: bytes, want: bytes) -> bool:
+    """Whether ``got`` is ``want`` with some bytes missing and none changed or added: the
+    console's rule for a driver's death is that a typed byte is delivered or lost, never
+    wrong (README, "the console")."""
+    rest = iter(want)
+    return len(got) < len(want) and all(b in rest for b in got)
+
+
 class ConsoleLoad(Load):
     name_ = "console"
 
@@ -189,6 +197,10 @@ class ConsoleLoad(Load):
                 break
             if got in self.typed:
                 continue  # a line typed before an error, delivered now: late, not wrong
+            if _lost_from(got, want):  # typed while the driver died: lost, none wrong
+                self.errors.append((time.time(), f"{len(want) - len(got)} typed bytes lost"))
+                self.sane()
+                break
             self.corrupted.append((time.time(), _differ(got, want)))
             self.sane()
             break
