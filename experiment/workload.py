@@ -48,6 +48,7 @@ def _differ(a: bytes, b: bytes) -> int:
 
 class Load(threading.Thread):
     name_ = "load"
+    interval = 0.0  # seconds between two operations (0: flat out)
 
     def __init__(self, run_dir: Path, seed: int) -> None:
         super().__init__(daemon=True, name=f"exp-{self.name_}")
@@ -78,6 +79,8 @@ class Load(threading.Thread):
                 n = self.op(i)
                 self.ops.append((time.time(), n))
                 i += 1
+                if self.interval:
+                    self.stop.wait(self.interval)
             except ipc.KernelGone:
                 self.errors.append((time.time(), "kernel gone"))
                 return
