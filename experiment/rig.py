@@ -128,8 +128,15 @@ class Rig:
             conf_b = self.work / "b.conf"
             conf_b.write_text(campaign_conf([], 1000, ip=lab.SECOND_IP, only=PEER))
             self.b = System(self.run_b, conf_b, nic=f"udp:{pb}:{pa}")
+        before = os.environ.get("MINIKERN_RESOURCE_CHECK")
         os.environ["MINIKERN_RESOURCE_CHECK"] = str(RESOURCE_CHECK)  # for the kernel's children
-        self.a = System(self.run_a, self.conf_a, nic=nic_a)
+        try:
+            self.a = System(self.run_a, self.conf_a, nic=nic_a)  # the kernel starts here
+        finally:  # this process's environment is not the campaign's to change for good
+            if before is None:
+                del os.environ["MINIKERN_RESOURCE_CHECK"]
+            else:
+                os.environ["MINIKERN_RESOURCE_CHECK"] = before
         for system, labels in ((self.a, self.services), (self.b, PEER)):
             if system is None:
                 continue

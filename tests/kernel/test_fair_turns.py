@@ -117,7 +117,10 @@ def served_in_turns(system: SystemUnderTest, names: tuple[str, ...], bound: int)
                  60, "the flood to get under way")
     finally:
         probe.close(0)
-    seen = queued_round_trips(system, names)
+    for _ in range(5):  # the flooder may be between two connections (the kernel cut it)
+        seen = queued_round_trips(system, names)
+        if seen[-1] > seen[0]:
+            break
     steps = [b - a for a, b in zip(seen[:-1], seen[1:], strict=True)]
     assert max(steps) <= bound, f"flood frames served between two queued requests: {steps}"
     assert seen[-1] > seen[0], "the flood was not served meanwhile (or had stopped)"
