@@ -92,7 +92,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[st
              + partial, "",
              f"Drivers {', '.join(meta['drivers'])}; fault types {', '.join(meta['types'])}; "
              f"{meta['trials']} trial(s); heartbeat period {meta['period_ms']} ms; "
-             f"{meta['seconds']:.0f} s on {meta['machine']}." + _peer(meta), "",
+             f"{meta.get('trial_seconds') or meta['seconds']:.0f} s of trials on "
+             f"{meta['machine']}." + _peer(meta), "",
              "## The claims", "",
              "| | |", "|---|---:|",
              f"| kernel crashes | {summary['kernel_crashes']} |",
