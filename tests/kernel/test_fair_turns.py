@@ -30,6 +30,7 @@ from minikern.cli import REPO_ROOT
 from minikern.const import SYSTEM, Call, Err, KCall
 from minikern.proto import codec
 from tests.conftest import SystemUnderTest, wait_for
+from tests.kernel.test_hostile_peers import reap
 from tests.kernel.test_routing_ids import alive_and_serving
 from tests.kernel.test_wire import admitted_raw, getinfo
 
@@ -72,13 +73,7 @@ def flood(*args: str) -> Iterator[None]:
         assert p.stdout is not None and p.stdout.readline().strip() == "flooding"
         yield
     finally:
-        assert p.stdin is not None
-        p.stdin.close()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
+        reap(p)
 
 
 def queued_round_trips(system: SystemUnderTest, names: tuple[str, ...]) -> list[int]:
