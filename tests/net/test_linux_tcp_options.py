@@ -116,7 +116,12 @@ def test_a_burst_lost_on_the_way_in_is_repaired_from_inets_sack_blocks(
     assert ours["ooo_segments_held"] > ours_before.get("ooo_segments_held", 0)
     recoveries = after.get("TcpExtTCPSackRecovery", 0) - before.get("TcpExtTCPSackRecovery", 0)
     assert recoveries >= 1, "Linux did not recover through SACK"
-    assert after.get("TcpRetransSegs", 0) - before.get("TcpRetransSegs", 0) >= BURST
+    # Linux resent the burst.  Not one segment per frame lost: on a retransmission Linux
+    # merges short neighbours that fit in one MSS together (tcp_retrans_try_collapse), and
+    # CI saw 20 frames lost resent as 19 segments.  A bulk transfer's segments are full but
+    # at the end of a write, and a merge never exceeds one MSS, so the burst goes out again
+    # in no fewer than half as many segments.
+    assert after.get("TcpRetransSegs", 0) - before.get("TcpRetransSegs", 0) >= BURST // 2
 
 
 def test_a_burst_lost_on_the_way_out_is_repaired_by_inets_sack_recovery(
