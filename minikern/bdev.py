@@ -12,7 +12,8 @@ there.  The caller needs the SETGRANT and REVOKE kernel calls, and DS and
 the driver in its ipc mask (and its label in the driver's).
 
 Recovery (section 19, "Recovery"): a request that fails because the driver
-died (EDEADSRCDST) or was restarted under it (ERESTART) is not lost.  The
+died (the kernel fails the SENDREC with EDEADSRCDST) or was restarted under
+it (the driver answers ERESTART) is not lost.  The
 client waits until DS names a new endpoint for ``label`` with
 ``drv.blk.<label>`` = ``up`` (it subscribes to that key: DS's notification
 wakes it, and it looks every BDEV_RECOVERY_CHECK anyway), answering RS's
@@ -22,7 +23,11 @@ idempotent).  A driver ``failed``, or not back within BDEV_RECOVERY_WAIT,
 or restarted more than BDEV_RESTART_RETRIES times under one request, gives
 EIO.  An EIO from the driver (a bad sector) is tried BDEV_EIO_RETRIES more
 times and then raised as ``DeviceError`` (an ``IpcError`` with code EIO and
-the failing ``sector``).  Any other refusal is raised as ``IpcError``.
+the failing ``sector``).  Any other refusal is raised as ``IpcError``; so
+is a driver's *answer* EDEADSRCDST: only the kernel can say that the driver
+died, and an answer with that status (a kernel call of the driver's own
+that failed, its code passed on) comes from a driver that is alive, whose
+successor would never come.
 
 While it waits for a new driver, and every BDEV_HEARTBEAT_CHECK during a
 long run of requests (a caller blocked in SENDREC takes no notification, so
@@ -47,10 +52,8 @@ import zmq
 from minikern import ds, params, sef, successor
 from minikern.const import (BDEV_MAX_IO, CPF_READ, CPF_WRITE, DS, SECTOR_SIZE, BdevReq, DsFlag,
                             Err, KCall, Kind)
-from minikern.ipc import IpcError, KernelGone
+from minikern.ipc import IpcError
 from minikern.proto import Message
-
-RECOVERABLE = (Err.EDEADSRCDST, Err.ERESTART)
 
 
 class DeviceError(IpcError):
@@ -95,9 +98,17 @@ class BlockDevice:
         self.opens += 1
 
     def close(self) -> None:
-        if self.opens:
-            self.opens -= 1
+        """Close the minor; the last close also revokes our buffer's grant (a caller that
+        makes a device per try, as a refused mount does, would fill its grant table)."""
+        if not self.opens:
+            return
+        self.opens -= 1
+        try:
             self.call(Message(BdevReq.CLOSE, {"minor": self.minor}))
+        finally:
+            if not self.opens and self.grant is not None:
+                self.ctx.conn.kcall_status(KCall.REVOKE, grant=self.grant)
+                self.grant = self.grant_to = None
 
     def read(self, pos: int, count: int) -> bytes:
         """``count`` bytes from ``pos`` (shorter at the end of the device)."""
@@ -166,22 +177,16 @@ class BlockDevice:
             if grant:
                 m.fields["grant"] = self.granted(driver)
             self.requests += 1
-            try:
-                r = self.ctx.conn.sendrec(driver, m)
-                status = r.type
-            except KernelGone:
-                raise
-            except IpcError as e:
-                r, status = Message(e.code), e.code
+            r, died = successor.sendrec(self.ctx.conn, driver, m)
+            status = r.type
             if status == Err.OK:
                 return r
-            if status in RECOVERABLE:
+            if died or status == Err.ERESTART:
                 restarts += 1
                 if restarts > params.BDEV_RESTART_RETRIES:
                     raise IpcError(Err.EIO, f"{self.label} restarted {restarts - 1} times "
                                    f"under one request")
-                self.recover(dead=driver if status == Err.EDEADSRCDST else None,
-                             reopen=m.type != BdevReq.OPEN)
+                self.recover(dead=driver if died else None, reopen=m.type != BdevReq.OPEN)
             elif status == Err.EIO and eio < params.BDEV_EIO_RETRIES:
                 eio += 1
             elif status == Err.EIO:

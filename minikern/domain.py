@@ -83,21 +83,26 @@ def unreachable(run_dir: Path) -> str:
     could): a directory on the way to the interpreter's library, the virtual environment,
     the repository or the run directory that others may not search (a Python installed in
     root's 0700 home, a run directory under pytest's 0700 temporary root, say)."""
-    return _code_unreachable() or _closed(Path(os.path.abspath(run_dir)).parent, False)
+    return code_unreachable() or _closed(Path(os.path.abspath(run_dir)).parent, False)
 
 
 @functools.cache
-def _code_unreachable() -> str:
+def code_unreachable(opened: frozenset[Path] = frozenset()) -> str:
+    """Why a component's uid could not run the code ("" when it could), taking the
+    directories ``opened`` as open to others (as tools/open_root_home.sh opens /root)."""
     for top in (Path(sys.base_prefix), Path(sys.prefix), REPO_ROOT,
                 Path(sys.executable).resolve().parent):
-        if why := _closed(top, True):
+        if why := _closed(top, True, opened):
             return why
     return ""
 
 
-def _closed(top: Path, listed: bool) -> str:
-    """Why others may not reach ``top`` (and list it, if ``listed``), or ""."""
+def _closed(top: Path, listed: bool, opened: frozenset[Path] = frozenset()) -> str:
+    """Why others may not reach ``top`` (and list it, if ``listed``), or ""; the
+    directories in ``opened`` count as searchable."""
     for d in (top, *top.parents):
+        if d in opened:
+            continue
         try:
             mode = os.stat(d).st_mode
         except OSError as e:

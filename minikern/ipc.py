@@ -50,6 +50,9 @@ class KernelGone(IpcError):
     def __init__(self) -> None:
         super().__init__(Err.EDEADSRCDST, "kernel gone")
 
+    def __reduce__(self) -> tuple[type[KernelGone], tuple[()]]:
+        return KernelGone, ()  # pickled as it is made (a campaign's worker hands it back)
+
 
 KERNEL_CHECK_S = 1.0  # a caller blocked this long checks that the kernel still lives
 
@@ -115,8 +118,11 @@ class Connection:
                 break
             except zmq.Again:
                 waited += KERNEL_CHECK_S
-                if timeout is not None and waited >= timeout or not self.kernel_alive():
+                if not self.kernel_alive():
                     raise KernelGone() from None
+                if timeout is not None and waited >= timeout:  # alive, but it did not admit us
+                    raise IpcError(Err.ETIMEDOUT, "no answer from the kernel (a connection "
+                                   "over its bounds is refused unanswered)") from None
         hdr = codec.decode_reply(frames[0])
         if hdr is None or len(frames) > 2:
             raise IpcError(Err.EIO, "malformed reply from the kernel")

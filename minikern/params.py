@@ -62,9 +62,11 @@ DOMAIN_LOCKS = os.environ.get("MINIKERN_DOMAIN_LOCKS", "/run/minikern-uids")  # 
 
 TEMPLATE_POOL = 2  # pre-started template processes (imported, never ran component code)
 # ... and the libraries a template imports ahead of need besides its own (the driver
-# frameworks and the clients most components load: ~5 ms of a restart, paid before it)
-TEMPLATE_PRELOAD = ("minikern.ds", "minikern.bdev", "drivers.char.framework",
-                    "drivers.block.framework", "drivers.net.framework")
+# frameworks, the port I/O channel and PCI access every device driver uses, and the clients
+# most components load: ~13 ms of a driver's restart on a quiet machine, paid before it)
+TEMPLATE_PRELOAD = ("minikern.ds", "minikern.bdev", "minikern.devio", "drivers.pci",
+                    "drivers.char.framework", "drivers.block.framework",
+                    "drivers.net.framework")
 # ... imported in this scheduling queue (booted as root): below every service's queue, so a
 # refill's imports never outweigh the instance being restarted; above the user programs'
 TEMPLATE_QUEUE = 5
@@ -81,6 +83,8 @@ SCRATCH_DIR = "scratch"  # run_dir/scratch: components' temporary files (the RAM
 SCRIPT_DIR = "scripts"  # run_dir/scripts/<label>.<n>.out: a recovery script's captured output
 DEFAULT_PERIOD = 5.0  # seconds between RS heartbeat pings when system.conf gives no period
 HEARTBEAT_MISSES = 2  # no ping answer within this many periods: the service is hung
+HEARTBEAT_STARVED_MAX = 4  # more periods a service starved of a CPU may take (rs/starvation.py)
+HEARTBEAT_RELIED_EVERY = 0.05  # seconds between RS's reads of the kernel's and board's CPU times
 BACKOFF_BASE = 1.0  # seconds: the first delayed restart; each further one doubles (MINIX)
 BACKOFF_CAP = 30.0  # seconds: the longest restart delay (MINIX rs/const.h)
 STABLE_TIME = 10.0  # seconds up after which a service's failure count starts again from zero
@@ -90,6 +94,9 @@ INTENSITY_WINDOW = 60.0  # ... within this many seconds marks the service FAILED
 RESOURCE_CHECK = float(os.environ.get("MINIKERN_RESOURCE_CHECK", "1.0"))
 DEFAULT_PRIORITY = 4  # scheduling queue of a service whose system.conf entry names none
 NICE_PER_QUEUE = 2  # host nice steps per scheduling queue: USER_Q is nice 0, queue 0 nice -14
+# the host time slice (Linux's EEVDF custom slice, 6.12 and later) of a process in a queue
+# above USER_Q, in microseconds (0: the host's default, 0.7 to 3 ms); minikern/sched.py
+SYSTEM_SLICE_US = int(os.environ.get("MINIKERN_SYSTEM_SLICE_US", "300"))
 DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)
 RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was not ready for
 

@@ -11,20 +11,37 @@ program's CPU loop about sixteen to one, which is MINIX's order (the kernel and
 RS first, then drivers, then servers, then user programs) as a weighted share
 rather than strict preemption.
 
+A weight decides who gets the CPU over time, not how soon a woken process
+runs: with Linux's EEVDF scheduler (6.6 and later) that is its time slice, its
+virtual deadline being its eligible time plus the slice over its weight.  So a
+process in a queue above USER_Q also gets a short slice
+(params.SYSTEM_SLICE_US, MINIX's per-service ``quantum`` in spirit: the
+scheduler's unit of turn), through sched_setattr's ``sched_runtime`` for a
+SCHED_OTHER process (Linux 6.12 and later; no privilege needed): woken by a
+message, a driver is due before a CPU loop whose default slice (0.7 to 3 ms)
+has run, instead of after it.  A host without the call, or that ignores it,
+keeps its default slice: nothing else changes.  The slice and the nice value
+apply to the one thread they are set on and to the threads and processes it
+makes after (libzmq's I/O threads start later, in the component).
+
 A negative nice needs CAP_SYS_NICE (root).  Without it the host refuses to
 raise a priority: ``apply`` then leaves the process where it is (nice 0, the
 same as a user program's) and says so, and only queues below USER_Q (a nice
-above 0) are applied.  No real-time class is used: a Python server that spins
-under load would, as SCHED_RR, hold a core against everything else on the host.
+above 0) are applied; the short slice of a system process is, all the same.
+No real-time class is used: a Python server that spins under load would, as
+SCHED_RR, hold a core against everything else on the host.
 Nor for RS alone, though it is event-driven: traced under load (README,
 "Performance"), RS's own steps in a restart take under 1 ms of the 15 to 40;
 the rest is the kernel, the new instance's start, DS and the client, which a
-real-time RS cannot shorten.  The template processes import in
-params.TEMPLATE_QUEUE (minikern/template.py), below every service.
+real-time RS cannot shorten.  The template processes start and import in
+params.TEMPLATE_QUEUE (minikern/kernel/spawn.py), below every service.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import struct
 
 from minikern import params
 from minikern.const import IDLE_Q, KERNEL_Q, NR_SCHED_QUEUES, USER_Q
@@ -62,15 +79,53 @@ def apply(pid: int, queue: int) -> str | None:
 
     A process that has gone meanwhile is no error (it is being replaced)."""
     want = nice_of(queue)
+    refused = None
     try:
         os.setpriority(os.PRIO_PROCESS, pid, want)
     except ProcessLookupError:
         return None
     except PermissionError:
-        if current(pid) == queue:  # placed already (minikern/template.py, while still root)
-            return None
-        return (f"the host refused nice {want} for queue {queue} (a raised priority "
-                "needs CAP_SYS_NICE: boot as root)")
+        if current(pid) != queue:  # else placed already (minikern/template.py, while root)
+            refused = (f"the host refused nice {want} for queue {queue} (a raised priority "
+                       "needs CAP_SYS_NICE: boot as root)")
+    try:  # the slice needs no privilege: a system process gets it at the nice it has
+        set_slice(pid, os.getpriority(os.PRIO_PROCESS, pid),
+                  params.SYSTEM_SLICE_US if queue < USER_Q else 0)
+    except ProcessLookupError:
+        return None
+    return refused
+
+
+SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(os.uname().machine)
+SCHED_ATTR = struct.Struct("<IIQiIQQQII")  # size, policy, flags, nice, priority, runtime, ...
+SCHED_OTHER = 0
+
+
+def set_slice(pid: int, nice: int, slice_us: int) -> bool:
+    """Give ``pid`` (at ``nice``) a time slice of ``slice_us`` (0: the host's default) and
+    SCHED_OTHER; False where the host has no such call or refused it."""
+    if SYS_SCHED_SETATTR is None:
+        return False
+    attr = ctypes.create_string_buffer(SCHED_ATTR.pack(
+        SCHED_ATTR.size, SCHED_OTHER, 0, nice, 0, slice_us * 1000, 0, 0, 0, 0), SCHED_ATTR.size)
+    return bool(_libc().syscall(SYS_SCHED_SETATTR, pid, attr, 0) == 0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def slice_us(pid: int) -> int | None:
+    """``pid``'s time slice in microseconds as the host reports it (/proc/PID/sched's
+    se.slice, on EEVDF hosts); None where it does not."""
+    try:
+        with open(f"/proc/{pid}/sched") as f:
+            for line in f:
+                if line.startswith("se.slice"):
+                    return int(line.split(":")[1]) // 1000
+    except (OSError, ValueError):
+        pass
     return None
 
 

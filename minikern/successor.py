@@ -21,6 +21,21 @@ from typing import Any
 from minikern import ds
 from minikern.const import Err
 from minikern.ipc import Connection, IpcError, KernelGone
+from minikern.proto import Message
+
+
+def sendrec(conn: Connection, driver: int, m: Message) -> tuple[Message, bool]:
+    """SENDREC ``m`` to a driver: its answer, and whether it died under the call.  Only the
+    kernel says a driver died (the SENDREC fails EDEADSRCDST); a driver's own *answer*
+    EDEADSRCDST (a kernel call of its that failed, the code passed on) comes from one alive,
+    whose successor would never come.  Another failure of the call comes back as an answer
+    of its code; KernelGone passes through."""
+    try:
+        return conn.sendrec(driver, m), False
+    except KernelGone:
+        raise
+    except IpcError as e:
+        return Message(e.code), e.code == Err.EDEADSRCDST
 
 
 def locate(conn: Connection, label: str, state_key: str) -> tuple[str | None, int | None]:

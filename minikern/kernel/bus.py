@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from minikern.proto import bus as wire
+from minikern.proto import bus as wire, codec
 from minikern import params
-from minikern.proto import codec
 from minikern.const import HARDWARE, HW, SYSTEM, Err, Kind
 from minikern.kernel import ipc
 from minikern.kernel.proc import Wait

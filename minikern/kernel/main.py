@@ -35,8 +35,7 @@ from typing import Any
 import zmq
 
 from minikern import domain, events, params
-from minikern.proto import bus as wire
-from minikern.proto import codec, image, routing, startup
+from minikern.proto import bus as wire, codec, image, routing, startup
 from minikern.proto.peercred import PeerCred
 from minikern.const import (CLOCK, HW, NONE, NR_PROCS, NR_SCHED_QUEUES, PROTO, RS, Call, Err,
                             KCall, Kind, KMsg, err_name)

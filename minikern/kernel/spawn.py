@@ -8,14 +8,23 @@ interpreter start-up on the restart path.  Being the kernel's child, its
 death is seen at once through its pidfd and its exit status read with
 waitid.  The startup socket carries one record (who it is, its one-time
 credential) and the fd of its private memory segment.
+
+Queues (booted as root; minikern/sched.py): a template starts in
+params.TEMPLATE_QUEUE, below every service, so the interpreter's start and its
+imports, made while the instance that used the last template initialises, do
+not run in the kernel's queue above it; the kernel moves it to the record's
+queue before it sends the record, so the component runs there from its first
+line (and a template started for a record, the pool being empty, at once).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 from dataclasses import dataclass
 
+from minikern import params, sched
 from minikern.proto import startup
 
 
@@ -44,6 +53,7 @@ class Spawner:
                 (os.POSIX_SPAWN_DUP2, self.console_fd, 2)])
         finally:
             child.close()
+        sched.apply(pid, params.TEMPLATE_QUEUE)  # from its first step below every service
         return Template(pid, os.pidfd_open(pid), parent)
 
     def fill(self) -> None:
@@ -54,6 +64,8 @@ class Spawner:
         """Start a component from a template; returns (pid, pidfd), or None on failure."""
         for _ in range(2):
             t = self.pool.pop(0) if self.pool else self._start_template()
+            if "priority" in record:
+                sched.apply(t.pid, record["priority"])
             try:
                 socket.send_fds(t.sock, [startup.encode(record)], [memfd])
             except OSError:
@@ -67,11 +79,9 @@ class Spawner:
 
     def discard(self, t: Template) -> None:
         t.sock.close()
-        try:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(t.pid, 9)
             os.waitid(os.P_PIDFD, t.pidfd, os.WEXITED)
-        except (ProcessLookupError, ChildProcessError):
-            pass
         os.close(t.pidfd)
 
     def close(self) -> None:

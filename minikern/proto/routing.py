@@ -251,7 +251,6 @@ class Admission:
         domain (``kernel``, ``bus``), or the domain and ``_uid`` (``_pid``) for the bound
         per uid (per process)."""
         refused: list[str] = []
-        self.on_events(4 * batch)  # counts first: the request follows its accept
         for _ in range(batch):
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK)
@@ -259,6 +258,9 @@ class Admission:
                 break
             if len(frames) < 8 or frames[1] != b"" or frames[2] != b"1.0":
                 continue
+            # The accept came before this request, but on the monitor's own pipe: read it
+            # now, or a request read just after the events were drained is counted short.
+            self.on_events(4 * batch)
             bounded = self.guarded.get(frames[4])
             why = "no such domain" if bounded is None else self.refusal(bounded, frames[5])
             if why is not None:

@@ -30,6 +30,7 @@ script's end is a watched pidfd (services/rs/scripts.py).
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -38,17 +39,19 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from minikern import domain, params, programs, sched
-from minikern.const import Err, KCall
+from minikern.const import HW, Err, KCall
 from minikern.identity import Identity
+from minikern.ipc import IpcError
 from minikern.loop import Loop
 from minikern.loop import Timer as Alarm
 from minikern.proto import Message
 from minikern.sysconf import SystemConf
-from services.rs import resources
+from services.rs import resources, starvation
 from services.rs.journal import Journal, classify_exit
 from services.rs.policy import Policy
 from services.rs.publish import Announcer, Publisher
 from services.rs.scripts import Running, ScriptRunner
+from services.rs.starvation import Sched
 from services.rs.service import (BadTransition, Cause, Event, Instance, State, Svc, Timer,
                                  next_due)
 
@@ -88,6 +91,8 @@ class Lifecycle:
         self.shutting_down = False
         self.priority_refused = False  # the host refused a raised priority (said once)
         self.waiting: list[str] = []  # services to start once every core server is up
+        self.sched_of: Callable[[int], Sched | None] = starvation.read  # tests script it
+        self._relied: tuple[float, tuple[Sched | None, ...]] = (0.0, ())  # relied_now's
 
     # -- the machine ----------------------------------------------------------------
 
@@ -124,7 +129,7 @@ class Lifecycle:
         now, inst = self.clock(), svc.instance
         assert inst is not None  # INIT_DONE is fired only for a live instance
         svc.tracker.on_up(now)
-        inst.last_pong = now
+        self.alive(inst, now)
         inst.next_ping = now + (svc.policy.period or 0)
         inst.next_check = now + params.RESOURCE_CHECK
         self.ds.announce(svc.label, svc.policy.publish, "up", inst.endpoint)
@@ -385,6 +390,66 @@ class Lifecycle:
             self.on_timer(svc, due[1], now)
         self.rearm(svc)
 
+    def alive(self, inst: Instance, now: float) -> None:
+        """A sign of life (a ping's answer, init-done): the heartbeat counts from here."""
+        inst.last_pong, inst.starved, inst.received, inst.deferred_until = now, 0, None, 0.0
+        inst.sched = self.sched_of(inst.pid)
+        inst.relied = self.relied_now(now)
+
+    def relied_now(self, now: float) -> tuple[Sched | None, ...]:
+        """The kernel's and the board's times, read at most every HEARTBEAT_RELIED_EVERY:
+        every service's answer wants them, a dozen a period would read them a dozen times."""
+        taken, sample = self._relied
+        if now - taken >= params.HEARTBEAT_RELIED_EVERY or not sample:
+            sample = tuple(self.sched_of(pid) for pid in self.relied_on())
+            self._relied = (now, sample)
+        return sample
+
+    def relied_on(self) -> list[int]:
+        """The processes every service waits on: the kernel (RS's parent) and the board."""
+        board = self.by_endpoint.get(HW)
+        pids = [os.getppid()]
+        if board is not None and board.instance is not None:
+            pids.append(board.instance.pid)
+        return pids
+
+    def starved(self, svc: Svc, inst: Instance, period: float) -> bool:
+        """Whether ``svc``'s missed heartbeats are a host without a free CPU, not a hang
+        (services/rs/starvation.py): then its deadline moves one period on from now (not
+        from its last answer: RS, starved too, may look late), within bounds."""
+        if inst.starved >= params.HEARTBEAT_STARVED_MAX:
+            return False
+        spent = starvation.starved(inst.sched, self.sched_of(inst.pid), period)
+        relied = [starvation.starved(before, self.sched_of(pid), period)
+                  for before, pid in zip(inst.relied, self.relied_on(), strict=False)]
+        if spent is None and not any(relied):  # it slept, and no one it waits on starved
+            return False
+        received = None
+        if spent is None:  # blocked on the kernel or the board, which waited for a CPU
+            spent = next(r for r in relied if r is not None)
+        elif not starvation.hardly_ran(spent, period):  # busy: serving, or looping?
+            received = self.received_of(inst.endpoint)
+            # the first look gives it a period, the next one tells
+            serving = received is not None and (inst.received is None or received > inst.received)
+            inst.received = received
+            if not serving:
+                return False
+        inst.starved += 1
+        inst.deferred_until = self.clock() + period
+        self.journal.write("starved", svc.label, pid=inst.pid, periods=inst.starved,
+                           waited_ms=round(spent.waited * 1000), ran_ms=round(spent.ran * 1000),
+                           received=received)
+        return True
+
+    def received_of(self, endpoint: int) -> int | None:
+        """The kernel's count of messages delivered to ``endpoint`` (GETINFO)."""
+        try:
+            procs = self.conn.kcall(KCall.GETINFO).get("procs", [])
+        except IpcError:
+            return None
+        got = next((p.get("received") for p in procs if p.get("endpoint") == endpoint), None)
+        return got if type(got) is int else None
+
     def on_timer(self, svc: Svc, timer: Timer, now: float) -> None:
         inst, period = svc.instance, svc.policy.period or 0.0
         if timer is Timer.RESTART or inst is None:
@@ -396,6 +461,8 @@ class Lifecycle:
             self.fail(svc, {"reason": "heartbeat",
                             "detail": f"no init-done within {params.INIT_TIMEOUT:g} s"})
         elif timer is Timer.HUNG:
+            if self.starved(svc, inst, period):
+                return
             self.fail(svc, {"reason": "heartbeat", "detail": "no answer to pings for "
                             f"{now - inst.last_pong:.3f} s (period {period:g} s)"})
         elif timer is Timer.PING:

@@ -101,7 +101,7 @@ class Supervisor(Lifecycle):
         inst = svc.instance if svc is not None else None
         if inst is None:
             return Message(Err.ESRCH)
-        inst.last_pong = self.clock()
+        self.alive(inst, self.clock())
         if inst.ping_sent is not None:
             inst.latency, inst.ping_sent = inst.last_pong - inst.ping_sent, None
         fault, inst.pending_fault = inst.pending_fault, None

@@ -20,6 +20,7 @@ from typing import Any
 from minikern import params
 from minikern.proto import Message
 from services.rs.policy import Policy, Tracker
+from services.rs.starvation import Sched
 
 
 # Who is owed a late reply: an operator tool's request (answered through the loop), or a
@@ -88,6 +89,11 @@ class Instance:
     pending_spec: dict[str, Any] | None = None  # bin/experiment: a SWIFI fault's spec, with it
     ping_sent: float | None = None  # monotonic time of the ping not yet answered, if any
     latency: float | None = None  # seconds between the last answered ping and its answer
+    sched: Sched | None = None  # its CPU and run-queue times at the last sign of life
+    starved: int = 0  # periods given since its last answer: it waited for a CPU (bounded)
+    received: int | None = None  # the kernel's count of messages it took, when it was busy
+    deferred_until: float = 0.0  # starved: the hang is not due before this (a period on)
+    relied: tuple[Sched | None, ...] = ()  # the kernel's and the board's times, at the same
 
 
 @dataclass
@@ -142,7 +148,8 @@ def next_due(svc: Svc) -> tuple[float, Timer] | None:
             due.append((inst.started + params.INIT_TIMEOUT, Timer.INIT_TIMEOUT))
         elif svc.state is State.UP:
             if period:
-                due.append((inst.last_pong + params.HEARTBEAT_MISSES * period, Timer.HUNG))
+                hung = inst.last_pong + params.HEARTBEAT_MISSES * period
+                due.append((max(hung, inst.deferred_until), Timer.HUNG))
                 due.append((inst.next_ping, Timer.PING))
             if svc.limited:
                 due.append((inst.next_check, Timer.RESOURCES))

@@ -7,9 +7,10 @@ this component instead.  Its requests (answered with the status as type):
   ``bytes`` of seeded random data at ``pos`` in pieces of ``chunk``, flush,
   read them back; answer the sha256 of what was written and of what was read,
   the seconds of each half and the client's counters.
-* BDEV {label, minor, op: read|write|geometry|flush, pos, count, data}: one
-  call of the BlockDevice interface; a failure answers its code, and
-  ``sector`` for a DeviceError.
+* BDEV {label, minor, op: read|write|geometry|flush|close, pos, count, data}:
+  one call of the BlockDevice interface (``close`` also forgets the device: the
+  next call makes a new one); a failure answers its code, and ``sector`` for a
+  DeviceError.
 * RAW {label, type, fields, grants: [[offset, length, access]], poke: [offset,
   bytes], peek: [offset, length]}: one request straight to the driver, with
   grants of this component's memory ("$i" in ``fields``, also inside ``iov``,
@@ -86,6 +87,10 @@ class Client:
                 return Message(Err.OK, dev.geometry())
             if op == "flush":
                 dev.flush()
+                return Message(Err.OK)
+            if op == "close":  # the next call makes a new device, as MFS does per mount
+                del self.devices[(dev.label, dev.minor)]
+                dev.close()
                 return Message(Err.OK)
         except bdev.DeviceError as e:
             return Message(e.code, {"sector": e.sector, "error": str(e), **self.counters(dev)})

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from minikern import params
 from minikern.const import BDEV_MAX_IO, BDEV_MAX_IOV, CPF_READ, CPF_WRITE, BdevReq, Err
 from minikern.ipc import Connection
 from minikern.proto import Message
-from tests.block import rig
+from tests.block import client, rig
 from tests.conftest import SystemUnderTest
 from tests.services.rs_helpers import events
 
@@ -109,3 +110,16 @@ def test_grants_are_checked_by_the_kernel_in_both_directions(disk_system: System
     assert (r["status"], r["fields"]["count"]) == (Err.OK, 1536)
     assert r["memory"][:1024] == data[:1024] and r["memory"][8192:] == data[1024:]
     assert rig.at_wini_pid(s) and not events(s, "crash", "at_wini")
+
+
+def test_a_device_closed_for_good_gives_its_grant_back(disk_system: SystemUnderTest) -> None:
+    """MFS makes a BlockDevice per mount try; a refused mount closes it.  Each device grants
+    its buffer to the driver on its first transfer: unless the last close revokes it, VFS's
+    retries of a root mount on a bad superblock fill the file server's grant table, and
+    every later mount fails with SETGRANT's ENOSPC (the campaign's trial 65 hung so)."""
+    s = disk_system
+    for i in range(params.MAX_GRANTS + 8):
+        got = rig.ask(s, client.REQ_BDEV, label="at_wini", minor=0, op="read", pos=i * 512,
+                      count=512)
+        assert got.type == Err.OK, f"read {i} on a new device: {got}"
+        assert rig.ask(s, client.REQ_BDEV, label="at_wini", minor=0, op="close").type == Err.OK

@@ -10,11 +10,13 @@ domains' tests.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 
 import pytest
 
+from minikern import params
 from minikern import rsctl as ctl
 from minikern.const import CharReq, Err, KCall, RsReq
 from minikern.events import read_all
@@ -74,8 +76,17 @@ def test_a_hostile_driver_is_refused_everything_and_harms_nothing(
         return {json.loads(e)["call"] for e in system.audit() if '"hostile"' in e}
     wait_for(lambda: audited() >= AUDITED, 30,
              f"every refusal audited (missing: {AUDITED - audited()})")
-    wait_for(lambda: any(e["kind"] == "denied-suppressed" and e.get("label") == "hostile"
-                         for e in read_all(system.run_dir)), 30, "the flood summed up")
+    def summed_up() -> bool:
+        return any(e["kind"] == "denied-suppressed" and e.get("label") == "hostile"
+                   for e in read_all(system.run_dir))
+    # The audit sums a window's suppressed refusals up at the next refusal after it ends
+    # (minikern/audit.py): a flood quicker than one window waits for the next, which this
+    # attack makes, after the window.
+    with contextlib.suppress(AssertionError):
+        wait_for(summed_up, 2 * params.DENIED_WINDOW + 1, "the flood summed up by itself")
+    if not summed_up():
+        system.ask("hostile", ATTACK, victim=victim, stale=stale)
+    wait_for(summed_up, 30, "the flood summed up")
 
     hello_reads(system)  # the system is unharmed: another driver serves
     assert system.system.kernel.poll() is None

@@ -126,3 +126,11 @@ def test_an_unreachable_run_directory_turns_domains_off(tmp_path: Path) -> None:
     closed.mkdir(mode=0o700)
     assert "closed to other users" in domain.unreachable(closed / "run")
     assert not domain.active(closed / "run")
+
+
+def test_a_directory_opened_for_the_components_is_not_a_reason(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    (closed / "inner").mkdir(parents=True)
+    closed.chmod(0o700)
+    assert domain._closed(closed / "inner", True).startswith(f"{closed} (mode 0700)")
+    assert domain._closed(closed / "inner", True, frozenset({closed, *closed.parents})) == ""

@@ -88,6 +88,28 @@ def test_apply_raises_a_priority_as_root_and_says_why_not_otherwise() -> None:
     assert sched.apply(p.pid, 1) is None  # gone: being replaced, no error
 
 
+def test_a_system_queue_gets_a_short_slice_and_a_user_queue_the_default() -> None:
+    p = _child()
+    try:
+        sched.apply(p.pid, USER_Q)  # a user program's (this test's process may be a server's)
+        default = sched.slice_us(p.pid)
+        if default is None:
+            pytest.skip("the host reports no time slice (/proc/PID/sched se.slice: EEVDF)")
+        assert default != params.SYSTEM_SLICE_US
+        sched.apply(p.pid, 1)  # root or not: the slice needs no privilege
+        assert sched.slice_us(p.pid) == params.SYSTEM_SLICE_US
+        sched.apply(p.pid, USER_Q + 3)
+        assert sched.slice_us(p.pid) == default
+    finally:
+        p.kill()
+        p.wait()
+
+
+def thread_slices(pid: int) -> set[int | None]:
+    """The time slices of every thread of ``pid`` (libzmq's I/O threads among them)."""
+    return {sched.slice_us(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
 CONF = """
 boot rs ds;
 service operator {{ user yes; system GETINFO KILL SHUTDOWN; ipc ALL; }};
@@ -109,6 +131,10 @@ def test_rs_places_every_instance_in_its_queue(
     pids = {label: service(s, label)["pid"] for label in want}
     # below the user programs' queue every host allows it; above it only with CAP_SYS_NICE
     assert sched.current(pids["agent"]) == 10
+    if sched.slice_us(s.system.kernel.pid) is not None:  # every thread of a system process
+        for pid in (s.system.kernel.pid, pids["ds"], pids["hello"]):
+            assert thread_slices(pid) == {params.SYSTEM_SLICE_US}, pid
+        assert params.SYSTEM_SLICE_US not in thread_slices(pids["agent"])
     if ROOT:
         assert {label: sched.current(pid) for label, pid in pids.items()} == want
         rs_pid = next(p["pid"] for p in s.info()["procs"] if p["label"] == "rs")
@@ -162,7 +188,7 @@ def test_templates_import_below_every_service_then_take_their_components_queue(
     s = make_system("rs ds", CONF)
     wait_state(s, "hello", "up")
     kernel = s.system.kernel.pid
-    # a template lowers itself as soon as its interpreter runs: each one's queue, once
+    # the kernel puts each template there as it starts it
     wait_for(lambda: len(pool := _templates(kernel)) == params.TEMPLATE_POOL
              and {sched.current(pid) for pid in pool} == {params.TEMPLATE_QUEUE}, 20,
              "the template pool, in the templates' queue")
