@@ -12,8 +12,10 @@ Every call is one SENDREC to the driver.  ``read`` raises ``Interrupted``
 when the person typed the interrupt character (the driver answers EINTR).
 
 Recovery, like minikern/bdev.py's: a call that fails because the driver died
-(EDEADSRCDST) or because a restarted driver never saw us open the device
-(ERESTART) waits until RS says the driver is ``up`` again at a new endpoint
+(the kernel fails the SENDREC with EDEADSRCDST; the driver's own *answer*
+EDEADSRCDST is a refusal: a kernel call of its that failed, from a driver
+alive, whose successor would never come) or because a restarted driver never
+saw us open the device (ERESTART) waits until RS says the driver is ``up`` again at a new endpoint
 (DS: ``rs.tty`` and the label entry ``tty``), opens the device again and
 sends the call again.  A read waiting when the driver died is sent again and
 gets what was typed meanwhile (the driver's rule: README, "the console").  A
@@ -34,7 +36,6 @@ from minikern.const import CDEV_MAX_IO, DS, CharReq, DsFlag, Err, Kind, err_name
 from minikern.ipc import IpcError, KernelGone
 from minikern.proto import Message
 
-RECOVERABLE = (Err.EDEADSRCDST, Err.ERESTART)
 TTY_LABEL = "tty"
 CONSOLE = 0
 
@@ -101,21 +102,16 @@ class Terminal:
             if self.driver is None:
                 self.find_driver(dead=None)
             driver = self.driver or 0
-            try:
-                r = self.ctx.conn.sendrec(driver, m)
-                status = r.type
-            except KernelGone:
-                raise
-            except IpcError as e:
-                r, status = Message(e.code), e.code
+            r, died = successor.sendrec(self.ctx.conn, driver, m)
+            status = r.type
             if status == Err.OK:
                 return r
             if status == Err.EINTR and m.type == CharReq.READ:
                 raise Interrupted()
-            if status not in RECOVERABLE:
+            if not (died or status == Err.ERESTART):
                 why = r.get("error")
                 raise TerminalError(status, f"{self.label}: {why or err_name(status)}")
-            self.find_driver(dead=driver if status == Err.EDEADSRCDST else None)
+            self.find_driver(dead=driver if died else None)
             if m.type != CharReq.OPEN and self.opened:
                 self.call(Message(CharReq.OPEN, {"minor": self.minor, "access": 3}))
 

@@ -160,16 +160,30 @@ class AtWini:
 
     def command(self, cmd: int, sector: int, count: int,
                 extra: list[tuple[int, int, int | None]] | None = None) -> None:
-        """Write the task file and the command in one vector (MINIX com_out), then ``extra``."""
+        """Write the task file (MINIX com_out) and read it back, then the command and
+        ``extra``.  The read-back is not MINIX's: a value that did not arrive as written (a
+        corrupted register value, a write gone to the wrong port; the fault campaign's
+        interface faults) would send the command to a sector the driver did not mean, which
+        the board cannot refuse (the ports are the driver's own).  Found before the command,
+        it is a failed attempt: the drive is reset and the transfer tried again."""
+        taskfile = [(R.SELECT, R.SEL_MASTER | R.SEL_LBA | sector >> 24 & 0x0F),
+                    (R.NSECTOR, count & 0xFF), (R.SECTOR, sector & 0xFF),
+                    (R.LCYL, sector >> 8 & 0xFF), (R.HCYL, sector >> 16 & 0xFF)]
         ops: list[tuple[int, int, int | None]] = [
-            (R.STATUS, 1, None), (R.SELECT, 1, R.SEL_MASTER | R.SEL_LBA | sector >> 24 & 0x0F),
-            (R.CTL, 1, 0), (R.FEATURES, 1, 0), (R.NSECTOR, 1, count & 0xFF),
-            (R.SECTOR, 1, sector & 0xFF), (R.LCYL, 1, sector >> 8 & 0xFF),
-            (R.HCYL, 1, sector >> 16 & 0xFF), (R.COMMAND, 1, cmd), *(extra or [])]
+            (R.STATUS, 1, None), (taskfile[0][0], 1, taskfile[0][1]), (R.CTL, 1, 0),
+            (R.FEATURES, 1, 0), *((port, 1, value) for port, value in taskfile[1:]),
+            *((port, 1, None) for port, _ in taskfile)]
         self.counters["commands"] += 1
-        status = self.chan.vec(ops)[0] or 0
+        got = self.chan.vec(ops)
+        status = got[0] or 0
         if status & (R.ST_BSY | R.ST_DRQ):
             raise Timeout(f"drive busy (status {status:#04x}) when a command was written")
+        back = got[-len(taskfile):]
+        if back != [value for _, value in taskfile]:
+            self.counters["taskfile_wrong"] += 1
+            raise Timeout("the task file read back " + " ".join(f"{v:#04x}" for v in back if
+                          v is not None) + ", not as written: command not issued")
+        self.chan.vec([(R.COMMAND, 1, cmd), *(extra or [])])
 
     def interrupt_or_timeout(self) -> None:
         if not self.wait(params.ATA_TIMEOUT):

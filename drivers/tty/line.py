@@ -191,6 +191,11 @@ class LineDiscipline:
                 break
         return bytes(out)
 
+    def flush_input(self) -> None:
+        """Discard what was typed and not yet read (tcflush TCIFLUSH)."""
+        self.line.clear()
+        self.ready.clear()
+
     def unread(self, data: bytes) -> None:
         """Put back what a read took but could not deliver (its reader died): read first again."""
         self.ready.appendleft(bytes(data))

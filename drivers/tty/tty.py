@@ -19,9 +19,12 @@ a restarted instance's requests from callers it never saw open the device
   With NONBLOCK it is answered at once: the bytes are queued.
 * IOCTL "TCGETS" answers ``{termios}``; "TCSETS" with ``arg`` (a map of
   any of drivers/tty/line.Termios's fields) changes them and answers the
-  whole new set; any other name is ENOTTY, as a tty answers an ioctl it does
-  not have.  SELECT: RD when a read would be answered now, WR while the
-  output queue has room.
+  whole new set; "TCFLSH" with ``arg`` "in", "out" or "both" discards the
+  input typed and not yet read, the output not yet sent, or both (POSIX
+  tcflush: TCIFLUSH, TCOFLUSH, TCIOFLUSH), as a program does after garbage;
+  any other name is ENOTTY, as a tty answers an ioctl it does not have.
+  SELECT: RD when a read would be answered now, WR while the output queue
+  has room.
 
 Input typed while no driver runs waits in the UART; a restarted driver
 drains it (uart.reset) and takes back what its predecessor had read but not
@@ -46,7 +49,8 @@ from minikern.proto import Message
 
 CONSOLE = 0  # the one minor: COM1
 BACKUP_KEY = "tty.ld"
-IOCTLS = ("TCGETS", "TCSETS")
+IOCTLS = ("TCGETS", "TCSETS", "TCFLSH")
+FLUSH = {"in": (True, False), "out": (False, True), "both": (True, True)}  # TCFLSH arg
 OUTPUT_ROOM = CDEV_MAX_IO  # bytes of queued output below which SELECT says WR
 MAX_INPUT = 2048  # typed and unread bytes held: with the settings, a DS value (4 KiB) holds them
 
@@ -175,6 +179,16 @@ class Tty(CharDriver):
             self.serve_reads()
             self.transmit()
             return Message(Err.OK, {"termios": termios.to_wire()})
+        if name == "TCFLSH":
+            which = FLUSH.get(arg) if isinstance(arg, str) else None
+            if which is None:
+                return Message(Err.EINVAL, {"error": f"TCFLSH: arg is one of {', '.join(FLUSH)}"})
+            if which[0]:
+                self.ld.flush_input()
+                self.save()
+            if which[1]:
+                self.tx.clear()
+            return Message(Err.OK)
         return Message(Err.ENOTTY, {"error": f"no ioctl {name!r} on a tty "
                                              f"({', '.join(IOCTLS)})"})
 

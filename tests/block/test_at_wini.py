@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from minikern import params
-from minikern.const import CPF_WRITE, BdevReq, Err
+from minikern import rsctl as ctl
+from minikern.const import CPF_WRITE, BdevReq, Err, RsReq
 from minikern.proto import Message
 from tests.block import client, rig
 from tests.conftest import SystemUnderTest, wait_for
@@ -130,3 +131,36 @@ def test_a_drive_that_never_interrupts_is_reset_and_retried_then_eio_and_the_dri
                 grants=[[0, 4096, CPF_WRITE]])
     assert (r["status"], r["fields"]["count"]) == (Err.OK, 4096)
     assert rig.at_wini_pid(s) == pid and not events(s, "crash", "at_wini")
+
+
+def test_a_task_file_value_corrupted_on_its_way_is_caught_before_the_command(
+        make_system: Callable[..., SystemUnderTest], disk: Path) -> None:
+    """The fault campaign's register fault on the device/head write (0xE0 zeroed: the drive
+    takes the address as cylinder/head/sector, and sector 6 of cylinder 0 is LBA 5) once
+    sent a write one sector early (README, the 10,000-fault run).  at_wini reads its task
+    file back before the command: the attempt fails, the drive is reset, the write is tried
+    again, and every block lands where it was meant to."""
+    s = boot(make_system, disk, "dma")
+    record = s.run_dir / params.SWIFI_DIR / "t-select.json"
+    written: dict[int, bytes] = {}
+
+    def write(k: int) -> None:
+        pos, data = (6 + 4 * k) * 512, bytes([k + 1]) * 1024
+        r = rig.ask(s, client.REQ_BDEV, label="at_wini", minor=0, op="write", pos=pos, data=data)
+        assert r.type == Err.OK, r
+        written[pos] = data
+    write(0)  # opened, its partition table read: from here on, the driver's calls are writes
+    # an interface fault counts the driver's port-writing calls: a DMA write makes two, the
+    # bus master's set-up, then the task file (its first write, ``pick`` 0: device/head)
+    ctl.request(s.run_dir, RsReq.CRASH, label="at_wini", fault="interface",
+                spec={"id": "t-select", "kind": "register", "nth": 2, "pick": 0,
+                      "corrupt": "zero"})
+    for k in range(1, 200):  # armed with the reply to at_wini's next heartbeat
+        write(k)
+        if record.exists():
+            break
+    assert "out 0x1f6" in record.read_text() and "0xe0 -> 0x0" in record.read_text()
+    image = disk.read_bytes()
+    for pos, data in written.items():
+        assert image[pos:pos + len(data)] == data, pos
+        assert image[pos - 512:pos] == bytes(512), pos  # nothing one sector early

@@ -122,8 +122,13 @@ def slow_storage(make_storage: MakeStorage) -> Storage:
 
 
 def held(storage: Storage, release: bool = False) -> int:
-    conn = storage.connect("ctl", "operator")
-    r = conn.sendrec(storage.s.endpoint_of("slowfs"), Message(RELEASE if release else HELD))
+    """slowfs's count of held requests (and let them go), on one connection per storage:
+    one per call (a wait_for polls it) passed the kernel's bound of connections per process."""
+    if not hasattr(storage, "slowfs_ctl"):
+        storage.slowfs_ctl = (storage.connect("ctl", "operator"),  # type: ignore[attr-defined]
+                              storage.s.endpoint_of("slowfs"))
+    conn, slowfs = storage.slowfs_ctl  # type: ignore[attr-defined]
+    r = conn.sendrec(slowfs, Message(RELEASE if release else HELD))
     assert r.type == Err.OK
     return int(r["held"])
 

@@ -32,6 +32,7 @@ def test_a_read_waits_until_the_line_is_ended(console: Console) -> None:
     conn = console.opened()
     line = console.line()
     reply = console.s.background(console.read, conn, 100)
+    wait_for(lambda: console.s.blocked(conn.endpoint, "sendrec-recv"), 30, "the read waiting")
     line.type(b"no end yet")
     line.expect(b"no end yet")  # echoed: the driver has it, and the read still waits
     assert not reply.done()

@@ -180,3 +180,20 @@ def test_a_backup_ds_refuses_is_deleted_so_a_restart_never_hands_a_line_over_twi
     assert got is not None and got["data"] == b"first\n"
     rig.restart()
     assert rig.request(READ, count=100) is None  # "first" is not read again
+
+
+def test_tcflsh_in_discards_unread_input_for_this_and_the_next_instance() -> None:
+    # A driver fault can leave a backlog of bogus input (256 CRs read from the wrong
+    # register); the backup keeps it across restarts, and a program that reads one line per
+    # line it types never catches up, unless it flushes, as after any garbage.
+    rig = Rig()
+    rig.type(b"\r" * 40 + b"half")
+    bad = rig.request(IOCTL, request="TCFLSH", arg="sideways")
+    assert bad is not None and bad.type == Err.EINVAL
+    got = rig.request(IOCTL, request="TCFLSH", arg="in")
+    assert got is not None and got.type == Err.OK
+    rig.restart()
+    assert rig.request(READ, count=100) is None  # nothing left, nor in the backup
+    rig.type(b"ls\r")
+    [line] = rig.answered()
+    assert line["data"] == b"ls\n"
