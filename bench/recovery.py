@@ -158,6 +158,7 @@ def _client_queue() -> Iterator[int | None]:
         yield CLIENT_QUEUE if refused is None else None
     finally:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
+        sched.set_slice(os.getpid(), nice, 0)  # and the host's default slice again
 
 
 def _on_system(args: argparse.Namespace, script: str | None, hang: bool) -> dict[str, Any]:

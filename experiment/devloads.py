@@ -5,7 +5,7 @@ Each checks every byte end to end, like experiment/workload.py's:
     ram      16 KiB written to a file in /ram (VFS -> mfs_ram -> memory), fsync'd, read
              back and compared; at the end the RAM disk image is checked with
              fsck.minix -f and every file read again (Rig.check_ram)
-    print    a 2 KiB job submitted to the spooler as bin/lp does (userland/spool.py),
+    print    a 512-byte job submitted to the spooler as bin/lp does (userland/spool.py),
              waited for until done, and the paper (the board's LPT1, run_dir/lpt1.out)
              compared byte for byte with it: bytes printed twice or never printed are
              corrupted bytes (the spooler promises each byte once, whatever the driver
@@ -14,8 +14,9 @@ Each checks every byte end to end, like experiment/workload.py's:
              driver (minor 0, canonical mode): the line must come back as typed (a wrong
              byte is a corrupted one), and its echo must show on the line (missing or
              garbled echo is an error: the screen is output, nothing is lost for the
-             reader); it sets canonical mode and the default settings when it connects
-             and after a wrong line, as a terminal program does
+             reader); it sets canonical mode and the default settings, and discards
+             unread input, when it connects and after a wrong line, as a terminal
+             program does
 
 ``WORKLOADS`` maps every Target's ``workload`` key to its class.
 """
@@ -39,7 +40,7 @@ from userland import spool
 from experiment.workload import (WORKLOADS as BASE, DiskLoad, HelloLoad, Load, NetLoad,
                                  _differ)
 
-PRINT_BYTES = 2048
+PRINT_BYTES = 512
 PRINT_WAIT = 8.0  # seconds for a job to be printed
 PRINT_POLL = 0.01
 ECHO_WAIT = 1.0  # seconds for a typed line's echo to show on the line
@@ -53,6 +54,7 @@ class RamLoad(DiskLoad):
 
 class PrintLoad(Load):
     name_ = "print"
+    interval = 0.1
 
     def __init__(self, run_dir: Path, seed: int) -> None:
         super().__init__(run_dir, seed)
@@ -145,11 +147,11 @@ def _lost_from(got: bytes, want: bytes) -> bool:
 
 class ConsoleLoad(Load):
     name_ = "console"
-    # A person at the console, pasting: 50 lines a second.  Typed flat out, the UART's
+    # A person at the console, typing fast: 20 lines a second.  Typed flat out, the UART's
     # interrupt per byte made the tty the busiest process, and the campaign's CPU limit
     # (60%) killed it while other drivers' faults loaded the machine ("resource", charged
     # to those faults as components hit beyond their driver).
-    interval = 0.02
+    interval = 0.05
 
     def __init__(self, run_dir: Path, seed: int, line: Line) -> None:
         super().__init__(run_dir, seed)
@@ -177,12 +179,16 @@ class ConsoleLoad(Load):
         self.sane()
 
     def sane(self) -> None:
-        """Set the modes this program reads in (``stty sane``), as a terminal program does
-        when it starts and after garbage: the tty backs its settings up in DS and restores
-        them when restarted, so a fault that corrupted one survives the driver's restart
-        until a program sets it again."""
+        """Set the modes this program reads in (``stty sane``) and discard the input not yet
+        read (``tcflush(TCIFLUSH)``), as a terminal program does when it starts and after
+        garbage: the tty backs its settings and unread input up in DS and restores them when
+        restarted, so a fault that corrupted a setting, or left a backlog of bogus input (a
+        driver reading the wrong register took 256 bytes of its IER for typed CRs), survives
+        the driver's restarts, and a program that reads one line for each it types would
+        never catch up."""
         self.call(Message(CharReq.IOCTL, {"minor": 0, "request": "TCSETS",
                                           "arg": Termios().to_wire()}))
+        self.call(Message(CharReq.IOCTL, {"minor": 0, "request": "TCFLSH", "arg": "in"}))
 
     def read_line(self) -> bytes:
         r = self.call(Message(CharReq.READ, {"minor": 0, "count": CDEV_MAX_IO}))
@@ -203,7 +209,8 @@ class ConsoleLoad(Load):
             if got in self.typed:
                 continue  # a line typed before an error, delivered now: late, not wrong
             if _lost_from(got, want):  # typed while the driver died: lost, none wrong
-                self.errors.append((time.time(), f"{len(want) - len(got)} typed bytes lost"))
+                self.errors.append((time.time(), f"{len(want) - len(got)} typed bytes lost "
+                                    f"(read {got[:40]!r})"))
                 self.sane()
                 break
             self.corrupted.append((time.time(), _differ(got, want)))

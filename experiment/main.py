@@ -33,11 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +104,22 @@ def parser() -> argparse.ArgumentParser:
 Job = tuple[list[dict[str, Any]], list[str], int, int, str | None, str]
 
 
+_interrupted = False  # in a worker: a trial of this process was stopped by Ctrl-C
+
+
 def _trial(job: Job) -> dict[str, Any]:
-    from experiment.trial import run_trial
+    from experiment import trial
+    global _interrupted
+    if _interrupted:  # the campaign is stopping: a worker takes no new trial
+        raise KeyboardInterrupt("the campaign was interrupted")
+    _interruptible()
     injections, drivers, seed, period, work, net_peer = job
-    return run_trial([Injection(**i) for i in injections], drivers, seed, period,
-                     Path(work) if work else None, net_peer)
+    try:
+        return trial.run_trial([Injection(**i) for i in injections], drivers, seed, period,
+                               Path(work) if work else None, net_peer)
+    except KeyboardInterrupt:
+        _interrupted = True
+        raise
 
 
 Save = Callable[[int, dict[str, Any]], None]
@@ -119,8 +132,28 @@ def run_local(jobs: dict[int, Job], workers: int, save: Save) -> None:
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         running = {pool.submit(_trial, job): n for n, job in jobs.items()}
-        for done in as_completed(running):
-            save(running[done], done.result())
+        try:
+            _gather(running, save)
+        except KeyboardInterrupt:
+            # A worker that gets Ctrl-C fails its trial (its systems halted) and would take
+            # the next: the trials not started are cancelled, and a worker the interrupt did
+            # not reach (the campaign's own pid was signalled) is told too.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in active_children():
+                if child.pid is not None:
+                    os.kill(child.pid, signal.SIGINT)
+            raise
+
+
+def _gather(running: dict[Future[dict[str, Any]], int], save: Save) -> None:
+    for done in as_completed(running):
+        try:
+            trial = done.result()
+        except Exception as e:  # noqa: BLE001 (one trial's failure is not the campaign's)
+            print(f"experiment: trial {running[done]} failed, not saved (--resume runs it "
+                  f"again): {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            continue
+        save(running[done], trial)
 
 
 def run_dask(jobs: dict[int, Job], address: str, workers: int, save: Save) -> None:
@@ -211,8 +244,23 @@ def _net_peer(trials: list[dict[str, Any]]) -> str | None:
     return ",".join(peers) or None
 
 
+def _stop(signo: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signo}")
+
+
+def _interruptible() -> None:
+    """Ctrl-C, ``kill -INT`` and ``kill -TERM`` stop the campaign cleanly (each running trial
+    halts its systems and deletes its namespace), also when it was started in the background
+    by a shell, which makes its jobs ignore SIGINT."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # a Dask worker runs trials in a thread: its own process handles signals
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _interruptible()
     if args.plan:
         plan = make_plan(args.seed, args.faults, args.drivers, args.types)
         print(json.dumps([i.asdict() for i in plan]))

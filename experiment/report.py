@@ -25,6 +25,66 @@ COLOURS = ("#bbbbbb", "#88aa88", "#cc4444", "#4477aa", "#222222")
 BIN = 0.5  # seconds per throughput sample
 
 
+STALL_MS = 300.0  # a pause of the application longer than this is a stall (trial.py)
+
+
+def logged(log: dict[str, Any], t0: float, t1: float) -> tuple[int, int]:
+    """The errors and the corrupted bytes an application logged within [t0, t1]
+    (``log``: its ``errors`` and ``corrupted``, lists of (time, what))."""
+    return (sum(1 for t, _ in log["errors"] if t0 <= t <= t1),
+            sum(n for t, n in log["corrupted"] if t0 <= t <= t1))
+
+
+def effects(logs: dict[str, dict[str, Any]], driver: str, t0: float,
+            t1: float) -> tuple[int, int, dict[str, dict[str, int]]]:
+    """What the applications saw within an injection's window [t0, t1]: the errors and
+    corrupted bytes of the injected driver's own application, and, for every other
+    application that saw any, its own (another driver's application hurt is a component hit
+    beyond the faulty driver, not the faulty driver's outcome)."""
+    errors, corrupted = logged(logs[driver], t0, t1) if driver in logs else (0, 0)
+    others = {}
+    for label, log in sorted(logs.items()):
+        n, m = logged(log, t0, t1)
+        if label != driver and (n or m):
+            others[label] = {"errors": n, "bytes_corrupted": m}
+    return errors, corrupted, others
+
+
+def attribute(trial: dict[str, Any]) -> None:
+    """Give each injection its own application's errors and corrupted bytes and the other
+    applications' (``other_apps``), from the trial's application logs.  Trials saved before
+    the two were told apart charged every application's errors to the injected driver: their
+    ``app`` is classified again from the own application's (a stall kept if over STALL_MS)."""
+    logs = trial.get("loads", {})
+    for o in trial["injections"]:
+        if "other_apps" in o or "t" not in o or "end" not in o:
+            continue
+        errors, corrupted, others = effects(logs, o["driver"], o["t"], o["end"])
+        o.update(app_errors=errors, bytes_corrupted=corrupted, other_apps=others)
+        if o["app"] in ("error", "data corrupted"):
+            o["app"] = ("data corrupted" if corrupted else "error" if errors
+                        else "stall" if o["stall_ms"] > STALL_MS else "nothing")
+        o["silent"] = bool(o["activated"] and not o["detected"] and o["app"] != "nothing")
+
+
+def shut_down_by_rs(trial: dict[str, Any]) -> bool:
+    """Whether a trial's system went down by RS's decision (a core server failed: RS's
+    ``fatal`` event) and its kernel then halted cleanly: the system failed, the kernel did
+    not crash.  Told from the event log the trial kept as evidence."""
+    fatal = clean = False
+    for line in trial.get("evidence", {}).get("events", []):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(e, dict):
+            continue
+        fatal = fatal or (e.get("source") == "rs" and e.get("kind") == "fatal")
+        clean = clean or (e.get("source") == "kernel" and e.get("kind") == "halt"
+                          and e.get("status") == "clean")
+    return fatal and clean
+
+
 def outcome_class(o: Outcome) -> str:
     if o["detected"]:
         return "recovered" if o["recovered"] else "not recovered"
@@ -34,6 +94,8 @@ def outcome_class(o: Outcome) -> str:
 
 
 def summarize(trials: list[dict[str, Any]], report: str) -> dict[str, Any]:
+    for t in trials:
+        attribute(t)
     outs = [o for t in trials for o in t["injections"]]
     rec = [o["recovery_ms"] for o in outs if o["recovered"] and o["recovery_ms"] is not None]
     disk_bad = sum(len(t.get(d, {}).get("verify", {}).get("bad", [])) for t in trials
@@ -43,10 +105,15 @@ def summarize(trials: list[dict[str, Any]], report: str) -> dict[str, Any]:
         "activated": sum(o["activated"] for o in outs),
         "detected": sum(o["detected"] for o in outs),
         "recovered": sum(o["recovered"] for o in outs),
-        "kernel_crashes": sum(not t.get("kernel_alive", False) for t in trials),
-        "other_components_hit": sum(bool(o["other_components"]) for o in outs),
+        "kernel_crashes": sum(not t.get("kernel_alive", False) and not shut_down_by_rs(t)
+                              and not t.get("stopped") for t in trials),
+        # another component's events, or another driver's application failing
+        "other_components_hit": sum(bool(o["other_components"] or o.get("other_apps"))
+                                    for o in outs),
         "app_errors": sum(o["app_errors"] > 0 for o in outs),
-        "bytes_corrupted": sum(o["bytes_corrupted"] for o in outs) + disk_bad,
+        "bytes_corrupted": sum(o["bytes_corrupted"] + sum(a["bytes_corrupted"] for a in
+                                                          o.get("other_apps", {}).values())
+                               for o in outs) + disk_bad,
         "silent_failures": sum(bool(o.get("silent")) for o in outs),
         "median_recovery_ms": round(statistics.median(rec), 1) if rec else None,
         "report": report,
@@ -55,8 +122,8 @@ def summarize(trials: list[dict[str, Any]], report: str) -> dict[str, Any]:
 
 def _table(outs: list[Outcome], key: str) -> list[str]:
     rows = ["| " + key + " | injected | activated | detected | recovered | median recovery ms"
-            " | app: error | stall | corrupted | silent | others hit |",
-            "|---|" + "---:|" * 10]
+            " | app: error | stall | corrupted | silent | others hit | other apps hit |",
+            "|---|" + "---:|" * 11]
     groups: dict[str, list[Outcome]] = defaultdict(list)
     for o in outs:
         groups[o[key]].append(o)
@@ -68,7 +135,8 @@ def _table(outs: list[Outcome], key: str) -> list[str]:
                     f"{round(statistics.median(rec), 1) if rec else '-'} | {app['error']} | "
                     f"{app['stall']} | {app['data corrupted']} | "
                     f"{sum(bool(o.get('silent')) for o in g)} | "
-                    f"{sum(bool(o['other_components']) for o in g)} |")
+                    f"{sum(bool(o['other_components']) for o in g)} | "
+                    f"{sum(bool(o.get('other_apps')) for o in g)} |")
     return rows
 
 
@@ -97,10 +165,17 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[st
              "## The claims", "",
              "| | |", "|---|---:|",
              f"| kernel crashes | {summary['kernel_crashes']} |",
+             f"| systems shut down by RS (a core server failed; the kernel halted cleanly) | "
+             f"{sum(not t.get('kernel_alive', False) and shut_down_by_rs(t) for t in trials)} |",
+             f"| trials stopped by the campaign (an injection past its deadline) | "
+             f"{sum(bool(t.get('stopped')) for t in trials)} |",
              f"| faults injected / activated | {summary['faults']} / {summary['activated']} |",
              f"| failures detected / recovered | {summary['detected']} / "
              f"{summary['recovered']} |",
-             f"| injections that hit another component | {summary['other_components_hit']} |",
+             f"| injections that hit another component (its events, or its application) | "
+             f"{summary['other_components_hit']} |",
+             f"| ... of which another driver's application failed | "
+             f"{sum(bool(o.get('other_apps')) for o in outs)} |",
              f"| injections after which an application saw an error | "
              f"{summary['app_errors']} |",
              f"| bytes corrupted (applications, disk read back) | {summary['bytes_corrupted']} |",
@@ -113,11 +188,12 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[st
             if what not in t:
                 continue
             d = t[what]
+            read = (f"not read back ({d['error']})" if "error" in d else
+                    f"{d.get('verify', {}).get('files', 0)} files read back, "
+                    f"{len(d.get('verify', {}).get('bad', []))} bad")
             lines.append(f"| {'RAM disk' if what == 'ram' else 'disk'} (trial seed "
                          f"{t['seed']}): fsck.minix -f | "
-                         f"{'clean' if d['fsck_clean'] else 'ERRORS'}; "
-                         f"{d.get('verify', {}).get('files', 0)} files read back, "
-                         f"{len(d.get('verify', {}).get('bad', []))} bad |")
+                         f"{'clean' if d['fsck_clean'] else 'ERRORS'}; {read} |")
     lines += ["", "## Outcomes by fault type", "", *_table(outs, "type"),
               "", "## Outcomes by driver", "", *_table(outs, "driver"),
               "", "## Outcomes by fault kind", "", *_table(outs, "kind"),
@@ -127,6 +203,13 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[st
     beyond = [o for o in outs if o["other_components"] or o["kernel_crash"]]
     lines += [f"- #{o['index']} {o['type']}/{o['kind']} into {o['driver']}: "
               f"{', '.join(o['other_components']) or 'kernel'}" for o in beyond] or ["- none"]
+    apps = [o for o in outs if o.get("other_apps")]
+    lines += ["", "## Injections during which another driver's application failed", ""]
+    lines += [f"- #{o['index']} {o['type']}/{o['kind']} into {o['driver']}: " + ", ".join(
+        f"{d} ({a['errors']} errors, {a['bytes_corrupted']} bytes corrupted)"
+        for d, a in o["other_apps"].items()) for o in apps] or ["- none"]
+    lines += ["", "## Systems that went down", ""]
+    lines += [_down(t) for t in trials if not t.get("kernel_alive", False)] or ["- none"]
     silent = [o for o in outs if o.get("silent")]
     lines += ["", "## Silent failures", ""]
     lines += [f"- #{o['index']} {o['type']}/{o['kind']} (nth {o['nth']}) into {o['driver']}: "
@@ -135,6 +218,22 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], trials: list[dict[st
               "![outcomes by driver](outcomes_by_driver.png)", "![recovery](recovery.png)",
               "![throughput](throughput.png)", ""]
     return "\n".join(lines)
+
+
+def _down(trial: dict[str, Any]) -> str:
+    """One trial whose system went down: the injection it happened in, and why, as its own
+    logs say (a fatal line of RS, a kernel panic), from the evidence the trial kept."""
+    last = trial["injections"][-1] if trial["injections"] else None
+    where = (f"during #{last['index']} {last['type']}/{last['kind']} into {last['driver']}"
+             if last else "before any injection")
+    if trial.get("stopped"):
+        return (f"- trial seed {trial['seed']}, {where}: stopped by the campaign, "
+                f"{trial['stopped']} (see the trial's evidence)")
+    ev = trial.get("evidence", {})
+    why = [line.strip() for line in ev.get("console", [])
+           if "FATAL" in line or "panic" in line.lower() or "shutdown requested" in line]
+    return (f"- trial seed {trial['seed']}, {where}: "
+            + ("; ".join(why[:2]) or "no fatal line in its console (see the trial's evidence)"))
 
 
 def _bars(outs: list[Outcome], key: str, path: Path, title: str) -> None:

@@ -30,11 +30,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from drivers.memory import segment
-from minikern import cli, params, shm
+from minikern import cli, ipc, params, shm
 from minikern import rsctl as ctl
 from minikern.boot import System
 from minikern.const import DS, DsReq, Err, RsReq
@@ -49,6 +51,7 @@ from experiment import devloads, workload
 from experiment.targets import TARGETS
 
 BOOT_DEADLINE = 90.0
+VERIFY_DEADLINE = 120.0  # seconds to read every file back (a few seconds when all is well)
 MEMORY_LIMIT = "192M"  # a driver is far below: a leak goes over it within a second
 MEMORY_LIMIT_BYTES = 192 << 20
 # RS's resource checks in the campaign's systems (params.RESOURCE_CHECK, by its environment
@@ -152,22 +155,13 @@ class Rig:
                 wait_for(lambda: _ram_mounted(files), BOOT_DEADLINE, "VFS serving /ram")
         if "printer" in self.drivers:
             with cli.connected(self.run_a, "exp-wait", privileges="user") as conn:
-                wait_for(lambda: spool.status(conn)["printer"]["state"] == "idle",
-                         BOOT_DEADLINE, "the spooler ready")
+                wait_for(lambda: _spooler_idle(conn), BOOT_DEADLINE, "the spooler ready")
         if "tty" in self.drivers:
             self.line = devloads.Line(self.run_a / params.COM1_SOCKET)
 
     def wait_up(self, run_dir: Path, label: str) -> None:
-        def up() -> bool:
-            return self.state(run_dir, label) == "up"
-        wait_for(up, BOOT_DEADLINE, f"{label} up")
-
-    @staticmethod
-    def state(run_dir: Path, label: str) -> str:
-        for s in ctl.request(run_dir, RsReq.STATUS)["services"]:
-            if s["label"] == label:
-                return str(s["state"])
-        return "unknown"
+        with cli.connected(run_dir, "exp-wait") as conn:
+            wait_for(lambda: service_state(conn, label) == "up", BOOT_DEADLINE, f"{label} up")
 
     def kernel_alive(self) -> bool:
         return all(s is None or s.kernel.poll() is None for s in (self.a, self.b))
@@ -222,9 +216,19 @@ class Rig:
         again = System(self.run_a, self.conf_a, nic="none")
         try:
             if not again.wait_ready(timeout=BOOT_DEADLINE):
-                raise RuntimeError("system A did not come up again on its image")
+                raise RuntimeError(f"system A did not come up again on its image within "
+                                   f"{BOOT_DEADLINE:g} s")
             self.wait_up(self.run_a, "vfs")
-            result["verify"] = workload.verify(self.run_a, expected)
+            with cli.connected(self.run_a, "exp-wait") as conn:  # VFS is in DS once it mounted /
+                wait_for(lambda: vfs_published(conn), BOOT_DEADLINE, "VFS in DS", interval=0.05)
+            with bounded(again, VERIFY_DEADLINE):
+                verified = workload.verify(self.run_a, expected)
+            result["verify"] = verified
+        except (RuntimeError, AssertionError, OSError, ipc.IpcError) as e:
+            # the check could not be made: said in the trial (with A's last console lines),
+            # which keeps its outcomes; the files were not read back, so none counts as bad
+            result["error"] = f"{type(e).__name__}: {e}"[:300]
+            result["console"] = tail(self.run_a / params.CONSOLE_LOG)
         finally:
             again.halt()
         return result
@@ -234,6 +238,14 @@ class Rig:
         """A up, its applications stopped: VFS syncs, the RAM disk is copied out of the memory
         driver's segment and checked with fsck.minix -f; every file is read back via VFS."""
         result: dict[str, Any] = {"fsck_clean": False, "fsck": ""}
+        try:
+            self._check_ram(expected, result)
+        except (RuntimeError, OSError, ValueError, KeyError, ipc.IpcError, FsError) as e:
+            result["error"] = f"{type(e).__name__}: {e}"[:300]
+            result["console"] = tail(self.run_a / params.CONSOLE_LOG)
+        return result
+
+    def _check_ram(self, expected: dict[str, str], result: dict[str, Any]) -> None:
         image = self.work / "ram.img"
         with cli.connected(self.run_a, "exp-ram", privileges="user") as conn:
             Files(conn).sync()
@@ -249,8 +261,84 @@ class Rig:
                 image.write_bytes(f.read(int(info["size"])))
             result["fsck_clean"], said = mountlab.fsck(image)
             result["fsck"] = said[-400:]
-        result["verify"] = workload.verify(self.run_a, expected)
-        return result
+        if self.a is None:
+            raise RuntimeError("system A is not up")
+        with bounded(self.a, VERIFY_DEADLINE):
+            verified = workload.verify(self.run_a, expected)
+        result["verify"] = verified
+
+
+class Stopped(RuntimeError):
+    """A block past its deadline: ``bounded`` stopped the system under it."""
+
+
+@contextlib.contextmanager
+def bounded(system: System, seconds: float) -> Iterator[None]:
+    """Stop ``system``'s kernel if the block has not ended within ``seconds``: a file call
+    waits without a deadline (VFS parks it until the root is mounted, which a file system
+    a fault broke may never be), and the kernel's going ends it (as KernelGone, or as the
+    errors the block made of it); then ``Stopped`` says so."""
+    lock, stopped, ended = threading.Lock(), threading.Event(), threading.Event()
+
+    def stop() -> None:
+        with lock:  # a block that ended meanwhile keeps its kernel, and its result
+            if ended.is_set():
+                return
+            stopped.set()
+        system.kernel.kill()
+    timer = threading.Timer(seconds, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except ipc.KernelGone:
+        if not stopped.is_set():
+            raise
+    finally:
+        with lock:
+            ended.set()
+        timer.cancel()
+    if stopped.is_set():  # (what the block made of the kernel's going is not its result)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # its threads still exiting
+            system.kernel.wait(10)
+        raise Stopped(f"not done within {seconds:g} s: the system was stopped")
+
+
+def vfs_published(conn: ipc.Connection) -> bool:
+    try:
+        Files(conn)
+    except FsError:
+        return False
+    return True
+
+
+def service_state(conn: ipc.Connection, label: str) -> str:
+    """RS's word on ``label`` ("unknown" if RS does not answer), asked on ``conn``: one
+    connection for every look (a connection per look, every few ms, would churn through the
+    kernel's bound on one process's connections)."""
+    try:
+        services = ctl.call(conn, RsReq.STATUS)["services"]
+    except ctl.RsError:
+        return "unknown"
+    return next((str(s["state"]) for s in services if s["label"] == label), "unknown")
+
+
+def tail(path: Path, lines: int = 60) -> list[str]:
+    """The last ``lines`` lines of a log, for a trial's record (the folder is removed)."""
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError as e:
+        return [f"unreadable: {e}"]
+
+
+def _spooler_idle(conn: ipc.Connection) -> bool:
+    """lpd is up, has published its label (RS says "up" first), and its printer is idle."""
+    try:
+        return bool(spool.status(conn)["printer"]["state"] == "idle")
+    except ipc.KernelGone:
+        raise
+    except ipc.IpcError:
+        return False
 
 
 def _ram_mounted(files: Files) -> bool:

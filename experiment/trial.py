@@ -14,10 +14,15 @@ For each injection, in order:
    detected";
 4. after a detection, wait for RS's restart event: recovered, and the time
    from detection to the new instance up;
-5. wait until the driver's application completes an operation again (or
-   RESUME_WAIT passes): the window closes there.
+5. wait until the driver's application completes an operation begun after the
+   recovery (or RESUME_WAIT passes): the window closes there;
+6. an activated fault that hurt the application and that no one detected (silent), a
+   resource fault no one detected (it goes on), or a SWIFI fault that never fired (it
+   stays armed) has the driver refreshed, as an operator would, so the next injection
+   meets a sound one.
 
-In the window: the errors and corrupted bytes each application saw, the
+In the window: the errors and corrupted bytes the driver's application saw (and, apart,
+those of any other driver's application: ``other_apps``), the
 longest pause of the driver's application (a stall if over STALL_MS), crash
 or restart events of any other component (of A or of B), and whether both
 kernels still run.  An activated fault that no one detected but that hurt
@@ -37,8 +42,11 @@ from minikern import rsctl as ctl
 from minikern.const import RsReq
 from minikern.events import Reader
 
+from experiment import report
 from experiment.plan import Injection
-from experiment.rig import MEMORY_LIMIT_BYTES, RESOURCE_CHECK, Rig, events_path
+from experiment.report import STALL_MS  # a pause longer than this is a stall ...
+from experiment.rig import (MEMORY_LIMIT_BYTES, RESOURCE_CHECK, Rig, Stopped, bounded,
+                            events_path, service_state, tail)
 from experiment.devloads import RamLoad
 from experiment.workload import DiskLoad, Load
 
@@ -48,7 +56,10 @@ RECOVERY_WAIT = 10.0  # seconds from detection to the restart event
 RESUME_WAIT = 5.0  # seconds for the driver's application to do an operation again (a stuck one
 # stays stuck: a reply sent elsewhere; the slowest that came back in the runs took 4.1 s)
 UP_WAIT = 15.0
-STALL_MS = 300.0  # a pause of the application longer than this is a stall ...
+# seconds one injection may take, all its waits together (about a minute at the most); past
+# it the campaign stops system A, so a call that would never return ends the trial instead
+# of hanging the campaign (rig.bounded)
+INJECTION_DEADLINE = 180.0
 STALL_PACES = 4  # ... and longer than this many of its usual intervals
 SLACK = 0.3  # seconds over a detector's own period (RS's timers fire within a few ms)
 
@@ -120,7 +131,7 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
                            "bytes_corrupted": 0, "other_components": [], "kernel_crash": False}
     load = loads[inj.driver]
     t_start = time.time()
-    _wait(lambda: rig.state(rig.run_a, inj.driver) == "up", UP_WAIT)
+    _wait(lambda: service_state(conn, inj.driver) == "up", UP_WAIT)
     t_ready = time.time()
     _wait(lambda: load.done_after(t_ready - 1.0), RESUME_WAIT)
     t0 = time.time()
@@ -139,7 +150,10 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
     record = rig.run_a / params.SWIFI_DIR / f"{inj.id}.json"
     if inj.type == "process":
         out["activated"] = True
-        window = 2 * period + SLACK if inj.kind == "hang" else 2.0
+        # a hang is due HEARTBEAT_MISSES periods on, and RS gives a driver starved of a CPU
+        # by the campaign's own load up to HEARTBEAT_STARVED_MAX more (services/rs/starvation.py)
+        misses = params.HEARTBEAT_MISSES + params.HEARTBEAT_STARVED_MAX
+        window = misses * period + SLACK if inj.kind == "hang" else 2.0
         crash = _wait(lambda: watch.find("crash", inj.driver, t0), window)
     else:
         # ends as soon as the record appears, or the driver is seen failing (before its record)
@@ -168,12 +182,13 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
     watch.poll()
     out["other_components"] = watch.others(inj.driver, t0, t_end)
     out["kernel_crash"] = not rig.kernel_alive()
-    errors = sum(1 for ld in loads.values() for t, _ in ld.errors if t0 <= t <= t_end)
-    corrupted = sum(n for ld in loads.values() for t, n in ld.corrupted if t0 <= t <= t_end)
+    errors, corrupted, others = report.effects(
+        {label: {"errors": ld.errors, "corrupted": ld.corrupted} for label, ld in loads.items()},
+        inj.driver, t0, t_end)
     stall = _stall_ms(load, t0, t_end)
     stalled = stall > max(STALL_MS, STALL_PACES * 1000 * load.pace(t0))
-    out.update(app_errors=errors, bytes_corrupted=corrupted, stall_ms=round(stall, 1),
-               end=t_end)
+    out.update(app_errors=errors, bytes_corrupted=corrupted, other_apps=others,
+               stall_ms=round(stall, 1), end=t_end)
     if corrupted:
         out["app"] = "data corrupted"
     elif not resumed:
@@ -183,11 +198,43 @@ def inject_one(rig: Rig, conn: ipc.Connection, watch: Watcher, loads: dict[str, 
     elif stalled:
         out["app"] = "stall"
     out["silent"] = bool(out["activated"] and not out["detected"] and out["app"] != "nothing")
-    if out["silent"] or not resumed:
+    if needs_restore(inj, out, resumed):
         _restore(rig, conn, loads, inj.driver)
         out["refreshed"] = True
         phases["restore"] = _ms(time.time() - t_end)
     return out
+
+
+def needs_restore(inj: Injection, out: dict[str, Any], resumed: bool) -> bool:
+    """Whether the driver is refreshed after the window: a silent failure, an application
+    that did not resume, a SWIFI fault that never fired (still armed: it would fire while
+    another injection ran), or a resource fault nobody detected, which goes on (a spinning
+    thread below RS's CPU limit on a loaded machine, a leak short of the memory limit): RS
+    would catch it later, while the next injection ran, and charge that one with it."""
+    lasting = inj.type == "resource" and out["activated"] and not out["detected"]
+    armed = inj.type != "process" and not out["activated"]
+    return bool(out["silent"]) or not resumed or lasting or armed
+
+
+def _cut_short(rig: Rig, inj: Injection, e: Exception) -> dict[str, Any]:
+    """The outcome of an injection the trial could not follow to its end: the system stopped
+    answering the campaign (the kernel died, or an operator call failed)."""
+    now = time.time()
+    return {**inj.asdict(), "activated": True, "detected": False, "detected_by": "none",
+            "recovered": False, "recovery_ms": None, "app": f"trial cut short: {e}"[:200],
+            "stall_ms": 0.0, "app_errors": 0, "bytes_corrupted": 0, "other_components": [],
+            "other_apps": {}, "kernel_crash": not rig.kernel_alive(), "cut_short": True,
+            "t": now, "end": now, "silent": False}
+
+
+EVIDENCE_LINES = 200
+
+
+def _evidence(rig: Rig) -> dict[str, list[str]]:
+    """The last lines of system A's console and event logs, kept in the trial (its folder
+    is removed) when its kernel died or the trial was cut short."""
+    return {"console": tail(rig.run_a / params.CONSOLE_LOG, EVIDENCE_LINES),
+            "events": tail(events_path(rig.run_a), EVIDENCE_LINES)}
 
 
 def _ms(seconds: float) -> float:
@@ -231,14 +278,29 @@ def run_trial(injections: list[Injection], drivers: list[str], seed: int,
         for ld in loads.values():
             ld.start()
         conn = cli.operator_connection(rig.run_a, "experiment")
+        system_a = rig.a
+        if system_a is None:
+            raise RuntimeError("system A did not boot")
         try:
             for inj in injections:
-                outcomes.append(inject_one(rig, conn, watch, loads, inj, period_ms / 1000))
+                try:
+                    with bounded(system_a, INJECTION_DEADLINE):
+                        out = inject_one(rig, conn, watch, loads, inj, period_ms / 1000)
+                except Stopped as e:  # the campaign stopped the kernel: not a kernel crash
+                    result["stopped"] = f"#{inj.index}: {e}"
+                    outcomes.append({**_cut_short(rig, inj, e), "kernel_crash": False})
+                    break
+                except (ipc.IpcError, OSError) as e:  # KernelGone among them
+                    outcomes.append(_cut_short(rig, inj, e))
+                    break
+                outcomes.append(out)
                 if outcomes[-1]["kernel_crash"]:
                     break
         finally:
             conn.close()
         result["kernel_alive"] = rig.kernel_alive()
+        if not result["kernel_alive"] or outcomes and outcomes[-1].get("cut_short"):
+            result["evidence"] = _evidence(rig)
         for ld in loads.values():
             ld.halt()
         result["loads"] = {d: {"ops": ld.ops, "errors": ld.errors, "corrupted": ld.corrupted}

@@ -12,6 +12,11 @@ Each is a thread that repeats one end-to-end operation and checks every byte:
 The RAM disk's, the printer's and the console's are in experiment/devloads.py
 (its WORKLOADS maps every Target's ``workload`` key to its class).
 
+Each is paced (``interval``: hello 20, net 10, the files 10, the printer 10 jobs of 512
+bytes, the console 20 lines a second at most): flat out, the six of them kept two cores
+busy (load 9 to 15 for one trial), so trials side by side slowed each other as much as
+they ran, and an overloaded system's heartbeats failed for want of a CPU, not of a fault.
+
 A thread records, with host timestamps: each operation done (bytes), each
 error the application saw, and each corrupted byte; the trial reads them
 between injections.  A thread never dies of a fault: it records the error,
@@ -36,7 +41,6 @@ from userland.socket import Socket, SocketError
 
 OP_BYTES = 16 * 1024
 ERROR_PAUSE = 0.05  # seconds after an error before the next try
-HELLO_PAUSE = 0.002  # seconds between two hello operations (the driver idles otherwise)
 DISK_FILES = 8
 GREETING = "Hello, World!"
 
@@ -55,6 +59,7 @@ class Load(threading.Thread):
         self.run_dir, self.seed = run_dir, seed
         self.stop = threading.Event()
         self.ops: list[tuple[float, int]] = []  # (time done, bytes)
+        self.began = 0.0  # when the last operation done began
         self.errors: list[tuple[float, str]] = []
         self.corrupted: list[tuple[float, int]] = []  # (time seen, bytes wrong)
         self.conn: ipc.Connection | None = None
@@ -71,13 +76,21 @@ class Load(threading.Thread):
             self.conn = None
 
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:  # a thread told to stop (or given up) gives its connection back
+            self.reset()
+
+    def _loop(self) -> None:
         i = 0
         while not self.stop.is_set():
             try:
                 if self.conn is None:
                     self.connect()
+                began = time.time()
                 n = self.op(i)
                 self.ops.append((time.time(), n))
+                self.began = began
                 i += 1
                 if self.interval:
                     self.stop.wait(self.interval)
@@ -112,14 +125,18 @@ class Load(threading.Thread):
         new = self._again()
         new.ops, new.errors, new.corrupted = self.ops, self.errors, self.corrupted
         new.errors.append((time.time(), "stuck: the application gave up its connection"))
+        # When its call returns at last, this thread ends the operation it was in: what it
+        # sees then (a file the new one rewrote since, say) is no one's record.
+        self.ops, self.errors, self.corrupted = [], [], []
         return new
 
     def _again(self) -> Load:
         return type(self)(self.run_dir, self.seed + 1)
 
     def done_after(self, t: float) -> bool:
-        """An operation finished after ``t``."""
-        return bool(self.ops) and self.ops[-1][0] > t
+        """An operation begun after ``t`` has finished (one begun before may have been
+        served by a driver that died since: its death's error comes after)."""
+        return bool(self.ops) and self.began > t
 
     def halt(self) -> None:
         self.stop.set()
@@ -128,6 +145,7 @@ class Load(threading.Thread):
 
 class HelloLoad(Load):
     name_ = "hello"
+    interval = 0.05
 
     def connect(self) -> None:
         self.conn = cli.operator_connection(self.run_dir, "exp-hello")
@@ -143,13 +161,13 @@ class HelloLoad(Load):
         text = data if isinstance(data, str) else repr(data)
         if text != GREETING:
             self.corrupted.append((time.time(), _differ(text.encode(), GREETING.encode())))
-        self.stop.wait(HELLO_PAUSE)
         return len(GREETING)
 
 
 class NetLoad(Load):
     """Needs ``echo``: a callable that (re)starts the echo server on B and gives its port."""
     name_ = "net"
+    interval = 0.1
 
     def __init__(self, run_dir: Path, seed: int, peer_ip: str,
                  echo: Callable[[], int]) -> None:
@@ -201,6 +219,7 @@ class NetLoad(Load):
 
 class DiskLoad(Load):
     name_ = "disk"
+    interval = 0.1
     root = "/exp"  # the folder of its files (the RAM disk's load: /ram/exp)
 
     def __init__(self, run_dir: Path, seed: int) -> None:
@@ -220,10 +239,15 @@ class DiskLoad(Load):
         if not self.files.exists(self.root):
             self.files.mkdir(self.root)
 
+    def path(self, i: int) -> str:
+        """Operation ``i``'s file: each incarnation its own (one given up may still write its
+        own, late), DISK_FILES of them in turn."""
+        return f"{self.root}/s{self.seed}-f{i % DISK_FILES}"
+
     def op(self, i: int) -> int:
         assert self.files is not None
         f = self.files
-        path = f"{self.root}/f{i % DISK_FILES}"
+        path = self.path(i)
         data = self.rng.randbytes(OP_BYTES)
         self.expected.pop(path, None)  # until the write is known done, its content is not
         fd = f.open(path, O_WRONLY | O_CREAT | O_TRUNC)

@@ -4,13 +4,22 @@ says the campaign is partial.  The trials here are stand-ins (no systems booted)
 tested is the bookkeeping around them."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from experiment import main as exp
+from minikern import cli, ipc
+from minikern.deadline import wait_for
 
 ran: list[int] = []
 
@@ -84,3 +93,72 @@ def test_report_only_reports_a_partial_campaign(
     summary = campaign(out, "--report-only")
     assert ran == [] and summary["faults"] == 6
     assert "6 of 9 planned faults" in (out / "report.md").read_text()
+
+
+WORKERS_FAIL = """
+from experiment import main as exp
+bad = ([{"no such field": 1}], ["hello"], 1000, 300, None, "udp")
+exp.run_local({0: bad, 1: bad}, 2, lambda n, t: print("saved", n))
+"""
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+@contextlib.contextmanager
+def campaign_process(args: list[str],
+                     ignore_sigint: bool = False) -> Iterator[subprocess.Popen[str]]:
+    """A campaign in a session of its own (with its pool's workers and resource tracker);
+    every process of it is gone when the block ends, the test failed or not."""
+    p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=cli.REPO_ROOT,
+                         env={**os.environ, "PYTHONPATH": str(cli.REPO_ROOT)},
+                         start_new_session=True,
+                         preexec_fn=_ignore_sigint if ignore_sigint else None)
+    try:
+        yield p
+    finally:
+        if _group_alive(p.pid):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+
+
+@pytest.mark.timeout(120)
+def test_a_trial_that_fails_in_a_worker_does_not_end_the_campaign() -> None:
+    # two jobs whose injections are not Injections: each worker raises at once
+    with campaign_process(["-c", WORKERS_FAIL]) as p:
+        out, err = p.communicate(timeout=100)
+        wait_for(lambda: not _group_alive(p.pid), 20, "the workers to end")
+    assert p.returncode == 0, err[-2000:]
+    assert "saved" not in out
+    assert "trial 0 failed, not saved" in err and "trial 1 failed, not saved" in err
+
+
+def test_kernel_gone_survives_the_trip_back_from_a_worker() -> None:
+    e = pickle.loads(pickle.dumps(ipc.KernelGone()))
+    assert isinstance(e, ipc.KernelGone) and e.code == ipc.KernelGone().code
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_of_the_campaign_stops_every_worker_and_starts_no_new_trial(tmp_path: Path) -> None:
+    # started as a shell starts a background job (SIGINT ignored), and only the campaign's own
+    # pid signalled (`kill -INT`): it stops anyway, and tells its workers, who end too
+    stand_in = str(Path(__file__).with_name("interrupt_stand_in.py"))
+    with campaign_process([stand_in, str(tmp_path / "out")], ignore_sigint=True) as p:
+        assert p.stdout is not None
+        assert [p.stdout.readline() for _ in range(2)] == ["started\n"] * 2  # the timeout bounds it
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=40)  # six trials of a minute, two at a time: 3 min
+        wait_for(lambda: not _group_alive(p.pid), 20, "the workers to end")
+    assert p.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    assert "started" not in out  # no trial after the two
+    assert not (tmp_path / "out" / "trials").exists()  # none finished
