@@ -141,12 +141,23 @@ class Board:
                              self.later)
         self.ctl = Control(ctx.run_dir, self.machine, self.stats, self.watch, self.unwatch)
         self.watch(self.bus, self.on_bus)
-        self.bus.connect(record["bus"])
-        self.bus.send(wire.encode(wire.Hello(record["bus_credential"])))  # the machine is there
+        self.join_bus(record)
         print(f"hw: board up: serial {getattr(serial, 'path', '?')}, NIC at "
               f"{self.machine.nic.bar_base(0):#x} irq 11, disk {args.disk} (bus master at "
               f"{self.machine.ide.bar_base(4):#x}), {args.hz} Hz",
               flush=True)
+
+    def join_bus(self, record: dict[str, Any]) -> None:
+        """Say hello on the bus and wait for the kernel's welcome: until the kernel has taken
+        the hello, a driver RS started would find no machine (the connection is made in the
+        background, so the init done, on the connection already made, could overtake it)."""
+        self.bus.connect(record["bus"])
+        self.bus.send(wire.encode(wire.Hello(record["bus_credential"])))  # the machine is there
+        if not self.bus.poll(int(params.BUS_WELCOME_WAIT * 1000)):
+            raise RuntimeError(f"no welcome on the bus within {params.BUS_WELCOME_WAIT} s")
+        got = wire.decode_from_kernel(self.bus.recv())  # the kernel's first frame to the board
+        if type(got) is not wire.Welcome:
+            raise RuntimeError(f"the bus's first frame is {got!r}, not the kernel's welcome")
 
     def watch(self, source: Any, fn: Callable[[], None]) -> None:
         """Watch ``source`` on the loop; after ``fn`` the chipset settles (timers, interrupts)."""
@@ -204,6 +215,9 @@ class Board:
         status, result = self.port_io(msg.endpoint, msg.kind, msg.ops, msg.extra)
         self._to_kernel(wire.Done(msg.endpoint, int(status), result))
         return True
+
+    def do_welcome(self, msg: wire.Welcome) -> bool:
+        return False  # once, at join (join_bus): another is refused and counted
 
     def do_unreadable(self, msg: wire.Unreadable) -> bool:
         self._to_kernel(wire.Done(msg.endpoint, int(Err.EINVAL), {}))  # the driver waits on it
@@ -274,7 +288,7 @@ class Board:
 BUS_CALLS: dict[type, Callable[[Board, Any], bool]] = {
     wire.Io: Board.do_io, wire.IrqCtl: Board.do_irqctl, wire.IoMap: Board.do_iomap,
     wire.Gone: Board.do_gone, wire.Shutdown: Board.do_shutdown,
-    wire.Unreadable: Board.do_unreadable,
+    wire.Welcome: Board.do_welcome, wire.Unreadable: Board.do_unreadable,
 }
 
 

@@ -38,6 +38,7 @@ UNADMITTED_MAX_PARTS = 2  # parts of one message from a peer not admitted (HELLO
 ATTACH_TIMEOUT = 2.0  # seconds a fast-path connection may wait to ATTACH before the board drops it
 MAX_BUS_CONNECTIONS = 8  # open connections to the bus (the board needs one); further ones refused
 BUS_BATCH = 64  # bus frames the kernel takes per loop turn (then one frame of the kernel socket)
+BUS_WELCOME_WAIT = 5.0  # seconds the board waits for the kernel to take its hello (< INIT_TIMEOUT)
 ADMISSION_BATCH = 64  # connection requests (ZAP) the kernel answers per loop turn
 SOCKET_HWM = 1000  # ZeroMQ high-water mark: frames queued per peer before the socket drops
 MAX_KERNEL_QUEUE = 1024  # kernel messages queued for one process before new ones are dropped

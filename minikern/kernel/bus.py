@@ -67,6 +67,7 @@ class Bus:
         if type(msg) is wire.Hello:
             if self.credential and secrets.compare_digest(msg.credential, self.credential):
                 self.ident, self.credential = frames[0], None
+                self.send(wire.Welcome())  # its first frame: the board reports its init done after
                 return self.k.log("board attached to the bus")
             return self.k.count("bus_unadmitted")
         if frames[0] != self.ident:

@@ -186,7 +186,6 @@ class Kernel:
             if p.credential is not None and secrets.compare_digest(p.credential, cred):
                 if p.pid != pid:
                     break
-                p.credential = None
                 return self._admit(p, ident)
         if (not secrets.compare_digest(cred, self.operator_key) or self.shutting_down
                 or peer is None or peer.uid != os.geteuid()):
@@ -204,7 +203,7 @@ class Kernel:
         self._admit(p, ident)
 
     def _admit(self, p: Proc, ident: bytes) -> None:
-        p.ident = ident
+        p.ident, p.credential = ident, None  # a start-up credential admits once
         self.table.by_ident[ident] = p
         self.answer(p, Err.OK, p.endpoint)
 

@@ -2,7 +2,8 @@
 
 Frames are ``["MKBUS", 1, verb, *fields]`` on a ZeroMQ DEALER (board) /
 ROUTER (kernel) pair.  The board joins with ``Hello`` carrying the one-time
-credential from its startup record; after that it raises interrupts
+credential from its startup record and waits for the kernel's ``Welcome``
+before it reports its init done; after that it raises interrupts
 (``Irq``) and answers every forwarded ``Io``/``IoMap`` with exactly one
 ``Done``.  The kernel forwards port I/O it has already checked against the
 driver's windows, line masks, fast-path offers, deaths and the shutdown.
@@ -29,6 +30,7 @@ class Verb(IntEnum):
     IOMAP = 6     # kernel -> board
     GONE = 7      # kernel -> board
     SHUTDOWN = 8  # kernel -> board
+    WELCOME = 9   # kernel -> board
 
 
 class IoKind(IntEnum):
@@ -83,6 +85,12 @@ class Shutdown(NamedTuple):
     pass
 
 
+class Welcome(NamedTuple):
+    """The kernel took the board's Hello: the board is on the bus (its first frame from the
+    kernel).  A connection is made in the background, so a Hello sent is not yet a Hello
+    taken: the board waits for this before it reports its init done."""
+
+
 class Unreadable(NamedTuple):
     """An Io or IoMap whose endpoint is readable but whose fields are not.
 
@@ -94,11 +102,11 @@ class Unreadable(NamedTuple):
 
 
 FromBoard = Hello | Irq | Done
-FromKernel = Io | IrqCtl | IoMap | Gone | Shutdown | Unreadable
+FromKernel = Io | IrqCtl | IoMap | Gone | Shutdown | Welcome | Unreadable
 
 _VERB: dict[type, Verb] = {
     Hello: Verb.HELLO, Irq: Verb.IRQ, Done: Verb.DONE, Io: Verb.IO, IrqCtl: Verb.IRQCTL,
-    IoMap: Verb.IOMAP, Gone: Verb.GONE, Shutdown: Verb.SHUTDOWN,
+    IoMap: Verb.IOMAP, Gone: Verb.GONE, Shutdown: Verb.SHUTDOWN, Welcome: Verb.WELCOME,
 }
 _INT32 = 1 << 31
 
@@ -184,6 +192,8 @@ def decode_from_kernel(frame: bytes) -> FromKernel | None:
         decoded = Gone(msg[1])
     elif verb == Verb.SHUTDOWN and n == 1:
         decoded = Shutdown()
+    elif verb == Verb.WELCOME and n == 1:
+        decoded = Welcome()
     if decoded is None:
         codec.refused[BUS.name + ":malformed"] += 1
         if verb in (Verb.IO, Verb.IOMAP) and n > 1 and _endpoint(msg[1]):

@@ -39,6 +39,8 @@ def join_bus(how: str) -> zmq.Socket[bytes]:
     bus: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     bus.connect(ipc.boot_record["bus"])
     bus.send(wire.encode(wire.Hello(ipc.boot_record["bus_credential"])))
+    if type(wire.decode_from_kernel(bus.recv())) is not wire.Welcome:  # as hw/board.py waits
+        sys.exit(1)
     return bus
 
 

@@ -37,6 +37,7 @@ CASES: list[Case] = [
     (bus.BUS, bus.decode_from_kernel, bus.encode(bus.IoMap(9, "nic", [(0xC000, 256)], [])),
      bus.IoMap(9, "nic", [(0xC000, 256)], [])),
     (bus.BUS, bus.decode_from_kernel, bus.encode(bus.Shutdown()), bus.Shutdown()),
+    (bus.BUS, bus.decode_from_kernel, bus.encode(bus.Welcome()), bus.Welcome()),
     (fastpath.FASTPATH, fastpath.decode_request, fastpath.encode(fastpath.Attach("ab" * 16)),
      fastpath.Attach("ab" * 16)),
     (control.CONTROL, control.decode_request, control.encode_request(control.Set("nic.link", False)),
@@ -120,6 +121,7 @@ def test_well_framed_nonsense_is_refused_not_raised(case: Case) -> None:
 def test_bus_directions_are_separate() -> None:
     """A verb the other side sends is refused: the board cannot forge an Io to the kernel."""
     assert bus.decode_from_board(bus.encode(bus.Gone(3))) is None
+    assert bus.decode_from_board(bus.encode(bus.Welcome())) is None
     assert bus.decode_from_kernel(bus.encode(bus.Irq(3))) is None
 
 
