@@ -31,7 +31,10 @@ def test_backoff_delays_the_second_restart(make_system: Make) -> None:
     s = boot_rs(make_system, hello="backoff 300ms; stable 60s;")
     os.kill(service(s, "hello")["pid"], signal.SIGKILL)
     first = wait_event(s, "restart", "hello")
-    assert first["downtime_ms"] < 300  # the first failure: at once
+    # the first failure: restarted at once (RS's decision, not a wall-clock time: a loaded
+    # machine may take longer than the backoff to start a copy)
+    crash = wait_event(s, "crash", "hello")
+    assert (crash["action"], crash["delay_ms"]) == ("restart", 0)
     os.kill(first["new_pid"], signal.SIGKILL)
     crash = wait_event(s, "crash", "hello", count=2)
     assert crash["action"] == "backoff" and crash["delay_ms"] == 300
