@@ -2,7 +2,8 @@
 
 Address, MAC, link state as the driver last reported it, the driver's
 endpoint (none while it is being replaced), INET's own counters (frames in
-and out, frames resent after a driver restart, driver restarts) and the
+and out, frames resent after a driver restart, driver restarts), what its
+stack dropped, by reason (a full socket queue, a bad checksum, ...) and the
 driver's counters from its last PULL (receive errors, receiver resets, ...).
 """
 from __future__ import annotations
@@ -25,6 +26,8 @@ def readable(s: dict[str, Any]) -> str:
              f"    queued {s['queued']}  in flight {s['in_flight']}"]
     if s.get("tcp"):
         lines.append("    tcp:    " + "  ".join(f"{k} {v}" for k, v in s["tcp"].items()))
+    if s.get("drops"):
+        lines.append("    drops:  " + "  ".join(f"{k} {v}" for k, v in s["drops"].items()))
     if s.get("driver_stats"):
         lines.append("    driver: " + "  ".join(f"{k} {v}" for k, v in s["driver_stats"].items()))
     return "\n".join(lines)

@@ -212,6 +212,7 @@ class Inet:
             "driver": n.driver, "link": n.link, "queued": len(n.queue),
             "in_flight": len(n.in_flight), "inet": dict(n.counters),
             "tcp": self.stack.tcp.counters(),
+            "drops": dict(self.stack.drops),  # what the stack dropped, by reason (udp_queue_full, ...)
             "driver_stats": dict(n.driver_stats)})
 
     def do_socket(self, m: Message) -> Message | None:

@@ -328,6 +328,7 @@ def test_ifconfig_shows_the_interface_as_inet_sees_it(
     assert (s["interface"], s["ip"], s["link"]) == (lab.DRIVER, lab.SYSTEM_IP, True)
     assert s["driver"] == a.service(lab.DRIVER)["endpoint"]
     assert s["inet"]["rx"] > 0 and s["inet"]["tx"] > 0 and s["driver_stats"]["rx"] > 0
+    assert type(s["drops"]) is dict  # the stack's drops by reason (none expected here)
     r = subprocess.run([sys.executable, str(cli.REPO_ROOT / "bin" / "ifconfig"), "--run-dir",
                         str(a.run_dir)], capture_output=True, text=True, timeout=30)
     assert f"inet {lab.SYSTEM_IP}" in r.stdout and "link up" in r.stdout

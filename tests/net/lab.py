@@ -156,6 +156,15 @@ class Node:
             raise AssertionError(f"bin/ifconfig failed: {out.stderr.strip()}")
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
+    def board_stats(self) -> dict[str, Any]:
+        """The board's device counters (bin/hwctl stats): the NIC's, its wire's included."""
+        out = subprocess.run([sys.executable, str(REPO / "bin" / "hwctl"), "--run-dir",
+                              str(self.run_dir), "stats"], capture_output=True, text=True,
+                             timeout=30, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if out.returncode != 0:
+            raise AssertionError(f"bin/hwctl stats failed: {out.stderr.strip()}")
+        return dict(json.loads(out.stdout))
+
     def halt(self) -> None:
         self.system.halt()
 
