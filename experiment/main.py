@@ -19,7 +19,8 @@ not depend on how it is cut.
 
 A long campaign survives its own interruption: each trial's outcomes are
 saved to --out/trials/trial-N.json as soon as it ends; --resume loads the
-trials already saved (for the same plan) instead of running them again, and
+trials already saved (for the same plan) instead of running them again,
+--trials N,M runs just those trials of the plan (again, if saved), and
 --report-only writes the report from the saved trials alone (a partial
 campaign says how many of the planned faults it ran).  The report goes
 to --out: report.json, report.md and PNG figures.  With --json the last line
@@ -59,6 +60,16 @@ def _names(allowed: list[str], what: str) -> Any:
     return parse
 
 
+def _numbers(text: str) -> list[int]:
+    try:
+        got = [int(t, 10) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"trial numbers, comma-separated: {text!r}") from None
+    if any(n < 0 for n in got):
+        raise argparse.ArgumentTypeError(f"trial numbers count from 0: {text!r}")
+    return got
+
+
 def _positive(text: str) -> int:
     n = int(text)
     if n < 1:
@@ -83,6 +94,10 @@ def parser() -> argparse.ArgumentParser:
                    help="trials the plan is cut into (default: --workers)")
     p.add_argument("--resume", action="store_true",
                    help="load the trials already saved in --out instead of running them")
+    p.add_argument("--trials", type=_numbers, default=None, metavar="N,M,...",
+                   help="run only these trials of the plan (numbered from 0 as --chunks cuts "
+                   "it; each with the seed it has in the whole campaign), to rerun the ones a "
+                   "campaign could not finish; the report covers the trials saved in --out")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from the trials saved in --out, run nothing")
     p.add_argument("--dask", metavar="ADDRESS", default=None,
@@ -201,10 +216,15 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
         n: ([i.asdict() for i in part], args.drivers, args.seed * 1000 + n, args.period,
             str(args.run_dir / f"trial-{n}") if args.run_dir else None, args.net_peer)
         for n, part in enumerate(parts)}
+    if args.trials is not None and (beyond := sorted(set(args.trials) - set(jobs))):
+        raise SystemExit(f"experiment: no trial {', '.join(map(str, beyond))}: the plan is cut "
+                         f"into {len(jobs)} (0 to {len(jobs) - 1})")
     trials: dict[int, dict[str, Any]] = {}
-    if args.resume or args.report_only:
-        for n, job in jobs.items():
-            if (t := saved_trial(out, n, job[0])) is not None:
+    chosen = set(jobs) if args.trials is None else set(args.trials)
+    if args.resume or args.report_only or args.trials is not None:
+        for n, job in jobs.items():  # (a trial named in --trials runs again, saved or not)
+            if (args.report_only or args.trials is None or n not in chosen) and (
+                    t := saved_trial(out, n, job[0])) is not None:
                 trials[n] = t
     t0 = time.time()
 
@@ -219,7 +239,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
         print(f"experiment: trial {n} done ({len(trial['injections'])} injections; "
               f"{len(trials)} of {len(jobs)} trials)", file=sys.stderr, flush=True)
 
-    todo = {n: job for n, job in jobs.items() if n not in trials}
+    todo = {n: job for n, job in jobs.items() if n not in trials and n in chosen}
     if todo and not args.report_only:
         if args.dask:
             run_dask(todo, args.dask, args.workers, save)

@@ -162,3 +162,32 @@ def test_ctrl_c_of_the_campaign_stops_every_worker_and_starts_no_new_trial(tmp_p
     assert p.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
     assert "started" not in out  # no trial after the two
     assert not (tmp_path / "out" / "trials").exists()  # none finished
+
+
+def test_trials_named_run_alone_with_their_campaign_seeds_and_join_the_saved_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--trials reruns the trials a campaign could not finish: those alone, each with the
+    seed and injections it has in the whole campaign (so it is that trial again), run even
+    if saved, and the report covers them with the trials already saved."""
+    out = tmp_path / "exp"
+    ran.clear()
+    monkeypatch.setattr(exp, "_trial", lambda job: fake_trial(job, fail_on=1))
+    with pytest.raises(Interrupted):
+        campaign(out)
+    assert ran == [0]
+    seeds: list[int] = []
+    injections: dict[int, list[int]] = {}
+
+    def recorded(job: exp.Job) -> dict[str, Any]:
+        seeds.append(job[2])
+        injections[job[2] % 1000] = [i["index"] for i in job[0]]
+        return fake_trial(job)
+    monkeypatch.setattr(exp, "_trial", recorded)
+    summary = campaign(out, "--trials", "2,0")
+    assert sorted(ran) == [0, 0, 2]  # 1 not run; 0 run again though saved
+    assert sorted(seeds) == [1000, 1002] and injections == {0: [0, 1, 2], 2: [6, 7, 8]}
+    assert summary["faults"] == 6 and "partial" in (out / "report.md").read_text()
+    with pytest.raises(SystemExit, match="no trial 3"):
+        campaign(out, "--trials", "3")
+    with pytest.raises(SystemExit):
+        exp.parser().parse_args(["--trials", "-1"])
