@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from experiment.plan import Injection
-from experiment.trial import needs_restore
+from experiment.trial import fired_late, needs_restore
 from experiment.workload import Load
 from minikern.deadline import wait_for
 
@@ -68,7 +68,23 @@ def test_a_driver_is_refreshed_after_a_lasting_or_silent_fault_only() -> None:
     assert needs_restore(skip_unfired, outcome(activated=False), resumed=True)  # still armed
     skip = Injection(1, "s1-1", "tty", "code", "skip")
     assert not needs_restore(skip, outcome(), resumed=True)  # fired, harmed nothing
+    assert needs_restore(skip, outcome(activated_late=True), resumed=True)  # its failure may come
+    assert not needs_restore(skip, outcome(activated_late=True, detected=True), resumed=True)
     assert needs_restore(skip, outcome(silent=True), resumed=True)
     kill = Injection(2, "s1-2", "hello", "process", "kill")  # nothing stays armed
     assert not needs_restore(kill, outcome(detected=True), resumed=True)
     assert needs_restore(kill, outcome(detected=True), resumed=False)
+
+
+def test_a_fault_found_fired_at_the_windows_end_is_activated_and_refreshed() -> None:
+    negate = Injection(4, "s1-4", "at_wini", "code", "corrupt")
+    out = outcome(activated=False)
+    fired_late(negate, out, fired=False)
+    assert out["activated"] is False and "activated_late" not in out  # not fired: still armed
+    fired_late(negate, out, fired=True)
+    assert out["activated"] is True and out["activated_late"] is True
+    assert needs_restore(negate, out, resumed=True)
+    kill = Injection(5, "s1-5", "hello", "process", "kill")  # no record: activated by its kill
+    out = outcome(activated=True)
+    fired_late(kill, out, fired=False)
+    assert "activated_late" not in out
