@@ -147,23 +147,26 @@ class Node:
             sys.executable, str(REPO / "bin" / "nc"), "--run-dir", str(self.run_dir),
             *map(str, args), "--json"])
 
-    def ifstat(self) -> dict[str, Any]:
-        """INET's view of the interface (bin/ifconfig --json), its TCP counters included."""
-        out = subprocess.run([sys.executable, str(REPO / "bin" / "ifconfig"), "--run-dir",
-                              str(self.run_dir), "--json"], capture_output=True, text=True,
+    def tool_json(self, tool: str, *args: str) -> dict[str, Any]:
+        """What bin/<tool> says of this system as JSON: its whole output, or its last line."""
+        out = subprocess.run([sys.executable, str(REPO / "bin" / tool), "--run-dir",
+                              str(self.run_dir), *args], capture_output=True, text=True,
                              timeout=30, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
         if out.returncode != 0:
-            raise AssertionError(f"bin/ifconfig failed: {out.stderr.strip()}")
-        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+            raise AssertionError(f"bin/{tool} {' '.join(args)} failed: {out.stderr.strip()}")
+        text = out.stdout.strip()
+        try:
+            return dict(json.loads(text))
+        except ValueError:
+            return dict(json.loads(text.splitlines()[-1]))
+
+    def ifstat(self) -> dict[str, Any]:
+        """INET's view of the interface (bin/ifconfig --json), its TCP counters included."""
+        return self.tool_json("ifconfig", "--json")
 
     def board_stats(self) -> dict[str, Any]:
         """The board's device counters (bin/hwctl stats): the NIC's, its wire's included."""
-        out = subprocess.run([sys.executable, str(REPO / "bin" / "hwctl"), "--run-dir",
-                              str(self.run_dir), "stats"], capture_output=True, text=True,
-                             timeout=30, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        if out.returncode != 0:
-            raise AssertionError(f"bin/hwctl stats failed: {out.stderr.strip()}")
-        return dict(json.loads(out.stdout))
+        return self.tool_json("hwctl", "stats")
 
     def halt(self) -> None:
         self.system.halt()
