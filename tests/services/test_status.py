@@ -28,9 +28,9 @@ def test_status_of_a_live_service_shows_its_policy_ipc_and_heartbeat(make_system
     s = boot_rs(make_system, hello="period 250ms; backoff 2s; stable 30s; restarts 4 20s;")
     rd = ["--run-dir", str(s.run_dir)]
     # The heartbeat's round trip is known once RS has had one ping answered.  hello is idle
-    # in its loop (recv ANY) but while it answers a ping: until RS, busy with this very
-    # status request, takes the answer, its answer-then-receive call shows as "reply rs"
-    # (CI saw it once).  So the snapshot is asked for again.
+    # in its loop (recv ANY) but while it answers a heartbeat: SEF answers with a SENDREC
+    # RsReq.PING to RS, and until RS, busy with this very status request, replies, hello
+    # waits for it ("reply rs"; CI saw it once).  So the snapshot is asked for again.
     code, row = wait_for(lambda: (lambda r: r if r[1]["heartbeat_ms"] is not None
                                   and r[1]["ipc"] == "recv ANY" else None)(
         status_json(s, "hello")), what="a heartbeat answered, hello idle in its loop")
