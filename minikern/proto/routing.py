@@ -251,6 +251,7 @@ class Admission:
         domain (``kernel``, ``bus``), or the domain and ``_uid`` (``_pid``) for the bound
         per uid (per process)."""
         refused: list[str] = []
+        self.on_events(4 * batch)  # the kernel may have been woken by a monitor alone: drain it
         for _ in range(batch):
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK)

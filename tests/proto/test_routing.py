@@ -73,3 +73,35 @@ def test_a_request_that_is_not_zap_is_dropped(ctx: zmq.Context[Any]) -> None:
     finally:
         asker.close(0)
         admission.close()
+
+
+def test_a_wakeup_by_the_monitor_alone_drains_it(ctx: zmq.Context[Any], tmp_path: Path) -> None:
+    """The kernel polls the monitors too and calls on_requests when one is readable: with no
+    request waiting, the events must still be read, or the monitor stays readable and the
+    kernel's poll returns at once, over and over (a spinning kernel: recovery under load
+    took twice as long until the next sweep or request drained it)."""
+    admission = routing.Admission(ctx)
+    router = ctx.socket(zmq.ROUTER)
+    bounded = admission.guard(router, "kernel", LIMIT)
+    address = f"ipc://{tmp_path}/r.sock"
+    router.bind(address)
+    d = ctx.socket(zmq.DEALER)
+    d.setsockopt(zmq.LINGER, 0)
+    try:
+        d.connect(address)
+        d.send(b"hi")
+
+        def heard() -> bool:
+            admission.on_requests(64)
+            return bool(router.poll(0))
+        wait_for(heard, 10, "the connection admitted")
+        wait_for(lambda: admission.on_requests(64) == [] and not bounded.monitor.poll(0), 10,
+                 "the accept read")
+        d.close(0)
+        wait_for(lambda: bounded.monitor.poll(0), 10, "the disconnect on the monitor")
+        assert admission.on_requests(64) == []  # woken by the monitor, no request waiting
+        assert not bounded.monitor.poll(0), "the monitor's events were left unread"
+    finally:
+        d.close(0)
+        admission.close()
+        router.close(0)
