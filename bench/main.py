@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    cli.interruptible()  # kill -TERM too halts its systems and stops its load (bench/load.py)
     mod = importlib.import_module(BENCHMARKS[args.what][0])
     result = mod.run(args)
     print(mod.report(result))

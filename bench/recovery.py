@@ -153,12 +153,12 @@ def _client_queue() -> Iterator[int | None]:
     """This process in CLIENT_QUEUE for the body (its own queue back after); the queue, or
     None if the host refused (not root)."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
+    sched.bound()  # a server's queue is real-time as root: bounded as a server is
     refused = sched.apply(os.getpid(), CLIENT_QUEUE)
     try:
         yield CLIENT_QUEUE if refused is None else None
     finally:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-        sched.set_slice(os.getpid(), nice, 0)  # and the host's default slice again
+        sched.apply(os.getpid(), sched.queue_of(nice))  # every thread, and its class
 
 
 def _on_system(args: argparse.Namespace, script: str | None, hang: bool) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -127,7 +126,7 @@ def _trial(job: Job) -> dict[str, Any]:
     global _interrupted
     if _interrupted:  # the campaign is stopping: a worker takes no new trial
         raise KeyboardInterrupt("the campaign was interrupted")
-    _interruptible()
+    cli.interruptible()
     injections, drivers, seed, period, work, net_peer = job
     try:
         return trial.run_trial([Injection(**i) for i in injections], drivers, seed, period,
@@ -264,23 +263,9 @@ def _net_peer(trials: list[dict[str, Any]]) -> str | None:
     return ",".join(peers) or None
 
 
-def _stop(signo: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signo}")
-
-
-def _interruptible() -> None:
-    """Ctrl-C, ``kill -INT`` and ``kill -TERM`` stop the campaign cleanly (each running trial
-    halts its systems and deletes its namespace), also when it was started in the background
-    by a shell, which makes its jobs ignore SIGINT."""
-    if threading.current_thread() is not threading.main_thread():
-        return  # a Dask worker runs trials in a thread: its own process handles signals
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _interruptible()
+    cli.interruptible()
     if args.plan:
         plan = make_plan(args.seed, args.faults, args.drivers, args.types)
         print(json.dumps([i.asdict() for i in plan]))

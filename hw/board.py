@@ -47,7 +47,7 @@ from hw.board_fastpath import FastPath
 from hw.board_machine import Audit, Machine
 from hw.uart import PtyBackend, SerialBackend, SocketBackend
 from hw.wire import TapWire, UdpWire, Wire, WireUnavailable
-from minikern import hosttools, ipc, params, sef
+from minikern import hosttools, ipc, params, sched, sef
 from minikern.const import Err
 from minikern.proto import Message, codec
 from minikern.proto import bus as wire
@@ -113,7 +113,7 @@ def make_disk(path: Path) -> Path:
 def format_disk(path: Path) -> None:
     tool = hosttools.find("mkfs.minix")
     if tool is not None:
-        done = subprocess.run([tool, "-3", str(path)], capture_output=True, text=True)
+        done = subprocess.run(sched.weighted([tool, "-3", str(path)]), capture_output=True, text=True)
         if done.returncode == 0:
             return
         print(f"hw: {tool} -3 {path} failed ({done.stderr.strip()}); using MFS's mkfs", flush=True)

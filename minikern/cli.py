@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -213,3 +215,18 @@ def detached(conn: ipc.Connection) -> bool:
     except IpcError:
         return False
     return False
+
+
+def _stop(signo: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signo}")
+
+
+def interruptible() -> None:
+    """Ctrl-C, ``kill -INT`` and ``kill -TERM`` stop a long tool (bin/experiment, bin/bench)
+    cleanly, its ``finally`` blocks run (its systems halted, its load processes and
+    namespaces gone), also when a shell started it in the background, which makes its jobs
+    ignore SIGINT.  Only in the main thread (a Dask worker runs trials in a thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)

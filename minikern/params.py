@@ -98,6 +98,14 @@ NICE_PER_QUEUE = 2  # host nice steps per scheduling queue: USER_Q is nice 0, qu
 # the host time slice (Linux's EEVDF custom slice, 6.12 and later) of a process in a queue
 # above USER_Q, in microseconds (0: the host's default, 0.7 to 3 ms); minikern/sched.py
 SYSTEM_SLICE_US = int(os.environ.get("MINIKERN_SYSTEM_SLICE_US", "300"))
+# booted as root, the queues above TEMPLATE_QUEUE are also SCHED_RR, bounded (minikern/sched.py;
+# MINIKERN_REALTIME=0: weights and slices only) ...
+REALTIME = os.environ.get("MINIKERN_REALTIME", "1") != "0"
+RT_PRIORITY_BASE = 10  # ... at real-time priorities above this one (queue 0 highest) ...
+RT_BOUND_US = 500_000  # ... until a thread runs this long without blocking: SIGXCPU, demoted ...
+RT_PENALTY = float(os.environ.get("MINIKERN_RT_PENALTY", "5"))  # ... for this long (s; MINIX's
+#   sched balances its queues every 5 s) ...
+RT_KILL_GRACE_US = 1_000_000  # ... and killed by the host if still real-time this much later
 DOWN_GRACE = 2.0  # seconds a stopped service gets after SIGTERM before SIGKILL (MINIX down)
 RS_RETRY = 0.005  # seconds before RS retries a non-blocking send the peer was not ready for
 

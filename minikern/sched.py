@@ -28,20 +28,59 @@ A negative nice needs CAP_SYS_NICE (root).  Without it the host refuses to
 raise a priority: ``apply`` then leaves the process where it is (nice 0, the
 same as a user program's) and says so, and only queues below USER_Q (a nice
 above 0) are applied; the short slice of a system process is, all the same.
-No real-time class is used: a Python server that spins under load would, as
-SCHED_RR, hold a core against everything else on the host.
-Nor for RS alone, though it is event-driven: traced under load (README,
-"Performance"), RS's own steps in a restart take under 1 ms of the 15 to 40;
-the rest is the kernel, the new instance's start, DS and the client, which a
-real-time RS cannot shorten.  The template processes start and import in
-params.TEMPLATE_QUEUE (minikern/kernel/spawn.py), below every service.
+The template processes start and import in params.TEMPLATE_QUEUE
+(minikern/kernel/spawn.py), below every service.
+
+A weight and a slice still leave a woken system process behind a CPU loop now
+and then, and a restart is some twenty wake-ups in a row (the kernel, RS, the
+template, DS, the client: README, "Recovery under load, traced"); with two CPU
+loops on two cores the median restart doubled.  So, booted as root, the queues
+above the templates' (RT_QUEUES: the kernel and RS, the drivers, DS, the
+servers) are also real-time, SCHED_RR at a real-time priority in MINIX's order
+(queue 0 highest, ``rt_priority``), and bounded, as issue 14 asks ("SCHED_RR
+with a bound"):
+
+* RLIMIT_RTTIME: a thread that runs params.RT_BOUND_US of CPU without once
+  blocking gets SIGXCPU.  ``bound`` (installed in every process: the template's
+  first step, the kernel's) answers it by demoting every thread of the process
+  to SCHED_OTHER at its nice value, saying so on the console, and by taking the
+  class back after params.RT_PENALTY seconds, as MINIX's scheduler lowers a
+  process that used up its quantum and raises it again in ``balance_queues``.
+  A spinning process holds a core for RT_BOUND_US at a time, then gets one
+  share among many for RT_PENALTY: a duty cycle of under a tenth.
+* the hard limit, RT_BOUND_US + RT_KILL_GRACE_US: a process that did not give up
+  the class (its handler could not run, or ignored the signal) is killed by
+  the host, and RS restarts it as for any signal;
+* the order itself: RS and the kernel are above every driver and server, so
+  whatever spins below them, they still run to ping it and restart it;
+* the host's own reserve for the weighted class (sched_rt_runtime_us, 95% by
+  default, or the fair server on Linux 6.12 and later).
+
+To take its class back once it has dropped root (a protection domain), a
+process needs an RLIMIT_RTPRIO of its priority, which ``apply`` sets where the
+host lets it raise a hard limit (CAP_SYS_RESOURCE, which a container may
+withhold); without it a demotion is for the rest of the instance's life, said
+so on the console, and the instance runs as it would without the class.  A process a real-time
+one starts (a recovery script, mkfs) is started through ``weighted`` in the
+weighted class: it is not a system process.  Without root (or where the host
+refuses SCHED_RR, as a container without real-time bandwidth does) the weight
+and the slice are all there is, and nothing else changes; ``policy`` reads the
+class back (``bin/ps``).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
+import resource
+import shutil
+import signal
 import struct
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from minikern import params
 from minikern.const import IDLE_Q, KERNEL_Q, NR_SCHED_QUEUES, USER_Q
@@ -74,26 +113,131 @@ def queue_of(nice: int) -> int:
     return max(KERNEL_Q, min(IDLE_Q, q))
 
 
+RT_QUEUES = range(KERNEL_Q, params.TEMPLATE_QUEUE + 1)  # the queues real-time as root
+T = TypeVar("T")
+
+
+def rt_priority(queue: int) -> int:
+    """The SCHED_RR priority of a queue in RT_QUEUES: queue 0 highest, all above
+    params.RT_PRIORITY_BASE (the host's own real-time threads, at 50 and 99, stay above)."""
+    return params.RT_PRIORITY_BASE + (RT_QUEUES.stop - queue)
+
+
+def _threads(pid: int) -> list[int]:
+    """The thread ids of process ``pid`` (just the pid if /proc cannot say)."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return [pid]
+
+
 def apply(pid: int, queue: int) -> str | None:
-    """Put process ``pid`` in ``queue``; None when done, else why the host refused.
+    """Put process ``pid`` in ``queue``, every thread it has; None when done, else why the
+    host refused the nice value (a refused real-time class is not an error: see above).
 
     A process that has gone meanwhile is no error (it is being replaced)."""
     want = nice_of(queue)
     refused = None
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, want)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        if current(pid) != queue:  # else placed already (minikern/template.py, while root)
-            refused = (f"the host refused nice {want} for queue {queue} (a raised priority "
-                       "needs CAP_SYS_NICE: boot as root)")
-    try:  # the slice needs no privilege: a system process gets it at the nice it has
-        set_slice(pid, os.getpriority(os.PRIO_PROCESS, pid),
-                  params.SYSTEM_SLICE_US if queue < USER_Q else 0)
-    except ProcessLookupError:
-        return None
+    for tid in _threads(pid):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, want)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            if current(tid) != queue:  # else placed already (minikern/template.py, while root)
+                refused = (f"the host refused nice {want} for queue {queue} (a raised priority "
+                           "needs CAP_SYS_NICE: boot as root)")
+        # the slice needs no privilege: a system process gets it at the nice it has; it also
+        # puts the thread in SCHED_OTHER, which is all there is for a queue not in RT_QUEUES
+        with contextlib.suppress(ProcessLookupError):
+            set_slice(tid, os.getpriority(os.PRIO_PROCESS, tid),
+                      params.SYSTEM_SLICE_US if queue < USER_Q else 0)
+    if queue in RT_QUEUES and params.REALTIME and refused is None:
+        _realtime(pid, rt_priority(queue))
+    else:  # nor may it make itself real-time (a template inherits the kernel's allowance)
+        with contextlib.suppress(OSError):
+            resource.prlimit(pid, resource.RLIMIT_RTPRIO, (0, 0))
     return refused
+
+
+def _realtime(pid: int, priority: int) -> bool:
+    """SCHED_RR at ``priority`` for every thread of ``pid``, under its bound; False if the
+    host refused (not root, no real-time bandwidth) or the process is gone."""
+    soft, hard = params.RT_BOUND_US, params.RT_BOUND_US + params.RT_KILL_GRACE_US
+    try:
+        now = resource.prlimit(pid, resource.RLIMIT_RTTIME)[1]
+        if now != resource.RLIM_INFINITY and now < hard:  # never raised (CAP_SYS_RESOURCE)
+            soft, hard = min(soft, now), now
+        resource.prlimit(pid, resource.RLIMIT_RTTIME, (soft, hard))
+        with contextlib.suppress(PermissionError):  # a hard limit raised needs CAP_SYS_RESOURCE
+            resource.prlimit(pid, resource.RLIMIT_RTPRIO, (priority, priority))
+        for tid in _threads(pid):
+            os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(priority))
+    except (PermissionError, ProcessLookupError):
+        return False
+    return True
+
+
+def policy(pid: int) -> str | None:
+    """``rr`` or ``other``: the host scheduling class of ``pid``'s main thread; None if gone."""
+    try:
+        return "rr" if os.sched_getscheduler(pid) == os.SCHED_RR else "other"
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def bound() -> None:
+    """In this process: answer SIGXCPU (RLIMIT_RTTIME's soft limit, set by ``apply``) by
+    demoting every thread to SCHED_OTHER, and take the real-time class back after
+    params.RT_PENALTY seconds.  Nothing to do in a process that is never real-time."""
+    signal.signal(signal.SIGXCPU, _demote)
+
+
+def bounded(fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn``, run with ``bound`` installed first (the kernel's entry point)."""
+    def run() -> T:
+        bound()
+        return fn()
+    return run
+
+
+def _demote(signo: int, frame: Any) -> None:
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_RR:
+            return  # a second SIGXCPU from a thread demoted meanwhile
+        priority = os.sched_getparam(0).sched_priority
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+        for tid in _threads(os.getpid()):
+            with contextlib.suppress(ProcessLookupError):
+                set_slice(tid, nice, params.SYSTEM_SLICE_US)  # SCHED_OTHER, at the same nice
+    except OSError:
+        return
+    back = os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= priority
+    print(f"{_name()}: demoted from SCHED_RR "
+          + (f"for {params.RT_PENALTY:g} s" if back else "for good (no privilege to return)")
+          + f": a thread ran {params.RT_BOUND_US // 1000} ms without blocking",
+          file=sys.stderr, flush=True)
+    if back:
+        again = threading.Timer(params.RT_PENALTY, _realtime, (os.getpid(), priority))
+        again.daemon = True
+        again.start()
+
+
+def _name() -> str:
+    try:
+        with open("/proc/self/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return str(os.getpid())
+
+
+def weighted(argv: list[str]) -> list[str]:
+    """``argv`` to run a program from a real-time process in SCHED_OTHER (at the nice value
+    it inherits): a child of SCHED_RR would otherwise inherit the class, and the bound's
+    SIGXCPU, which would kill it; ``argv`` itself from any other process, or where
+    util-linux's chrt is missing."""
+    chrt = shutil.which("chrt") if os.sched_getscheduler(0) == os.SCHED_RR else None
+    return [chrt, "--other", "0", *argv] if chrt else argv
 
 
 SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(os.uname().machine)

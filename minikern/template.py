@@ -20,7 +20,7 @@ import sys
 
 import zmq  # noqa: F401  (imported ahead of need: this is what the template saves)
 
-from minikern import domain, ipc, params, sef
+from minikern import domain, ipc, params, sched, sef
 from minikern.proto import codec, startup
 
 PR_SET_NAME = 15
@@ -34,6 +34,7 @@ def _prctl(option: int, arg: int | bytes) -> None:
 
 def main() -> None:
     fd, kernel_pid = int(sys.argv[1]), int(sys.argv[2])
+    sched.bound()  # its queue may be real-time: SIGXCPU demotes it (minikern/sched.py)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != kernel_pid:  # the kernel died before the prctl took effect
         os._exit(0)

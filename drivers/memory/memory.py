@@ -33,7 +33,7 @@ import tempfile
 from drivers.block import framework
 from drivers.block.framework import Geometry, WaitInterrupt
 from drivers.memory.segment import Info, Refused, Segment
-from minikern import ds, hosttools, params, sef, shm
+from minikern import ds, hosttools, params, sched, sef, shm
 from minikern.const import SECTOR_SIZE, DsFlag
 from minikern.ipc import IpcError, KernelGone
 
@@ -153,7 +153,7 @@ class MemoryDriver:
         fd, name = tempfile.mkstemp(prefix=".ram-", suffix=".img", dir=scratch)
         try:
             os.ftruncate(fd, self.segment.size)
-            done = subprocess.run([tool, "-3", name], capture_output=True, text=True,
+            done = subprocess.run(sched.weighted([tool, "-3", name]), capture_output=True, text=True,
                                   timeout=MKFS_TIMEOUT, stdin=subprocess.DEVNULL)
             if done.returncode != 0:
                 self.log(f"{tool} -3 failed ({done.stderr.strip()}): the RAM disk is left "

@@ -13,8 +13,10 @@ listed with ``user`` true; operator tools, this one included, are not.
 (``running``, ``recv ANY``, ``recv X``, ``send X``, ``sendrec X`` while the
 request waits to be taken, ``reply X`` while its answer is awaited, ``kcall``),
 its scheduling queue as the host has it now (``pri``: 0 highest, user programs
-7, minikern/sched.py; ``nice`` in the JSON), and the reason of the last failure
-RS saw.  ``--pid LABEL`` prints that service's pid alone (``kill -9 $(bin/ps
+7, minikern/sched.py; ``nice`` in the JSON) and its host scheduling class
+(``class``: ``rr`` for the bounded real-time class a system queue has when booted as
+root, ``other`` for the weighted one, and for a system process demoted from it), and
+the reason of the last failure RS saw.  ``--pid LABEL`` prints that service's pid alone (``kill -9 $(bin/ps
 --pid rtl8139)``), or exits 1 with a line on stderr when it is not running.  With --json: one JSON array of
 objects with the same keys (``ipc`` among them, with ``wait`` and ``peer``
 raw), and the raw figures bin/top turns into rates: ``cpu_s`` (CPU seconds
@@ -37,7 +39,7 @@ if TYPE_CHECKING:  # the rest is imported where it is used: `ps --help` loads no
     from minikern import ipc
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
-LONG = (*COLUMNS, "pri", "ipc", "last_reason")
+LONG = (*COLUMNS, "pri", "class", "ipc", "last_reason")
 WAITS = {"send": "send", "recv": "recv", "sendrec-send": "sendrec", "sendrec-recv": "reply"}
 
 
@@ -57,7 +59,7 @@ def _usage(pid: int | None) -> dict[str, Any]:
     import psutil
     from minikern import sched
     none: dict[str, Any] = {"cpu": None, "cpu_s": None, "rss_mb": None, "uptime": None,
-                            "pri": None, "nice": None}
+                            "pri": None, "nice": None, "class": None}
     if pid is None:
         return none
     try:
@@ -69,7 +71,7 @@ def _usage(pid: int | None) -> dict[str, Any]:
     age, used = max(time.time() - born, 1e-3), t.user + t.system
     return {"cpu": round(used / age * 100, 1), "cpu_s": round(used, 3),
             "rss_mb": round(rss / (1 << 20), 1), "uptime": round(age, 3),
-            "pri": sched.queue_of(nice), "nice": nice}
+            "pri": sched.queue_of(nice), "nice": nice, "class": sched.policy(pid)}
 
 
 def _number(value: object) -> float | None:
@@ -117,7 +119,7 @@ def collect(conn: ipc.Connection) -> list[dict[str, Any]]:
         rows.append({"label": svc["label"], "endpoint": None, "pid": None,
                      "state": svc["state"], "incarnation": svc["incarnation"], "uptime": None,
                      "cpu": None, "cpu_s": None, "rss_mb": None, "pri": None, "nice": None,
-                     "manager": RS, "user": False,
+                     "class": None, "manager": RS, "user": False,
                      "last_reason": svc.get("last_reason"), "ipc": None, "wait": None,
                      "peer": None, "priv": None, "received": None, "heartbeat_ms": None,
                      "restart_in": _number(svc.get("restart_in"))})

@@ -1,7 +1,7 @@
 import sys
 from pathlib import Path
 
-from minikern import events
+from minikern import events, sched
 from minikern.kernel.main import main
 
-events.run_boot(Path(sys.argv[1]), main)
+events.run_boot(Path(sys.argv[1]), sched.bounded(main))

@@ -48,7 +48,7 @@ from typing import IO
 
 import psutil
 
-from minikern import cli, params
+from minikern import cli, params, sched
 from minikern.const import Err
 from minikern.loop import Loop
 from minikern.proto import Message, scriptchan
@@ -107,7 +107,7 @@ class ScriptRunner:
         args = [label, reason, str(incarnation)]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            proc = subprocess.Popen(["/bin/sh", str(path), *args], stdin=theirs.fileno(),
+            proc = subprocess.Popen(sched.weighted(["/bin/sh", str(path), *args]), stdin=theirs.fileno(),
                                     stdout=out, stderr=subprocess.STDOUT, env=env,
                                     cwd=cli.REPO_ROOT, start_new_session=True)
         except OSError as e:

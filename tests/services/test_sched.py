@@ -88,7 +88,11 @@ def test_apply_raises_a_priority_as_root_and_says_why_not_otherwise() -> None:
     assert sched.apply(p.pid, 1) is None  # gone: being replaced, no error
 
 
-def test_a_system_queue_gets_a_short_slice_and_a_user_queue_the_default() -> None:
+def test_a_system_queue_gets_a_short_slice_and_a_user_queue_the_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the weighted class's slice: all a system process has without root or the real-time
+    # class, and what it keeps while demoted from it (tests/services/test_sched_rt.py)
+    monkeypatch.setattr(params, "REALTIME", False)
     p = _child()
     try:
         sched.apply(p.pid, USER_Q)  # a user program's (this test's process may be a server's)
@@ -107,7 +111,15 @@ def test_a_system_queue_gets_a_short_slice_and_a_user_queue_the_default() -> Non
 
 def thread_slices(pid: int) -> set[int | None]:
     """The time slices of every thread of ``pid`` (libzmq's I/O threads among them)."""
-    return {sched.slice_us(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+    return {sched.slice_us(tid) for tid in _tids(pid)}
+
+
+def _tids(pid: int) -> list[int]:
+    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def _rr_priority(tid: int) -> int | None:
+    return os.sched_getparam(tid).sched_priority if sched.policy(tid) == "rr" else None
 
 
 CONF = """
@@ -131,8 +143,15 @@ def test_rs_places_every_instance_in_its_queue(
     pids = {label: service(s, label)["pid"] for label in want}
     # below the user programs' queue every host allows it; above it only with CAP_SYS_NICE
     assert sched.current(pids["agent"]) == 10
-    if sched.slice_us(s.system.kernel.pid) is not None:  # every thread of a system process
-        for pid in (s.system.kernel.pid, pids["ds"], pids["hello"]):
+    system = (s.system.kernel.pid, pids["hello"], pids["ds"])  # queues 0, 2, 3
+    if sched.policy(s.system.kernel.pid) == "rr":  # root, and the host grants real-time
+        # every thread of a system process (libzmq's I/O threads among them), in order
+        prios = [{_rr_priority(t) for t in _tids(pid)} for pid in system]
+        assert [len(p) for p in prios] == [1, 1, 1] and None not in set.union(*prios), prios
+        assert [p.pop() for p in prios] == [sched.rt_priority(q) for q in (KERNEL_Q, 2, 3)]
+        assert {_rr_priority(t) for t in _tids(pids["agent"])} == {None}
+    elif sched.slice_us(s.system.kernel.pid) is not None:  # every thread of a system process
+        for pid in system:
             assert thread_slices(pid) == {params.SYSTEM_SLICE_US}, pid
         assert params.SYSTEM_SLICE_US not in thread_slices(pids["agent"])
     if ROOT:
