@@ -95,8 +95,9 @@ def test_system_queues_are_real_time_in_minix_order_bounded(
     # the kernel and RS, the drivers, DS, the servers and the templates are real-time, each
     # queue above the next; the queues of the user programs and the one above them are not
     assert rt == [q for q in queues if q <= params.TEMPLATE_QUEUE]
-    prios = [got[q] for q in rt]
-    assert None not in prios and min(p for p in prios if p) > params.RT_PRIORITY_BASE
+    assert all(got[q] is not None for q in rt), got
+    prios = [got[q] or 0 for q in rt]
+    assert min(prios) > params.RT_PRIORITY_BASE
     assert prios == sorted(prios, reverse=True) and len(set(prios)) == len(prios)
     assert got[USER_Q - 1] is None and got[USER_Q] is None
     for q, p in zip(queues, procs, strict=True):
