@@ -91,6 +91,11 @@ class Rig:
         scripts = ScriptRunner(tmp, self.loop, scripts_dir) if scripts_dir else None
         self.rs = Supervisor(self.kernel, conf, tmp, self.loop,
                              Identity(self.kernel), scripts=scripts)  # type: ignore[arg-type]
+        # the pids are made up (or this test's own): RS's placements are recorded, never
+        # applied to whatever host process has the pid (as root, a real-time class with a
+        # bound whose SIGXCPU would kill this test's process: minikern/sched.py)
+        self.placed: list[tuple[str, int, int]] = []
+        self.rs.prioritize = lambda *how: self.placed.append(how)  # type: ignore[method-assign]
 
     @property
     def now(self) -> float:

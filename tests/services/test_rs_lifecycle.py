@@ -256,3 +256,15 @@ def test_the_table_refuses_what_makes_no_sense() -> None:
                    (State.UP, Event.OP_START), (State.DOWN, Event.FAILED)]:
         with pytest.raises(BadTransition):
             transition(st, ev)
+
+
+def test_every_instance_is_placed_in_its_queue_a_restarted_one_too(tmp_path: Path) -> None:
+    r = Rig(tmp_path, "period off; backoff off; priority 2;")
+    r.start()
+    assert r.x is not None and r.x.instance is not None
+    first = r.x.instance.pid
+    r.crash()
+    r.run_to(r.now)
+    r.init_done()
+    assert r.x.instance is not None and r.x.instance.pid != first
+    assert r.placed == [("x", first, 2), ("x", r.x.instance.pid, 2)]
