@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: boot test lint bench clean host-tools
+.PHONY: boot test lint bench clean host-tools bytecode
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "'$(PYTHON) -m venv' failed:" \
@@ -14,7 +14,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-boot: $(STAMP)
+# Every component starts as a fresh Python process, and a template imports the libraries
+# ahead of need (minikern/template.py): from source that is twice the CPU of a start from
+# bytecode (0.26 against 0.11 s measured), paid on every restart.  pip compiles an installed
+# package's bytecode; this tree runs from source, and hosts that set PYTHONDONTWRITEBYTECODE
+# would never cache it, so it is compiled here (only what changed; about 0.3 s when current).
+bytecode: $(STAMP)
+	$(PY) -m compileall -q -j 0 minikern drivers services hw userland bench experiment tests
+
+boot: $(STAMP) bytecode
 	$(PY) bin/boot
 
 # The Linux-peer tests use ping(8) and ip(8), the disk tests util-linux's mkfs.minix and
@@ -32,7 +40,7 @@ host-tools:
 	    echo "could not install them: those tests will be skipped"; \
 	fi
 
-test: $(STAMP) host-tools
+test: $(STAMP) host-tools bytecode
 	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)
@@ -41,3 +49,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +
