@@ -136,6 +136,8 @@ def apply(pid: int, queue: int) -> str | None:
     host refused the nice value (a refused real-time class is not an error: see above).
 
     A process that has gone meanwhile is no error (it is being replaced)."""
+    if pid == os.getpid() and _pending:  # a placement of its own replaces a demotion's return
+        _pending.pop().cancel()
     want = nice_of(queue)
     refused = None
     for tid in _threads(pid):
@@ -218,9 +220,18 @@ def _demote(signo: int, frame: Any) -> None:
           + f": a thread ran {params.RT_BOUND_US // 1000} ms without blocking",
           file=sys.stderr, flush=True)
     if back:
-        again = threading.Timer(params.RT_PENALTY, _realtime, (os.getpid(), priority))
+        again = threading.Timer(params.RT_PENALTY, _return, (priority,))
         again.daemon = True
+        _pending[:] = [again]
         again.start()
+
+
+_pending: list[threading.Timer] = []  # this process's return to its class, when demoted
+
+
+def _return(priority: int) -> None:
+    _pending.clear()
+    _realtime(os.getpid(), priority)
 
 
 def _name() -> str:

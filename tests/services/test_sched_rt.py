@@ -130,8 +130,7 @@ def test_a_spinning_process_is_demoted_at_its_bound_then_takes_its_class_back(
     monkeypatch.setattr(params, "RT_BOUND_US", 100_000)  # the bound apply sets on it
     p = _start(SPINNER, ready=True, MINIKERN_RT_PENALTY="1")  # the penalty it serves
     procs.append(p)
-    sched.apply(p.pid, 2)
-    assert sched.policy(p.pid) == "rr"
+    sched.apply(p.pid, 2)  # (it may be demoted before this test runs again: it says so below)
     wait_for(lambda: sched.policy(p.pid) == "other", 20, "the spinner demoted")
     assert p.poll() is None  # demoted, not killed: the hard limit was never reached
     assert os.getpriority(os.PRIO_PROCESS, p.pid) == sched.nice_of(2)  # its weight kept
