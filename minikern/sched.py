@@ -35,10 +35,11 @@ A weight and a slice still leave a woken system process behind a CPU loop now
 and then, and a restart is some twenty wake-ups in a row (the kernel, RS, the
 template, DS, the client: README, "Recovery under load, traced"); with two CPU
 loops on two cores the median restart doubled.  So, booted as root, the queues
-above the templates' (RT_QUEUES: the kernel and RS, the drivers, DS, the
-servers) are also real-time, SCHED_RR at a real-time priority in MINIX's order
-(queue 0 highest, ``rt_priority``), and bounded, as issue 14 asks ("SCHED_RR
-with a bound"):
+down to the templates' (RT_QUEUES: the kernel and RS, the drivers, DS, the
+servers, and the template pool, whose refill must keep up with restarts
+behind CPU loops) are also real-time, SCHED_RR at a real-time priority in
+MINIX's order (queue 0 highest, ``rt_priority``), and bounded, as issue 14
+asks ("SCHED_RR with a bound"):
 
 * RLIMIT_RTTIME: a thread that runs params.RT_BOUND_US of CPU without once
   blocking gets SIGXCPU.  ``bound`` (installed in every process: the template's
