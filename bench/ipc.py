@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 
 from bench import positive
-from minikern import cli, ipc, sysconf
+from minikern import cli, ipc, sched, sysconf
 from minikern.proto import codec
 from minikern.boot import System
 from minikern.proto import Message
@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def pin(pid: int, cpus: set[int]) -> None:
     """Every thread of ``pid`` (ZeroMQ's I/O thread too) onto ``cpus``."""
-    for task in os.listdir(f"/proc/{pid}/task"):
+    for task in sched.threads(pid):
         try:
-            os.sched_setaffinity(int(task), cpus)
+            os.sched_setaffinity(task, cpus)
         except OSError:
             pass
 

@@ -98,7 +98,7 @@ NICE_PER_QUEUE = 2  # host nice steps per scheduling queue: USER_Q is nice 0, qu
 # the host time slice (Linux's EEVDF custom slice, 6.12 and later) of a process in a queue
 # above USER_Q, in microseconds (0: the host's default, 0.7 to 3 ms); minikern/sched.py
 SYSTEM_SLICE_US = int(os.environ.get("MINIKERN_SYSTEM_SLICE_US", "300"))
-# booted as root, the queues above TEMPLATE_QUEUE are also SCHED_RR, bounded (minikern/sched.py;
+# booted as root, the queues down to TEMPLATE_QUEUE are also SCHED_RR, bounded (minikern/sched.py;
 # MINIKERN_REALTIME=0: weights and slices only) ...
 REALTIME = os.environ.get("MINIKERN_REALTIME", "1") != "0"
 RT_PRIORITY_BASE = 10  # ... at real-time priorities above this one (queue 0 highest) ...

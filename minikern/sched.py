@@ -124,8 +124,9 @@ def rt_priority(queue: int) -> int:
     return params.RT_PRIORITY_BASE + (RT_QUEUES.stop - queue)
 
 
-def _threads(pid: int) -> list[int]:
-    """The thread ids of process ``pid`` (just the pid if /proc cannot say)."""
+def threads(pid: int) -> list[int]:
+    """The thread ids of process ``pid`` (just the pid if /proc cannot say): a nice value,
+    a class or an affinity is set per thread on Linux."""
     try:
         return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
@@ -141,7 +142,7 @@ def apply(pid: int, queue: int) -> str | None:
         _pending.pop().cancel()
     want = nice_of(queue)
     refused = None
-    for tid in _threads(pid):
+    for tid in threads(pid):
         try:
             os.setpriority(os.PRIO_PROCESS, tid, want)
         except ProcessLookupError:
@@ -174,7 +175,7 @@ def _realtime(pid: int, priority: int) -> bool:
         resource.prlimit(pid, resource.RLIMIT_RTTIME, (soft, hard))
         with contextlib.suppress(PermissionError):  # a hard limit raised needs CAP_SYS_RESOURCE
             resource.prlimit(pid, resource.RLIMIT_RTPRIO, (priority, priority))
-        for tid in _threads(pid):
+        for tid in threads(pid):
             os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(priority))
     except (PermissionError, ProcessLookupError):
         return False
@@ -210,7 +211,7 @@ def _demote(signo: int, frame: Any) -> None:
             return  # a second SIGXCPU from a thread demoted meanwhile
         priority = os.sched_getparam(0).sched_priority
         nice = os.getpriority(os.PRIO_PROCESS, 0)
-        for tid in _threads(os.getpid()):
+        for tid in threads(os.getpid()):
             with contextlib.suppress(ProcessLookupError):
                 set_slice(tid, nice, params.SYSTEM_SLICE_US)  # SCHED_OTHER, at the same nice
     except OSError:

@@ -16,6 +16,7 @@ from minikern.const import IDLE_Q, KERNEL_Q, USER_Q
 from minikern.sysconf import ConfError
 from services.rs.policy import Policy
 from tests.conftest import SystemUnderTest, wait_for
+from tests.services.test_sched_rt import rr_priority
 from tests.services.rs_helpers import service, wait_event, wait_state
 
 ROOT = os.geteuid() == 0
@@ -111,15 +112,7 @@ def test_a_system_queue_gets_a_short_slice_and_a_user_queue_the_default(
 
 def thread_slices(pid: int) -> set[int | None]:
     """The time slices of every thread of ``pid`` (libzmq's I/O threads among them)."""
-    return {sched.slice_us(tid) for tid in _tids(pid)}
-
-
-def _tids(pid: int) -> list[int]:
-    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
-
-
-def _rr_priority(tid: int) -> int | None:
-    return os.sched_getparam(tid).sched_priority if sched.policy(tid) == "rr" else None
+    return {sched.slice_us(tid) for tid in sched.threads(pid)}
 
 
 CONF = """
@@ -146,10 +139,10 @@ def test_rs_places_every_instance_in_its_queue(
     system = (s.system.kernel.pid, pids["hello"], pids["ds"])  # queues 0, 2, 3
     if sched.policy(s.system.kernel.pid) == "rr":  # root, and the host grants real-time
         # every thread of a system process (libzmq's I/O threads among them), in order
-        prios = [{_rr_priority(t) for t in _tids(pid)} for pid in system]
+        prios = [{rr_priority(t) for t in sched.threads(pid)} for pid in system]
         assert [len(p) for p in prios] == [1, 1, 1] and None not in set.union(*prios), prios
         assert [p.pop() for p in prios] == [sched.rt_priority(q) for q in (KERNEL_Q, 2, 3)]
-        assert {_rr_priority(t) for t in _tids(pids["agent"])} == {None}
+        assert {rr_priority(t) for t in sched.threads(pids["agent"])} == {None}
     elif sched.slice_us(s.system.kernel.pid) is not None:  # every thread of a system process
         for pid in system:
             assert thread_slices(pid) == {params.SYSTEM_SLICE_US}, pid

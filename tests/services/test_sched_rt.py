@@ -76,11 +76,9 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
         _reap(p)
 
 
-def _rr_priority(pid: int) -> int | None:
-    """The SCHED_RR priority of ``pid``'s thread, None if it is not SCHED_RR."""
-    if os.sched_getscheduler(pid) != os.SCHED_RR:
-        return None
-    return os.sched_getparam(pid).sched_priority
+def rr_priority(tid: int) -> int | None:
+    """The SCHED_RR priority of thread ``tid``, None if it is not SCHED_RR."""
+    return os.sched_getparam(tid).sched_priority if sched.policy(tid) == "rr" else None
 
 
 def test_system_queues_are_real_time_in_minix_order_bounded(
@@ -90,7 +88,7 @@ def test_system_queues_are_real_time_in_minix_order_bounded(
     for q in queues:
         procs.append(_start(SLEEPER))
         assert sched.apply(procs[-1].pid, q) is None
-    got = {q: _rr_priority(p.pid) for q, p in zip(queues, procs, strict=True)}
+    got = {q: rr_priority(p.pid) for q, p in zip(queues, procs, strict=True)}
     rt = [q for q in queues if q in sched.RT_QUEUES]
     # the kernel and RS, the drivers, DS, the servers and the templates are real-time, each
     # queue above the next; the queues of the user programs and the one above them are not
@@ -115,12 +113,12 @@ def test_every_thread_is_placed_and_a_user_queue_takes_the_class_away(
         realtime: None, procs: list[subprocess.Popen[str]]) -> None:
     p = _start(THREADS, ready=True)
     procs.append(p)
-    tids = [int(t) for t in os.listdir(f"/proc/{p.pid}/task")]
+    tids = sched.threads(p.pid)
     assert len(tids) == 4
     sched.apply(p.pid, 2)
-    assert {_rr_priority(t) for t in tids} == {sched.rt_priority(2)}
+    assert {rr_priority(t) for t in tids} == {sched.rt_priority(2)}
     sched.apply(p.pid, USER_Q)
-    assert {_rr_priority(t) for t in tids} == {None}
+    assert {rr_priority(t) for t in tids} == {None}
     assert {os.getpriority(os.PRIO_PROCESS, t) for t in tids} == {0}
 
 
@@ -135,7 +133,7 @@ def test_a_spinning_process_is_demoted_at_its_bound_then_takes_its_class_back(
     assert p.poll() is None  # demoted, not killed: the hard limit was never reached
     assert os.getpriority(os.PRIO_PROCESS, p.pid) == sched.nice_of(2)  # its weight kept
     # root: it may take the class back, at its own priority, after the penalty
-    wait_for(lambda: _rr_priority(p.pid) == sched.rt_priority(2), 20, "the class back")
+    wait_for(lambda: rr_priority(p.pid) == sched.rt_priority(2), 20, "the class back")
     p.kill()
     _, err = p.communicate()
     assert "demoted from SCHED_RR for 1 s: a thread ran" in err
