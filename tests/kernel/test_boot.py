@@ -69,7 +69,9 @@ def test_a_signal_to_foreground_boot_shuts_down_cleanly(tmp_path: Path, signo: i
     try:
         wait_for(lambda: cli.kernel_pid(run_dir) and (run_dir / "operator.key").exists(),
                  what="kernel up")
-        wait_for(lambda: "started hello" in (run_dir / "console.log").read_text(),
+        # a deadline for a hang, not a time asserted: the fresh-clone CI of the real-time tree
+        # once passed 10 s here (cause not found; two other runs passed)
+        wait_for(lambda: "started hello" in (run_dir / "console.log").read_text(), 30,
                  what="boot image up")
         pids = system_pids(run_dir)
         boot.send_signal(signo)
