@@ -28,6 +28,8 @@ is a driver's *answer* EDEADSRCDST: only the kernel can say that the driver
 died, and an answer with that status (a kernel call of the driver's own
 that failed, its code passed on) comes from a driver that is alive, whose
 successor would never come.
+Once the process has taken the kernel's SHUTDOWN (``ctx.shutting_down``), no
+successor is waited for: a dead driver fails the request at once.
 
 While it waits for a new driver, and every BDEV_HEARTBEAT_CHECK during a
 long run of requests (a caller blocked in SENDREC takes no notification, so
@@ -170,6 +172,7 @@ class BlockDevice:
         eio = restarts = 0
         while True:
             if self.driver is None:
+                self.gone_for_good()
                 self.find_driver(dead=None)
             driver = self.driver or 0
             if time.monotonic() - self.looked > params.BDEV_HEARTBEAT_CHECK:
@@ -182,6 +185,7 @@ class BlockDevice:
             if status == Err.OK:
                 return r
             if died or status == Err.ERESTART:
+                self.gone_for_good()
                 restarts += 1
                 if restarts > params.BDEV_RESTART_RETRIES:
                     raise IpcError(Err.EIO, f"{self.label} restarted {restarts - 1} times "
@@ -196,6 +200,13 @@ class BlockDevice:
             else:
                 raise IpcError(status, f"{self.label}: {r.get('error', 'refused')}")
             self.retries += 1
+
+    def gone_for_good(self) -> None:
+        """At shutdown no driver comes back (RS and DS are going too, the driver perhaps gone
+        already): a request that would wait for one fails at once, so the caller's shutdown
+        hook ends within the grace instead of being killed in the wait."""
+        if self.ctx.shutting_down:
+            raise IpcError(Err.EDEADSRCDST, f"{self.label}: driver gone at shutdown")
 
     def granted(self, driver: int) -> int:
         """Our buffer's grant to ``driver``, made anew for each new driver endpoint."""

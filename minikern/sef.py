@@ -60,6 +60,7 @@ class Context:
     run_dir: Path
     memory: mmap.mmap | None
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    shutting_down: bool = False  # SHUTDOWN came: the hooks run, nothing restarts any more
     _loop: Loop | None = None
 
     @property
@@ -119,6 +120,7 @@ def filtered(ctx: Context, m: Message) -> bool:
             inject_fault(str(reply.get("fault")), reply.get("spec"))
         return True
     if m.kind == Kind.KERNEL and m.type == KMsg.SHUTDOWN:
+        ctx.shutting_down = True
         for hook in ctx.on_shutdown:
             hook()
         sys.exit(0)

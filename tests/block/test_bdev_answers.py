@@ -43,7 +43,8 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
 
 
 def device(kernel: ScriptedKernel, monkeypatch: pytest.MonkeyPatch) -> bdev.BlockDevice:
-    ctx = cast(sef.Context, type("Ctx", (), {"conn": kernel, "memory": bytearray(BDEV_MAX_IO)}))
+    ctx = cast(sef.Context, type("Ctx", (), {"conn": kernel, "memory": bytearray(BDEV_MAX_IO),
+                                             "shutting_down": False}))
     dev = bdev.BlockDevice(ctx, "memory", 0, subscribe=False)
     monkeypatch.setattr(dev, "pause", lambda seconds: None)  # no RS heartbeat to answer here
     dev.open()
@@ -78,6 +79,21 @@ def test_the_kernels_edeadsrcdst_waits_for_the_successor_and_resends(
     assert transfers(kernel) == [OLD, NEW]
     assert (NEW, BdevReq.OPEN) in kernel.sent  # reopened on the successor before the resend
     assert dev.driver == NEW and dev.driver_restarts_seen == 1
+
+
+def test_at_shutdown_a_dead_driver_fails_the_request_without_waiting(
+        monkeypatch: pytest.MonkeyPatch, waits: list[int | None]) -> None:
+    """After SEF took the kernel's SHUTDOWN no successor comes (RS is going too): a file
+    server's last CLOSE must fail at once, not wait BDEV_RECOVERY_WAIT and be killed."""
+    kernel = ScriptedKernel([IpcError(Err.EDEADSRCDST, "sendrec")])
+    dev = device(kernel, monkeypatch)
+    dev.ctx.shutting_down = True
+    looked = list(waits)  # the open's lookup of the driver
+    with pytest.raises(IpcError) as gone:
+        dev.close()
+    assert gone.value.code == Err.EDEADSRCDST
+    assert waits == looked  # nobody waited for a successor
+    assert dev.grant is None  # the last close still revoked the buffer's grant
 
 
 def test_an_answer_erestart_reopens_and_resends(

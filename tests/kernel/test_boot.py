@@ -55,6 +55,11 @@ def test_detach_then_halt_leaves_nothing(tmp_path: Path) -> None:
     r = run(str(BIN / "halt"), "--run-dir", str(run_dir))
     assert r.returncode == 0, r.stderr
     assert all(gone(p) for p in pids)  # halt returned only once every process was gone
+    # ... and each went by itself, at its SHUTDOWN, none killed at the grace's end (the file
+    # servers' last CLOSE once waited for a successor of a driver that had exited)
+    console = (run_dir / "console.log").read_text()
+    exits = re.findall(r"(\S+) \(endpoint \d+, pid \d+\) exited with (.*)", console)
+    assert exits and all(how == "status 0" for _, how in exits), exits
     assert run(str(BIN / "halt"), "--run-dir", str(run_dir)).returncode == 2  # none to halt
     assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
 
