@@ -8,7 +8,7 @@ builds or parses frames.
 """
 from __future__ import annotations
 
-from enum import IntEnum, IntFlag
+from enum import Enum, IntEnum, IntFlag
 
 PROTO = 1  # protocol version, first field of every header
 # The type a receiver gives a message whose body does not decode (the kernel forwards bodies
@@ -91,6 +91,20 @@ class Kind(IntEnum):
     MESSAGE = 1  # a message from SEND / SENDREC / SENDNB / REPLYRECV
     NOTIFY = 2  # a notification (no payload; timestamp or IRQ bitmap in aux)
     KERNEL = 3  # a message from the kernel itself (source SYSTEM)
+
+
+class Wait(Enum):
+    """What a process is blocked in (the kernel's table; GETINFO's ``wait``, ``peer`` on whom)."""
+    READY = "ready"  # not in a trap
+    SEND = "send"  # SEND blocked until peer receives
+    RECV = "recv"  # RECEIVE blocked until peer (or ANY) sends
+    SENDREC_SEND = "sendrec-send"  # SENDREC, request not yet taken
+    SENDREC_RECV = "sendrec-recv"  # SENDREC, request taken, waiting for the reply
+    KCALL = "kcall"  # kernel call forwarded to the board, waiting for its answer
+
+
+ON_PEER = frozenset({Wait.SEND.value, Wait.SENDREC_SEND.value, Wait.SENDREC_RECV.value})  # waits
+# that last until ``peer`` takes the message or answers
 
 
 class KCall(IntEnum):

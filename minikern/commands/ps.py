@@ -33,14 +33,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from minikern import cli
-from minikern.const import ANY, NONE, RS, SYSTEM, Err, RsReq
+from minikern.const import ANY, NONE, RS, SYSTEM, Err, RsReq, Wait
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `ps --help` loads no ZeroMQ
     from minikern import ipc
 
 COLUMNS = ("label", "endpoint", "pid", "state", "incarnation", "uptime", "cpu", "rss_mb")
 LONG = (*COLUMNS, "pri", "class", "ipc", "last_reason")
-WAITS = {"send": "send", "recv": "recv", "sendrec-send": "sendrec", "sendrec-recv": "reply"}
+WAITS = {Wait.SEND.value: "send", Wait.RECV.value: "recv", Wait.SENDREC_SEND.value: "sendrec",
+         Wait.SENDREC_RECV.value: "reply"}
 
 
 def ipc_state(wait: str, peer: int, names: dict[int, str]) -> str:

@@ -17,9 +17,8 @@ import zmq
 
 from minikern.proto import bus as wire, codec
 from minikern import params
-from minikern.const import HARDWARE, HW, SYSTEM, Err, Kind
+from minikern.const import HARDWARE, HW, SYSTEM, Err, Kind, Wait
 from minikern.kernel import ipc
-from minikern.kernel.proc import Wait
 
 if TYPE_CHECKING:
     from minikern.kernel.main import Kernel

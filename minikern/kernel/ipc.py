@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from minikern import params
 from minikern.proto import codec
-from minikern.const import ANY, CLOCK, HARDWARE, NR_PROCS, SYSTEM, Call, Err, Kind
+from minikern.const import ANY, CLOCK, HARDWARE, NR_PROCS, SYSTEM, Call, Err, Kind, Wait
 from minikern.kernel import system
-from minikern.kernel.proc import Proc, Wait
+from minikern.kernel.proc import Proc
 
 if TYPE_CHECKING:
     from minikern.kernel.main import Kernel

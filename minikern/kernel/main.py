@@ -38,11 +38,11 @@ from minikern import domain, events, params
 from minikern.proto import bus as wire, codec, image, routing, startup
 from minikern.proto.peercred import PeerCred
 from minikern.const import (CLOCK, HW, NONE, NR_PROCS, NR_SCHED_QUEUES, PROTO, RS, Call, Err,
-                            KCall, Kind, KMsg, err_name)
+                            KCall, Kind, KMsg, Wait, err_name)
 from minikern.kernel import grant, ipc, system
 from minikern.kernel.bus import Bus
 from minikern.kernel.priv import Priv
-from minikern.kernel.proc import Proc, ProcTable, Wait
+from minikern.kernel.proc import Proc, ProcTable
 from minikern.kernel.spawn import Spawner
 
 _NB = int(zmq.NOBLOCK)

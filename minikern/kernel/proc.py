@@ -9,21 +9,11 @@ Invariants (the kernel loop keeps them; nothing else writes these fields):
 """
 from __future__ import annotations
 
-import enum
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from minikern.const import FIRST_DYNAMIC_SLOT, GENERATION_SIZE, NR_PROCS, make_endpoint
+from minikern.const import FIRST_DYNAMIC_SLOT, GENERATION_SIZE, NR_PROCS, Wait, make_endpoint
 from minikern.kernel.priv import Priv
-
-
-class Wait(enum.Enum):
-    READY = "ready"  # not in a trap
-    SEND = "send"  # SEND blocked until peer receives
-    RECV = "recv"  # RECEIVE blocked until peer (or ANY) sends
-    SENDREC_SEND = "sendrec-send"  # SENDREC, request not yet taken
-    SENDREC_RECV = "sendrec-recv"  # SENDREC, request taken, waiting for the reply
-    KCALL = "kcall"  # kernel call forwarded to the board, waiting for its answer
 
 
 @dataclass(eq=False)

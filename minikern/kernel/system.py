@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from minikern import params
 from minikern.proto import bus, codec
-from minikern.const import HW, SYSTEM, Err, IrqOp, KCall, Kind, err_name
+from minikern.const import HW, SYSTEM, Err, IrqOp, KCall, Kind, Wait, err_name
 from minikern.kernel import grant
-from minikern.kernel.proc import Proc, Wait
+from minikern.kernel.proc import Proc
 
 if TYPE_CHECKING:
     from minikern.kernel.main import Kernel

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from minikern import domain, params, programs, sched
-from minikern.const import HW, Err, KCall
+from minikern.const import HW, ON_PEER, Err, KCall
 from minikern.identity import Identity
 from minikern.ipc import IpcError
 from minikern.loop import Loop
@@ -422,10 +422,12 @@ class Lifecycle:
         spent = starvation.starved(inst.sched, self.sched_of(inst.pid), period)
         relied = [starvation.starved(before, self.sched_of(pid), period)
                   for before, pid in zip(inst.relied, self.relied_on(), strict=False)]
-        if spent is None and not any(relied):  # it slept, and no one it waits on starved
-            return False
+        if spent is None and not any(relied):  # it slept: on a peer that starved?
+            relied.append(self.peer_starved(inst, period))
+            if not any(relied):  # no one it waits on starved
+                return False
         received = None
-        if spent is None:  # blocked on the kernel or the board, which waited for a CPU
+        if spent is None:  # blocked on the kernel, the board or its peer, which waited
             spent = next(r for r in relied if r is not None)
         elif not starvation.hardly_ran(spent, period):  # busy: serving, or looping?
             received = self.received_of(inst.endpoint)
@@ -440,6 +442,25 @@ class Lifecycle:
                            waited_ms=round(spent.waited * 1000), ran_ms=round(spent.ran * 1000),
                            received=received)
         return True
+
+    def peer_starved(self, inst: Instance, period: float) -> Sched | None:
+        """If ``inst`` is blocked sending to another service (GETINFO's wait and peer: a
+        network driver in its SENDREC to INET, say) that waited a period for a CPU since its
+        own last sign of life: how long that one ran and waited.  Drivers are queued above
+        the servers, so a driver spinning elsewhere starves INET first, and the driver
+        blocked on it next (the 10,000-fault campaign, three trials side by side)."""
+        try:
+            procs = self.conn.kcall(KCall.GETINFO).get("procs", [])
+        except IpcError:
+            return None
+        me = next((p for p in procs if p.get("endpoint") == inst.endpoint), None)
+        if me is None or me.get("wait") not in ON_PEER or type(me.get("peer")) is not int:
+            return None
+        peer = self.by_endpoint.get(me["peer"])
+        other = peer.instance if peer is not None else None
+        if other is None or other is inst or other.endpoint != me["peer"]:
+            return None
+        return starvation.starved(other.sched, self.sched_of(other.pid), period)
 
     def received_of(self, endpoint: int) -> int | None:
         """The kernel's count of messages delivered to ``endpoint`` (GETINFO)."""

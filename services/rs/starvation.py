@@ -23,7 +23,12 @@ one period, the host was too busy to tell yet:
 
 A service that did not wait (it slept: blocked) is starved all the same if
 the processes every service waits on, the kernel (all IPC) and the board (all
-device access), waited a period for a CPU meanwhile.  Each more period counts
+device access), waited a period for a CPU meanwhile, or the service it is
+blocked sending to (the kernel's GETINFO: ``wait`` SEND or SENDREC, ``peer``)
+waited a period since its own last answer: with the real-time class the
+drivers are queued above the servers, so a driver spinning on one core starves
+INET, and rtl8139, asleep in its SENDREC to INET, misses its pings (the
+10,000-fault campaign's three trials side by side).  Each more period counts
 from when RS looks (RS, starved too, may look late), at most
 HEARTBEAT_STARVED_MAX in a row; then the rule is MINIX's again.  An endless
 loop beside two CPU hogs (it runs a third of the time) is busy and receives

@@ -203,3 +203,34 @@ def test_a_service_blocked_on_a_starved_kernel_is_given_time(
     assert (r.state() is State.UP) == kernel_starved
     if kernel_starved:
         assert r.events("starved")[0]["periods"] == 1
+
+
+@pytest.mark.parametrize(("wait", "peer_starved", "spared"), [
+    ("sendrec-recv", True, True), ("send", True, True), ("sendrec-recv", False, False),
+    ("recv", True, False)])
+def test_a_service_blocked_on_a_starved_peer_is_given_time(
+        tmp_path: Path, wait: str, peer_starved: bool, spared: bool) -> None:
+    """A driver asleep in its SENDREC to a server that waits for a CPU (rtl8139's PULL to
+    INET, while a driver of higher queue spins) is starved, not hung; asleep in RECEIVE, or
+    blocked on a server that is not waiting for a CPU, it is hung at two periods."""
+    r = Rig(tmp_path, f"period {PERIOD:g}s; backoff off;")
+    sched = Dependent(r)
+    sched.at0 = r.now
+    r.rs.sched_of = sched
+    r.rs.received_of = Delivered(r)
+    r.start()
+    r.rs.autostart(["dep"])
+    peer = r.rs.services["dep"].instance
+    assert peer is not None and r.x is not None and r.x.instance is not None
+    r.rs.init_done(peer.endpoint)  # its last sign of life: the sample its wait counts from
+    sched.starved_pid = peer.pid if peer_starved else -2
+    x = r.x.instance
+    r.kernel.procs.append({"endpoint": x.endpoint, "pid": x.pid, "label": "x", "wait": wait,
+                           "peer": peer.endpoint})
+    t0 = r.now
+    r.run_to(t0 + 2 * PERIOD + EPS)
+    assert (r.state() is State.UP) == spared
+    if spared:
+        assert r.events("starved")[0]["periods"] == 1
+    else:
+        assert r.events("starved") == [] and r.kills() == [signal.SIGKILL]
