@@ -59,9 +59,11 @@ def make_image(path: Path, megabytes: int = DISK_MB) -> None:
 
 
 def fsck(image: Path) -> tuple[bool, str]:
-    """``fsck.minix -f`` (check only): clean, and what it said."""
+    """``fsck.minix -f`` (check only): clean, and what it said (a damaged directory's names
+    come out as they are on the disk, not UTF-8: escaped, never an error of the check's own)."""
     r = subprocess.run([str(tool("fsck.minix")), "-f", str(image)], capture_output=True,
-                       text=True, stdin=subprocess.DEVNULL, timeout=300)
+                       text=True, errors="backslashreplace", stdin=subprocess.DEVNULL,
+                       timeout=300)
     return r.returncode == 0, (r.stdout + r.stderr).strip()
 
 
