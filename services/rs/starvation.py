@@ -9,8 +9,11 @@ nanoseconds the task has run on a CPU and has waited on a run queue for one
 service has either run (an endless loop) or slept (blocked for good); a starved
 one has mostly waited.
 
-So when the hang is due, RS compares the service's main thread now with the
-sample it took at the last answer.  If the thread waited for a CPU at least
+So when the hang is due, RS compares the service's threads now with the
+sample it took at the last answer (their sums: a ping's answer needs libzmq's
+I/O thread as well as the main thread, and each may wait for a CPU in turn,
+neither a whole period; with the real-time class, behind a spinning driver
+of the same queue, the main thread alone hid half of the wait).  If the thread waited for a CPU at least
 one period, the host was too busy to tell yet:
 
     starved  it ran less than a quarter period (a ping's answer takes a few
@@ -38,6 +41,7 @@ nothing is starved and the rule is MINIX's.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -48,12 +52,23 @@ class Sched(NamedTuple):
 
 
 def read(pid: int) -> Sched | None:
-    """The main thread's CPU and run-queue times, or None (gone, or no schedstat)."""
+    """The CPU and run-queue times of all the process's threads, or None (gone, or no
+    schedstat).  A thread that ended since the last sample takes its times with it: the
+    sums may then fall, which reads as not starved (MINIX's rule)."""
+    ran = waited = 0
     try:
-        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
-        return Sched(int(fields[0]) / 1e9, int(fields[1]) / 1e9)
-    except (OSError, ValueError, IndexError):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return None
+    for tid in tasks:
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+            ran, waited = ran + int(fields[0]), waited + int(fields[1])
+        except FileNotFoundError:
+            continue  # that thread ended meanwhile
+        except (OSError, ValueError, IndexError):
+            return None
+    return Sched(ran / 1e9, waited / 1e9) if tasks else None
 
 
 def starved(before: Sched | None, now: Sched | None, period: float) -> Sched | None:

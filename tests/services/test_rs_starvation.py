@@ -161,6 +161,37 @@ def test_read_gives_this_process_its_own_times_or_none_for_a_missing_one() -> No
     assert read(2 ** 22 + 1) is None  # beyond pid_max: no such process
 
 
+def test_read_counts_every_thread_not_the_main_one_alone() -> None:
+    """A ping's answer runs on libzmq's I/O thread too: a process's times are its threads'."""
+    import os
+    import threading
+    import time
+
+    before = read(os.getpid())
+    if before is None:
+        pytest.skip("no /proc/<pid>/schedstat on this kernel (CONFIG_SCHED_INFO off)")
+    main = Path(f"/proc/{os.getpid()}/schedstat")
+    main_before = int(main.read_text().split()[0]) / 1e9
+
+    burnt, done = threading.Event(), threading.Event()
+
+    def burn() -> None:  # 0.2 s of this thread's own CPU, however long the host takes
+        while time.thread_time() < 0.2:
+            pass
+        burnt.set()
+        done.wait(10)  # alive while it is read: an ended thread takes its times with it
+    t = threading.Thread(target=burn)
+    t.start()
+    try:
+        assert burnt.wait(20)
+        after = read(os.getpid())
+    finally:
+        done.set()
+        t.join()
+    assert after is not None and after.ran - before.ran >= 0.2
+    assert int(main.read_text().split()[0]) / 1e9 - main_before < 0.2  # it slept meanwhile
+
+
 def test_rs_looking_late_gives_one_period_from_when_it_looks(tmp_path: Path) -> None:
     # RS, starved too, runs its timer long after the hang was due: one more period from
     # then, not all the periods it missed in one go
