@@ -449,11 +449,7 @@ class Lifecycle:
         own last sign of life: how long that one ran and waited.  Drivers are queued above
         the servers, so a driver spinning elsewhere starves INET first, and the driver
         blocked on it next (the 10,000-fault campaign, three trials side by side)."""
-        try:
-            procs = self.conn.kcall(KCall.GETINFO).get("procs", [])
-        except IpcError:
-            return None
-        me = next((p for p in procs if p.get("endpoint") == inst.endpoint), None)
+        me = self.proc_info(inst.endpoint)
         if me is None or me.get("wait") not in ON_PEER or type(me.get("peer")) is not int:
             return None
         peer = self.by_endpoint.get(me["peer"])
@@ -464,12 +460,17 @@ class Lifecycle:
 
     def received_of(self, endpoint: int) -> int | None:
         """The kernel's count of messages delivered to ``endpoint`` (GETINFO)."""
+        got = (self.proc_info(endpoint) or {}).get("received")
+        return got if type(got) is int else None
+
+    def proc_info(self, endpoint: int) -> dict[str, Any] | None:
+        """The kernel's GETINFO entry of ``endpoint`` (None: not there, or no answer)."""
         try:
             procs = self.conn.kcall(KCall.GETINFO).get("procs", [])
         except IpcError:
             return None
-        got = next((p.get("received") for p in procs if p.get("endpoint") == endpoint), None)
-        return got if type(got) is int else None
+        return next((p for p in procs if type(p) is dict and p.get("endpoint") == endpoint),
+                    None)
 
     def on_timer(self, svc: Svc, timer: Timer, now: float) -> None:
         inst, period = svc.instance, svc.policy.period or 0.0

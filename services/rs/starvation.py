@@ -13,8 +13,8 @@ So when the hang is due, RS compares the service's threads now with the
 sample it took at the last answer (their sums: a ping's answer needs libzmq's
 I/O thread as well as the main thread, and each may wait for a CPU in turn,
 neither a whole period; with the real-time class, behind a spinning driver
-of the same queue, the main thread alone hid half of the wait).  If the thread waited for a CPU at least
-one period, the host was too busy to tell yet:
+of the same queue, the main thread alone hid half of the wait).  If they
+waited for a CPU at least one period, the host was too busy to tell yet:
 
     starved  it ran less than a quarter period (a ping's answer takes a few
              milliseconds of CPU): the verdict waits one more period;
@@ -41,9 +41,10 @@ nothing is starved and the rule is MINIX's.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
+
+from minikern import sched
 
 
 class Sched(NamedTuple):
@@ -55,20 +56,16 @@ def read(pid: int) -> Sched | None:
     """The CPU and run-queue times of all the process's threads, or None (gone, or no
     schedstat).  A thread that ended since the last sample takes its times with it: the
     sums may then fall, which reads as not starved (MINIX's rule)."""
-    ran = waited = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for tid in tasks:
+    ran = waited = read_any = 0
+    for tid in sched.threads(pid):
         try:
             fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
-            ran, waited = ran + int(fields[0]), waited + int(fields[1])
+            ran, waited, read_any = ran + int(fields[0]), waited + int(fields[1]), 1
         except FileNotFoundError:
-            continue  # that thread ended meanwhile
+            continue  # that thread ended meanwhile (or the process: then none is read)
         except (OSError, ValueError, IndexError):
             return None
-    return Sched(ran / 1e9, waited / 1e9) if tasks else None
+    return Sched(ran / 1e9, waited / 1e9) if read_any else None
 
 
 def starved(before: Sched | None, now: Sched | None, period: float) -> Sched | None:

@@ -6,7 +6,10 @@ HEARTBEAT_STARVED_MAX times in a row; one that ran without waiting, slept (block
 looped without receiving is hung, as MINIX's RS has it."""
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -154,7 +157,7 @@ def test_waiting_a_period_is_what_starvation_needs() -> None:
 
 
 def test_read_gives_this_process_its_own_times_or_none_for_a_missing_one() -> None:
-    me = read(__import__("os").getpid())
+    me = read(os.getpid())
     if me is None:
         pytest.skip("no /proc/<pid>/schedstat on this kernel (CONFIG_SCHED_INFO off)")
     assert me.ran > 0 and me.waited >= 0
@@ -163,10 +166,6 @@ def test_read_gives_this_process_its_own_times_or_none_for_a_missing_one() -> No
 
 def test_read_counts_every_thread_not_the_main_one_alone() -> None:
     """A ping's answer runs on libzmq's I/O thread too: a process's times are its threads'."""
-    import os
-    import threading
-    import time
-
     before = read(os.getpid())
     if before is None:
         pytest.skip("no /proc/<pid>/schedstat on this kernel (CONFIG_SCHED_INFO off)")
@@ -221,7 +220,6 @@ class Dependent(Scheduler):
 @pytest.mark.parametrize("kernel_starved", [True, False])
 def test_a_service_blocked_on_a_starved_kernel_is_given_time(
         tmp_path: Path, kernel_starved: bool) -> None:
-    import os
     r = Rig(tmp_path, f"period {PERIOD:g}s; backoff off;")
     sched = Dependent(r)
     sched.at0 = r.now
